@@ -1,0 +1,163 @@
+//! The delivery state machine and the classification of one attempt's outcome.
+
+use crate::retry::RetryPolicy;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// `pending` → `delivered` | `failed`; a manual retry moves `failed` back to `pending`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "delivered" => Some(Self::Delivered),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// What one HTTP attempt produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptOutcome {
+    pub started_at: OffsetDateTime,
+    pub duration: Duration,
+    /// 0 when no response arrived (connection error, timeout, refused address).
+    pub status_code: u16,
+    /// Short error text without secrets; `None` on success.
+    pub error: Option<String>,
+    /// The first 4 KiB of the response body (lossy UTF-8).
+    pub response_body: Option<String>,
+    /// Parsed `Retry-After` on 429/503.
+    pub retry_after: Option<Duration>,
+}
+
+impl AttemptOutcome {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status_code)
+    }
+}
+
+/// What happens to the delivery after an attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    Delivered,
+    /// Stay pending; next attempt at this instant.
+    RetryAt(OffsetDateTime),
+    /// No more attempts. `gone` = the receiver answered 410 (disable the webhook).
+    Failed { gone: bool },
+}
+
+/// Decides the next state after attempt number `attempt` (1-based) out of `max_attempts`.
+pub fn classify(
+    outcome: &AttemptOutcome,
+    attempt: u32,
+    max_attempts: u32,
+    policy: &RetryPolicy,
+    now: OffsetDateTime,
+    unit_random: f64,
+) -> Verdict {
+    if outcome.is_success() {
+        return Verdict::Delivered;
+    }
+    if outcome.status_code == 410 {
+        return Verdict::Failed { gone: true };
+    }
+    if attempt >= max_attempts {
+        return Verdict::Failed { gone: false };
+    }
+    let mut wait = policy.delay_after(attempt, unit_random);
+    if matches!(outcome.status_code, 429 | 503) {
+        if let Some(ra) = outcome.retry_after {
+            wait = wait.max(ra.min(crate::retry::MAX_RETRY_AFTER));
+        }
+    }
+    Verdict::RetryAt(now + wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn outcome(code: u16, retry_after: Option<u64>) -> AttemptOutcome {
+        AttemptOutcome {
+            started_at: datetime!(2024-01-01 0:00 UTC),
+            duration: Duration::from_millis(3),
+            status_code: code,
+            error: None,
+            response_body: None,
+            retry_after: retry_after.map(Duration::from_secs),
+        }
+    }
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy { jitter: 0.0, ..RetryPolicy::default() }
+    }
+
+    const NOW: OffsetDateTime = datetime!(2024-01-01 0:00 UTC);
+
+    #[test]
+    fn any_2xx_is_delivered() {
+        for c in [200, 201, 204, 299] {
+            assert_eq!(classify(&outcome(c, None), 1, 8, &policy(), NOW, 0.5), Verdict::Delivered);
+        }
+    }
+
+    #[test]
+    fn redirects_client_and_server_errors_and_no_response_are_retried() {
+        for c in [0, 301, 302, 400, 404, 500, 502] {
+            assert_eq!(
+                classify(&outcome(c, None), 1, 8, &policy(), NOW, 0.5),
+                Verdict::RetryAt(NOW + Duration::from_secs(60)),
+                "{c}"
+            );
+        }
+    }
+
+    #[test]
+    fn last_attempt_failure_fails_the_delivery() {
+        assert_eq!(classify(&outcome(500, None), 8, 8, &policy(), NOW, 0.5), Verdict::Failed { gone: false });
+    }
+
+    #[test]
+    fn gone_fails_at_once() {
+        assert_eq!(classify(&outcome(410, None), 1, 8, &policy(), NOW, 0.5), Verdict::Failed { gone: true });
+    }
+
+    #[test]
+    fn retry_after_on_429_and_503_wins_when_longer_and_is_capped() {
+        let p = policy();
+        assert_eq!(
+            classify(&outcome(429, Some(600)), 1, 8, &p, NOW, 0.5),
+            Verdict::RetryAt(NOW + Duration::from_secs(600))
+        );
+        assert_eq!(
+            classify(&outcome(503, Some(5)), 1, 8, &p, NOW, 0.5),
+            Verdict::RetryAt(NOW + Duration::from_secs(60))
+        );
+        assert_eq!(
+            classify(&outcome(500, Some(600)), 1, 8, &p, NOW, 0.5),
+            Verdict::RetryAt(NOW + Duration::from_secs(60)),
+            "Retry-After only counts on 429/503"
+        );
+        assert_eq!(
+            classify(&outcome(429, Some(10 * 86400)), 1, 8, &p, NOW, 0.5),
+            Verdict::RetryAt(NOW + Duration::from_secs(86400))
+        );
+    }
+}
