@@ -1,1 +1,17 @@
+//! Herald's delivery engine.
+//!
+//! * [`resolver`]: DNS with the SSRF guard — every address is checked by the one
+//!   [`IpPolicy`](herald_domain::IpPolicy) and the connection goes to the checked address.
+//! * [`sender`]: one signed HTTP attempt, classified into an
+//!   [`AttemptOutcome`](herald_domain::AttemptOutcome).
+//! * [`engine`]: the dispatcher (global and per-webhook caps), the outcome recorder and
+//!   the janitor. Lease, deliver, record: no transaction is open across an HTTP call.
 #![forbid(unsafe_code)]
+
+pub mod engine;
+pub mod resolver;
+pub mod sender;
+
+pub use engine::{Engine, EngineConfig, EngineHandle};
+pub use resolver::{GuardedResolver, HickoryLookup, Lookup, StaticLookup};
+pub use sender::{Sender, SenderConfig};

@@ -1,1 +1,168 @@
+//! Herald: durable, signed webhook delivery — the wiring of store, engine and API.
+//!
+//! [`Application::build`] opens the store, bootstraps the first account, binds the
+//! listener and returns; [`Application::run_until_stopped`] serves until the token is
+//! cancelled, then stops accepting, finishes in-flight attempts and releases leases.
+#![forbid(unsafe_code)]
 
+pub mod bench;
+pub mod settings;
+
+pub use settings::Settings;
+
+use anyhow::Context;
+use herald_api::{ApiConfig, AppState, TargetCheck};
+use herald_delivery::{Engine, EngineConfig, GuardedResolver, HickoryLookup, Lookup, Sender, SenderConfig};
+use herald_domain::{ApiKey, Clock, IpPolicy, TargetUrl, UrlError};
+use herald_store::{FanoutRules, Store};
+use herald_store_sqlite::SqliteStore;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use tokio_util::sync::CancellationToken;
+
+/// Dependencies that tests replace: the clock and the DNS lookup.
+pub struct Deps {
+    pub clock: Arc<dyn Clock>,
+    pub lookup: Option<Arc<dyn Lookup>>,
+}
+
+impl Default for Deps {
+    fn default() -> Self {
+        Self { clock: Arc::new(herald_domain::SystemClock), lookup: None }
+    }
+}
+
+/// A built, not yet running, Herald.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    store: Arc<dyn Store>,
+    router: axum::Router,
+    engine: Engine,
+    /// The key of the `default` account when this start created it without a bootstrap key.
+    pub created_key: Option<ApiKey>,
+}
+
+struct UrlVetter {
+    resolver: GuardedResolver,
+    require_https: bool,
+}
+
+impl TargetCheck for UrlVetter {
+    fn check<'a>(&'a self, url: &'a str) -> Pin<Box<dyn Future<Output = Result<TargetUrl, UrlError>> + Send + 'a>> {
+        Box::pin(async move {
+            let t = TargetUrl::parse(url, self.require_https, self.resolver.policy())?;
+            self.resolver.vet(&t).await?;
+            Ok(t)
+        })
+    }
+}
+
+/// The process-wide Prometheus recorder (installed once; later apps share it).
+pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
+    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+/// Opens the store named by the settings.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let url = settings.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.data_dir)
+            .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+        let store = SqliteStore::open(&url, settings.sqlite_durability())
+            .await
+            .with_context(|| format!("opening {url}"))?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        anyhow::bail!("PostgreSQL support is not built yet (see issue 3); use sqlite://")
+    } else {
+        anyhow::bail!("unsupported database URL {url:?}: expected sqlite:// or postgres://")
+    }
+}
+
+/// Creates the `default` account on first start. Returns the key when it was generated.
+pub async fn bootstrap(store: &dyn Store, settings: &Settings, clock: &dyn Clock) -> anyhow::Result<Option<ApiKey>> {
+    if store.account_count().await? > 0 {
+        return Ok(None);
+    }
+    let (key, generated) = match &settings.bootstrap_api_key {
+        Some(k) => (
+            ApiKey::parse(k).context("HERALD_BOOTSTRAP_API_KEY must be hk_ followed by 48 lowercase hex characters")?,
+            false,
+        ),
+        None => (ApiKey::generate(), true),
+    };
+    store.create_account("default", &key.hash(), clock.now()).await?;
+    Ok(generated.then_some(key))
+}
+
+impl Application {
+    pub async fn build(settings: Settings, deps: Deps) -> anyhow::Result<Self> {
+        let store = open_store(&settings).await?;
+        let created_key = bootstrap(store.as_ref(), &settings, deps.clock.as_ref()).await?;
+        let policy = IpPolicy { allow_private: settings.allow_private_targets, allow: settings.allow_cidrs.clone() };
+        let lookup: Arc<dyn Lookup> = match deps.lookup {
+            Some(l) => l,
+            None => Arc::new(HickoryLookup::from_system().map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?),
+        };
+        let resolver = GuardedResolver::new(lookup, policy);
+        let sender = Sender::new(
+            resolver.clone(),
+            deps.clock.clone(),
+            SenderConfig { require_https: settings.require_https, ..SenderConfig::default() },
+        )?;
+        let retry = settings.retry_policy();
+        let engine = Engine::new(
+            store.clone(),
+            Arc::new(sender),
+            deps.clock.clone(),
+            EngineConfig {
+                max_in_flight: settings.max_in_flight,
+                lease: settings.lease,
+                poll_interval: settings.poll_interval,
+                retry: retry.clone(),
+                ..EngineConfig::default()
+            },
+        );
+        let state = AppState::new(
+            store.clone(),
+            deps.clock.clone(),
+            Arc::new(UrlVetter { resolver, require_https: settings.require_https }),
+            ApiConfig {
+                fanout: FanoutRules { max_attempts: retry.max_attempts(), ..FanoutRules::default() },
+                ..ApiConfig::default()
+            },
+            metrics_handle(),
+        );
+        let router = herald_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        Ok(Self { listener, addr, store, router, engine, created_key })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Serves API and engine until `cancel`; then drains gracefully.
+    pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        let engine = self.engine.start(cancel.clone());
+        let shutdown = cancel.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await?;
+        engine.stopped().await;
+        Ok(())
+    }
+}

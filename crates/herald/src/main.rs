@@ -1,1 +1,111 @@
-fn main() {}
+#![forbid(unsafe_code)]
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use herald::{Application, Deps, Settings};
+use tokio_util::sync::CancellationToken;
+
+/// Herald: durable, signed webhook delivery.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Log as JSON lines.
+    #[arg(long, global = true, env = "HERALD_LOG_JSON", default_value_t = false)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API and the delivery engine.
+    Serve(Settings),
+    /// Apply the embedded database migrations and exit.
+    Migrate(Settings),
+    /// Manage accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Measure throughput and latency on a fresh SQLite database and a loopback sink.
+    Bench(herald::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Create an account and print its API key (shown once).
+    Create {
+        name: String,
+        #[command(flatten)]
+        settings: Settings,
+    },
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json { b.json().init() } else { b.init() }
+}
+
+async fn shutdown_signal(cancel: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown requested: stop accepting, finish in-flight attempts, release leases");
+    cancel.cancel();
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(settings) => {
+            init_tracing(cli.log_json);
+            let app = Application::build(settings, Deps::default()).await?;
+            if let Some(key) = &app.created_key {
+                println!("Created account 'default'. Its API key (shown once): {}", key.expose());
+            }
+            println!("herald listening on http://{}", app.local_addr());
+            let cancel = CancellationToken::new();
+            tokio::spawn(shutdown_signal(cancel.clone()));
+            app.run_until_stopped(cancel).await
+        }
+        Command::Migrate(settings) => {
+            init_tracing(cli.log_json);
+            herald::open_store(&settings).await?;
+            println!("migrations applied to {}", settings.database_url());
+            Ok(())
+        }
+        Command::Accounts { command: AccountsCommand::Create { name, settings } } => {
+            init_tracing(cli.log_json);
+            let store = herald::open_store(&settings).await?;
+            let key = herald_domain::ApiKey::generate();
+            let account = store
+                .create_account(&name, &key.hash(), time::OffsetDateTime::now_utc())
+                .await
+                .map_err(|e| match e {
+                    herald_store::StoreError::AlreadyExists => anyhow::anyhow!("an account named {name:?} already exists"),
+                    e => anyhow::Error::new(e),
+                })
+                .context("creating account")?;
+            println!("account {} ({})", account.name, account.id);
+            println!("api key (shown once): {}", key.expose());
+            Ok(())
+        }
+        Command::Bench(args) => herald::bench::run(args).await,
+    }
+}

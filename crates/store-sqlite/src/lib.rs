@@ -1,1 +1,804 @@
+//! SQLite implementation of [`herald_store::Store`]: one file, WAL, one writer.
+//!
+//! Writes go through a pool of exactly one connection, so they queue in the process
+//! instead of spinning on SQLite's busy handler; reads use a separate pool. A claim is
+//! one write transaction (SQLite has no `SKIP LOCKED`; the single writer serialises
+//! claims). Work signals are in-process only: SQLite is a one-process store.
 #![forbid(unsafe_code)]
+
+mod rows;
+
+use async_trait::async_trait;
+use herald_domain::{
+    AccountId, DeliveryId, DeliveryStatus, EventId, Filters, SecretSet, SigningSecret, Verdict, WebhookId, to_millis,
+};
+use herald_store::{
+    Account, Attempt, Claimed, Delivery, FanoutRules, NewEvent, NewWebhook, Outcome, Page, Published, Store,
+    StoreError, StoreResult, Webhook, WebhookPatch,
+};
+use rows::*;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, Transaction};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+/// How hard a commit tries to reach the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// WAL + `synchronous=NORMAL`: a commit survives a process crash (SIGKILL);
+    /// the last commits may be lost on power loss.
+    #[default]
+    Process,
+    /// WAL + `synchronous=FULL`: a commit survives power loss (fsync per commit).
+    PowerLoss,
+}
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+    signal: Arc<Notify>,
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::AlreadyExists,
+        _ => StoreError::Unavailable(Box::new(e)),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` (`sqlite://path`) and applies
+    /// the embedded migrations.
+    pub async fn open(url: &str, durability: Durability) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(unavailable)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(match durability {
+                Durability::Process => SqliteSynchronous::Normal,
+                Durability::PowerLoss => SqliteSynchronous::Full,
+            })
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-65536");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(opts.clone())
+            .await
+            .map_err(unavailable)?;
+        sqlx::migrate!("./migrations")
+            .run(&write)
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(unavailable)?;
+        Ok(Self { write, read, signal: Arc::new(Notify::new()) })
+    }
+
+    /// Applies migrations only (`herald migrate`).
+    pub async fn migrate(url: &str) -> StoreResult<()> {
+        Self::open(url, Durability::Process).await.map(|_| ())
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.write.begin().await.map_err(unavailable)
+    }
+
+    fn wake(&self) {
+        self.signal.notify_one();
+    }
+}
+
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serialises")
+}
+
+macro_rules! webhook_columns {
+    () => {
+        "id, account_id, url, description, events, filters, enabled, disabled_reason, \
+         auto_disabled_at, max_in_flight, created_at, updated_at, last_delivered_at"
+    };
+}
+
+macro_rules! delivery_columns {
+    () => {
+        "id, webhook_id, event_id, event_type, status, attempts, max_attempts, \
+         last_error, last_status_code, last_attempt_at, next_retry_at, created_at"
+    };
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.read).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn create_account(&self, name: &str, key_hash: &str, now: OffsetDateTime) -> StoreResult<Account> {
+        let id = AccountId::generate();
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?, ?, ?)")
+            .bind(id.as_str())
+            .bind(name)
+            .bind(to_millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("INSERT INTO api_keys (key_hash, account_id, created_at) VALUES (?, ?, ?)")
+            .bind(key_hash)
+            .bind(id.as_str())
+            .bind(to_millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Account { id, name: name.to_owned(), created_at: now })
+    }
+
+    async fn add_api_key(&self, account: &AccountId, key_hash: &str, now: OffsetDateTime) -> StoreResult<()> {
+        sqlx::query("INSERT INTO api_keys (key_hash, account_id, created_at) VALUES (?, ?, ?)")
+            .bind(key_hash)
+            .bind(account.as_str())
+            .bind(to_millis(now))
+            .execute(&self.write)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn account_count(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&self.write)
+            .await
+            .map_err(unavailable)?;
+        Ok(n as u64)
+    }
+
+    async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>> {
+        let row = sqlx::query(
+            "SELECT a.id, a.name, a.created_at FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+             WHERE k.key_hash = ?",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(unavailable)?;
+        row.map(|r| account_from_row(&r)).transpose()
+    }
+
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM accounts WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| account_from_row(&r)).transpose()
+    }
+
+    async fn custom_event_type_exists(&self, account: &AccountId, name: &str) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_types WHERE account_id = ? AND name = ?")
+            .bind(account.as_str())
+            .bind(name)
+            .fetch_one(&self.read)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    async fn create_webhook(&self, new: NewWebhook, limit: u32) -> StoreResult<Webhook> {
+        let now = to_millis(new.created_at);
+        let mut tx = self.begin().await?;
+        // The single writer makes count-then-insert atomic.
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE account_id = ?")
+            .bind(new.account_id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if n >= i64::from(limit) {
+            return Err(StoreError::LimitReached);
+        }
+        sqlx::query(
+            "INSERT INTO webhooks (id, account_id, url, description, events, filters, enabled, max_in_flight, \
+             secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(new.id.as_str())
+        .bind(new.account_id.as_str())
+        .bind(&new.url)
+        .bind(&new.description)
+        .bind(json(&new.events))
+        .bind(json(&new.filters))
+        .bind(new.enabled)
+        .bind(i64::from(new.max_in_flight))
+        .bind(new.secret.expose())
+        .bind(now)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Webhook {
+            id: new.id,
+            account_id: new.account_id,
+            url: new.url,
+            description: new.description,
+            events: new.events,
+            filters: new.filters,
+            enabled: new.enabled,
+            disabled_reason: None,
+            auto_disabled_at: None,
+            max_in_flight: new.max_in_flight,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+            last_delivered_at: None,
+        })
+    }
+
+    async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>> {
+        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = ? AND id = ?");
+        let row = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| webhook_from_row(&r)).transpose()
+    }
+
+    async fn list_webhooks(&self, account: &AccountId, page: Page) -> StoreResult<Vec<Webhook>> {
+        let sql = concat!("SELECT ", webhook_columns!(),
+            " FROM webhooks WHERE account_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+        );
+        let rows = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(page.after.as_deref())
+            .bind(page.after.as_deref())
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    async fn update_webhook(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        patch: WebhookPatch,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Webhook>> {
+        let enabling = patch.enabled == Some(true);
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE webhooks SET \
+               url = COALESCE(?, url), description = COALESCE(?, description), events = COALESCE(?, events), \
+               filters = COALESCE(?, filters), max_in_flight = COALESCE(?, max_in_flight), \
+               enabled = COALESCE(?, enabled), \
+               disabled_reason = CASE WHEN ? IS NULL THEN disabled_reason WHEN ? THEN NULL ELSE 'manual' END, \
+               auto_disabled_at = CASE WHEN ? THEN NULL ELSE auto_disabled_at END, \
+               updated_at = ? \
+             WHERE account_id = ? AND id = ?",
+        )
+        .bind(patch.url.as_deref())
+        .bind(patch.description.as_deref())
+        .bind(patch.events.as_ref().map(|e| json(e)))
+        .bind(patch.filters.as_ref().map(|f| json(f)))
+        .bind(patch.max_in_flight.map(i64::from))
+        .bind(patch.enabled)
+        .bind(patch.enabled)
+        .bind(patch.enabled)
+        .bind(enabling)
+        .bind(to_millis(now))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE id = ?");
+        let row = sqlx::query(sql).bind(id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        if enabling || patch.max_in_flight.is_some() {
+            self.wake();
+        }
+        webhook_from_row(&row).map(Some)
+    }
+
+    async fn delete_webhook(&self, account: &AccountId, id: &WebhookId, now: OffsetDateTime) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM webhooks WHERE account_id = ? AND id = ?")
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE deliveries SET status = 'failed', last_error = 'webhook deleted', lease_token = NULL, \
+             next_retry_at = ? WHERE webhook_id = ? AND status = 'pending'",
+        )
+        .bind(to_millis(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn publish(&self, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published> {
+        let now = to_millis(new.created_at);
+        let mut tx = self.begin().await?;
+        if let Some(key) = &new.idempotency_key {
+            let prior = sqlx::query(
+                "SELECT id, type, created_at, deliveries FROM events WHERE account_id = ? AND idempotency_key = ?",
+            )
+            .bind(new.account_id.as_str())
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if let Some(r) = prior {
+                let created: i64 = get(&r, 2)?;
+                if created > now - rules.idempotency_window.as_millis() as i64 {
+                    return Ok(Published {
+                        id: EventId::from_trusted(get(&r, 0)?),
+                        event_type: get(&r, 1)?,
+                        created_at: herald_domain::from_millis(created),
+                        deliveries: get::<i64>(&r, 3)? as u32,
+                        replayed: true,
+                    });
+                }
+                // The key's window has passed: it may name a new event.
+                sqlx::query("UPDATE events SET idempotency_key = NULL WHERE account_id = ? AND idempotency_key = ?")
+                    .bind(new.account_id.as_str())
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        let candidates = sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = ? AND enabled = 1")
+            .bind(new.account_id.as_str())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let mut targets = Vec::new();
+        for r in &candidates {
+            let events: Vec<String> = parse_json(&get::<String>(r, 1)?)?;
+            if !events.iter().any(|e| e == &new.event_type) {
+                continue;
+            }
+            let filters: Filters = parse_json(&get::<String>(r, 2)?)?;
+            if filters.matches(&new.routing) {
+                targets.push(get::<String>(r, 0)?);
+            }
+        }
+        let expires = now + rules.event_ttl.as_millis() as i64;
+        sqlx::query(
+            "INSERT INTO events (id, account_id, type, payload, agent_id, conversation_id, labels, idempotency_key, \
+             deliveries, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(new.id.as_str())
+        .bind(new.account_id.as_str())
+        .bind(&new.event_type)
+        .bind(new.envelope.as_bytes())
+        .bind(new.routing.agent_id.as_deref())
+        .bind(new.routing.conversation_id.as_deref())
+        .bind(json(&new.routing.labels))
+        .bind(new.idempotency_key.as_deref())
+        .bind(targets.len() as i64)
+        .bind(now)
+        .bind(expires)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if !targets.is_empty() {
+            let rows: Vec<serde_json::Value> = targets
+                .iter()
+                .map(|w| serde_json::json!([DeliveryId::generate().as_str(), w]))
+                .collect();
+            sqlx::query(
+                "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
+                 max_attempts, next_retry_at, created_at, expires_at) \
+                 SELECT json_extract(value, '$[0]'), ?, json_extract(value, '$[1]'), ?, ?, 'pending', 0, ?, ?, ?, ? \
+                 FROM json_each(?)",
+            )
+            .bind(new.account_id.as_str())
+            .bind(new.id.as_str())
+            .bind(&new.event_type)
+            .bind(i64::from(rules.max_attempts))
+            .bind(now)
+            .bind(now)
+            .bind(now + rules.delivery_ttl.as_millis() as i64)
+            .bind(json(&rows))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        if !targets.is_empty() {
+            self.wake();
+        }
+        Ok(Published {
+            id: new.id,
+            event_type: new.event_type,
+            created_at: new.created_at,
+            deliveries: targets.len() as u32,
+            replayed: false,
+        })
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        status: Option<DeliveryStatus>,
+        page: Page,
+    ) -> StoreResult<Vec<Delivery>> {
+        let sql = concat!("SELECT ", delivery_columns!(),
+            " FROM deliveries WHERE account_id = ? AND webhook_id = ? AND (? IS NULL OR status = ?) \
+              AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+        );
+        let st = status.map(|s| s.as_str());
+        let rows = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(webhook.as_str())
+            .bind(st)
+            .bind(st)
+            .bind(page.after.as_deref())
+            .bind(page.after.as_deref())
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn get_delivery(&self, account: &AccountId, id: &DeliveryId) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
+        let sql = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE account_id = ? AND id = ?");
+        let Some(row) = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let d = delivery_from_row(&row)?;
+        let attempts = sqlx::query(
+            "SELECT number, started_at, duration_ms, status_code, error, response_body FROM attempts \
+             WHERE delivery_id = ? ORDER BY number",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        let attempts = attempts.iter().map(attempt_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some((d, attempts)))
+    }
+
+    async fn retry_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Delivery>> {
+        let mut tx = self.begin().await?;
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM deliveries WHERE account_id = ? AND id = ?")
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        match status.as_deref() {
+            None => return Ok(None),
+            Some("failed") => {}
+            Some(other) => return Err(StoreError::Conflict(format!("delivery is {other}, only failed deliveries can be retried"))),
+        }
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM webhooks w JOIN deliveries d ON d.webhook_id = w.id WHERE d.id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if exists == 0 {
+            return Err(StoreError::Conflict("the webhook of this delivery was deleted".into()));
+        }
+        sqlx::query(
+            "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_retry_at = ?, \
+             lease_token = NULL, expires_at = MAX(expires_at, ?) WHERE id = ? AND status = 'failed'",
+        )
+        .bind(to_millis(now))
+        .bind(to_millis(now) + 86_400_000)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let sql = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = ?");
+        let row = sqlx::query(sql).bind(id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        self.wake();
+        delivery_from_row(&row).map(Some)
+    }
+
+    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now_ms = to_millis(now);
+        let lease_until = now_ms + lease.as_millis() as i64;
+        let mut tx = self.begin().await?;
+        // Webhooks with due work and a free slot; live leases count against the cap.
+        let candidates = sqlx::query(
+            "SELECT w.id, w.url, w.secret, w.previous_secrets, w.max_in_flight - \
+               (SELECT COUNT(*) FROM deliveries l WHERE l.webhook_id = w.id AND l.status = 'pending' \
+                  AND l.lease_token IS NOT NULL AND l.next_retry_at > ?1) AS free \
+             FROM webhooks w WHERE w.enabled = 1 AND EXISTS (SELECT 1 FROM deliveries d \
+               WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_retry_at <= ?1 AND d.expires_at > ?1)",
+        )
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let mut candidates: Vec<_> = candidates
+            .iter()
+            .map(|r| -> StoreResult<_> {
+                Ok((get::<String>(r, 0)?, get::<String>(r, 1)?, get::<String>(r, 2)?, get::<String>(r, 3)?, get::<i64>(r, 4)?))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        candidates.retain(|c| c.4 > 0);
+        // Fairness: start the walk at a different webhook each claim.
+        if candidates.len() > 1 {
+            let k = (now_ms as usize ^ rand_offset()) % candidates.len();
+            candidates.rotate_left(k);
+        }
+        let mut claimed = Vec::new();
+        let mut left = i64::from(limit);
+        for (wh, url, secret, prev, free) in candidates {
+            if left <= 0 {
+                break;
+            }
+            let take = free.min(left);
+            let rows = sqlx::query(
+                "UPDATE deliveries SET next_retry_at = ?, lease_token = lower(hex(randomblob(8))) \
+                 WHERE id IN (SELECT id FROM deliveries WHERE webhook_id = ? AND status = 'pending' \
+                   AND next_retry_at <= ? AND expires_at > ? ORDER BY next_retry_at LIMIT ?) \
+                 RETURNING id, event_id, event_type, attempts, max_attempts, lease_token, body",
+            )
+            .bind(lease_until)
+            .bind(&wh)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(take)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            left -= rows.len() as i64;
+            let secrets = secret_set(secret, &prev)?;
+            let start = claimed.len();
+            let mut need_body = Vec::new();
+            for r in &rows {
+                let body: Option<Vec<u8>> = get(r, 6)?;
+                let event_id: String = get(r, 1)?;
+                if body.is_none() {
+                    need_body.push(event_id.clone());
+                }
+                claimed.push(Claimed {
+                    delivery_id: DeliveryId::from_trusted(get(r, 0)?),
+                    webhook_id: WebhookId::from_trusted(wh.clone()),
+                    event_id: EventId::from_trusted(event_id),
+                    event_type: get(r, 2)?,
+                    url: url.clone(),
+                    secrets: secrets.clone(),
+                    body: body.unwrap_or_default(),
+                    attempt: get::<i64>(r, 3)? as u32 + 1,
+                    max_attempts: get::<i64>(r, 4)? as u32,
+                    lease_token: get(r, 5)?,
+                });
+            }
+            if !need_body.is_empty() {
+                let bodies = sqlx::query("SELECT id, payload FROM events WHERE id IN (SELECT value FROM json_each(?))")
+                    .bind(json(&need_body))
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                let map: std::collections::HashMap<String, Vec<u8>> = bodies
+                    .iter()
+                    .map(|r| Ok((get::<String>(r, 0)?, get::<Vec<u8>>(r, 1)?)))
+                    .collect::<StoreResult<_>>()?;
+                for c in &mut claimed[start..] {
+                    if c.body.is_empty() {
+                        if let Some(b) = map.get(c.event_id.as_str()) {
+                            c.body = b.clone();
+                        }
+                    }
+                }
+            }
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(claimed)
+    }
+
+    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+        let now_ms = to_millis(now);
+        let mut tx = self.begin().await?;
+        let mut applied = Vec::with_capacity(outcomes.len());
+        let mut delivered_webhooks = std::collections::HashSet::new();
+        for o in outcomes {
+            let (status, next) = match &o.verdict {
+                Verdict::Delivered => ("delivered", now_ms),
+                Verdict::RetryAt(at) => ("pending", to_millis(*at)),
+                Verdict::Failed { .. } => ("failed", now_ms),
+            };
+            let r = &o.result;
+            let done = sqlx::query(
+                "UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, last_status_code = ?, \
+                 last_attempt_at = ?, next_retry_at = ?, lease_token = NULL \
+                 WHERE id = ? AND lease_token = ? AND status = 'pending'",
+            )
+            .bind(status)
+            .bind(i64::from(o.attempt))
+            .bind(r.error.as_deref())
+            .bind((r.status_code != 0).then_some(i64::from(r.status_code)))
+            .bind(to_millis(r.started_at))
+            .bind(next)
+            .bind(o.delivery_id.as_str())
+            .bind(&o.lease_token)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let ok = done.rows_affected() == 1;
+            applied.push(ok);
+            if !ok {
+                continue;
+            }
+            sqlx::query(
+                "INSERT OR REPLACE INTO attempts (delivery_id, number, started_at, duration_ms, status_code, error, \
+                 response_body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(o.delivery_id.as_str())
+            .bind(i64::from(o.attempt))
+            .bind(to_millis(r.started_at))
+            .bind(r.duration.as_millis() as i64)
+            .bind(i64::from(r.status_code))
+            .bind(r.error.as_deref())
+            .bind(r.response_body.as_deref())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            match &o.verdict {
+                Verdict::Delivered => {
+                    delivered_webhooks.insert(o.webhook_id.as_str());
+                }
+                Verdict::Failed { gone: true } => {
+                    sqlx::query(
+                        "UPDATE webhooks SET enabled = 0, disabled_reason = 'gone', auto_disabled_at = ?, \
+                         updated_at = ? WHERE id = ?",
+                    )
+                    .bind(now_ms)
+                    .bind(now_ms)
+                    .bind(o.webhook_id.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                }
+                _ => {}
+            }
+        }
+        for wh in delivered_webhooks {
+            sqlx::query("UPDATE webhooks SET last_delivered_at = ? WHERE id = ?")
+                .bind(now_ms)
+                .bind(wh)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        // Slots were freed: more work of these webhooks may be claimable.
+        self.wake();
+        Ok(applied)
+    }
+
+    async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for (id, token) in leases {
+            sqlx::query(
+                "UPDATE deliveries SET next_retry_at = ?, lease_token = NULL \
+                 WHERE id = ? AND lease_token = ? AND status = 'pending'",
+            )
+            .bind(to_millis(now))
+            .bind(id.as_str())
+            .bind(token)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>> {
+        let ms: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(next_retry_at) FROM deliveries WHERE status = 'pending' AND next_retry_at > ?")
+                .bind(to_millis(now))
+                .fetch_one(&self.read)
+                .await
+                .map_err(unavailable)?;
+        Ok(ms.map(herald_domain::from_millis))
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime, batch: u32) -> StoreResult<u64> {
+        let now_ms = to_millis(now);
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin().await?;
+            sqlx::query(
+                "DELETE FROM attempts WHERE delivery_id IN \
+                 (SELECT id FROM deliveries WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let d = sqlx::query(
+                "DELETE FROM deliveries WHERE id IN \
+                 (SELECT id FROM deliveries WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+            let e = sqlx::query("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE expires_at <= ? LIMIT ?)")
+                .bind(now_ms)
+                .bind(i64::from(batch))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+            tx.commit().await.map_err(unavailable)?;
+            total += d + e;
+            if d < u64::from(batch) && e < u64::from(batch) {
+                return Ok(total);
+            }
+            // Let other writers in between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn work_signal(&self) -> Arc<Notify> {
+        self.signal.clone()
+    }
+}
+
+fn rand_offset() -> usize {
+    uuid::Uuid::now_v7().as_u128() as usize
+}
+
+fn secret_set(current: String, previous_json: &str) -> StoreResult<SecretSet> {
+    let prev: Vec<StoredSecret> = parse_json(previous_json)?;
+    Ok(SecretSet {
+        current: SigningSecret::from_stored(current),
+        previous: prev
+            .into_iter()
+            .map(|p| (SigningSecret::from_stored(p.secret), herald_domain::from_millis(p.expires_at)))
+            .collect(),
+    })
+}

@@ -1,1 +1,93 @@
+//! The storage interface of Herald, named for intentions, and the records it moves.
+//!
+//! Two implementations exist (SQLite, PostgreSQL). The rules they share:
+//! * instants are passed in (`now`), never read from the database clock, so tests
+//!   drive time with a manual clock and replicas agree on arithmetic;
+//! * a claim leases rows by pushing `next_retry_at` forward and writing a fresh lease
+//!   token, and only claims rows of enabled webhooks below their in-flight cap
+//!   (counted as live leases, so the cap holds across processes);
+//! * outcomes are compare-and-set on (id, lease token, status = pending);
+//! * every account-facing query is scoped by account.
 #![forbid(unsafe_code)]
+
+mod error;
+mod records;
+
+pub use error::StoreError;
+pub use records::*;
+
+use async_trait::async_trait;
+use herald_domain::{AccountId, DeliveryId, DeliveryStatus, WebhookId};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The one storage interface. Object-safe: the app holds an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks the store answers (`/readyz`).
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- accounts and keys ---
+    async fn create_account(&self, name: &str, key_hash: &str, now: OffsetDateTime) -> StoreResult<Account>;
+    async fn add_api_key(&self, account: &AccountId, key_hash: &str, now: OffsetDateTime) -> StoreResult<()>;
+    async fn account_count(&self) -> StoreResult<u64>;
+    async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>>;
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>>;
+
+    // --- event types ---
+    /// Whether `name` is one of the account's custom event types.
+    async fn custom_event_type_exists(&self, account: &AccountId, name: &str) -> StoreResult<bool>;
+
+    // --- webhooks ---
+    /// Creates a webhook unless the account already has `limit` (atomic) → `LimitReached`.
+    async fn create_webhook(&self, new: NewWebhook, limit: u32) -> StoreResult<Webhook>;
+    async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>>;
+    async fn list_webhooks(&self, account: &AccountId, page: Page) -> StoreResult<Vec<Webhook>>;
+    /// Applies a partial update; enabling clears the disabled reason and wakes the engine.
+    async fn update_webhook(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        patch: WebhookPatch,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Webhook>>;
+    /// Deletes a webhook; its pending deliveries end as `failed` with `webhook deleted`.
+    async fn delete_webhook(&self, account: &AccountId, id: &WebhookId, now: OffsetDateTime) -> StoreResult<bool>;
+
+    // --- publishing ---
+    /// Commits the event and one delivery per matching enabled webhook in ONE transaction.
+    /// An `idempotency_key` seen within `idempotency_window` returns the earlier event.
+    async fn publish(&self, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published>;
+
+    // --- deliveries (account-facing) ---
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        status: Option<DeliveryStatus>,
+        page: Page,
+    ) -> StoreResult<Vec<Delivery>>;
+    async fn get_delivery(&self, account: &AccountId, id: &DeliveryId) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
+    /// `failed` → `pending` with one more attempt allowed, due now. `Conflict` unless failed.
+    async fn retry_delivery(&self, account: &AccountId, id: &DeliveryId, now: OffsetDateTime)
+    -> StoreResult<Option<Delivery>>;
+
+    // --- the engine ---
+    /// Leases up to `limit` due deliveries of enabled webhooks below their cap.
+    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>>;
+    /// Records outcomes (compare-and-set each); returns, per outcome, whether it applied.
+    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>>;
+    /// Gives leases back unattempted (shutdown): due at `now`, no attempt counted.
+    async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()>;
+    /// The earliest `next_retry_at` strictly after `now` among pending deliveries.
+    async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
+    /// Deletes expired deliveries, attempts and events, at most `batch` rows a statement.
+    async fn delete_expired(&self, now: OffsetDateTime, batch: u32) -> StoreResult<u64>;
+
+    /// Wake-ups: notified when work may have become claimable (a publish, an enable,
+    /// a retry, a freed slot) — in this process or, for shared stores, in another.
+    fn work_signal(&self) -> Arc<tokio::sync::Notify>;
+}

@@ -1,0 +1,58 @@
+//! Delivery inspection and manual retry.
+
+use crate::AppState;
+use crate::auth::Authed;
+use crate::dto::{AttemptOut, DeliveryOut, ListQuery};
+use crate::extract::{PathId, Query};
+use crate::problem::ApiError;
+use crate::webhooks::{list_out, page, webhook_id};
+use axum::extract::State;
+use axum::response::IntoResponse;
+use herald_domain::{DeliveryId, DeliveryStatus};
+
+pub async fn list_deliveries(
+    State(s): State<AppState>,
+    Authed(account): Authed,
+    PathId(id): PathId,
+    Query(q): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let wh = webhook_id(&id)?;
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(st) => Some(
+            DeliveryStatus::parse(st).ok_or_else(|| ApiError::field("status", "must be pending, delivered or failed"))?,
+        ),
+    };
+    let mut p = page(&q)?;
+    s.store.get_webhook(&account.id, &wh).await?.ok_or(ApiError::NotFound("webhook"))?;
+    let limit = p.limit;
+    p.limit += 1;
+    let rows = s.store.list_deliveries(&account.id, &wh, status, p).await?;
+    Ok(axum::Json(list_out(rows, limit, |d| d.id.to_string(), DeliveryOut::from)))
+}
+
+fn delivery_id(id: &str) -> Result<DeliveryId, ApiError> {
+    DeliveryId::parse(id).ok_or(ApiError::NotFound("delivery"))
+}
+
+pub async fn get_delivery(
+    State(s): State<AppState>,
+    Authed(account): Authed,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = delivery_id(&id)?;
+    let (d, attempts) = s.store.get_delivery(&account.id, &id).await?.ok_or(ApiError::NotFound("delivery"))?;
+    let mut out = DeliveryOut::from(d);
+    out.attempt_log = Some(attempts.into_iter().map(AttemptOut::from).collect());
+    Ok(axum::Json(out))
+}
+
+pub async fn retry_delivery(
+    State(s): State<AppState>,
+    Authed(account): Authed,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = delivery_id(&id)?;
+    let d = s.store.retry_delivery(&account.id, &id, s.clock.now()).await?.ok_or(ApiError::NotFound("delivery"))?;
+    Ok((axum::http::StatusCode::ACCEPTED, axum::Json(DeliveryOut::from(d))))
+}

@@ -1,0 +1,178 @@
+//! Wire shapes: `…In` (requests), `…Out` (responses), `…Patch`. Field names are the contract.
+
+use herald_domain::{Filters, rfc3339};
+use herald_store::{Attempt, Delivery, Webhook};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookIn {
+    pub url: String,
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub filters: Option<Filters>,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookPatchIn {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub filters: Option<Filters>,
+    pub enabled: Option<bool>,
+    pub max_in_flight: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct WebhookOut {
+    pub id: String,
+    pub url: String,
+    pub description: String,
+    pub events: Vec<String>,
+    pub filters: Filters,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_disabled_at: Option<String>,
+    pub max_in_flight: u32,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_delivered_at: Option<String>,
+    /// Only on create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+}
+
+impl From<Webhook> for WebhookOut {
+    fn from(w: Webhook) -> Self {
+        Self {
+            id: w.id.to_string(),
+            url: w.url,
+            description: w.description,
+            events: w.events,
+            filters: w.filters,
+            enabled: w.enabled,
+            disabled_reason: w.disabled_reason,
+            auto_disabled_at: w.auto_disabled_at.map(rfc3339),
+            max_in_flight: w.max_in_flight,
+            created_at: rfc3339(w.created_at),
+            last_delivered_at: w.last_delivered_at.map(rfc3339),
+            signing_secret: None,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: Box<RawValue>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    #[serde(default)]
+    pub labels: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+pub struct EventOut {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub created_at: String,
+    pub deliveries: u32,
+}
+
+#[derive(Serialize)]
+pub struct DeliveryOut {
+    pub id: String,
+    pub webhook_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: &'static str,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<String>,
+    pub next_retry_at: String,
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt_log: Option<Vec<AttemptOut>>,
+}
+
+impl From<Delivery> for DeliveryOut {
+    fn from(d: Delivery) -> Self {
+        Self {
+            id: d.id.to_string(),
+            webhook_id: d.webhook_id.to_string(),
+            event_id: d.event_id.to_string(),
+            event_type: d.event_type,
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            max_attempts: d.max_attempts,
+            last_error: d.last_error,
+            last_status_code: d.last_status_code,
+            last_attempt_at: d.last_attempt_at.map(rfc3339),
+            next_retry_at: rfc3339(d.next_retry_at),
+            created_at: rfc3339(d.created_at),
+            attempt_log: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct AttemptOut {
+    pub number: u32,
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub status_code: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_body: Option<String>,
+}
+
+impl From<Attempt> for AttemptOut {
+    fn from(a: Attempt) -> Self {
+        Self {
+            number: a.number,
+            started_at: rfc3339(a.started_at),
+            duration_ms: a.duration_ms,
+            status_code: a.status_code,
+            error: a.error,
+            response_body: a.response_body,
+        }
+    }
+}
+
+/// A page of a list.
+#[derive(Serialize)]
+pub struct ListOut<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+    pub status: Option<String>,
+}

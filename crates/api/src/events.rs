@@ -1,0 +1,84 @@
+//! `POST /api/v1/events`: durable publish with fan-out in one transaction.
+
+use crate::AppState;
+use crate::auth::Authed;
+use crate::dto::{EventIn, EventOut};
+use crate::extract::Json;
+use crate::problem::{ApiError, FieldError};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use herald_domain::event_type::BUILT_IN;
+use herald_domain::{Envelope, EventId, EventType, RoutingAttributes, rfc3339};
+use herald_store::NewEvent;
+
+fn short_text(field: &str, v: &Option<String>, max: usize, errs: &mut Vec<FieldError>) {
+    if let Some(v) = v {
+        if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
+            errs.push(FieldError { field: field.into(), message: format!("must be 1..{max} characters without control characters") });
+        }
+    }
+}
+
+pub async fn create_event(
+    State(s): State<AppState>,
+    Authed(account): Authed,
+    Json(input): Json<EventIn>,
+) -> Result<impl IntoResponse, ApiError> {
+    let mut errs = Vec::new();
+    let event_type = match EventType::parse(&input.event_type) {
+        Some(t) if t.is_built_in() || s.store.custom_event_type_exists(&account.id, t.as_str()).await? => Some(t),
+        _ => {
+            errs.push(FieldError {
+                field: "type".into(),
+                message: format!(
+                    "unknown event type {:?}; allowed: {} or one of the account's registered types",
+                    input.event_type,
+                    BUILT_IN.join(", ")
+                ),
+            });
+            None
+        }
+    };
+    if !input.data.get().trim_start().starts_with('{') {
+        errs.push(FieldError { field: "data".into(), message: "must be a JSON object".into() });
+    }
+    short_text("idempotency_key", &input.idempotency_key, 255, &mut errs);
+    short_text("agent_id", &input.agent_id, 320, &mut errs);
+    short_text("conversation_id", &input.conversation_id, 255, &mut errs);
+    let labels = input.labels.unwrap_or_default();
+    if labels.len() > 50 || labels.iter().any(|l| l.is_empty() || l.len() > 100 || l.chars().any(char::is_control)) {
+        errs.push(FieldError { field: "labels".into(), message: "at most 50 labels of 1..100 characters".into() });
+    }
+    let Some(event_type) = event_type.filter(|_| errs.is_empty()) else {
+        return Err(ApiError::Validation(errs));
+    };
+    let id = EventId::generate();
+    let created_at = s.clock.now();
+    let envelope = Envelope::build(&id, event_type.as_str(), created_at, &input.data);
+    let published = s
+        .store
+        .publish(
+            NewEvent {
+                id,
+                account_id: account.id,
+                event_type: event_type.as_str().to_owned(),
+                envelope,
+                routing: RoutingAttributes { agent_id: input.agent_id, conversation_id: input.conversation_id, labels },
+                idempotency_key: input.idempotency_key,
+                created_at,
+            },
+            &s.config.fanout,
+        )
+        .await?;
+    metrics::counter!("herald_events_published_total").increment(1);
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(EventOut {
+            id: published.id.to_string(),
+            event_type: published.event_type,
+            created_at: rfc3339(published.created_at),
+            deliveries: published.deliveries,
+        }),
+    ))
+}

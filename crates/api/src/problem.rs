@@ -1,0 +1,125 @@
+//! RFC 9457 problem details: every error leaves the API as `application/problem+json`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use herald_store::StoreError;
+use serde::Serialize;
+
+/// One invalid field.
+#[derive(Debug, Serialize, Clone)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// An API error; mapped to HTTP once, here.
+#[derive(Debug)]
+pub enum ApiError {
+    Unauthorized,
+    NotFound(&'static str),
+    Validation(Vec<FieldError>),
+    BadRequest(String),
+    Conflict(String),
+    PayloadTooLarge(String),
+    Unsupported(String),
+    Unavailable,
+    Internal,
+}
+
+impl ApiError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation(vec![FieldError { field: field.into(), message: message.into() }])
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(source) => {
+                tracing::error!(error = %source, "store unavailable");
+                ApiError::Unavailable
+            }
+            StoreError::LimitReached => ApiError::Conflict("limit reached".into()),
+            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::AlreadyExists => ApiError::Conflict("already exists".into()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<FieldError>>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title, detail, errors) = match self {
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "a valid API key is required: Authorization: Bearer hk_…".to_owned(),
+                None,
+            ),
+            ApiError::NotFound(what) => {
+                (StatusCode::NOT_FOUND, "not-found", "Not Found", format!("{what} not found"), None)
+            }
+            ApiError::Validation(errs) => {
+                let detail = errs.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+                (StatusCode::BAD_REQUEST, "validation", "Invalid request", detail, Some(errs))
+            }
+            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad-request", "Bad Request", d, None),
+            ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", "Conflict", d, None),
+            ApiError::PayloadTooLarge(d) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload Too Large", d, None),
+            ApiError::Unsupported(d) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported Media Type", d, None)
+            }
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service Unavailable",
+                "the store is unavailable; nothing was changed, try again".to_owned(),
+                None,
+            ),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal Server Error",
+                "an unexpected error occurred".to_owned(),
+                None,
+            ),
+        };
+        let body = Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail, errors };
+        let mut resp = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"herald\""));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+pub async fn not_found_route() -> ApiError {
+    ApiError::NotFound("route")
+}
+
+pub async fn method_not_allowed() -> Response {
+    let mut r = ApiError::BadRequest("method not allowed on this route".into()).into_response();
+    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r
+}
+
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("handler panicked");
+    ApiError::Internal.into_response()
+}

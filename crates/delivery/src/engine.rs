@@ -1,0 +1,251 @@
+//! The dispatcher, the outcome recorder and the janitor.
+//!
+//! The dispatcher claims only as many rows as it has free global slots, and the store
+//! only hands out rows of webhooks below their own cap, so a webhook at its cap never
+//! holds a global slot: a slow endpoint cannot starve fast ones. It wakes on the store's
+//! work signal (publish, enable, retry, freed slot), on the next due time, or on a poll
+//! fallback, whichever comes first.
+
+use crate::sender::Sender;
+use herald_domain::{Clock, DeliveryId, RetryPolicy, delivery::classify};
+use herald_store::{Claimed, Outcome, Store};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Global cap on in-flight requests.
+    pub max_in_flight: usize,
+    /// How long a claim hides a row from other workers.
+    pub lease: Duration,
+    /// Fallback poll when no signal arrives (due retries, expired leases of others).
+    pub poll_interval: Duration,
+    /// Most rows one claim takes.
+    pub claim_batch: u32,
+    /// How often expired rows are deleted.
+    pub janitor_interval: Duration,
+    /// Rows per janitor statement.
+    pub janitor_batch: u32,
+    /// How long shutdown waits for in-flight attempts.
+    pub shutdown_grace: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 256,
+            lease: Duration::from_secs(300),
+            poll_interval: Duration::from_secs(5),
+            claim_batch: 256,
+            janitor_interval: Duration::from_secs(300),
+            janitor_batch: 5000,
+            shutdown_grace: Duration::from_secs(10),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// The delivery engine; [`Engine::start`] runs it until the token is cancelled.
+pub struct Engine {
+    store: Arc<dyn Store>,
+    sender: Arc<Sender>,
+    clock: Arc<dyn Clock>,
+    cfg: EngineConfig,
+}
+
+/// A running engine: await [`EngineHandle::stopped`] after cancelling its token.
+pub struct EngineHandle {
+    tracker: TaskTracker,
+}
+
+impl EngineHandle {
+    /// Resolves when the dispatcher, recorder and janitor have finished.
+    pub async fn stopped(self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// Leases held by attempts in flight, to give back on shutdown.
+type Inflight = Arc<Mutex<HashMap<DeliveryId, String>>>;
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, sender: Arc<Sender>, clock: Arc<dyn Clock>, cfg: EngineConfig) -> Self {
+        Self { store, sender, clock, cfg }
+    }
+
+    pub fn start(self, cancel: CancellationToken) -> EngineHandle {
+        let tracker = TaskTracker::new();
+        let this = Arc::new(self);
+        let (tx, rx) = mpsc::unbounded_channel();
+        tracker.spawn(this.clone().record_loop(rx));
+        tracker.spawn(this.clone().janitor_loop(cancel.clone()));
+        tracker.spawn(this.dispatch_loop(cancel, tx));
+        EngineHandle { tracker }
+    }
+
+    async fn dispatch_loop(self: Arc<Self>, cancel: CancellationToken, outcomes: mpsc::UnboundedSender<Outcome>) {
+        let slots = Arc::new(Semaphore::new(self.cfg.max_in_flight));
+        let attempts = TaskTracker::new();
+        let inflight: Inflight = Arc::default();
+        let signal = self.store.work_signal();
+        let mut store_errors = 0u32;
+        loop {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let notified = signal.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+
+            let free = slots.available_permits();
+            if free == 0 {
+                // Every slot busy: wait for one (or shutdown), then claim again.
+                tokio::select! {
+                    p = slots.clone().acquire_owned() => drop(p),
+                    _ = cancel.cancelled() => break,
+                }
+                continue;
+            }
+            let now = self.clock.now();
+            let want = (free as u32).min(self.cfg.claim_batch);
+            let claimed = match self.store.claim_due(now, self.cfg.lease, want).await {
+                Ok(c) => {
+                    store_errors = 0;
+                    c
+                }
+                Err(e) => {
+                    store_errors += 1;
+                    tracing::warn!(error = %e, "claim failed; retrying");
+                    let backoff = Duration::from_millis(100 * u64::from(store_errors.min(50)));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = cancel.cancelled() => break,
+                    }
+                    continue;
+                }
+            };
+            let full = claimed.len() as u32 == want;
+            for c in claimed {
+                let permit = slots.clone().try_acquire_owned().expect("claimed no more rows than free slots");
+                inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(c.delivery_id.clone(), c.lease_token.clone());
+                let this = self.clone();
+                let tx = outcomes.clone();
+                let inflight = inflight.clone();
+                attempts.spawn(async move {
+                    let outcome = this.run_attempt(c).await;
+                    drop(permit);
+                    inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&outcome.delivery_id);
+                    let _ = tx.send(outcome);
+                });
+            }
+            if full {
+                continue;
+            }
+            let wait = match self.store.next_due_after(now).await {
+                Ok(Some(at)) => {
+                    let d = at - self.clock.now();
+                    if d.is_negative() { Duration::ZERO } else { d.unsigned_abs() }
+                }
+                _ => self.cfg.poll_interval,
+            }
+            .min(self.cfg.poll_interval);
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => break,
+            }
+        }
+        // Shutdown: finish in-flight attempts up to the grace period, then give the
+        // remaining leases back so another process can take them at once.
+        attempts.close();
+        if tokio::time::timeout(self.cfg.shutdown_grace, attempts.wait()).await.is_err() {
+            let leases: Vec<(DeliveryId, String)> =
+                inflight.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+            tracing::warn!(count = leases.len(), "shutdown grace elapsed; releasing leases of unfinished attempts");
+            if let Err(e) = self.store.release_leases(&leases, self.clock.now()).await {
+                tracing::warn!(error = %e, "could not release leases; they expire on their own");
+            }
+        }
+        drop(outcomes);
+    }
+
+    async fn run_attempt(&self, c: Claimed) -> Outcome {
+        let result = self.sender.attempt(&c).await;
+        let verdict = classify(&result, c.attempt, c.max_attempts, &self.cfg.retry, self.clock.now(), unit_random());
+        metrics::counter!("herald_attempts_total", "result" => if result.is_success() { "success" } else { "failure" })
+            .increment(1);
+        metrics::histogram!("herald_attempt_duration_seconds").record(result.duration.as_secs_f64());
+        tracing::debug!(
+            delivery_id = %c.delivery_id,
+            webhook_id = %c.webhook_id,
+            attempt = c.attempt,
+            status = result.status_code,
+            ms = result.duration.as_millis() as u64,
+            "attempt finished"
+        );
+        Outcome {
+            delivery_id: c.delivery_id,
+            webhook_id: c.webhook_id,
+            lease_token: c.lease_token,
+            attempt: c.attempt,
+            result,
+            verdict,
+        }
+    }
+
+    /// Records outcomes in batches. A store error is retried, never turned into an
+    /// attempt or a failure; the lease keeps the row safe meanwhile.
+    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+        let mut batch = Vec::new();
+        while rx.recv_many(&mut batch, 512).await > 0 {
+            let mut failures = 0u32;
+            loop {
+                match self.store.record_outcomes(&batch, self.clock.now()).await {
+                    Ok(applied) => {
+                        let stale = applied.iter().filter(|a| !**a).count();
+                        if stale > 0 {
+                            tracing::info!(stale, "outcomes not applied: lease taken over or delivery ended");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, failures, "recording outcomes failed; retrying");
+                        if failures > 600 {
+                            tracing::error!("giving up on recording outcomes; leases will expire and re-send");
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
+                    }
+                }
+            }
+            batch.clear();
+        }
+    }
+
+    async fn janitor_loop(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.janitor_interval) => {}
+                _ = cancel.cancelled() => return,
+            }
+            match self.store.delete_expired(self.clock.now(), self.cfg.janitor_batch).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, "janitor removed expired rows"),
+                Err(e) => tracing::warn!(error = %e, "janitor failed; will try again"),
+            }
+        }
+    }
+}
+
+/// A uniform number in [0, 1) for jitter.
+fn unit_random() -> f64 {
+    let b = herald_domain::random_bytes::<8>();
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}

@@ -1,0 +1,151 @@
+//! One attempt: POST the stored bytes with the signature headers, classify the result.
+
+use crate::resolver::GuardedResolver;
+use herald_domain::{AttemptOutcome, Clock, TargetUrl, retry::parse_retry_after};
+use herald_store::Claimed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most of a response body kept in the attempt log.
+pub const RESPONSE_SNIPPET: usize = 4096;
+
+#[derive(Clone, Debug)]
+pub struct SenderConfig {
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub require_https: bool,
+    pub user_agent: String,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            require_https: false,
+            user_agent: format!("herald/{}", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+/// Makes attempts. Holds the HTTP client (pooled connections, no proxies, no redirects).
+pub struct Sender {
+    client: reqwest::Client,
+    resolver: GuardedResolver,
+    clock: Arc<dyn Clock>,
+    cfg: SenderConfig,
+}
+
+impl Sender {
+    pub fn new(resolver: GuardedResolver, clock: Arc<dyn Clock>, cfg: SenderConfig) -> Result<Self, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(resolver.clone()))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(cfg.connect_timeout)
+            .timeout(cfg.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .user_agent(cfg.user_agent.clone())
+            .build()?;
+        Ok(Self { client, resolver, clock, cfg })
+    }
+
+    pub fn resolver(&self) -> &GuardedResolver {
+        &self.resolver
+    }
+
+    /// Performs one attempt of a claimed delivery. Never panics, never returns an error:
+    /// every failure is an outcome with status 0 and a short error string.
+    pub async fn attempt(&self, c: &Claimed) -> AttemptOutcome {
+        let started_at = self.clock.now();
+        let t0 = Instant::now();
+        let fail = |error: String| AttemptOutcome {
+            started_at,
+            duration: t0.elapsed(),
+            status_code: 0,
+            error: Some(error),
+            response_body: None,
+            retry_after: None,
+        };
+        // IP literals skip the resolver: apply the same policy here, at connect time.
+        let url = match TargetUrl::parse(&c.url, self.cfg.require_https, self.resolver.policy()) {
+            Ok(u) => u,
+            Err(e) => return fail(format!("invalid target: {e}")),
+        };
+        let sig = c.secrets.sign(c.event_id.as_str(), &c.body, started_at);
+        let req = self
+            .client
+            .post(url.as_url().clone())
+            .header("content-type", "application/json")
+            .header("x-e2a-signature", sig.e2a_signature)
+            .header("webhook-id", c.event_id.as_str())
+            .header("webhook-timestamp", sig.timestamp.to_string())
+            .header("webhook-signature", sig.webhook_signature)
+            .header("x-e2a-event-type", c.event_type.as_str())
+            .header("x-e2a-event-id", c.event_id.as_str())
+            .header("x-e2a-delivery-id", c.delivery_id.as_str())
+            .header("x-e2a-attempt", c.attempt.to_string())
+            .body(c.body.clone());
+        let mut resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) => return fail(describe(&e)),
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, started_at));
+        let mut body = Vec::new();
+        let mut body_error = None;
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = RESPONSE_SNIPPET - body.len();
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if body.len() >= RESPONSE_SNIPPET {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    body_error = Some(describe(&e));
+                    break;
+                }
+            }
+        }
+        let success = (200..300).contains(&status);
+        AttemptOutcome {
+            started_at,
+            duration: t0.elapsed(),
+            status_code: status,
+            error: if success { None } else { Some(body_error.unwrap_or_else(|| format!("HTTP {status}"))) },
+            response_body: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
+            retry_after,
+        }
+    }
+}
+
+/// A short error string: the kind and the innermost cause, never the URL.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "response body error"
+    } else {
+        "request failed"
+    };
+    let Some(mut cause) = std::error::Error::source(e) else {
+        return kind.to_owned();
+    };
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    let mut text = format!("{kind}: {cause}");
+    text.truncate(300);
+    text
+}

@@ -1,0 +1,234 @@
+//! `herald bench`: Herald on a fresh temporary SQLite database, a loopback sink, and
+//! concurrent HTTP publishers, all in this process. Reports publish rate, delivery rate,
+//! publish→receive latency and peak RSS, with the conditions.
+
+use crate::{Application, Deps, Settings};
+use anyhow::Context;
+use axum::extract::State;
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Which workload: `a` (burst, 1 webhook), `b` (paced), `c` (fan-out), or `all`.
+    #[arg(long, default_value = "all", value_parser = ["a", "b", "c", "all"])]
+    pub workload: String,
+    /// Events published in workloads a and b.
+    #[arg(long, default_value_t = 20_000)]
+    pub events: u64,
+    /// Events published in workload c (each fans out to `--fanout` webhooks).
+    #[arg(long, default_value_t = 2_000)]
+    pub fanout_events: u64,
+    /// Concurrent HTTP publishers.
+    #[arg(long, default_value_t = 32)]
+    pub clients: u64,
+    /// Webhooks in workload c.
+    #[arg(long, default_value_t = 100)]
+    pub webhooks: u64,
+    /// Webhooks each event reaches in workload c.
+    #[arg(long, default_value_t = 10)]
+    pub fanout: u64,
+    /// Events per second in workload b.
+    #[arg(long, default_value_t = 400)]
+    pub rate: u64,
+    /// `max_in_flight` of each webhook.
+    #[arg(long, default_value_t = 64)]
+    pub webhook_max_in_flight: u32,
+    /// SQLite durability: `normal` or `full`.
+    #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
+    pub sqlite_synchronous: String,
+}
+
+struct Sink {
+    sent: Vec<AtomicU64>,
+    received: Mutex<Vec<u64>>,
+    count: AtomicU64,
+    origin: Instant,
+}
+
+impl Sink {
+    fn micros(&self) -> u64 {
+        self.origin.elapsed().as_micros() as u64
+    }
+}
+
+async fn sink_handler(State(sink): State<Arc<Sink>>, body: axum::body::Bytes) -> &'static str {
+    let now = sink.micros();
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+        if let Some(seq) = v["data"]["seq"].as_u64() {
+            let sent = sink.sent.get(seq as usize).map(|s| s.load(Ordering::Relaxed)).unwrap_or(now);
+            sink.received.lock().unwrap_or_else(|e| e.into_inner()).push(now.saturating_sub(sent));
+        }
+    }
+    sink.count.fetch_add(1, Ordering::Relaxed);
+    ""
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+struct Workload {
+    name: &'static str,
+    events: u64,
+    webhooks: u64,
+    fanout: u64,
+    rate: Option<u64>,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let mut list = Vec::new();
+    let w = args.workload.as_str();
+    if w == "a" || w == "all" {
+        list.push(Workload { name: "a (burst, 1 webhook)", events: args.events, webhooks: 1, fanout: 1, rate: None });
+    }
+    if w == "b" || w == "all" {
+        list.push(Workload { name: "b (paced, 1 webhook)", events: args.events, webhooks: 1, fanout: 1, rate: Some(args.rate) });
+    }
+    if w == "c" || w == "all" {
+        list.push(Workload {
+            name: "c (fan-out)",
+            events: args.fanout_events,
+            webhooks: args.webhooks,
+            fanout: args.fanout.min(args.webhooks).max(1),
+            rate: None,
+        });
+    }
+    println!(
+        "herald bench — {} cores, SQLite synchronous={}, {} publishers, webhook max_in_flight={}, loopback sink, all in one process",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        args.sqlite_synchronous,
+        args.clients,
+        args.webhook_max_in_flight
+    );
+    for wl in list {
+        run_one(&args, wl).await?;
+    }
+    Ok(())
+}
+
+async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut settings = Settings::defaults();
+    settings.listen = "127.0.0.1:0".into();
+    settings.data_dir = dir.path().to_path_buf();
+    settings.allow_private_targets = true;
+    settings.sqlite_synchronous = args.sqlite_synchronous.clone();
+    let key = herald_domain::ApiKey::generate();
+    settings.bootstrap_api_key = Some(key.expose().to_owned());
+    let app = Application::build(settings, Deps::default()).await?;
+    let base = format!("http://{}", app.local_addr());
+    let cancel = CancellationToken::new();
+    let server = tokio::spawn(app.run_until_stopped(cancel.clone()));
+
+    let sink = Arc::new(Sink {
+        sent: (0..wl.events).map(|_| AtomicU64::new(0)).collect(),
+        received: Mutex::new(Vec::with_capacity((wl.events * wl.fanout) as usize)),
+        count: AtomicU64::new(0),
+        origin: Instant::now(),
+    });
+    let sink_app = axum::Router::new().route("/sink", axum::routing::post(sink_handler)).with_state(sink.clone());
+    let sink_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let sink_url = format!("http://{}/sink", sink_listener.local_addr()?);
+    let sink_task = tokio::spawn(async move { axum::serve(sink_listener, sink_app).await });
+
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let groups = (wl.webhooks / wl.fanout).max(1);
+    for i in 0..wl.webhooks {
+        let mut body = json!({"url": sink_url, "events": ["email.received"], "max_in_flight": args.webhook_max_in_flight});
+        if wl.webhooks > 1 {
+            body["filters"] = json!({"labels": [format!("g{}", i % groups)]});
+        }
+        let r = http.post(format!("{base}/api/v1/webhooks")).bearer_auth(key.expose()).json(&body).send().await?;
+        anyhow::ensure!(r.status() == 201, "creating webhook: {}", r.text().await?);
+    }
+
+    let expected = wl.events * wl.fanout;
+    let bar = indicatif::ProgressBar::new(expected);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("  {bar:40} {pos}/{len} deliveries {per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut publishers = Vec::new();
+    for _ in 0..args.clients {
+        let (http, base, key, next, sink) = (http.clone(), base.clone(), key.expose().to_owned(), next.clone(), sink.clone());
+        let (events, rate, groups) = (wl.events, wl.rate, groups);
+        publishers.push(tokio::spawn(async move {
+            loop {
+                let seq = next.fetch_add(1, Ordering::Relaxed);
+                if seq >= events {
+                    return Ok::<(), anyhow::Error>(());
+                }
+                if let Some(rate) = rate {
+                    let due = start + Duration::from_secs_f64(seq as f64 / rate as f64);
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                sink.sent[seq as usize].store(sink.micros(), Ordering::Relaxed);
+                let body = json!({"type": "email.received", "data": {"seq": seq}, "labels": [format!("g{}", seq % groups)]});
+                let r = http.post(format!("{base}/api/v1/events")).bearer_auth(&key).json(&body).send().await?;
+                anyhow::ensure!(r.status() == 202, "publish failed: {}", r.status());
+            }
+        }));
+    }
+    for p in publishers {
+        p.await.context("publisher")??;
+    }
+    let published_in = start.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let n = sink.count.load(Ordering::Relaxed);
+        bar.set_position(n);
+        if n >= expected || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivered_in = start.elapsed();
+    bar.finish_and_clear();
+    let delivered = sink.count.load(Ordering::Relaxed);
+    let mut lat = sink.received.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    lat.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if lat.is_empty() {
+            return 0.0;
+        }
+        lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0
+    };
+    println!("workload {}", wl.name);
+    println!(
+        "  conditions: {} events, {} webhook(s), fan-out {}, {}",
+        wl.events,
+        wl.webhooks,
+        wl.fanout,
+        match wl.rate {
+            Some(r) => format!("paced at {r} events/s"),
+            None => format!("{} concurrent publishers, unpaced", args.clients),
+        }
+    );
+    println!("  publish rate:  {:>9.0} events/s ({} in {:.2} s)", wl.events as f64 / published_in.as_secs_f64(), wl.events, published_in.as_secs_f64());
+    println!(
+        "  delivery rate: {:>9.0} deliveries/s ({delivered}/{expected} in {:.2} s, first publish to last receive)",
+        delivered as f64 / delivered_in.as_secs_f64(),
+        delivered_in.as_secs_f64()
+    );
+    println!("  publish→receive latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", pct(0.50), pct(0.99), pct(1.0));
+    println!("  peak RSS of the process (Herald + sink + publishers): {:.0} MiB", peak_rss_mib());
+    cancel.cancel();
+    server.await??;
+    sink_task.abort();
+    anyhow::ensure!(delivered >= expected, "only {delivered} of {expected} deliveries arrived");
+    Ok(())
+}

@@ -1,0 +1,90 @@
+//! Settings: flags override environment variables (`HERALD_*`), which override defaults.
+
+use herald_domain::RetryPolicy;
+use herald_domain::retry::parse_duration;
+use herald_store_sqlite::Durability;
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn duration(s: &str) -> Result<Duration, String> {
+    parse_duration(s.trim())
+}
+
+fn jitter(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("invalid jitter {s:?}"))?;
+    if (0.0..=1.0).contains(&v) { Ok(v) } else { Err("jitter must be between 0 and 1".into()) }
+}
+
+fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
+    s.trim().parse::<ipnet::IpNet>().map_err(|e| format!("invalid CIDR {s:?}: {e}"))
+}
+
+/// Everything `herald serve` can be told.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Settings {
+    /// Address of the HTTP API.
+    #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// `sqlite://path` or `postgres://…`; default: `<data-dir>/herald.db`.
+    #[arg(long, env = "HERALD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory holding the SQLite file.
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
+    pub data_dir: PathBuf,
+    /// Allow deliveries to loopback, private and other special addresses.
+    #[arg(long, env = "HERALD_ALLOW_PRIVATE_TARGETS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub allow_private_targets: bool,
+    /// Comma-separated CIDRs allowed even though they are special (e.g. `10.1.0.0/16`).
+    #[arg(long, env = "HERALD_ALLOW_CIDRS", value_delimiter = ',', value_parser = cidr)]
+    pub allow_cidrs: Vec<ipnet::IpNet>,
+    /// Refuse plain-http webhook URLs.
+    #[arg(long, env = "HERALD_REQUIRE_HTTPS", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub require_https: bool,
+    /// Waits between attempts, e.g. `1m,5m,15m,1h,4h,8h,16h`.
+    #[arg(long, env = "HERALD_RETRY_SCHEDULE", default_value = "1m,5m,15m,1h,4h,8h,16h", value_delimiter = ',', value_parser = duration)]
+    pub retry_schedule: Vec<Duration>,
+    /// Random spread of each wait (0.2 = ±20 %).
+    #[arg(long, env = "HERALD_RETRY_JITTER", default_value = "0.2", value_parser = jitter)]
+    pub retry_jitter: f64,
+    /// Global cap on in-flight delivery requests.
+    #[arg(long, env = "HERALD_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// How long a claimed delivery stays hidden from other workers.
+    #[arg(long, env = "HERALD_LEASE", default_value = "5m", value_parser = duration)]
+    pub lease: Duration,
+    /// Fallback poll for due work when no wake-up arrives.
+    #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub poll_interval: Duration,
+    /// SQLite durability: `normal` (survives a crash) or `full` (survives power loss).
+    #[arg(long, env = "HERALD_SQLITE_SYNCHRONOUS", default_value = "normal", value_parser = ["normal", "full"])]
+    pub sqlite_synchronous: String,
+    /// Key of the `default` account created on first start (else one is generated and printed).
+    #[arg(long, env = "HERALD_BOOTSTRAP_API_KEY", hide_env_values = true)]
+    pub bootstrap_api_key: Option<String>,
+}
+
+impl Settings {
+    /// Defaults, as if no flag or variable were given.
+    pub fn defaults() -> Self {
+        #[derive(clap::Parser)]
+        struct P {
+            #[command(flatten)]
+            s: Settings,
+        }
+        <P as clap::Parser>::parse_from(["herald"]).s
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("herald.db").display()))
+    }
+
+    pub fn sqlite_durability(&self) -> Durability {
+        if self.sqlite_synchronous == "full" { Durability::PowerLoss } else { Durability::Process }
+    }
+
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy { schedule: self.retry_schedule.clone(), jitter: self.retry_jitter }
+    }
+}

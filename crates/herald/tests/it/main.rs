@@ -1,0 +1,9 @@
+//! Herald's integration tests: the real app on port 0, a real SQLite file, real
+//! receivers on loopback. Tests await conditions with deadlines; none sleeps to wait.
+
+mod support;
+
+mod api;
+mod crash;
+mod engine;
+mod ssrf;

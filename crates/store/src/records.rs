@@ -1,0 +1,158 @@
+//! Records the store takes and returns. Domain types inside; no database types.
+
+use herald_domain::{
+    AccountId, AttemptOutcome, DeliveryId, DeliveryStatus, Envelope, EventId, Filters, RoutingAttributes, SecretSet,
+    SigningSecret, Verdict, WebhookId,
+};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// Cursor pagination: items newer-first, `after` = the last id of the previous page.
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub id: AccountId,
+    pub name: String,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    pub id: WebhookId,
+    pub account_id: AccountId,
+    pub url: String,
+    pub description: String,
+    pub events: Vec<String>,
+    pub filters: Filters,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    pub auto_disabled_at: Option<OffsetDateTime>,
+    pub max_in_flight: u32,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+    pub last_delivered_at: Option<OffsetDateTime>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewWebhook {
+    pub id: WebhookId,
+    pub account_id: AccountId,
+    pub url: String,
+    pub description: String,
+    pub events: Vec<String>,
+    pub filters: Filters,
+    pub enabled: bool,
+    pub max_in_flight: u32,
+    pub secret: SigningSecret,
+    pub created_at: OffsetDateTime,
+}
+
+/// A partial update; `None` leaves a field as it is.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub filters: Option<Filters>,
+    pub enabled: Option<bool>,
+    pub max_in_flight: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewEvent {
+    pub id: EventId,
+    pub account_id: AccountId,
+    pub event_type: String,
+    pub envelope: Envelope,
+    pub routing: RoutingAttributes,
+    pub idempotency_key: Option<String>,
+    pub created_at: OffsetDateTime,
+}
+
+/// The rules a publish applies when it fans out.
+#[derive(Clone, Debug)]
+pub struct FanoutRules {
+    pub max_attempts: u32,
+    pub event_ttl: Duration,
+    pub delivery_ttl: Duration,
+    pub idempotency_window: Duration,
+}
+
+impl Default for FanoutRules {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            event_ttl: Duration::from_secs(30 * 86400),
+            delivery_ttl: Duration::from_secs(30 * 86400),
+            idempotency_window: Duration::from_secs(86400),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Published {
+    pub id: EventId,
+    pub event_type: String,
+    pub created_at: OffsetDateTime,
+    pub deliveries: u32,
+    /// True when an earlier event with the same idempotency key was returned.
+    pub replayed: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub max_attempts: u32,
+    pub last_error: Option<String>,
+    pub last_status_code: Option<u16>,
+    pub last_attempt_at: Option<OffsetDateTime>,
+    pub next_retry_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub number: u32,
+    pub started_at: OffsetDateTime,
+    pub duration_ms: u64,
+    pub status_code: u16,
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+/// A leased delivery with everything one attempt needs.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    pub delivery_id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub event_id: EventId,
+    pub event_type: String,
+    pub url: String,
+    pub secrets: SecretSet,
+    pub body: Vec<u8>,
+    /// The number this attempt will have (attempts so far + 1).
+    pub attempt: u32,
+    pub max_attempts: u32,
+    pub lease_token: String,
+}
+
+/// One attempt's result and what it means, recorded under the lease.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub delivery_id: DeliveryId,
+    pub webhook_id: WebhookId,
+    pub lease_token: String,
+    pub attempt: u32,
+    pub result: AttemptOutcome,
+    pub verdict: Verdict,
+}
