@@ -15,17 +15,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => {
-                Err(ApiError::Unsupported("expected Content-Type: application/json".into()))
-            }
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::BadRequest(format!("malformed JSON: {}", e.body_text()))),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::Unsupported(
+                "expected Content-Type: application/json".into(),
+            )),
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::BadRequest(format!(
+                "malformed JSON: {}",
+                e.body_text()
+            ))),
             Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Validation(vec![FieldError {
                 field: "body".into(),
                 message: e.body_text(),
             }])),
             Err(JsonRejection::BytesRejection(e)) => {
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    Err(ApiError::PayloadTooLarge("request body is too large".into()))
+                    Err(ApiError::PayloadTooLarge(
+                        "request body is too large".into(),
+                    ))
                 } else {
                     Err(ApiError::BadRequest(e.body_text()))
                 }

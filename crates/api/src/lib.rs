@@ -26,7 +26,10 @@ use std::sync::Arc;
 
 /// Checks a webhook URL at registration: shape, scheme, and every resolved address.
 pub trait TargetCheck: Send + Sync + 'static {
-    fn check<'a>(&'a self, url: &'a str) -> Pin<Box<dyn Future<Output = Result<TargetUrl, UrlError>> + Send + 'a>>;
+    fn check<'a>(
+        &'a self,
+        url: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<TargetUrl, UrlError>> + Send + 'a>>;
 }
 
 /// Limits and rules the API enforces.
@@ -70,7 +73,14 @@ impl AppState {
         config: ApiConfig,
         metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     ) -> Self {
-        Self { store, clock, targets, config: Arc::new(config), metrics, keys: Arc::default() }
+        Self {
+            store,
+            clock,
+            targets,
+            config: Arc::new(config),
+            metrics,
+            keys: Arc::default(),
+        }
     }
 }
 
@@ -82,14 +92,25 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/events", post(events::create_event))
         .layer(DefaultBodyLimit::max(event_limit));
     let api = Router::new()
-        .route("/api/v1/webhooks", post(webhooks::create_webhook).get(webhooks::list_webhooks))
+        .route(
+            "/api/v1/webhooks",
+            post(webhooks::create_webhook).get(webhooks::list_webhooks),
+        )
         .route(
             "/api/v1/webhooks/{id}",
-            get(webhooks::get_webhook).patch(webhooks::patch_webhook).delete(webhooks::delete_webhook),
+            get(webhooks::get_webhook)
+                .patch(webhooks::patch_webhook)
+                .delete(webhooks::delete_webhook),
         )
-        .route("/api/v1/webhooks/{id}/deliveries", get(deliveries::list_deliveries))
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(deliveries::list_deliveries),
+        )
         .route("/api/v1/deliveries/{id}", get(deliveries::get_delivery))
-        .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry_delivery))
+        .route(
+            "/api/v1/deliveries/{id}/retry",
+            post(deliveries::retry_delivery),
+        )
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .merge(events)
@@ -99,6 +120,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(problem::not_found_route)
         .method_not_allowed_fallback(problem::method_not_allowed)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(problem::panic_response))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            problem::panic_response,
+        ))
         .with_state(state)
 }

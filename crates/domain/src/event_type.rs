@@ -19,7 +19,10 @@ impl EventType {
         let ok = !s.is_empty()
             && s.len() <= 100
             && s.split('.').all(|seg| {
-                !seg.is_empty() && seg.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+                !seg.is_empty()
+                    && seg
+                        .bytes()
+                        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
             });
         ok.then(|| Self(s.to_owned()))
     }

@@ -35,7 +35,9 @@ impl TargetUrl {
             return Err(UrlError::TooLong);
         }
         if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(UrlError::Invalid("contains whitespace or control characters".into()));
+            return Err(UrlError::Invalid(
+                "contains whitespace or control characters".into(),
+            ));
         }
         let u = url::Url::parse(s).map_err(|e| UrlError::Invalid(e.to_string()))?;
         match u.scheme() {
@@ -49,7 +51,9 @@ impl TargetUrl {
         }
         let t = Self(u);
         if let Some(ip) = t.ip_literal() {
-            policy.check(ip).map_err(|e| UrlError::Refused(e.to_string()))?;
+            policy
+                .check(ip)
+                .map_err(|e| UrlError::Refused(e.to_string()))?;
         } else if t.host().is_empty() {
             return Err(UrlError::NoHost);
         }
@@ -100,11 +104,26 @@ mod tests {
     #[test]
     fn rejects_bad_shapes() {
         let p = strict();
-        assert_eq!(TargetUrl::parse("ftp://x.example/", false, &p), Err(UrlError::Scheme));
-        assert_eq!(TargetUrl::parse("http://x.example/", true, &p), Err(UrlError::HttpsRequired));
-        assert_eq!(TargetUrl::parse("https://u:p@x.example/", false, &p), Err(UrlError::Userinfo));
-        assert!(matches!(TargetUrl::parse("https://x.example/a\r\nb", false, &p), Err(UrlError::Invalid(_))));
-        assert!(matches!(TargetUrl::parse("not a url", false, &p), Err(UrlError::Invalid(_))));
+        assert_eq!(
+            TargetUrl::parse("ftp://x.example/", false, &p),
+            Err(UrlError::Scheme)
+        );
+        assert_eq!(
+            TargetUrl::parse("http://x.example/", true, &p),
+            Err(UrlError::HttpsRequired)
+        );
+        assert_eq!(
+            TargetUrl::parse("https://u:p@x.example/", false, &p),
+            Err(UrlError::Userinfo)
+        );
+        assert!(matches!(
+            TargetUrl::parse("https://x.example/a\r\nb", false, &p),
+            Err(UrlError::Invalid(_))
+        ));
+        assert!(matches!(
+            TargetUrl::parse("not a url", false, &p),
+            Err(UrlError::Invalid(_))
+        ));
         let long = format!("https://x.example/{}", "a".repeat(2048));
         assert_eq!(TargetUrl::parse(&long, false, &p), Err(UrlError::TooLong));
     }
@@ -112,11 +131,25 @@ mod tests {
     #[test]
     fn every_spelling_of_a_private_literal_is_refused() {
         for u in [
-            "http://127.0.0.1/", "http://2130706433/", "http://0x7f000001/", "http://0177.0.0.1/",
-            "http://127.1/", "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/",
-            "http://10.0.0.1/", "http://169.254.169.254/latest/", "http://0/",
+            "http://127.0.0.1/",
+            "http://2130706433/",
+            "http://0x7f000001/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://10.0.0.1/",
+            "http://169.254.169.254/latest/",
+            "http://0/",
         ] {
-            assert!(matches!(TargetUrl::parse(u, false, &strict()), Err(UrlError::Refused(_))), "{u}");
+            assert!(
+                matches!(
+                    TargetUrl::parse(u, false, &strict()),
+                    Err(UrlError::Refused(_))
+                ),
+                "{u}"
+            );
         }
         assert!(TargetUrl::parse("http://127.0.0.1:9/", false, &IpPolicy::allow_all()).is_ok());
     }

@@ -12,7 +12,9 @@ pub use settings::Settings;
 
 use anyhow::Context;
 use herald_api::{ApiConfig, AppState, TargetCheck};
-use herald_delivery::{Engine, EngineConfig, GuardedResolver, HickoryLookup, Lookup, Sender, SenderConfig};
+use herald_delivery::{
+    Engine, EngineConfig, GuardedResolver, HickoryLookup, Lookup, Sender, SenderConfig,
+};
 use herald_domain::{ApiKey, Clock, IpPolicy, TargetUrl, UrlError};
 use herald_store::{FanoutRules, Store};
 use herald_store_sqlite::SqliteStore;
@@ -22,15 +24,23 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use tokio_util::sync::CancellationToken;
 
-/// Dependencies that tests replace: the clock and the DNS lookup.
+/// Wraps the opened store (fault injection in tests).
+pub type StoreWrapper = Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store> + Send>;
+
+/// Dependencies that tests replace: the clock, the DNS lookup, a store decorator.
 pub struct Deps {
     pub clock: Arc<dyn Clock>,
     pub lookup: Option<Arc<dyn Lookup>>,
+    pub wrap_store: Option<StoreWrapper>,
 }
 
 impl Default for Deps {
     fn default() -> Self {
-        Self { clock: Arc::new(herald_domain::SystemClock), lookup: None }
+        Self {
+            clock: Arc::new(herald_domain::SystemClock),
+            lookup: None,
+            wrap_store: None,
+        }
     }
 }
 
@@ -51,7 +61,10 @@ struct UrlVetter {
 }
 
 impl TargetCheck for UrlVetter {
-    fn check<'a>(&'a self, url: &'a str) -> Pin<Box<dyn Future<Output = Result<TargetUrl, UrlError>> + Send + 'a>> {
+    fn check<'a>(
+        &'a self,
+        url: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<TargetUrl, UrlError>> + Send + 'a>> {
         Box::pin(async move {
             let t = TargetUrl::parse(url, self.require_https, self.resolver.policy())?;
             self.resolver.vet(&t).await?;
@@ -62,9 +75,14 @@ impl TargetCheck for UrlVetter {
 
 /// The process-wide Prometheus recorder (installed once; later apps share it).
 pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
-    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = OnceLock::new();
+    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+        OnceLock::new();
     HANDLE
-        .get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .ok()
+        })
         .clone()
 }
 
@@ -86,35 +104,54 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Creates the `default` account on first start. Returns the key when it was generated.
-pub async fn bootstrap(store: &dyn Store, settings: &Settings, clock: &dyn Clock) -> anyhow::Result<Option<ApiKey>> {
+pub async fn bootstrap(
+    store: &dyn Store,
+    settings: &Settings,
+    clock: &dyn Clock,
+) -> anyhow::Result<Option<ApiKey>> {
     if store.account_count().await? > 0 {
         return Ok(None);
     }
     let (key, generated) = match &settings.bootstrap_api_key {
         Some(k) => (
-            ApiKey::parse(k).context("HERALD_BOOTSTRAP_API_KEY must be hk_ followed by 48 lowercase hex characters")?,
+            ApiKey::parse(k).context(
+                "HERALD_BOOTSTRAP_API_KEY must be hk_ followed by 48 lowercase hex characters",
+            )?,
             false,
         ),
         None => (ApiKey::generate(), true),
     };
-    store.create_account("default", &key.hash(), clock.now()).await?;
+    store
+        .create_account("default", &key.hash(), clock.now())
+        .await?;
     Ok(generated.then_some(key))
 }
 
 impl Application {
     pub async fn build(settings: Settings, deps: Deps) -> anyhow::Result<Self> {
-        let store = open_store(&settings).await?;
+        let mut store = open_store(&settings).await?;
+        if let Some(wrap) = deps.wrap_store {
+            store = wrap(store);
+        }
         let created_key = bootstrap(store.as_ref(), &settings, deps.clock.as_ref()).await?;
-        let policy = IpPolicy { allow_private: settings.allow_private_targets, allow: settings.allow_cidrs.clone() };
+        let policy = IpPolicy {
+            allow_private: settings.allow_private_targets,
+            allow: settings.allow_cidrs.clone(),
+        };
         let lookup: Arc<dyn Lookup> = match deps.lookup {
             Some(l) => l,
-            None => Arc::new(HickoryLookup::from_system().map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?),
+            None => Arc::new(
+                HickoryLookup::from_system().map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?,
+            ),
         };
         let resolver = GuardedResolver::new(lookup, policy);
         let sender = Sender::new(
             resolver.clone(),
             deps.clock.clone(),
-            SenderConfig { require_https: settings.require_https, ..SenderConfig::default() },
+            SenderConfig {
+                require_https: settings.require_https,
+                ..SenderConfig::default()
+            },
         )?;
         let retry = settings.retry_policy();
         let engine = Engine::new(
@@ -132,9 +169,15 @@ impl Application {
         let state = AppState::new(
             store.clone(),
             deps.clock.clone(),
-            Arc::new(UrlVetter { resolver, require_https: settings.require_https }),
+            Arc::new(UrlVetter {
+                resolver,
+                require_https: settings.require_https,
+            }),
             ApiConfig {
-                fanout: FanoutRules { max_attempts: retry.max_attempts(), ..FanoutRules::default() },
+                fanout: FanoutRules {
+                    max_attempts: retry.max_attempts(),
+                    ..FanoutRules::default()
+                },
                 ..ApiConfig::default()
             },
             metrics_handle(),
@@ -144,7 +187,14 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, addr, store, router, engine, created_key })
+        Ok(Self {
+            listener,
+            addr,
+            store,
+            router,
+            engine,
+            created_key,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -44,7 +44,9 @@ enum AccountsCommand {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json { b.json().init() } else { b.init() }
 }
 
@@ -77,7 +79,10 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(cli.log_json);
             let app = Application::build(settings, Deps::default()).await?;
             if let Some(key) = &app.created_key {
-                println!("Created account 'default'. Its API key (shown once): {}", key.expose());
+                println!(
+                    "Created account 'default'. Its API key (shown once): {}",
+                    key.expose()
+                );
             }
             println!("herald listening on http://{}", app.local_addr());
             let cancel = CancellationToken::new();
@@ -90,7 +95,9 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied to {}", settings.database_url());
             Ok(())
         }
-        Command::Accounts { command: AccountsCommand::Create { name, settings } } => {
+        Command::Accounts {
+            command: AccountsCommand::Create { name, settings },
+        } => {
             init_tracing(cli.log_json);
             let store = herald::open_store(&settings).await?;
             let key = herald_domain::ApiKey::generate();
@@ -98,7 +105,9 @@ async fn main() -> anyhow::Result<()> {
                 .create_account(&name, &key.hash(), time::OffsetDateTime::now_utc())
                 .await
                 .map_err(|e| match e {
-                    herald_store::StoreError::AlreadyExists => anyhow::anyhow!("an account named {name:?} already exists"),
+                    herald_store::StoreError::AlreadyExists => {
+                        anyhow::anyhow!("an account named {name:?} already exists")
+                    }
                     e => anyhow::Error::new(e),
                 })
                 .context("creating account")?;

@@ -10,14 +10,17 @@ mod rows;
 
 use async_trait::async_trait;
 use herald_domain::{
-    AccountId, DeliveryId, DeliveryStatus, EventId, Filters, SecretSet, SigningSecret, Verdict, WebhookId, to_millis,
+    AccountId, DeliveryId, DeliveryStatus, EventId, Filters, SecretSet, SigningSecret, Verdict,
+    WebhookId, to_millis,
 };
 use herald_store::{
-    Account, Attempt, Claimed, Delivery, FanoutRules, NewEvent, NewWebhook, Outcome, Page, Published, Store,
-    StoreError, StoreResult, Webhook, WebhookPatch,
+    Account, Attempt, Claimed, Delivery, FanoutRules, NewEvent, NewWebhook, Outcome, Page,
+    Published, Store, StoreError, StoreResult, Webhook, WebhookPatch,
 };
 use rows::*;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -81,7 +84,11 @@ impl SqliteStore {
             .connect_with(opts.read_only(true))
             .await
             .map_err(unavailable)?;
-        Ok(Self { write, read, signal: Arc::new(Notify::new()) })
+        Ok(Self {
+            write,
+            read,
+            signal: Arc::new(Notify::new()),
+        })
     }
 
     /// Applies migrations only (`herald migrate`).
@@ -119,11 +126,19 @@ macro_rules! delivery_columns {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.read).await.map_err(unavailable)?;
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
-    async fn create_account(&self, name: &str, key_hash: &str, now: OffsetDateTime) -> StoreResult<Account> {
+    async fn create_account(
+        &self,
+        name: &str,
+        key_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Account> {
         let id = AccountId::generate();
         let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?, ?, ?)")
@@ -141,10 +156,19 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(Account { id, name: name.to_owned(), created_at: now })
+        Ok(Account {
+            id,
+            name: name.to_owned(),
+            created_at: now,
+        })
     }
 
-    async fn add_api_key(&self, account: &AccountId, key_hash: &str, now: OffsetDateTime) -> StoreResult<()> {
+    async fn add_api_key(
+        &self,
+        account: &AccountId,
+        key_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
         sqlx::query("INSERT INTO api_keys (key_hash, account_id, created_at) VALUES (?, ?, ?)")
             .bind(key_hash)
             .bind(account.as_str())
@@ -185,12 +209,14 @@ impl Store for SqliteStore {
     }
 
     async fn custom_event_type_exists(&self, account: &AccountId, name: &str) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_types WHERE account_id = ? AND name = ?")
-            .bind(account.as_str())
-            .bind(name)
-            .fetch_one(&self.read)
-            .await
-            .map_err(unavailable)?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM event_types WHERE account_id = ? AND name = ?",
+        )
+        .bind(account.as_str())
+        .bind(name)
+        .fetch_one(&self.read)
+        .await
+        .map_err(unavailable)?;
         Ok(n > 0)
     }
 
@@ -242,8 +268,16 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>> {
-        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = ? AND id = ?");
+    async fn get_webhook(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+    ) -> StoreResult<Option<Webhook>> {
+        let sql = concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE account_id = ? AND id = ?"
+        );
         let row = sqlx::query(sql)
             .bind(account.as_str())
             .bind(id.as_str())
@@ -254,7 +288,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_webhooks(&self, account: &AccountId, page: Page) -> StoreResult<Vec<Webhook>> {
-        let sql = concat!("SELECT ", webhook_columns!(),
+        let sql = concat!(
+            "SELECT ",
+            webhook_columns!(),
             " FROM webhooks WHERE account_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
         );
         let rows = sqlx::query(sql)
@@ -306,7 +342,11 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE id = ?");
-        let row = sqlx::query(sql).bind(id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
+        let row = sqlx::query(sql)
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         if enabling || patch.max_in_flight.is_some() {
             self.wake();
@@ -314,7 +354,12 @@ impl Store for SqliteStore {
         webhook_from_row(&row).map(Some)
     }
 
-    async fn delete_webhook(&self, account: &AccountId, id: &WebhookId, now: OffsetDateTime) -> StoreResult<bool> {
+    async fn delete_webhook(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM webhooks WHERE account_id = ? AND id = ?")
             .bind(account.as_str())
@@ -370,11 +415,13 @@ impl Store for SqliteStore {
                     .map_err(unavailable)?;
             }
         }
-        let candidates = sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = ? AND enabled = 1")
-            .bind(new.account_id.as_str())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let candidates = sqlx::query(
+            "SELECT id, events, filters FROM webhooks WHERE account_id = ? AND enabled = 1",
+        )
+        .bind(new.account_id.as_str())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         let mut targets = Vec::new();
         for r in &candidates {
             let events: Vec<String> = parse_json(&get::<String>(r, 1)?)?;
@@ -448,7 +495,9 @@ impl Store for SqliteStore {
         status: Option<DeliveryStatus>,
         page: Page,
     ) -> StoreResult<Vec<Delivery>> {
-        let sql = concat!("SELECT ", delivery_columns!(),
+        let sql = concat!(
+            "SELECT ",
+            delivery_columns!(),
             " FROM deliveries WHERE account_id = ? AND webhook_id = ? AND (? IS NULL OR status = ?) \
               AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
         );
@@ -467,8 +516,16 @@ impl Store for SqliteStore {
         rows.iter().map(delivery_from_row).collect()
     }
 
-    async fn get_delivery(&self, account: &AccountId, id: &DeliveryId) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
-        let sql = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE account_id = ? AND id = ?");
+    async fn get_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+    ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
+        let sql = concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE account_id = ? AND id = ?"
+        );
         let Some(row) = sqlx::query(sql)
             .bind(account.as_str())
             .bind(id.as_str())
@@ -487,7 +544,10 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(unavailable)?;
-        let attempts = attempts.iter().map(attempt_from_row).collect::<StoreResult<Vec<_>>>()?;
+        let attempts = attempts
+            .iter()
+            .map(attempt_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(Some((d, attempts)))
     }
 
@@ -498,16 +558,21 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<Option<Delivery>> {
         let mut tx = self.begin().await?;
-        let status: Option<String> = sqlx::query_scalar("SELECT status FROM deliveries WHERE account_id = ? AND id = ?")
-            .bind(account.as_str())
-            .bind(id.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM deliveries WHERE account_id = ? AND id = ?")
+                .bind(account.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
         match status.as_deref() {
             None => return Ok(None),
             Some("failed") => {}
-            Some(other) => return Err(StoreError::Conflict(format!("delivery is {other}, only failed deliveries can be retried"))),
+            Some(other) => {
+                return Err(StoreError::Conflict(format!(
+                    "delivery is {other}, only failed deliveries can be retried"
+                )));
+            }
         }
         let exists: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM webhooks w JOIN deliveries d ON d.webhook_id = w.id WHERE d.id = ?",
@@ -517,7 +582,9 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?;
         if exists == 0 {
-            return Err(StoreError::Conflict("the webhook of this delivery was deleted".into()));
+            return Err(StoreError::Conflict(
+                "the webhook of this delivery was deleted".into(),
+            ));
         }
         sqlx::query(
             "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_retry_at = ?, \
@@ -529,14 +596,27 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let sql = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = ?");
-        let row = sqlx::query(sql).bind(id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
+        let sql = concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE id = ?"
+        );
+        let row = sqlx::query(sql)
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         self.wake();
         delivery_from_row(&row).map(Some)
     }
 
-    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>> {
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -558,7 +638,13 @@ impl Store for SqliteStore {
         let mut candidates: Vec<_> = candidates
             .iter()
             .map(|r| -> StoreResult<_> {
-                Ok((get::<String>(r, 0)?, get::<String>(r, 1)?, get::<String>(r, 2)?, get::<String>(r, 3)?, get::<i64>(r, 4)?))
+                Ok((
+                    get::<String>(r, 0)?,
+                    get::<String>(r, 1)?,
+                    get::<String>(r, 2)?,
+                    get::<String>(r, 3)?,
+                    get::<i64>(r, 4)?,
+                ))
             })
             .collect::<StoreResult<Vec<_>>>()?;
         candidates.retain(|c| c.4 > 0);
@@ -612,11 +698,13 @@ impl Store for SqliteStore {
                 });
             }
             if !need_body.is_empty() {
-                let bodies = sqlx::query("SELECT id, payload FROM events WHERE id IN (SELECT value FROM json_each(?))")
-                    .bind(json(&need_body))
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
+                let bodies = sqlx::query(
+                    "SELECT id, payload FROM events WHERE id IN (SELECT value FROM json_each(?))",
+                )
+                .bind(json(&need_body))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
                 let map: std::collections::HashMap<String, Vec<u8>> = bodies
                     .iter()
                     .map(|r| Ok((get::<String>(r, 0)?, get::<Vec<u8>>(r, 1)?)))
@@ -634,7 +722,11 @@ impl Store for SqliteStore {
         Ok(claimed)
     }
 
-    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+    async fn record_outcomes(
+        &self,
+        outcomes: &[Outcome],
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<bool>> {
         let now_ms = to_millis(now);
         let mut tx = self.begin().await?;
         let mut applied = Vec::with_capacity(outcomes.len());
@@ -714,7 +806,11 @@ impl Store for SqliteStore {
         Ok(applied)
     }
 
-    async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()> {
+    async fn release_leases(
+        &self,
+        leases: &[(DeliveryId, String)],
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         for (id, token) in leases {
             sqlx::query(
@@ -798,7 +894,12 @@ fn secret_set(current: String, previous_json: &str) -> StoreResult<SecretSet> {
         current: SigningSecret::from_stored(current),
         previous: prev
             .into_iter()
-            .map(|p| (SigningSecret::from_stored(p.secret), herald_domain::from_millis(p.expires_at)))
+            .map(|p| {
+                (
+                    SigningSecret::from_stored(p.secret),
+                    herald_domain::from_millis(p.expires_at),
+                )
+            })
             .collect(),
     })
 }

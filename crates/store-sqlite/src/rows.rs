@@ -9,7 +9,8 @@ pub(crate) fn get<'r, T>(r: &'r SqliteRow, i: usize) -> StoreResult<T>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
 {
-    r.try_get(i).map_err(|e| StoreError::Unavailable(Box::new(e)))
+    r.try_get(i)
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {

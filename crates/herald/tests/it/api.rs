@@ -11,13 +11,28 @@ async fn every_api_route_needs_a_valid_key() {
         (Method::GET, "/api/v1/webhooks"),
         (Method::POST, "/api/v1/webhooks"),
         (Method::POST, "/api/v1/events"),
-        (Method::GET, "/api/v1/deliveries/whd_00000000000000000000000000000000"),
+        (
+            Method::GET,
+            "/api/v1/deliveries/whd_00000000000000000000000000000000",
+        ),
     ] {
-        let r = app.http.request(m.clone(), app.url(p)).send().await.unwrap();
+        let r = app
+            .http
+            .request(m.clone(), app.url(p))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 401, "{m} {p}");
         assert!(r.headers().get("www-authenticate").is_some());
         assert_eq!(r.headers()["content-type"], "application/problem+json");
-        let (s, _) = app.call_as("hk_ffffffffffffffffffffffffffffffffffffffffffffffff", m.clone(), p, None).await;
+        let (s, _) = app
+            .call_as(
+                "hk_ffffffffffffffffffffffffffffffffffffffffffffffff",
+                m.clone(),
+                p,
+                None,
+            )
+            .await;
         assert_eq!(s, 401, "unknown key on {m} {p}");
     }
     let r = app.http.get(app.url("/healthz")).send().await.unwrap();
@@ -32,19 +47,36 @@ async fn another_accounts_resources_are_not_found() {
     let app = spawn_app().await;
     let (wh, _) = app.webhook(&rx.url("t")).await;
     app.publish_received().await;
-    let d = app.wait_delivery(&wh, "delivered", |d| d["status"] == "delivered").await;
+    let d = app
+        .wait_delivery(&wh, "delivered", |d| d["status"] == "delivered")
+        .await;
     let did = d["id"].as_str().unwrap();
 
     let other = herald_domain::ApiKey::generate();
-    app.store.create_account("other", &other.hash(), time::OffsetDateTime::now_utc()).await.unwrap();
+    app.store
+        .create_account("other", &other.hash(), time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
     let k = other.expose();
     for (m, p, body) in [
         (Method::GET, format!("/api/v1/webhooks/{wh}"), None),
-        (Method::PATCH, format!("/api/v1/webhooks/{wh}"), Some(json!({"enabled": false}))),
+        (
+            Method::PATCH,
+            format!("/api/v1/webhooks/{wh}"),
+            Some(json!({"enabled": false})),
+        ),
         (Method::DELETE, format!("/api/v1/webhooks/{wh}"), None),
-        (Method::GET, format!("/api/v1/webhooks/{wh}/deliveries"), None),
+        (
+            Method::GET,
+            format!("/api/v1/webhooks/{wh}/deliveries"),
+            None,
+        ),
         (Method::GET, format!("/api/v1/deliveries/{did}"), None),
-        (Method::POST, format!("/api/v1/deliveries/{did}/retry"), None),
+        (
+            Method::POST,
+            format!("/api/v1/deliveries/{did}/retry"),
+            None,
+        ),
     ] {
         let (s, v) = app.call_as(k, m.clone(), &p, body).await;
         assert_eq!(s, 404, "{m} {p}: {v}");
@@ -52,10 +84,19 @@ async fn another_accounts_resources_are_not_found() {
     let (s, v) = app.call_as(k, Method::GET, "/api/v1/webhooks", None).await;
     assert_eq!(s, 200);
     assert!(v["items"].as_array().unwrap().is_empty());
-    let ev = app.call_as(k, Method::POST, "/api/v1/events", Some(json!({"type": "email.received", "data": {}}))).await;
+    let ev = app
+        .call_as(
+            k,
+            Method::POST,
+            "/api/v1/events",
+            Some(json!({"type": "email.received", "data": {}})),
+        )
+        .await;
     assert_eq!(ev.1["deliveries"], 0, "B's events never reach A's webhooks");
     // A's webhook is untouched.
-    let (_, w) = app.call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None).await;
+    let (_, w) = app
+        .call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None)
+        .await;
     assert_eq!(w["enabled"], true);
 }
 
@@ -69,18 +110,31 @@ async fn webhook_crud_follows_the_contract() {
     assert!(id.starts_with("wh_") && id.len() == 35);
     let secret = v["signing_secret"].as_str().unwrap();
     assert!(secret.starts_with("whsec_") && secret.len() == 70);
-    assert_eq!(v["events"], json!(["email.sent", "email.received"]), "duplicates removed");
+    assert_eq!(
+        v["events"],
+        json!(["email.sent", "email.received"]),
+        "duplicates removed"
+    );
     assert_eq!(v["max_in_flight"], 1);
     assert_eq!(v["enabled"], true);
 
-    let (s, got) = app.call(Method::GET, &format!("/api/v1/webhooks/{id}"), None).await;
+    let (s, got) = app
+        .call(Method::GET, &format!("/api/v1/webhooks/{id}"), None)
+        .await;
     assert_eq!(s, 200);
-    assert!(got.get("signing_secret").is_none(), "secret shown on create only");
+    assert!(
+        got.get("signing_secret").is_none(),
+        "secret shown on create only"
+    );
     let (_, list) = app.call(Method::GET, "/api/v1/webhooks", None).await;
     assert!(!list.to_string().contains(secret));
 
     let (s, p) = app
-        .call(Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(json!({"description": "new", "max_in_flight": 8})))
+        .call(
+            Method::PATCH,
+            &format!("/api/v1/webhooks/{id}"),
+            Some(json!({"description": "new", "max_in_flight": 8})),
+        )
         .await;
     assert_eq!(s, 200, "{p}");
     assert_eq!(p["description"], "new");
@@ -88,9 +142,13 @@ async fn webhook_crud_follows_the_contract() {
     assert_eq!(p["url"], "http://127.0.0.1:9/in");
     assert_eq!(p["events"], json!(["email.sent", "email.received"]));
 
-    let (s, _) = app.call(Method::DELETE, &format!("/api/v1/webhooks/{id}"), None).await;
+    let (s, _) = app
+        .call(Method::DELETE, &format!("/api/v1/webhooks/{id}"), None)
+        .await;
     assert_eq!(s, 204);
-    let (s, _) = app.call(Method::GET, &format!("/api/v1/webhooks/{id}"), None).await;
+    let (s, _) = app
+        .call(Method::GET, &format!("/api/v1/webhooks/{id}"), None)
+        .await;
     assert_eq!(s, 404);
 }
 
@@ -110,16 +168,33 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         json!({"url": "http://127.0.0.1:9/", "events": ["email.sent"], "filters": {"labels": vec!["l"; 51].iter().enumerate().map(|(i, _)| i.to_string()).collect::<Vec<_>>()}}),
     ];
     for c in cases {
-        let (s, v) = app.call(Method::POST, "/api/v1/webhooks", Some(c.clone())).await;
+        let (s, v) = app
+            .call(Method::POST, "/api/v1/webhooks", Some(c.clone()))
+            .await;
         assert_eq!(s, 400, "{c} → {v}");
         assert!(v["type"].as_str().unwrap().starts_with("/problems/"), "{v}");
         assert!(v["detail"].is_string());
     }
-    let (s, v) = app.call(Method::POST, "/api/v1/webhooks", Some(json!({"url": "http://127.0.0.1:9/", "events": ["bogus"]}))).await;
+    let (s, v) = app
+        .call(
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(json!({"url": "http://127.0.0.1:9/", "events": ["bogus"]})),
+        )
+        .await;
     assert_eq!(s, 400);
-    assert!(v["errors"][0]["message"].as_str().unwrap().contains("email.received"), "names allowed types: {v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("email.received"),
+        "names allowed types: {v}"
+    );
     let (_, list) = app.call(Method::GET, "/api/v1/webhooks", None).await;
-    assert!(list["items"].as_array().unwrap().is_empty(), "nothing was written");
+    assert!(
+        list["items"].as_array().unwrap().is_empty(),
+        "nothing was written"
+    );
 
     for body in [
         json!({"type": "nope", "data": {}}),
@@ -127,18 +202,47 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         json!({"type": "email.sent"}),
         json!({"type": "email.sent", "data": {}, "labels": ["\n"]}),
     ] {
-        let (s, v) = app.call(Method::POST, "/api/v1/events", Some(body.clone())).await;
+        let (s, v) = app
+            .call(Method::POST, "/api/v1/events", Some(body.clone()))
+            .await;
         assert_eq!(s, 400, "{body} → {v}");
     }
-    let r = app.http.post(app.url("/api/v1/events")).bearer_auth(KEY).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/api/v1/events"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    let r = app.http.post(app.url("/api/v1/events")).bearer_auth(KEY).header("content-type", "application/json").body(vec![b' '; 300 * 1024]).send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/api/v1/events"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 300 * 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 413);
-    let r = app.http.post(app.url("/api/v1/events")).bearer_auth(KEY).body("{}").send().await.unwrap();
+    let r = app
+        .http
+        .post(app.url("/api/v1/events"))
+        .bearer_auth(KEY)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 415);
-    let (s, _) = app.call(Method::GET, "/api/v1/webhooks/not-an-id", None).await;
+    let (s, _) = app
+        .call(Method::GET, "/api/v1/webhooks/not-an-id", None)
+        .await;
     assert_eq!(s, 404);
-    let (s, _) = app.call(Method::GET, "/api/v1/webhooks?limit=1000", None).await;
+    let (s, _) = app
+        .call(Method::GET, "/api/v1/webhooks?limit=1000", None)
+        .await;
     assert_eq!(s, 400);
 }
 
@@ -146,9 +250,18 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
 async fn the_fifty_first_webhook_is_refused() {
     let app = spawn_app().await;
     for i in 0..50 {
-        app.create_webhook(json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["email.sent"]})).await;
+        app.create_webhook(
+            json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["email.sent"]}),
+        )
+        .await;
     }
-    let (s, v) = app.call(Method::POST, "/api/v1/webhooks", Some(json!({"url": "http://127.0.0.1:9/x", "events": ["email.sent"]}))).await;
+    let (s, v) = app
+        .call(
+            Method::POST,
+            "/api/v1/webhooks",
+            Some(json!({"url": "http://127.0.0.1:9/x", "events": ["email.sent"]})),
+        )
+        .await;
     assert_eq!(s, 409, "{v}");
 }
 
@@ -157,7 +270,11 @@ async fn lists_page_with_cursors() {
     let app = spawn_app().await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let v = app.create_webhook(json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["email.sent"]})).await;
+        let v = app
+            .create_webhook(
+                json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["email.sent"]}),
+            )
+            .await;
         ids.push(v["id"].as_str().unwrap().to_owned());
     }
     let mut seen = Vec::new();

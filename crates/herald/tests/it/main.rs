@@ -6,4 +6,5 @@ mod support;
 mod api;
 mod crash;
 mod engine;
+mod faults;
 mod ssrf;

@@ -1,0 +1,249 @@
+//! The behaviour every store must have, as functions any implementation's tests call
+//! with a fresh, empty store. SQLite runs them now; PostgreSQL runs the same ones.
+
+use crate::{FanoutRules, NewEvent, NewWebhook, Outcome, Store, WebhookPatch};
+use herald_domain::{
+    AccountId, AttemptOutcome, Envelope, EventId, Filters, RoutingAttributes, SigningSecret,
+    Verdict, WebhookId,
+};
+use std::time::Duration;
+use time::OffsetDateTime;
+
+const LEASE: Duration = Duration::from_secs(300);
+
+fn t0() -> OffsetDateTime {
+    herald_domain::from_millis(1_700_000_000_000)
+}
+
+async fn account(store: &dyn Store, name: &str) -> AccountId {
+    store
+        .create_account(name, &format!("hash-{name}"), t0())
+        .await
+        .unwrap()
+        .id
+}
+
+async fn webhook(store: &dyn Store, account: &AccountId, max_in_flight: u32) -> WebhookId {
+    let w = store
+        .create_webhook(
+            NewWebhook {
+                id: WebhookId::generate(),
+                account_id: account.clone(),
+                url: "http://127.0.0.1:9/".into(),
+                description: String::new(),
+                events: vec!["email.received".into()],
+                filters: Filters::default(),
+                enabled: true,
+                max_in_flight,
+                secret: SigningSecret::generate(),
+                created_at: t0(),
+            },
+            50,
+        )
+        .await
+        .unwrap();
+    w.id
+}
+
+async fn publish(store: &dyn Store, account: &AccountId, at: OffsetDateTime) -> EventId {
+    let id = EventId::generate();
+    let data = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+    let p = store
+        .publish(
+            NewEvent {
+                id: id.clone(),
+                account_id: account.clone(),
+                event_type: "email.received".into(),
+                envelope: Envelope::build(&id, "email.received", at, &data),
+                routing: RoutingAttributes::default(),
+                idempotency_key: None,
+                created_at: at,
+            },
+            &FanoutRules::default(),
+        )
+        .await
+        .unwrap();
+    p.id
+}
+
+fn outcome(c: &crate::Claimed, verdict: Verdict, at: OffsetDateTime) -> Outcome {
+    Outcome {
+        delivery_id: c.delivery_id.clone(),
+        webhook_id: c.webhook_id.clone(),
+        lease_token: c.lease_token.clone(),
+        attempt: c.attempt,
+        result: AttemptOutcome {
+            started_at: at,
+            duration: Duration::from_millis(2),
+            status_code: if verdict == Verdict::Delivered {
+                200
+            } else {
+                500
+            },
+            error: None,
+            response_body: None,
+            retry_after: None,
+        },
+        verdict,
+    }
+}
+
+/// A claim hides a row for the lease; after it expires another claim takes it with a new token.
+pub async fn claim_hides_rows_until_the_lease_expires(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    webhook(store, &acc, 10).await;
+    let ev = publish(store, &acc, t0()).await;
+    let first = store.claim_due(t0(), LEASE, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].event_id, ev);
+    assert_eq!(first[0].attempt, 1);
+    assert!(!first[0].body.is_empty(), "the claim carries the envelope");
+    assert!(
+        store
+            .claim_due(t0() + Duration::from_secs(299), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let again = store.claim_due(t0() + LEASE, LEASE, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_ne!(
+        again[0].lease_token, first[0].lease_token,
+        "a fresh fencing token"
+    );
+}
+
+/// Outcomes are compare-and-set on (id, lease token, pending).
+pub async fn outcomes_are_compare_and_set_on_the_lease(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    webhook(store, &acc, 10).await;
+    publish(store, &acc, t0()).await;
+    let old = store.claim_due(t0(), LEASE, 10).await.unwrap().remove(0);
+    let later = t0() + LEASE;
+    let new = store.claim_due(later, LEASE, 10).await.unwrap().remove(0);
+    let applied = store
+        .record_outcomes(&[outcome(&old, Verdict::Delivered, later)], later)
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![false], "a taken-over lease cannot write");
+    let applied = store
+        .record_outcomes(&[outcome(&new, Verdict::Delivered, later)], later)
+        .await
+        .unwrap();
+    assert_eq!(applied, vec![true]);
+    let retry = outcome(&new, Verdict::RetryAt(later + LEASE), later);
+    assert_eq!(
+        store.record_outcomes(&[retry], later).await.unwrap(),
+        vec![false],
+        "delivered is final"
+    );
+    let (d, attempts) = store
+        .get_delivery(&acc, &new.delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.status, herald_domain::DeliveryStatus::Delivered);
+    assert_eq!(attempts.len(), 1);
+    assert!(
+        store
+            .claim_due(later + LEASE * 10, LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Live leases count against a webhook's cap; recording an outcome frees a slot.
+pub async fn claims_respect_the_per_webhook_cap(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    webhook(store, &acc, 2).await;
+    for _ in 0..5 {
+        publish(store, &acc, t0()).await;
+    }
+    let got = store.claim_due(t0(), LEASE, 10).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert!(store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty());
+    store
+        .record_outcomes(&[outcome(&got[0], Verdict::Delivered, t0())], t0())
+        .await
+        .unwrap();
+    assert_eq!(store.claim_due(t0(), LEASE, 10).await.unwrap().len(), 1);
+}
+
+/// Disabled webhooks' rows stay pending and unclaimed; enabling makes them claimable.
+pub async fn disabled_webhooks_are_skipped_until_enabled(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    let wh = webhook(store, &acc, 10).await;
+    publish(store, &acc, t0()).await;
+    let off = WebhookPatch {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    store
+        .update_webhook(&acc, &wh, off, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty());
+    let on = WebhookPatch {
+        enabled: Some(true),
+        ..Default::default()
+    };
+    store
+        .update_webhook(&acc, &wh, on, t0())
+        .await
+        .unwrap()
+        .unwrap();
+    let got = store.claim_due(t0(), LEASE, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].attempt, 1, "no attempt was counted while disabled");
+}
+
+/// Expired rows are never claimed and the janitor removes them in bounded batches.
+pub async fn expired_rows_are_ignored_and_deleted_in_batches(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    webhook(store, &acc, 10).await;
+    for _ in 0..7 {
+        publish(store, &acc, t0()).await;
+    }
+    let later = t0() + Duration::from_secs(31 * 86_400);
+    assert!(store.claim_due(later, LEASE, 10).await.unwrap().is_empty());
+    assert_eq!(store.delete_expired(later, 3).await.unwrap(), 14);
+    assert_eq!(store.delete_expired(later, 3).await.unwrap(), 0);
+}
+
+/// Account scoping: another account sees nothing.
+pub async fn resources_are_scoped_by_account(store: &dyn Store) {
+    let a = account(store, "a").await;
+    let b = account(store, "b").await;
+    let wh = webhook(store, &a, 1).await;
+    assert!(store.get_webhook(&b, &wh).await.unwrap().is_none());
+    assert!(
+        store
+            .update_webhook(&b, &wh, WebhookPatch::default(), t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!store.delete_webhook(&b, &wh, t0()).await.unwrap());
+    publish(store, &b, t0()).await;
+    assert!(
+        store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty(),
+        "b's event never reaches a's webhook"
+    );
+}
+
+/// Shutdown gives leases back: the row is due again at once, with no attempt counted.
+pub async fn released_leases_are_due_again_without_an_attempt(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    webhook(store, &acc, 10).await;
+    publish(store, &acc, t0()).await;
+    let c = store.claim_due(t0(), LEASE, 10).await.unwrap().remove(0);
+    store
+        .release_leases(&[(c.delivery_id.clone(), c.lease_token.clone())], t0())
+        .await
+        .unwrap();
+    let again = store.claim_due(t0(), LEASE, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 1);
+}
