@@ -26,7 +26,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 /// How hard a commit tries to reach the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,6 +45,14 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     signal: Arc<Notify>,
+    publisher: mpsc::UnboundedSender<PublishJob>,
+}
+
+/// One publish waiting for the group commit.
+struct PublishJob {
+    new: NewEvent,
+    rules: FanoutRules,
+    reply: tokio::sync::oneshot::Sender<StoreResult<Published>>,
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -72,6 +80,7 @@ impl SqliteStore {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .test_before_acquire(false)
             .connect_with(opts.clone())
             .await
             .map_err(unavailable)?;
@@ -81,13 +90,18 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(opts.read_only(true))
             .await
             .map_err(unavailable)?;
+        let signal = Arc::new(Notify::new());
+        let (publisher, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(publish_loop(write.clone(), signal.clone(), jobs));
         Ok(Self {
             write,
             read,
-            signal: Arc::new(Notify::new()),
+            signal,
+            publisher,
         })
     }
 
@@ -384,108 +398,17 @@ impl Store for SqliteStore {
     }
 
     async fn publish(&self, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published> {
-        let now = to_millis(new.created_at);
-        let mut tx = self.begin().await?;
-        if let Some(key) = &new.idempotency_key {
-            let prior = sqlx::query(
-                "SELECT id, type, created_at, deliveries FROM events WHERE account_id = ? AND idempotency_key = ?",
-            )
-            .bind(new.account_id.as_str())
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            if let Some(r) = prior {
-                let created: i64 = get(&r, 2)?;
-                if created > now - rules.idempotency_window.as_millis() as i64 {
-                    return Ok(Published {
-                        id: EventId::from_trusted(get(&r, 0)?),
-                        event_type: get(&r, 1)?,
-                        created_at: herald_domain::from_millis(created),
-                        deliveries: get::<i64>(&r, 3)? as u32,
-                        replayed: true,
-                    });
-                }
-                // The key's window has passed: it may name a new event.
-                sqlx::query("UPDATE events SET idempotency_key = NULL WHERE account_id = ? AND idempotency_key = ?")
-                    .bind(new.account_id.as_str())
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let job = PublishJob {
+            new,
+            rules: rules.clone(),
+            reply,
+        };
+        if self.publisher.send(job).is_err() {
+            return Err(StoreError::Unavailable("the store is closed".into()));
         }
-        let candidates = sqlx::query(
-            "SELECT id, events, filters FROM webhooks WHERE account_id = ? AND enabled = 1",
-        )
-        .bind(new.account_id.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let mut targets = Vec::new();
-        for r in &candidates {
-            let events: Vec<String> = parse_json(&get::<String>(r, 1)?)?;
-            if !events.iter().any(|e| e == &new.event_type) {
-                continue;
-            }
-            let filters: Filters = parse_json(&get::<String>(r, 2)?)?;
-            if filters.matches(&new.routing) {
-                targets.push(get::<String>(r, 0)?);
-            }
-        }
-        let expires = now + rules.event_ttl.as_millis() as i64;
-        sqlx::query(
-            "INSERT INTO events (id, account_id, type, payload, agent_id, conversation_id, labels, idempotency_key, \
-             deliveries, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(new.id.as_str())
-        .bind(new.account_id.as_str())
-        .bind(&new.event_type)
-        .bind(new.envelope.as_bytes())
-        .bind(new.routing.agent_id.as_deref())
-        .bind(new.routing.conversation_id.as_deref())
-        .bind(json(&new.routing.labels))
-        .bind(new.idempotency_key.as_deref())
-        .bind(targets.len() as i64)
-        .bind(now)
-        .bind(expires)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if !targets.is_empty() {
-            let rows: Vec<serde_json::Value> = targets
-                .iter()
-                .map(|w| serde_json::json!([DeliveryId::generate().as_str(), w]))
-                .collect();
-            sqlx::query(
-                "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
-                 max_attempts, next_retry_at, created_at, expires_at) \
-                 SELECT json_extract(value, '$[0]'), ?, json_extract(value, '$[1]'), ?, ?, 'pending', 0, ?, ?, ?, ? \
-                 FROM json_each(?)",
-            )
-            .bind(new.account_id.as_str())
-            .bind(new.id.as_str())
-            .bind(&new.event_type)
-            .bind(i64::from(rules.max_attempts))
-            .bind(now)
-            .bind(now)
-            .bind(now + rules.delivery_ttl.as_millis() as i64)
-            .bind(json(&rows))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        if !targets.is_empty() {
-            self.wake();
-        }
-        Ok(Published {
-            id: new.id,
-            event_type: new.event_type,
-            created_at: new.created_at,
-            deliveries: targets.len() as u32,
-            replayed: false,
-        })
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?
     }
 
     async fn list_deliveries(
@@ -882,6 +805,179 @@ impl Store for SqliteStore {
     fn work_signal(&self) -> Arc<Notify> {
         self.signal.clone()
     }
+}
+
+/// Group commit: every publish waiting when the writer is free goes into ONE transaction.
+/// Each caller is answered only after that transaction commits; if it fails, every caller
+/// in it gets the error and nothing of the batch is stored.
+async fn publish_loop(
+    write: SqlitePool,
+    signal: Arc<Notify>,
+    mut rx: mpsc::UnboundedReceiver<PublishJob>,
+) {
+    let mut jobs = Vec::new();
+    while rx.recv_many(&mut jobs, 256).await > 0 {
+        match publish_batch(&write, &jobs).await {
+            Ok(results) => {
+                if results.iter().any(|p| p.deliveries > 0 && !p.replayed) {
+                    signal.notify_one();
+                }
+                for (job, r) in jobs.drain(..).zip(results) {
+                    let _ = job.reply.send(Ok(r));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for job in jobs.drain(..) {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::Unavailable(msg.clone().into())));
+                }
+            }
+        }
+    }
+}
+
+async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<Vec<Published>> {
+    use std::collections::HashMap;
+    let mut tx = write.begin().await.map_err(unavailable)?;
+    let mut subscriptions: HashMap<String, Vec<(String, Vec<String>, Filters)>> = HashMap::new();
+    let mut keys_in_batch: HashMap<(String, String), Published> = HashMap::new();
+    let mut events = Vec::new();
+    let mut deliveries = Vec::new();
+    let mut out = Vec::with_capacity(jobs.len());
+    for PublishJob { new, rules, .. } in jobs {
+        let now = to_millis(new.created_at);
+        let account = new.account_id.as_str().to_owned();
+        if let Some(key) = &new.idempotency_key {
+            if let Some(p) = keys_in_batch.get(&(account.clone(), key.clone())) {
+                out.push(Published {
+                    replayed: true,
+                    ..p.clone()
+                });
+                continue;
+            }
+            let prior = sqlx::query(
+                "SELECT id, type, created_at, deliveries FROM events WHERE account_id = ? AND idempotency_key = ?",
+            )
+            .bind(&account)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if let Some(r) = prior {
+                let created: i64 = get(&r, 2)?;
+                if created > now - rules.idempotency_window.as_millis() as i64 {
+                    out.push(Published {
+                        id: EventId::from_trusted(get(&r, 0)?),
+                        event_type: get(&r, 1)?,
+                        created_at: herald_domain::from_millis(created),
+                        deliveries: get::<i64>(&r, 3)? as u32,
+                        replayed: true,
+                    });
+                    continue;
+                }
+                // The key's window has passed: it may name a new event.
+                sqlx::query("UPDATE events SET idempotency_key = NULL WHERE account_id = ? AND idempotency_key = ?")
+                    .bind(&account)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        if !subscriptions.contains_key(&account) {
+            let rows = sqlx::query(
+                "SELECT id, events, filters FROM webhooks WHERE account_id = ? AND enabled = 1",
+            )
+            .bind(&account)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let subs = rows
+                .iter()
+                .map(|r| {
+                    Ok((
+                        get::<String>(r, 0)?,
+                        parse_json(&get::<String>(r, 1)?)?,
+                        parse_json(&get::<String>(r, 2)?)?,
+                    ))
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            subscriptions.insert(account.clone(), subs);
+        }
+        let targets: Vec<&String> = subscriptions[&account]
+            .iter()
+            .filter(|(_, types, filters)| {
+                types.iter().any(|t| t == &new.event_type) && filters.matches(&new.routing)
+            })
+            .map(|(id, _, _)| id)
+            .collect();
+        let envelope = std::str::from_utf8(new.envelope.as_bytes())
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        events.push(serde_json::json!([
+            new.id.as_str(),
+            account,
+            new.event_type,
+            envelope,
+            new.routing.agent_id,
+            new.routing.conversation_id,
+            json(&new.routing.labels),
+            new.idempotency_key,
+            targets.len(),
+            now,
+            now + rules.event_ttl.as_millis() as i64,
+        ]));
+        for wh in &targets {
+            deliveries.push(serde_json::json!([
+                DeliveryId::generate().as_str(),
+                account,
+                wh,
+                new.id.as_str(),
+                new.event_type,
+                rules.max_attempts,
+                now,
+                now + rules.delivery_ttl.as_millis() as i64,
+            ]));
+        }
+        let p = Published {
+            id: new.id.clone(),
+            event_type: new.event_type.clone(),
+            created_at: new.created_at,
+            deliveries: targets.len() as u32,
+            replayed: false,
+        };
+        if let Some(key) = &new.idempotency_key {
+            keys_in_batch.insert((account.clone(), key.clone()), p.clone());
+        }
+        out.push(p);
+    }
+    if !events.is_empty() {
+        sqlx::query(
+            "INSERT INTO events (id, account_id, type, payload, agent_id, conversation_id, labels, idempotency_key, \
+             deliveries, created_at, expires_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, CAST(value ->> 3 AS BLOB), value ->> 4, value ->> 5, \
+                    value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each(?)",
+        )
+        .bind(json(&events))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    if !deliveries.is_empty() {
+        sqlx::query(
+            "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
+             max_attempts, next_retry_at, created_at, expires_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'pending', 0, \
+                    value ->> 5, value ->> 6, value ->> 6, value ->> 7 FROM json_each(?)",
+        )
+        .bind(json(&deliveries))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    tx.commit().await.map_err(unavailable)?;
+    Ok(out)
 }
 
 fn rand_offset() -> usize {
