@@ -148,6 +148,7 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
     settings.data_dir = dir.path().to_path_buf();
     settings.allow_private_targets = true;
     settings.sqlite_synchronous = args.sqlite_synchronous.clone();
+    settings.max_webhooks_per_account = settings.max_webhooks_per_account.max(wl.webhooks as u32);
     let key = herald_domain::ApiKey::generate();
     settings.bootstrap_api_key = Some(key.expose().to_owned());
     let app = Application::build(settings, Deps::default()).await?;

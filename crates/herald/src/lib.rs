@@ -178,6 +178,7 @@ impl Application {
                     max_attempts: retry.max_attempts(),
                     ..FanoutRules::default()
                 },
+                webhooks_per_account: settings.max_webhooks_per_account,
                 ..ApiConfig::default()
             },
             metrics_handle(),

@@ -64,6 +64,9 @@ pub struct Settings {
     /// SQLite durability: `normal` (survives a crash) or `full` (survives power loss).
     #[arg(long, env = "HERALD_SQLITE_SYNCHRONOUS", default_value = "normal", value_parser = ["normal", "full"])]
     pub sqlite_synchronous: String,
+    /// Most webhooks one account may have.
+    #[arg(long, env = "HERALD_MAX_WEBHOOKS_PER_ACCOUNT", default_value_t = 50)]
+    pub max_webhooks_per_account: u32,
     /// Key of the `default` account created on first start (else one is generated and printed).
     #[arg(long, env = "HERALD_BOOTSTRAP_API_KEY", hide_env_values = true)]
     pub bootstrap_api_key: Option<String>,

@@ -504,6 +504,7 @@ async fn graceful_shutdown_finishes_the_attempt_in_flight_and_records_it() {
     let d = app.wait_delivery(&wh, "delivery created", |_| true).await;
     rx.wait_for("sd", 1).await;
     let store = app.store.clone();
+    let _keep_dir = app._dir.clone();
     app.cancel.cancel();
     let stopping = tokio::spawn(app.stop());
     rx.open_gate();
