@@ -150,6 +150,7 @@ impl Application {
             deps.clock.clone(),
             SenderConfig {
                 require_https: settings.require_https,
+                timeout: settings.attempt_timeout,
                 ..SenderConfig::default()
             },
         )?;

@@ -58,6 +58,9 @@ pub struct Settings {
     /// How long a claimed delivery stays hidden from other workers.
     #[arg(long, env = "HERALD_LEASE", default_value = "5m", value_parser = duration)]
     pub lease: Duration,
+    /// Total time one attempt may take (connect, send, response).
+    #[arg(long, env = "HERALD_ATTEMPT_TIMEOUT", default_value = "15s", value_parser = duration)]
+    pub attempt_timeout: Duration,
     /// Fallback poll for due work when no wake-up arrives.
     #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = "5s", value_parser = duration)]
     pub poll_interval: Duration,

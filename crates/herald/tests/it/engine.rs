@@ -519,3 +519,25 @@ async fn graceful_shutdown_finishes_the_attempt_in_flight_and_records_it() {
     assert_eq!(after.status, herald_domain::DeliveryStatus::Delivered);
     assert_eq!(attempts.len(), 1);
 }
+
+#[tokio::test]
+async fn an_attempt_that_outlives_its_timeout_is_a_failure_with_status_zero() {
+    let rx = Receiver::start().await;
+    rx.always("slowpoke", Reply::status(200).gated());
+    let app = spawn_app_with(Options {
+        manual_clock: true,
+        tweak: Box::new(|s| s.attempt_timeout = Duration::from_millis(300)),
+        ..Default::default()
+    })
+    .await;
+    let (wh, _) = app.webhook(&rx.url("slowpoke")).await;
+    app.publish_received().await;
+    let d = app
+        .wait_delivery(&wh, "timed-out attempt recorded", |d| d["attempts"] == 1)
+        .await;
+    assert_eq!(d["status"], "pending");
+    let a = &d["attempt_log"][0];
+    assert_eq!(a["status_code"], 0);
+    assert!(a["error"].as_str().unwrap().starts_with("timeout"), "{a}");
+    rx.open_gate();
+}
