@@ -583,11 +583,13 @@ impl Store for SqliteStore {
                 break;
             }
             let take = free.min(left);
+            // The envelope comes back with the lease: no second round trip for bodies.
             let rows = sqlx::query(
                 "UPDATE deliveries SET next_retry_at = ?, lease_token = lower(hex(randomblob(8))) \
                  WHERE id IN (SELECT id FROM deliveries WHERE webhook_id = ? AND status = 'pending' \
                    AND next_retry_at <= ? AND expires_at > ? ORDER BY next_retry_at LIMIT ?) \
-                 RETURNING id, event_id, event_type, attempts, max_attempts, lease_token, body",
+                 RETURNING id, event_id, event_type, attempts, max_attempts, lease_token, \
+                   COALESCE(body, (SELECT payload FROM events e WHERE e.id = deliveries.event_id))",
             )
             .bind(lease_until)
             .bind(&wh)
@@ -599,46 +601,19 @@ impl Store for SqliteStore {
             .map_err(unavailable)?;
             left -= rows.len() as i64;
             let secrets = secret_set(secret, &prev)?;
-            let start = claimed.len();
-            let mut need_body = Vec::new();
             for r in &rows {
-                let body: Option<Vec<u8>> = get(r, 6)?;
-                let event_id: String = get(r, 1)?;
-                if body.is_none() {
-                    need_body.push(event_id.clone());
-                }
                 claimed.push(Claimed {
                     delivery_id: DeliveryId::from_trusted(get(r, 0)?),
                     webhook_id: WebhookId::from_trusted(wh.clone()),
-                    event_id: EventId::from_trusted(event_id),
+                    event_id: EventId::from_trusted(get(r, 1)?),
                     event_type: get(r, 2)?,
                     url: url.clone(),
                     secrets: secrets.clone(),
-                    body: body.unwrap_or_default(),
+                    body: get::<Option<Vec<u8>>>(r, 6)?.unwrap_or_default(),
                     attempt: get::<i64>(r, 3)? as u32 + 1,
                     max_attempts: get::<i64>(r, 4)? as u32,
                     lease_token: get(r, 5)?,
                 });
-            }
-            if !need_body.is_empty() {
-                let bodies = sqlx::query(
-                    "SELECT id, payload FROM events WHERE id IN (SELECT value FROM json_each(?))",
-                )
-                .bind(json(&need_body))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-                let map: std::collections::HashMap<String, Vec<u8>> = bodies
-                    .iter()
-                    .map(|r| Ok((get::<String>(r, 0)?, get::<Vec<u8>>(r, 1)?)))
-                    .collect::<StoreResult<_>>()?;
-                for c in &mut claimed[start..] {
-                    if c.body.is_empty() {
-                        if let Some(b) = map.get(c.event_id.as_str()) {
-                            c.body = b.clone();
-                        }
-                    }
-                }
             }
         }
         tx.commit().await.map_err(unavailable)?;
@@ -651,82 +626,104 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<Vec<bool>> {
         let now_ms = to_millis(now);
+        // Set-based: one UPDATE for all outcomes (compare-and-set on id, lease token and
+        // pending), one INSERT for the attempts of those that applied.
+        let rows: Vec<serde_json::Value> = outcomes
+            .iter()
+            .map(|o| {
+                let (status, next) = match &o.verdict {
+                    Verdict::Delivered => ("delivered", now_ms),
+                    Verdict::RetryAt(at) => ("pending", to_millis(*at)),
+                    Verdict::Failed { .. } => ("failed", now_ms),
+                };
+                let r = &o.result;
+                serde_json::json!([
+                    o.delivery_id.as_str(),
+                    o.lease_token,
+                    status,
+                    o.attempt,
+                    r.error,
+                    (r.status_code != 0).then_some(r.status_code),
+                    to_millis(r.started_at),
+                    next,
+                    r.duration.as_millis() as i64,
+                    r.status_code,
+                    r.response_body,
+                ])
+            })
+            .collect();
         let mut tx = self.begin().await?;
-        let mut applied = Vec::with_capacity(outcomes.len());
-        let mut delivered_webhooks = std::collections::HashSet::new();
-        for o in outcomes {
-            let (status, next) = match &o.verdict {
-                Verdict::Delivered => ("delivered", now_ms),
-                Verdict::RetryAt(at) => ("pending", to_millis(*at)),
-                Verdict::Failed { .. } => ("failed", now_ms),
-            };
-            let r = &o.result;
-            let done = sqlx::query(
-                "UPDATE deliveries SET status = ?, attempts = ?, last_error = ?, last_status_code = ?, \
-                 last_attempt_at = ?, next_retry_at = ?, lease_token = NULL \
-                 WHERE id = ? AND lease_token = ? AND status = 'pending'",
-            )
-            .bind(status)
-            .bind(i64::from(o.attempt))
-            .bind(r.error.as_deref())
-            .bind((r.status_code != 0).then_some(i64::from(r.status_code)))
-            .bind(to_millis(r.started_at))
-            .bind(next)
-            .bind(o.delivery_id.as_str())
-            .bind(&o.lease_token)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            let ok = done.rows_affected() == 1;
-            applied.push(ok);
-            if !ok {
-                continue;
-            }
+        let applied: Vec<String> = sqlx::query_scalar(
+            "UPDATE deliveries SET status = o.value ->> 2, attempts = o.value ->> 3, last_error = o.value ->> 4, \
+               last_status_code = o.value ->> 5, last_attempt_at = o.value ->> 6, next_retry_at = o.value ->> 7, \
+               lease_token = NULL \
+             FROM json_each(?) AS o \
+             WHERE deliveries.id = o.value ->> 0 AND deliveries.lease_token = o.value ->> 1 \
+               AND deliveries.status = 'pending' \
+             RETURNING deliveries.id",
+        )
+        .bind(json(&rows))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let applied: std::collections::HashSet<String> = applied.into_iter().collect();
+        let done: Vec<&serde_json::Value> = rows
+            .iter()
+            .filter(|r| r[0].as_str().is_some_and(|id| applied.contains(id)))
+            .collect();
+        if !done.is_empty() {
             sqlx::query(
-                "INSERT OR REPLACE INTO attempts (delivery_id, number, started_at, duration_ms, status_code, error, \
-                 response_body) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO attempts (delivery_id, number, started_at, duration_ms, status_code, \
+                   error, response_body) \
+                 SELECT value ->> 0, value ->> 3, value ->> 6, value ->> 8, value ->> 9, value ->> 4, value ->> 10 \
+                 FROM json_each(?)",
             )
-            .bind(o.delivery_id.as_str())
-            .bind(i64::from(o.attempt))
-            .bind(to_millis(r.started_at))
-            .bind(r.duration.as_millis() as i64)
-            .bind(i64::from(r.status_code))
-            .bind(r.error.as_deref())
-            .bind(r.response_body.as_deref())
+            .bind(json(&done))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        }
+        let mut delivered: Vec<&str> = Vec::new();
+        let mut gone: Vec<&str> = Vec::new();
+        for o in outcomes
+            .iter()
+            .filter(|o| applied.contains(o.delivery_id.as_str()))
+        {
             match &o.verdict {
-                Verdict::Delivered => {
-                    delivered_webhooks.insert(o.webhook_id.as_str());
-                }
-                Verdict::Failed { gone: true } => {
-                    sqlx::query(
-                        "UPDATE webhooks SET enabled = 0, disabled_reason = 'gone', auto_disabled_at = ?, \
-                         updated_at = ? WHERE id = ?",
-                    )
-                    .bind(now_ms)
-                    .bind(now_ms)
-                    .bind(o.webhook_id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                }
+                Verdict::Delivered => delivered.push(o.webhook_id.as_str()),
+                Verdict::Failed { gone: true } => gone.push(o.webhook_id.as_str()),
                 _ => {}
             }
         }
-        for wh in delivered_webhooks {
-            sqlx::query("UPDATE webhooks SET last_delivered_at = ? WHERE id = ?")
+        delivered.sort_unstable();
+        delivered.dedup();
+        if !delivered.is_empty() {
+            sqlx::query("UPDATE webhooks SET last_delivered_at = ? WHERE id IN (SELECT value FROM json_each(?))")
                 .bind(now_ms)
-                .bind(wh)
+                .bind(json(&delivered))
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
         }
+        if !gone.is_empty() {
+            sqlx::query(
+                "UPDATE webhooks SET enabled = 0, disabled_reason = 'gone', auto_disabled_at = ?, updated_at = ? \
+                 WHERE id IN (SELECT value FROM json_each(?))",
+            )
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(json(&gone))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
         tx.commit().await.map_err(unavailable)?;
         // Slots were freed: more work of these webhooks may be claimable.
         self.wake();
-        Ok(applied)
+        Ok(outcomes
+            .iter()
+            .map(|o| applied.contains(o.delivery_id.as_str()))
+            .collect())
     }
 
     async fn release_leases(
