@@ -97,7 +97,15 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
             .with_context(|| format!("opening {url}"))?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        anyhow::bail!("PostgreSQL support is not built yet (see issue 3); use sqlite://")
+        let pg = herald_store_postgres::PgSettings {
+            pool_size: settings.pg_pool_size,
+            statement_timeout: settings.pg_statement_timeout,
+            acquire_timeout: settings.pg_acquire_timeout,
+        };
+        let store = herald_store_postgres::PgStore::open(&url, &pg)
+            .await
+            .context("opening PostgreSQL (check HERALD_DATABASE_URL)")?;
+        Ok(Arc::new(store))
     } else {
         anyhow::bail!("unsupported database URL {url:?}: expected sqlite:// or postgres://")
     }
@@ -121,10 +129,15 @@ pub async fn bootstrap(
         ),
         None => (ApiKey::generate(), true),
     };
-    store
+    match store
         .create_account("default", &key.hash(), clock.now())
-        .await?;
-    Ok(generated.then_some(key))
+        .await
+    {
+        Ok(_) => Ok(generated.then_some(key)),
+        // Another replica starting at the same moment created it first.
+        Err(herald_store::StoreError::AlreadyExists) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Application {

@@ -67,6 +67,15 @@ pub struct Settings {
     /// SQLite durability: `normal` (survives a crash) or `full` (survives power loss).
     #[arg(long, env = "HERALD_SQLITE_SYNCHRONOUS", default_value = "normal", value_parser = ["normal", "full"])]
     pub sqlite_synchronous: String,
+    /// PostgreSQL: connections in this replica's pool.
+    #[arg(long, env = "HERALD_PG_POOL_SIZE", default_value_t = 16)]
+    pub pg_pool_size: u32,
+    /// PostgreSQL: `statement_timeout` of every connection.
+    #[arg(long, env = "HERALD_PG_STATEMENT_TIMEOUT", default_value = "5s", value_parser = duration)]
+    pub pg_statement_timeout: Duration,
+    /// PostgreSQL: how long a request waits for a connection before answering 503.
+    #[arg(long, env = "HERALD_PG_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = duration)]
+    pub pg_acquire_timeout: Duration,
     /// Most webhooks one account may have.
     #[arg(long, env = "HERALD_MAX_WEBHOOKS_PER_ACCOUNT", default_value_t = 50)]
     pub max_webhooks_per_account: u32,

@@ -10,8 +10,7 @@ mod rows;
 
 use async_trait::async_trait;
 use herald_domain::{
-    AccountId, DeliveryId, DeliveryStatus, EventId, Filters, SecretSet, SigningSecret, Verdict,
-    WebhookId, to_millis,
+    AccountId, DeliveryId, DeliveryStatus, EventId, Filters, Verdict, WebhookId, to_millis,
 };
 use herald_store::{
     Account, Attempt, Claimed, Delivery, FanoutRules, NewEvent, NewWebhook, Outcome, Page,
@@ -119,9 +118,7 @@ impl SqliteStore {
     }
 }
 
-fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
-    serde_json::to_string(v).expect("plain data serialises")
-}
+use herald_store::codec::{parse_json, secret_set, to_json as json};
 
 macro_rules! webhook_columns {
     () => {
@@ -979,20 +976,4 @@ async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<V
 
 fn rand_offset() -> usize {
     uuid::Uuid::now_v7().as_u128() as usize
-}
-
-fn secret_set(current: String, previous_json: &str) -> StoreResult<SecretSet> {
-    let prev: Vec<StoredSecret> = parse_json(previous_json)?;
-    Ok(SecretSet {
-        current: SigningSecret::from_stored(current),
-        previous: prev
-            .into_iter()
-            .map(|p| {
-                (
-                    SigningSecret::from_stored(p.secret),
-                    herald_domain::from_millis(p.expires_at),
-                )
-            })
-            .collect(),
-    })
 }

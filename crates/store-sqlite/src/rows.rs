@@ -13,15 +13,7 @@ where
         .map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Unavailable(Box::new(e)))
-}
-
-#[derive(serde::Deserialize, serde::Serialize)]
-pub(crate) struct StoredSecret {
-    pub secret: String,
-    pub expires_at: i64,
-}
+pub(crate) use herald_store::codec::parse_json;
 
 pub(crate) fn account_from_row(r: &SqliteRow) -> StoreResult<Account> {
     Ok(Account {

@@ -10,6 +10,7 @@
 //! * every account-facing query is scoped by account.
 #![forbid(unsafe_code)]
 
+pub mod codec;
 pub mod conformance;
 mod error;
 mod records;

@@ -7,4 +7,5 @@ mod api;
 mod crash;
 mod engine;
 mod faults;
+mod replicas;
 mod ssrf;

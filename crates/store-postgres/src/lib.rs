@@ -1,0 +1,890 @@
+//! PostgreSQL implementation of [`herald_store::Store`]: any number of replicas on one
+//! database.
+//!
+//! * Claims lock the candidate webhooks `FOR UPDATE SKIP LOCKED`, then lease deliveries
+//!   in one statement (`FOR UPDATE SKIP LOCKED`) that counts live leases against each
+//!   webhook's cap. The webhook lock is taken by its own statement first so the claim's
+//!   snapshot sees every lease committed before the lock was granted: the per-webhook cap
+//!   holds across replicas.
+//! * Outcomes are one set-based compare-and-set `UPDATE … FROM UNNEST(…)`.
+//! * Wake-ups: writes that create claimable work `NOTIFY herald_work` inside their
+//!   transaction; every replica LISTENs (reconnecting by itself) and also polls as a fallback.
+#![forbid(unsafe_code)]
+
+mod listener;
+mod rows;
+pub mod test_db;
+
+use async_trait::async_trait;
+use herald_domain::{
+    AccountId, DeliveryId, DeliveryStatus, EventId, Filters, Verdict, WebhookId, to_millis,
+};
+use herald_store::{
+    Account, Attempt, Claimed, Delivery, FanoutRules, NewEvent, NewWebhook, Outcome, Page,
+    Published, Store, StoreError, StoreResult, Webhook, WebhookPatch,
+};
+use rows::*;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+
+/// The channel every replica listens on.
+pub const CHANNEL: &str = "herald_work";
+
+/// Connection settings.
+#[derive(Clone, Debug)]
+pub struct PgSettings {
+    pub pool_size: u32,
+    pub statement_timeout: Duration,
+    /// How long a request waits for a connection before the store reports unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PgSettings {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            statement_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: PgPool,
+    signal: Arc<Notify>,
+    /// Stops the LISTEN task when the last clone of the store is dropped.
+    _listening: Arc<tokio_util::sync::DropGuard>,
+}
+
+fn unavailable(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::AlreadyExists,
+        _ => StoreError::Unavailable(Box::new(e)),
+    }
+}
+
+use herald_store::codec::{parse_json, secret_set, to_json as json};
+
+macro_rules! webhook_columns {
+    () => {
+        "id, account_id, url, description, events, filters, enabled, disabled_reason, \
+         auto_disabled_at, max_in_flight, created_at, updated_at, last_delivered_at"
+    };
+}
+
+macro_rules! delivery_columns {
+    () => {
+        "id, webhook_id, event_id, event_type, status, attempts, max_attempts, \
+         last_error, last_status_code, last_attempt_at, next_retry_at, created_at"
+    };
+}
+
+impl PgStore {
+    /// Connects, applies the embedded migrations and starts the LISTEN task.
+    pub async fn open(url: &str, settings: &PgSettings) -> StoreResult<Self> {
+        let timeout_ms = settings.statement_timeout.as_millis().to_string();
+        let opts = PgConnectOptions::from_str(url)
+            .map_err(unavailable)?
+            .options([("statement_timeout", timeout_ms.as_str())]);
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.pool_size)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(opts)
+            .await
+            .map_err(unavailable)?;
+        // Replicas starting together must not run migrations twice at once.
+        sqlx::migrate!("./migrations")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let signal = Arc::new(Notify::new());
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(listener::listen(pool.clone(), signal.clone(), stop.clone()));
+        Ok(Self {
+            pool,
+            signal,
+            _listening: Arc::new(stop.drop_guard()),
+        })
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(unavailable)
+    }
+
+    fn wake_local(&self) {
+        self.signal.notify_one();
+    }
+}
+
+async fn notify(tx: &mut Transaction<'static, Postgres>) -> StoreResult<()> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(CHANNEL)
+        .execute(&mut **tx)
+        .await
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn create_account(
+        &self,
+        name: &str,
+        key_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<Account> {
+        let id = AccountId::generate();
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
+            .bind(id.as_str())
+            .bind(name)
+            .bind(to_millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query("INSERT INTO api_keys (key_hash, account_id, created_at) VALUES ($1, $2, $3)")
+            .bind(key_hash)
+            .bind(id.as_str())
+            .bind(to_millis(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Account {
+            id,
+            name: name.to_owned(),
+            created_at: now,
+        })
+    }
+
+    async fn add_api_key(
+        &self,
+        account: &AccountId,
+        key_hash: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query("INSERT INTO api_keys (key_hash, account_id, created_at) VALUES ($1, $2, $3)")
+            .bind(key_hash)
+            .bind(account.as_str())
+            .bind(to_millis(now))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn account_count(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(n as u64)
+    }
+
+    async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>> {
+        let row = sqlx::query(
+            "SELECT a.id, a.name, a.created_at FROM api_keys k JOIN accounts a ON a.id = k.account_id \
+             WHERE k.key_hash = $1",
+        )
+        .bind(key_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        row.map(|r| account_from_row(&r)).transpose()
+    }
+
+    async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>> {
+        let row = sqlx::query("SELECT id, name, created_at FROM accounts WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| account_from_row(&r)).transpose()
+    }
+
+    async fn custom_event_type_exists(&self, account: &AccountId, name: &str) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM event_types WHERE account_id = $1 AND name = $2",
+        )
+        .bind(account.as_str())
+        .bind(name)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    async fn create_webhook(&self, new: NewWebhook, limit: u32) -> StoreResult<Webhook> {
+        let now = to_millis(new.created_at);
+        let mut tx = self.begin().await?;
+        // Serialise creations of one account so the limit holds across replicas.
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+            .bind(new.account_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE account_id = $1")
+            .bind(new.account_id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if n >= i64::from(limit) {
+            return Err(StoreError::LimitReached);
+        }
+        sqlx::query(
+            "INSERT INTO webhooks (id, account_id, url, description, events, filters, enabled, max_in_flight, \
+             secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(new.id.as_str())
+        .bind(new.account_id.as_str())
+        .bind(&new.url)
+        .bind(&new.description)
+        .bind(json(&new.events))
+        .bind(json(&new.filters))
+        .bind(new.enabled)
+        .bind(i64::from(new.max_in_flight))
+        .bind(new.secret.expose())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Webhook {
+            id: new.id,
+            account_id: new.account_id,
+            url: new.url,
+            description: new.description,
+            events: new.events,
+            filters: new.filters,
+            enabled: new.enabled,
+            disabled_reason: None,
+            auto_disabled_at: None,
+            max_in_flight: new.max_in_flight,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+            last_delivered_at: None,
+        })
+    }
+
+    async fn get_webhook(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+    ) -> StoreResult<Option<Webhook>> {
+        let sql = concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE account_id = $1 AND id = $2"
+        );
+        let row = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| webhook_from_row(&r)).transpose()
+    }
+
+    async fn list_webhooks(&self, account: &AccountId, page: Page) -> StoreResult<Vec<Webhook>> {
+        let sql = concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE account_id = $1 AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(page.after.as_deref())
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    async fn update_webhook(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        patch: WebhookPatch,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Webhook>> {
+        let enabling = patch.enabled == Some(true);
+        let mut tx = self.begin().await?;
+        let sql = concat!(
+            "UPDATE webhooks SET \
+               url = COALESCE($1, url), description = COALESCE($2, description), events = COALESCE($3, events), \
+               filters = COALESCE($4, filters), max_in_flight = COALESCE($5, max_in_flight), \
+               enabled = COALESCE($6, enabled), \
+               disabled_reason = CASE WHEN $6::boolean IS NULL THEN disabled_reason WHEN $6 THEN NULL ELSE 'manual' END, \
+               auto_disabled_at = CASE WHEN $7 THEN NULL ELSE auto_disabled_at END, \
+               updated_at = $8 \
+             WHERE account_id = $9 AND id = $10 RETURNING ",
+            webhook_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(patch.url.as_deref())
+            .bind(patch.description.as_deref())
+            .bind(patch.events.as_ref().map(|e| json(e)))
+            .bind(patch.filters.as_ref().map(|f| json(f)))
+            .bind(patch.max_in_flight.map(i64::from))
+            .bind(patch.enabled)
+            .bind(enabling)
+            .bind(to_millis(now))
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let woke = enabling || patch.max_in_flight.is_some();
+        if woke {
+            notify(&mut tx).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        if woke {
+            self.wake_local();
+        }
+        webhook_from_row(&row).map(Some)
+    }
+
+    async fn delete_webhook(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM webhooks WHERE account_id = $1 AND id = $2")
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE deliveries SET status = 'failed', last_error = 'webhook deleted', lease_token = NULL, \
+             next_retry_at = $1 WHERE webhook_id = $2 AND status = 'pending'",
+        )
+        .bind(to_millis(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn publish(&self, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published> {
+        let now = to_millis(new.created_at);
+        let account = new.account_id.as_str();
+        let mut tx = self.begin().await?;
+        if let Some(key) = &new.idempotency_key {
+            // Serialise publishes of one key: the unique index would reject the second anyway.
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")
+                .bind(account)
+                .bind(key)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let prior = sqlx::query(
+                "SELECT id, type, created_at, deliveries FROM events WHERE account_id = $1 AND idempotency_key = $2",
+            )
+            .bind(account)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if let Some(r) = prior {
+                let created: i64 = get(&r, 2)?;
+                if created > now - rules.idempotency_window.as_millis() as i64 {
+                    return Ok(Published {
+                        id: EventId::from_trusted(get(&r, 0)?),
+                        event_type: get(&r, 1)?,
+                        created_at: herald_domain::from_millis(created),
+                        deliveries: get::<i64>(&r, 3)? as u32,
+                        replayed: true,
+                    });
+                }
+                sqlx::query("UPDATE events SET idempotency_key = NULL WHERE account_id = $1 AND idempotency_key = $2")
+                    .bind(account)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        let subs = sqlx::query(
+            "SELECT id, events, filters FROM webhooks WHERE account_id = $1 AND enabled",
+        )
+        .bind(account)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let mut targets = Vec::new();
+        for r in &subs {
+            let types: Vec<String> = parse_json(&get::<String>(r, 1)?)?;
+            let filters: Filters = parse_json(&get::<String>(r, 2)?)?;
+            if types.iter().any(|t| t == &new.event_type) && filters.matches(&new.routing) {
+                targets.push(get::<String>(r, 0)?);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO events (id, account_id, type, payload, agent_id, conversation_id, labels, idempotency_key, \
+             deliveries, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(new.id.as_str())
+        .bind(account)
+        .bind(&new.event_type)
+        .bind(new.envelope.as_bytes())
+        .bind(new.routing.agent_id.as_deref())
+        .bind(new.routing.conversation_id.as_deref())
+        .bind(json(&new.routing.labels))
+        .bind(new.idempotency_key.as_deref())
+        .bind(targets.len() as i64)
+        .bind(now)
+        .bind(now + rules.event_ttl.as_millis() as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if !targets.is_empty() {
+            let ids: Vec<String> = targets
+                .iter()
+                .map(|_| DeliveryId::generate().to_string())
+                .collect();
+            sqlx::query(
+                "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
+                 max_attempts, next_retry_at, created_at, expires_at) \
+                 SELECT d.id, $3, d.webhook_id, $4, $5, 'pending', 0, $6, $7, $7, $8 \
+                 FROM UNNEST($1::text[], $2::text[]) AS d(id, webhook_id)",
+            )
+            .bind(&ids)
+            .bind(&targets)
+            .bind(account)
+            .bind(new.id.as_str())
+            .bind(&new.event_type)
+            .bind(i64::from(rules.max_attempts))
+            .bind(now)
+            .bind(now + rules.delivery_ttl.as_millis() as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            notify(&mut tx).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        if !targets.is_empty() {
+            self.wake_local();
+        }
+        Ok(Published {
+            id: new.id,
+            event_type: new.event_type,
+            created_at: new.created_at,
+            deliveries: targets.len() as u32,
+            replayed: false,
+        })
+    }
+
+    async fn list_deliveries(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        status: Option<DeliveryStatus>,
+        page: Page,
+    ) -> StoreResult<Vec<Delivery>> {
+        let sql = concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE account_id = $1 AND webhook_id = $2 AND ($3::text IS NULL OR status = $3) \
+              AND ($4::text IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+        );
+        let rows = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(webhook.as_str())
+            .bind(status.map(|s| s.as_str()))
+            .bind(page.after.as_deref())
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn get_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+    ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
+        let sql = concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE account_id = $1 AND id = $2"
+        );
+        let Some(row) = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let d = delivery_from_row(&row)?;
+        let attempts = sqlx::query(
+            "SELECT number, started_at, duration_ms, status_code, error, response_body FROM attempts \
+             WHERE delivery_id = $1 ORDER BY number",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let attempts = attempts
+            .iter()
+            .map(attempt_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some((d, attempts)))
+    }
+
+    async fn retry_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Delivery>> {
+        let mut tx = self.begin().await?;
+        let row = sqlx::query(
+            "SELECT d.status, w.id IS NOT NULL FROM deliveries d LEFT JOIN webhooks w ON w.id = d.webhook_id \
+             WHERE d.account_id = $1 AND d.id = $2 FOR UPDATE OF d",
+        )
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let status: String = get(&row, 0)?;
+        let webhook_exists: bool = get(&row, 1)?;
+        if status != "failed" {
+            return Err(StoreError::Conflict(format!(
+                "delivery is {status}, only failed deliveries can be retried"
+            )));
+        }
+        if !webhook_exists {
+            return Err(StoreError::Conflict(
+                "the webhook of this delivery was deleted".into(),
+            ));
+        }
+        let sql = concat!(
+            "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_retry_at = $1, \
+             lease_token = NULL, expires_at = GREATEST(expires_at, $2) WHERE id = $3 RETURNING ",
+            delivery_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(to_millis(now))
+            .bind(to_millis(now) + 86_400_000)
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        notify(&mut tx).await?;
+        tx.commit().await.map_err(unavailable)?;
+        self.wake_local();
+        delivery_from_row(&row).map(Some)
+    }
+
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<Claimed>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now_ms = to_millis(now);
+        let mut tx = self.begin().await?;
+        // 1. Lock webhooks with due work; another replica claiming for one of them skips it.
+        let locked: Vec<String> = sqlx::query_scalar(
+            "SELECT w.id FROM webhooks w WHERE w.enabled AND EXISTS (SELECT 1 FROM deliveries d \
+               WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_retry_at <= $1 AND d.expires_at > $1) \
+             ORDER BY random() FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if locked.is_empty() {
+            return Ok(Vec::new());
+        }
+        // 2. One statement: free slots per webhook (live leases counted in a snapshot taken
+        //    after the locks), the due rows within them, leased with fresh tokens.
+        let rows = sqlx::query(
+            "WITH cap AS ( \
+               SELECT w.id, w.max_in_flight - (SELECT COUNT(*) FROM deliveries l WHERE l.webhook_id = w.id \
+                 AND l.status = 'pending' AND l.lease_token IS NOT NULL AND l.next_retry_at > $1) AS free \
+               FROM webhooks w WHERE w.id = ANY($2) \
+             ), picked AS ( \
+               SELECT p.id FROM cap CROSS JOIN LATERAL ( \
+                 SELECT d.id FROM deliveries d WHERE d.webhook_id = cap.id AND d.status = 'pending' \
+                   AND d.next_retry_at <= $1 AND d.expires_at > $1 \
+                 ORDER BY d.next_retry_at LIMIT GREATEST(cap.free, 0) FOR UPDATE SKIP LOCKED) p \
+               LIMIT $3 \
+             ) \
+             UPDATE deliveries d SET next_retry_at = $4, lease_token = md5(random()::text || clock_timestamp()::text) \
+             FROM picked WHERE d.id = picked.id \
+             RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.max_attempts, d.lease_token, \
+               COALESCE(d.body, (SELECT e.payload FROM events e WHERE e.id = d.event_id))",
+        )
+        .bind(now_ms)
+        .bind(&locked)
+        .bind(i64::from(limit))
+        .bind(now_ms + lease.as_millis() as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let mut webhook_ids: Vec<String> = Vec::new();
+        for r in &rows {
+            let w: String = get(r, 1)?;
+            if !webhook_ids.contains(&w) {
+                webhook_ids.push(w);
+            }
+        }
+        let targets = sqlx::query(
+            "SELECT id, url, secret, previous_secrets FROM webhooks WHERE id = ANY($1)",
+        )
+        .bind(&webhook_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let mut by_id = std::collections::HashMap::new();
+        for t in &targets {
+            let secrets = secret_set(get(t, 2)?, &get::<String>(t, 3)?)?;
+            by_id.insert(get::<String>(t, 0)?, (get::<String>(t, 1)?, secrets));
+        }
+        rows.iter()
+            .map(|r| {
+                let wh: String = get(r, 1)?;
+                let (url, secrets) = by_id.get(&wh).cloned().ok_or_else(|| {
+                    StoreError::Unavailable("claimed a delivery of a webhook that vanished".into())
+                })?;
+                Ok(Claimed {
+                    delivery_id: DeliveryId::from_trusted(get(r, 0)?),
+                    webhook_id: WebhookId::from_trusted(wh),
+                    event_id: EventId::from_trusted(get(r, 2)?),
+                    event_type: get(r, 3)?,
+                    url,
+                    secrets,
+                    attempt: get::<i64>(r, 4)? as u32 + 1,
+                    max_attempts: get::<i64>(r, 5)? as u32,
+                    lease_token: get(r, 6)?,
+                    body: get::<Option<Vec<u8>>>(r, 7)?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn record_outcomes(
+        &self,
+        outcomes: &[Outcome],
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<bool>> {
+        let now_ms = to_millis(now);
+        let mut ids = Vec::new();
+        let mut tokens = Vec::new();
+        let mut statuses = Vec::new();
+        let mut attempts = Vec::new();
+        let mut errors: Vec<Option<String>> = Vec::new();
+        let mut codes: Vec<i64> = Vec::new();
+        let mut started = Vec::new();
+        let mut nexts = Vec::new();
+        let mut durations = Vec::new();
+        let mut bodies: Vec<Option<String>> = Vec::new();
+        for o in outcomes {
+            let (status, next) = match &o.verdict {
+                Verdict::Delivered => ("delivered", now_ms),
+                Verdict::RetryAt(at) => ("pending", to_millis(*at)),
+                Verdict::Failed { .. } => ("failed", now_ms),
+            };
+            ids.push(o.delivery_id.to_string());
+            tokens.push(o.lease_token.clone());
+            statuses.push(status.to_owned());
+            attempts.push(i64::from(o.attempt));
+            errors.push(o.result.error.clone());
+            codes.push(i64::from(o.result.status_code));
+            started.push(to_millis(o.result.started_at));
+            nexts.push(next);
+            durations.push(o.result.duration.as_millis() as i64);
+            bodies.push(o.result.response_body.clone());
+        }
+        let mut tx = self.begin().await?;
+        let applied: Vec<String> = sqlx::query_scalar(
+            "WITH o AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
+               $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[]) \
+               AS o(id, token, status, attempt, error, code, started, next, duration, body)), \
+             upd AS ( \
+               UPDATE deliveries d SET status = o.status, attempts = o.attempt, last_error = o.error, \
+                 last_status_code = NULLIF(o.code, 0), last_attempt_at = o.started, next_retry_at = o.next, \
+                 lease_token = NULL \
+               FROM o WHERE d.id = o.id AND d.lease_token = o.token AND d.status = 'pending' \
+               RETURNING d.id), \
+             ins AS ( \
+               INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, error, response_body) \
+               SELECT o.id, o.attempt, o.started, o.duration, o.code, o.error, o.body FROM o JOIN upd ON upd.id = o.id \
+               ON CONFLICT (delivery_id, number) DO UPDATE SET started_at = EXCLUDED.started_at, \
+                 duration_ms = EXCLUDED.duration_ms, status_code = EXCLUDED.status_code, error = EXCLUDED.error, \
+                 response_body = EXCLUDED.response_body) \
+             SELECT id FROM upd",
+        )
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(&statuses)
+        .bind(&attempts)
+        .bind(&errors)
+        .bind(&codes)
+        .bind(&started)
+        .bind(&nexts)
+        .bind(&durations)
+        .bind(&bodies)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let applied: std::collections::HashSet<String> = applied.into_iter().collect();
+        let mut delivered: Vec<String> = Vec::new();
+        let mut gone: Vec<String> = Vec::new();
+        for o in outcomes
+            .iter()
+            .filter(|o| applied.contains(o.delivery_id.as_str()))
+        {
+            let list = match &o.verdict {
+                Verdict::Delivered => &mut delivered,
+                Verdict::Failed { gone: true } => &mut gone,
+                _ => continue,
+            };
+            if !list.iter().any(|w| w == o.webhook_id.as_str()) {
+                list.push(o.webhook_id.to_string());
+            }
+        }
+        if !delivered.is_empty() {
+            sqlx::query("UPDATE webhooks SET last_delivered_at = $1 WHERE id = ANY($2)")
+                .bind(now_ms)
+                .bind(&delivered)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        if !gone.is_empty() {
+            sqlx::query(
+                "UPDATE webhooks SET enabled = false, disabled_reason = 'gone', auto_disabled_at = $1, \
+                 updated_at = $1 WHERE id = ANY($2)",
+            )
+            .bind(now_ms)
+            .bind(&gone)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        // Slots were freed: any replica may claim more of these webhooks.
+        notify(&mut tx).await?;
+        tx.commit().await.map_err(unavailable)?;
+        self.wake_local();
+        Ok(outcomes
+            .iter()
+            .map(|o| applied.contains(o.delivery_id.as_str()))
+            .collect())
+    }
+
+    async fn release_leases(
+        &self,
+        leases: &[(DeliveryId, String)],
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let ids: Vec<String> = leases.iter().map(|(id, _)| id.to_string()).collect();
+        let tokens: Vec<String> = leases.iter().map(|(_, t)| t.clone()).collect();
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries d SET next_retry_at = $1, lease_token = NULL \
+             FROM UNNEST($2::text[], $3::text[]) AS l(id, token) \
+             WHERE d.id = l.id AND d.lease_token = l.token AND d.status = 'pending'",
+        )
+        .bind(to_millis(now))
+        .bind(&ids)
+        .bind(&tokens)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        notify(&mut tx).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>> {
+        let ms: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_retry_at) FROM deliveries WHERE status = 'pending' AND next_retry_at > $1",
+        )
+        .bind(to_millis(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(ms.map(herald_domain::from_millis))
+    }
+
+    async fn delete_expired(&self, now: OffsetDateTime, batch: u32) -> StoreResult<u64> {
+        let now_ms = to_millis(now);
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin().await?;
+            let gone: Vec<String> = sqlx::query_scalar(
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries WHERE expires_at <= $1 \
+                 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if !gone.is_empty() {
+                sqlx::query("DELETE FROM attempts WHERE delivery_id = ANY($1)")
+                    .bind(&gone)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            let e = sqlx::query(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE expires_at <= $1 LIMIT $2 \
+                 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+            tx.commit().await.map_err(unavailable)?;
+            let d = gone.len() as u64;
+            total += d + e;
+            if d < u64::from(batch) && e < u64::from(batch) {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn work_signal(&self) -> Arc<Notify> {
+        self.signal.clone()
+    }
+}

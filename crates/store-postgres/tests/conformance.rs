@@ -1,0 +1,27 @@
+//! The shared store conformance suite against a fresh PostgreSQL database per test.
+
+use herald_store::conformance as suite;
+use herald_store_postgres::test_db::TestDb;
+use herald_store_postgres::{PgSettings, PgStore};
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test]
+        async fn $name() {
+            let Some(db) = TestDb::create(stringify!($name)).await else { return };
+            let store = PgStore::open(&db.url, &PgSettings::default()).await.unwrap();
+            suite::$name(&store).await;
+            db.drop_now().await;
+        }
+    )*};
+}
+
+conformance!(
+    claim_hides_rows_until_the_lease_expires,
+    outcomes_are_compare_and_set_on_the_lease,
+    claims_respect_the_per_webhook_cap,
+    disabled_webhooks_are_skipped_until_enabled,
+    expired_rows_are_ignored_and_deleted_in_batches,
+    resources_are_scoped_by_account,
+    released_leases_are_due_again_without_an_attempt,
+);
