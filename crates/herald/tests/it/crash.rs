@@ -5,9 +5,17 @@ use serde_json::json;
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-async fn start_binary(dir: &std::path::Path) -> (tokio::process::Child, String) {
+pub(crate) async fn start_binary(dir: &std::path::Path) -> (tokio::process::Child, String) {
+    start_binary_with(dir, &[]).await
+}
+
+pub(crate) async fn start_binary_with(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("serve")
+        .envs(env.iter().copied())
         .env("HERALD_LISTEN", "127.0.0.1:0")
         .env("HERALD_DATA_DIR", dir)
         .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")

@@ -7,5 +7,6 @@ mod api;
 mod crash;
 mod engine;
 mod faults;
+mod pg_restart;
 mod replicas;
 mod ssrf;

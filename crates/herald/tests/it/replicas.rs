@@ -149,3 +149,58 @@ async fn a_publish_by_another_process_is_delivered_without_waiting_for_the_poll(
     assert_eq!(got[0].header("webhook-id"), id.as_str());
     db.drop_now().await;
 }
+
+#[tokio::test]
+async fn a_killed_replicas_leased_work_is_completed_by_another_after_the_lease() {
+    let Some(db) = TestDb::create("killed_replica").await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    rx.always("kr", Reply::status(200).gated());
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, base) =
+        crate::crash::start_binary_with(dir.path(), &[("HERALD_DATABASE_URL", &db.url)]).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{base}/api/v1/webhooks"))
+        .bearer_auth(KEY)
+        .json(&json!({"url": rx.url("kr"), "events": ["email.received"], "max_in_flight": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..10 {
+        let r = http
+            .post(format!("{base}/api/v1/events"))
+            .bearer_auth(KEY)
+            .json(&json!({"type": "email.received", "data": {"i": i}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let v: serde_json::Value = r.json().await.unwrap();
+        ids.insert(v["id"].as_str().unwrap().to_owned());
+    }
+    // Replica A holds two leased attempts in flight; kill it without a chance to clean up.
+    rx.wait_for("kr", 2).await;
+    a.start_kill().unwrap();
+    a.wait().await.unwrap();
+    rx.open_gate();
+    // Replica B (lease 2 s, like A) finishes everything, A's leased rows after their lease.
+    let b = replicas(&db, 1, |s| s.lease = Duration::from_secs(2)).await;
+    let got = eventually("every acknowledged event delivered", || async {
+        let got: std::collections::HashSet<String> = rx
+            .received("kr")
+            .iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect();
+        (got.len() == ids.len()).then_some(got)
+    })
+    .await;
+    assert_eq!(got, ids);
+    // Only the two attempts A had in flight may be re-sent (at-least-once window).
+    assert!(rx.received("kr").len() <= ids.len() + 2);
+    drop(b);
+    db.drop_now().await;
+}
