@@ -37,6 +37,13 @@ pub struct BenchArgs {
     /// `max_in_flight` of each webhook.
     #[arg(long, default_value_t = 64)]
     pub webhook_max_in_flight: u32,
+    /// Run against PostgreSQL: a server URL; each workload gets a fresh scratch database
+    /// there (dropped afterwards). Default: a fresh temporary SQLite file.
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// Herald replicas sharing the database (PostgreSQL only); publishers spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
     /// SQLite durability: `normal` or `full`.
     #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
     pub sqlite_synchronous: String,
@@ -126,12 +133,23 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             rate: None,
         });
     }
+    anyhow::ensure!(args.replicas >= 1, "--replicas must be at least 1");
+    anyhow::ensure!(
+        args.replicas == 1 || args.database_url.is_some(),
+        "--replicas needs --database-url postgres://… (SQLite is a one-process store)"
+    );
+    let store = match &args.database_url {
+        Some(_) => format!(
+            "PostgreSQL (fresh database per workload), {} replica(s)",
+            args.replicas
+        ),
+        None => format!("SQLite synchronous={}", args.sqlite_synchronous),
+    };
     println!(
-        "herald bench — {} cores, SQLite synchronous={}, {} publishers, webhook max_in_flight={}, loopback sink, all in one process",
+        "herald bench — {} cores, {store}, {} publishers, webhook max_in_flight={}, loopback sink, all in one process",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
-        args.sqlite_synchronous,
         args.clients,
         args.webhook_max_in_flight
     );
@@ -143,18 +161,33 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
 async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut settings = Settings::defaults();
-    settings.listen = "127.0.0.1:0".into();
-    settings.data_dir = dir.path().to_path_buf();
-    settings.allow_private_targets = true;
-    settings.sqlite_synchronous = args.sqlite_synchronous.clone();
-    settings.max_webhooks_per_account = settings.max_webhooks_per_account.max(wl.webhooks as u32);
+    let scratch = match &args.database_url {
+        Some(url) => Some(
+            herald_store_postgres::test_db::TestDb::create_at(url, "herald_bench")
+                .await
+                .context("creating a scratch database for the bench")?,
+        ),
+        None => None,
+    };
     let key = herald_domain::ApiKey::generate();
-    settings.bootstrap_api_key = Some(key.expose().to_owned());
-    let app = Application::build(settings, Deps::default()).await?;
-    let base = format!("http://{}", app.local_addr());
     let cancel = CancellationToken::new();
-    let server = tokio::spawn(app.run_until_stopped(cancel.clone()));
+    let mut bases = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..args.replicas {
+        let mut settings = Settings::defaults();
+        settings.listen = "127.0.0.1:0".into();
+        settings.data_dir = dir.path().to_path_buf();
+        settings.database_url = scratch.as_ref().map(|d| d.url.clone());
+        settings.allow_private_targets = true;
+        settings.sqlite_synchronous = args.sqlite_synchronous.clone();
+        settings.max_webhooks_per_account =
+            settings.max_webhooks_per_account.max(wl.webhooks as u32);
+        settings.bootstrap_api_key = Some(key.expose().to_owned());
+        let app = Application::build(settings, Deps::default()).await?;
+        bases.push(format!("http://{}", app.local_addr()));
+        servers.push(tokio::spawn(app.run_until_stopped(cancel.clone())));
+    }
+    let base = bases[0].clone();
 
     let sink = Arc::new(Sink {
         sent: (0..wl.events).map(|_| AtomicU64::new(0)).collect(),
@@ -283,7 +316,12 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         peak_rss_mib()
     );
     cancel.cancel();
-    server.await??;
+    for s in servers {
+        s.await??;
+    }
+    if let Some(db) = scratch {
+        db.drop_now().await;
+    }
     sink_task.abort();
     anyhow::ensure!(
         delivered >= expected,

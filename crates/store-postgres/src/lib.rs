@@ -118,6 +118,18 @@ impl PgStore {
         self.pool.begin().await.map_err(unavailable)
     }
 
+    /// A transaction for the engine's soft state (leases, attempt outcomes): its commit does
+    /// not wait for the WAL flush. Losing one to a database crash only means an attempt is
+    /// made again (at-least-once); acknowledged events always commit synchronously.
+    async fn begin_soft(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        Ok(tx)
+    }
+
     fn wake_local(&self) {
         self.signal.notify_one();
     }
@@ -617,7 +629,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let now_ms = to_millis(now);
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_soft().await?;
         // 1. Lock webhooks with due work; another replica claiming for one of them skips it.
         let locked: Vec<String> = sqlx::query_scalar(
             "SELECT w.id FROM webhooks w WHERE w.enabled AND EXISTS (SELECT 1 FROM deliveries d \
@@ -732,7 +744,7 @@ impl Store for PgStore {
             durations.push(o.result.duration.as_millis() as i64);
             bodies.push(o.result.response_body.clone());
         }
-        let mut tx = self.begin().await?;
+        let mut tx = self.begin_soft().await?;
         let applied: Vec<String> = sqlx::query_scalar(
             "WITH o AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
                $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[]) \
@@ -781,12 +793,16 @@ impl Store for PgStore {
             }
         }
         if !delivered.is_empty() {
-            sqlx::query("UPDATE webhooks SET last_delivered_at = $1 WHERE id = ANY($2)")
-                .bind(now_ms)
-                .bind(&delivered)
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            // At most once a second per webhook: the row is hot (claims lock it).
+            sqlx::query(
+                "UPDATE webhooks SET last_delivered_at = $1 WHERE id = ANY($2) \
+                 AND (last_delivered_at IS NULL OR last_delivered_at < $1 - 1000)",
+            )
+            .bind(now_ms)
+            .bind(&delivered)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         }
         if !gone.is_empty() {
             sqlx::query(

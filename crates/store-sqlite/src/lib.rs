@@ -695,7 +695,11 @@ impl Store for SqliteStore {
         delivered.sort_unstable();
         delivered.dedup();
         if !delivered.is_empty() {
-            sqlx::query("UPDATE webhooks SET last_delivered_at = ? WHERE id IN (SELECT value FROM json_each(?))")
+            // At most once a second per webhook: no write amplification on busy webhooks.
+            sqlx::query(
+                "UPDATE webhooks SET last_delivered_at = ?1 WHERE id IN (SELECT value FROM json_each(?2)) \
+                 AND (last_delivered_at IS NULL OR last_delivered_at < ?1 - 1000)",
+            )
                 .bind(now_ms)
                 .bind(json(&delivered))
                 .execute(&mut *tx)
