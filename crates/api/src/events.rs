@@ -13,13 +13,13 @@ use herald_domain::{Envelope, EventId, EventType, RoutingAttributes, rfc3339};
 use herald_store::NewEvent;
 
 fn short_text(field: &str, v: &Option<String>, max: usize, errs: &mut Vec<FieldError>) {
-    if let Some(v) = v {
-        if v.is_empty() || v.len() > max || v.chars().any(char::is_control) {
-            errs.push(FieldError {
-                field: field.into(),
-                message: format!("must be 1..{max} characters without control characters"),
-            });
-        }
+    if let Some(v) = v
+        && (v.is_empty() || v.len() > max || v.chars().any(char::is_control))
+    {
+        errs.push(FieldError {
+            field: field.into(),
+            message: format!("must be 1..{max} characters without control characters"),
+        });
     }
 }
 

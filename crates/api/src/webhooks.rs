@@ -20,13 +20,13 @@ pub(crate) fn page(q: &ListQuery) -> Result<Page, ApiError> {
     if !(1..=100).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 100"));
     }
-    if let Some(c) = &q.cursor {
-        if c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-            return Err(ApiError::field(
-                "cursor",
-                "is not a cursor returned by this API",
-            ));
-        }
+    if let Some(c) = &q.cursor
+        && (c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Err(ApiError::field(
+            "cursor",
+            "is not a cursor returned by this API",
+        ));
     }
     Ok(Page {
         after: q.cursor.clone(),

@@ -83,10 +83,10 @@ pub fn classify(
         return Verdict::Failed { gone: false };
     }
     let mut wait = policy.delay_after(attempt, unit_random);
-    if matches!(outcome.status_code, 429 | 503) {
-        if let Some(ra) = outcome.retry_after {
-            wait = wait.max(ra.min(crate::retry::MAX_RETRY_AFTER));
-        }
+    if matches!(outcome.status_code, 429 | 503)
+        && let Some(ra) = outcome.retry_after
+    {
+        wait = wait.max(ra.min(crate::retry::MAX_RETRY_AFTER));
     }
     Verdict::RetryAt(now + wait)
 }

@@ -64,18 +64,18 @@ impl Sink {
 
 async fn sink_handler(State(sink): State<Arc<Sink>>, body: axum::body::Bytes) -> &'static str {
     let now = sink.micros();
-    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-        if let Some(seq) = v["data"]["seq"].as_u64() {
-            let sent = sink
-                .sent
-                .get(seq as usize)
-                .map(|s| s.load(Ordering::Relaxed))
-                .unwrap_or(now);
-            sink.received
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(now.saturating_sub(sent));
-        }
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
+        && let Some(seq) = v["data"]["seq"].as_u64()
+    {
+        let sent = sink
+            .sent
+            .get(seq as usize)
+            .map(|s| s.load(Ordering::Relaxed))
+            .unwrap_or(now);
+        sink.received
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(now.saturating_sub(sent));
     }
     sink.count.fetch_add(1, Ordering::Relaxed);
     ""
