@@ -24,4 +24,9 @@ conformance!(
     expired_rows_are_ignored_and_deleted_in_batches,
     resources_are_scoped_by_account,
     released_leases_are_due_again_without_an_attempt,
+    rotation_keeps_previous_secrets_until_their_own_expiry,
+    failing_webhooks_are_auto_disabled,
+    recovery_redelivers_matching_events_in_the_window,
+    events_log_lists_and_shows_events,
+    event_types_and_idempotency_are_per_account,
 );

@@ -13,8 +13,9 @@ use herald_domain::{
     AccountId, DeliveryId, DeliveryStatus, EventId, Filters, Verdict, WebhookId, to_millis,
 };
 use herald_store::{
-    Account, Attempt, Claimed, Delivery, FanoutRules, NewEvent, NewWebhook, Outcome, Page,
-    Published, Store, StoreError, StoreResult, Webhook, WebhookPatch,
+    Account, Attempt, Claimed, Delivery, Event, EventFilter, EventTypeRecord, FanoutRules,
+    NewEvent, NewWebhook, Outcome, Page, Published, Store, StoreError, StoreResult, Webhook,
+    WebhookPatch,
 };
 use rows::*;
 use sqlx::sqlite::{
@@ -124,6 +125,12 @@ macro_rules! webhook_columns {
     () => {
         "id, account_id, url, description, events, filters, enabled, disabled_reason, \
          auto_disabled_at, max_in_flight, created_at, updated_at, last_delivered_at"
+    };
+}
+
+macro_rules! event_columns {
+    () => {
+        "id, type, created_at, deliveries, agent_id, conversation_id, labels, payload"
     };
 }
 
@@ -798,6 +805,361 @@ impl Store for SqliteStore {
             // Let other writers in between batches.
             tokio::task::yield_now().await;
         }
+    }
+
+    async fn rotate_secret(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        new_secret: &herald_domain::SigningSecret,
+        grace_until: OffsetDateTime,
+        keep: usize,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let Some(row) = sqlx::query(
+            "SELECT secret, previous_secrets FROM webhooks WHERE account_id = ? AND id = ?",
+        )
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        else {
+            return Ok(false);
+        };
+        let previous = herald_store::codec::rotated(
+            &get::<String>(&row, 1)?,
+            &get::<String>(&row, 0)?,
+            to_millis(grace_until),
+            to_millis(now),
+            keep,
+        )?;
+        sqlx::query(
+            "UPDATE webhooks SET secret = ?, previous_secrets = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(new_secret.expose())
+        .bind(previous)
+        .bind(to_millis(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn auto_disable(
+        &self,
+        since: OffsetDateTime,
+        threshold: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<WebhookId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE webhooks SET enabled = 0, disabled_reason = 'failing', auto_disabled_at = ?1, updated_at = ?1 \
+             WHERE enabled = 1 AND id IN (SELECT webhook_id FROM deliveries WHERE created_at >= ?2 \
+               GROUP BY webhook_id HAVING SUM(status = 'failed') >= ?3 AND SUM(status = 'delivered') = 0) \
+             RETURNING id",
+        )
+        .bind(to_millis(now))
+        .bind(to_millis(since))
+        .bind(i64::from(threshold))
+        .fetch_all(&self.write)
+        .await
+        .map_err(unavailable)?;
+        Ok(ids.into_iter().map(WebhookId::from_trusted).collect())
+    }
+
+    async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let rows =
+            sqlx::query("SELECT id, previous_secrets FROM webhooks WHERE previous_secrets <> '[]'")
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let mut changed = 0;
+        for r in &rows {
+            if let Some(p) = herald_store::codec::pruned(&get::<String>(r, 1)?, to_millis(now))? {
+                sqlx::query("UPDATE webhooks SET previous_secrets = ? WHERE id = ?")
+                    .bind(p)
+                    .bind(get::<String>(r, 0)?)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+                changed += 1;
+            }
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(changed)
+    }
+
+    async fn enqueue_direct(
+        &self,
+        webhook: &WebhookId,
+        new: NewEvent,
+        rules: &FanoutRules,
+    ) -> StoreResult<Option<DeliveryId>> {
+        let now = to_millis(new.created_at);
+        let mut tx = self.begin().await?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM webhooks WHERE account_id = ? AND id = ?")
+                .bind(new.account_id.as_str())
+                .bind(webhook.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        if found.is_none() {
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO events (id, account_id, type, payload, labels, deliveries, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, '[]', 1, ?, ?)",
+        )
+        .bind(new.id.as_str())
+        .bind(new.account_id.as_str())
+        .bind(&new.event_type)
+        .bind(new.envelope.as_bytes())
+        .bind(now)
+        .bind(now + rules.event_ttl.as_millis() as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let id = DeliveryId::generate();
+        sqlx::query(
+            "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, max_attempts, \
+             next_retry_at, created_at, expires_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
+        )
+        .bind(id.as_str())
+        .bind(new.account_id.as_str())
+        .bind(webhook.as_str())
+        .bind(new.id.as_str())
+        .bind(&new.event_type)
+        .bind(i64::from(rules.max_attempts))
+        .bind(now)
+        .bind(now)
+        .bind(now + rules.delivery_ttl.as_millis() as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        self.wake();
+        Ok(Some(id))
+    }
+
+    async fn recover(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        dry_run: bool,
+        rules: &FanoutRules,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<u64>> {
+        let mut tx = self.begin().await?;
+        let Some(w) =
+            sqlx::query("SELECT events, filters FROM webhooks WHERE account_id = ? AND id = ?")
+                .bind(account.as_str())
+                .bind(webhook.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let types: Vec<String> = parse_json(&get::<String>(&w, 0)?)?;
+        let filters: Filters = parse_json(&get::<String>(&w, 1)?)?;
+        let rows = sqlx::query(
+            "SELECT id, type, agent_id, conversation_id, labels FROM events \
+             WHERE account_id = ? AND created_at >= ? AND created_at < ? AND expires_at > ? ORDER BY id",
+        )
+        .bind(account.as_str())
+        .bind(to_millis(since))
+        .bind(to_millis(until))
+        .bind(to_millis(now))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let mut matching = Vec::new();
+        for r in &rows {
+            let ty: String = get(r, 1)?;
+            let routing = herald_domain::RoutingAttributes {
+                agent_id: get(r, 2)?,
+                conversation_id: get(r, 3)?,
+                labels: parse_json(&get::<String>(r, 4)?)?,
+            };
+            if types.contains(&ty) && filters.matches(&routing) {
+                matching.push(serde_json::json!([
+                    DeliveryId::generate().as_str(),
+                    get::<String>(r, 0)?,
+                    ty
+                ]));
+            }
+        }
+        let n = matching.len() as u64;
+        if !dry_run && n > 0 {
+            let now_ms = to_millis(now);
+            sqlx::query(
+                "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
+                 max_attempts, next_retry_at, created_at, expires_at) \
+                 SELECT value ->> 0, ?, ?, value ->> 1, value ->> 2, 'pending', 0, ?, ?, ?, ? FROM json_each(?)",
+            )
+            .bind(account.as_str())
+            .bind(webhook.as_str())
+            .bind(i64::from(rules.max_attempts))
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(now_ms + rules.delivery_ttl.as_millis() as i64)
+            .bind(json(&matching))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        if !dry_run && n > 0 {
+            self.wake();
+        }
+        Ok(Some(n))
+    }
+
+    async fn list_events(
+        &self,
+        account: &AccountId,
+        filter: EventFilter,
+        page: Page,
+    ) -> StoreResult<Vec<Event>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE account_id = ?1 AND (?2 IS NULL OR type = ?2) AND (?3 IS NULL OR created_at >= ?3) \
+              AND (?4 IS NULL OR created_at < ?4) AND (?5 IS NULL OR id < ?5) ORDER BY id DESC LIMIT ?6"
+        ))
+        .bind(account.as_str())
+        .bind(filter.event_type.as_deref())
+        .bind(filter.since.map(to_millis))
+        .bind(filter.until.map(to_millis))
+        .bind(page.after.as_deref())
+        .bind(i64::from(page.limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn get_event(
+        &self,
+        account: &AccountId,
+        id: &EventId,
+    ) -> StoreResult<Option<(Event, Vec<Delivery>)>> {
+        let Some(row) = sqlx::query(concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE account_id = ? AND id = ?"
+        ))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let deliveries = sqlx::query(concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE account_id = ? AND event_id = ? ORDER BY id"
+        ))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        Ok(Some((
+            event_from_row(&row)?,
+            deliveries
+                .iter()
+                .map(delivery_from_row)
+                .collect::<StoreResult<_>>()?,
+        )))
+    }
+
+    async fn create_event_type(
+        &self,
+        account: &AccountId,
+        name: &str,
+        description: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<EventTypeRecord> {
+        sqlx::query("INSERT INTO event_types (account_id, name, description, created_at) VALUES (?, ?, ?, ?)")
+            .bind(account.as_str())
+            .bind(name)
+            .bind(description)
+            .bind(to_millis(now))
+            .execute(&self.write)
+            .await
+            .map_err(unavailable)?;
+        Ok(EventTypeRecord {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            created_at: now,
+        })
+    }
+
+    async fn list_event_types(&self, account: &AccountId) -> StoreResult<Vec<EventTypeRecord>> {
+        let rows = sqlx::query("SELECT name, description, created_at FROM event_types WHERE account_id = ? ORDER BY name")
+            .bind(account.as_str())
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
+        rows.iter()
+            .map(|r| {
+                Ok(EventTypeRecord {
+                    name: get(r, 0)?,
+                    description: get(r, 1)?,
+                    created_at: herald_domain::from_millis(get(r, 2)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn idempotent_response(
+        &self,
+        account: &AccountId,
+        scope: &str,
+        key: &str,
+        since: OffsetDateTime,
+    ) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT response FROM idempotency WHERE account_id = ? AND scope = ? AND key = ? AND created_at >= ?")
+            .bind(account.as_str())
+            .bind(scope)
+            .bind(key)
+            .bind(to_millis(since))
+            .fetch_optional(&self.write)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn save_idempotent_response(
+        &self,
+        account: &AccountId,
+        scope: &str,
+        key: &str,
+        response: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO idempotency (account_id, scope, key, response, created_at) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (account_id, scope, key) DO UPDATE SET response = excluded.response, created_at = excluded.created_at",
+        )
+        .bind(account.as_str())
+        .bind(scope)
+        .bind(key)
+        .bind(response)
+        .bind(to_millis(now))
+        .execute(&self.write)
+        .await
+        .map_err(unavailable)?;
+        Ok(())
     }
 
     fn work_signal(&self) -> Arc<Notify> {

@@ -69,3 +69,16 @@ pub(crate) fn attempt_from_row(r: &SqliteRow) -> StoreResult<Attempt> {
         response_body: get(r, 5)?,
     })
 }
+
+pub(crate) fn event_from_row(r: &SqliteRow) -> StoreResult<herald_store::Event> {
+    Ok(herald_store::Event {
+        id: EventId::from_trusted(get(r, 0)?),
+        event_type: get(r, 1)?,
+        created_at: from_millis(get(r, 2)?),
+        deliveries: get::<i64>(r, 3)? as u32,
+        agent_id: get(r, 4)?,
+        conversation_id: get(r, 5)?,
+        labels: parse_json(&get::<String>(r, 6)?)?,
+        envelope: get(r, 7)?,
+    })
+}

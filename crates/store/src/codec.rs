@@ -36,3 +36,31 @@ pub fn secret_set(current: String, previous_json: &str) -> StoreResult<SecretSet
             .collect(),
     })
 }
+
+/// The `previous_secrets` after a rotation: the old current secret signs until
+/// `grace_until`; expired ones are dropped; the `keep` latest-expiring are kept.
+pub fn rotated(
+    previous_json: &str,
+    old_current: &str,
+    grace_until: i64,
+    now: i64,
+    keep: usize,
+) -> StoreResult<String> {
+    let mut prev: Vec<StoredSecret> = parse_json(previous_json)?;
+    prev.push(StoredSecret {
+        secret: old_current.to_owned(),
+        expires_at: grace_until,
+    });
+    prev.retain(|p| p.expires_at > now);
+    prev.sort_by(|a, b| b.expires_at.cmp(&a.expires_at));
+    prev.truncate(keep);
+    Ok(to_json(&prev))
+}
+
+/// The `previous_secrets` without expired entries, or `None` when nothing expired.
+pub fn pruned(previous_json: &str, now: i64) -> StoreResult<Option<String>> {
+    let mut prev: Vec<StoredSecret> = parse_json(previous_json)?;
+    let before = prev.len();
+    prev.retain(|p| p.expires_at > now);
+    Ok((prev.len() != before).then(|| to_json(&prev)))
+}

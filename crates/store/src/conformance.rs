@@ -247,3 +247,244 @@ pub async fn released_leases_are_due_again_without_an_attempt(store: &dyn Store)
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 1);
 }
+
+/// Rotation: every previous secret signs until its own expiry; at most `keep` are kept.
+pub async fn rotation_keeps_previous_secrets_until_their_own_expiry(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    let wh = webhook(store, &acc, 10).await;
+    let first = store.claim_due(t0(), LEASE, 1).await.unwrap();
+    assert!(first.is_empty());
+    let s1 = SigningSecret::generate();
+    let s2 = SigningSecret::generate();
+    assert!(
+        store
+            .rotate_secret(&acc, &wh, &s1, t0() + Duration::from_secs(3600), 5, t0())
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .rotate_secret(&acc, &wh, &s2, t0() + Duration::from_secs(7200), 5, t0())
+            .await
+            .unwrap()
+    );
+    publish(store, &acc, t0()).await;
+    let c = store.claim_due(t0(), LEASE, 1).await.unwrap().remove(0);
+    assert_eq!(c.secrets.current, s2);
+    assert_eq!(
+        c.secrets.active(t0()).count(),
+        3,
+        "both earlier secrets still sign"
+    );
+    assert_eq!(
+        c.secrets.active(t0() + Duration::from_secs(3601)).count(),
+        2
+    );
+    let other = account(store, "b").await;
+    assert!(
+        !store
+            .rotate_secret(&other, &wh, &s1, t0(), 5, t0())
+            .await
+            .unwrap()
+    );
+    for _ in 0..6 {
+        store
+            .rotate_secret(
+                &acc,
+                &wh,
+                &SigningSecret::generate(),
+                t0() + Duration::from_secs(9000),
+                5,
+                t0(),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .prune_secrets(t0() + Duration::from_secs(10_000))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+/// Auto-disable: ≥ threshold failed and none delivered in the window.
+pub async fn failing_webhooks_are_auto_disabled(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    let bad = webhook(store, &acc, 100).await;
+    for _ in 0..3 {
+        publish(store, &acc, t0()).await;
+    }
+    let claimed = store.claim_due(t0(), LEASE, 100).await.unwrap();
+    let fails: Vec<_> = claimed
+        .iter()
+        .map(|c| outcome(c, Verdict::Failed { gone: false }, t0()))
+        .collect();
+    store.record_outcomes(&fails, t0()).await.unwrap();
+    let since = t0() - Duration::from_secs(72 * 3600);
+    assert!(
+        store.auto_disable(since, 4, t0()).await.unwrap().is_empty(),
+        "below the threshold"
+    );
+    assert_eq!(
+        store.auto_disable(since, 3, t0()).await.unwrap(),
+        vec![bad.clone()]
+    );
+    let w = store.get_webhook(&acc, &bad).await.unwrap().unwrap();
+    assert!(!w.enabled);
+    assert_eq!(w.disabled_reason.as_deref(), Some("failing"));
+    assert_eq!(w.auto_disabled_at, Some(t0()));
+}
+
+/// Recovery re-delivers stored events in the window that match the webhook now.
+pub async fn recovery_redelivers_matching_events_in_the_window(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    let wh = webhook(store, &acc, 100).await;
+    let off = WebhookPatch {
+        enabled: Some(false),
+        ..Default::default()
+    };
+    store.update_webhook(&acc, &wh, off, t0()).await.unwrap();
+    for i in 0..4 {
+        publish(store, &acc, t0() + Duration::from_secs(i * 60)).await;
+    }
+    let since = t0() + Duration::from_secs(60);
+    let until = t0() + Duration::from_secs(180);
+    let rules = FanoutRules::default();
+    let n = store
+        .recover(&acc, &wh, since, until, true, &rules, t0())
+        .await
+        .unwrap();
+    assert_eq!(n, Some(2), "two events in [1 min, 3 min)");
+    assert!(
+        store.claim_due(t0(), LEASE, 100).await.unwrap().is_empty(),
+        "dry run stores nothing"
+    );
+    let on = WebhookPatch {
+        enabled: Some(true),
+        ..Default::default()
+    };
+    store.update_webhook(&acc, &wh, on, t0()).await.unwrap();
+    assert_eq!(
+        store
+            .recover(&acc, &wh, since, until, false, &rules, t0())
+            .await
+            .unwrap(),
+        Some(2)
+    );
+    assert_eq!(store.claim_due(t0(), LEASE, 100).await.unwrap().len(), 2);
+    let other = account(store, "b").await;
+    assert_eq!(
+        store
+            .recover(&other, &wh, since, until, true, &rules, t0())
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// The events log lists newest first with filters; an event shows its deliveries.
+pub async fn events_log_lists_and_shows_events(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    webhook(store, &acc, 10).await;
+    let a = publish(store, &acc, t0()).await;
+    let b = publish(store, &acc, t0() + Duration::from_secs(60)).await;
+    let page = crate::Page {
+        after: None,
+        limit: 10,
+    };
+    let all = store
+        .list_events(&acc, crate::EventFilter::default(), page.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        vec![b.clone(), a.clone()]
+    );
+    let filter = crate::EventFilter {
+        since: Some(t0() + Duration::from_secs(30)),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_events(&acc, filter, page.clone())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let filter = crate::EventFilter {
+        event_type: Some("email.sent".into()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .list_events(&acc, filter, page)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (ev, deliveries) = store.get_event(&acc, &a).await.unwrap().unwrap();
+    assert_eq!(ev.event_type, "email.received");
+    assert_eq!(deliveries.len(), 1);
+    let other = account(store, "b").await;
+    assert!(store.get_event(&other, &a).await.unwrap().is_none());
+}
+
+/// Custom event types and idempotent responses are per account.
+pub async fn event_types_and_idempotency_are_per_account(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    let other = account(store, "b").await;
+    store
+        .create_event_type(&acc, "invoice.paid", "money", t0())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .create_event_type(&acc, "invoice.paid", "again", t0())
+            .await,
+        Err(crate::StoreError::AlreadyExists)
+    ));
+    assert!(
+        store
+            .custom_event_type_exists(&acc, "invoice.paid")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .custom_event_type_exists(&other, "invoice.paid")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.list_event_types(&acc).await.unwrap().len(), 1);
+    store
+        .save_idempotent_response(&acc, "rotate", "k1", "{\"x\":1}", t0())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .idempotent_response(&acc, "rotate", "k1", t0())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("{\"x\":1}")
+    );
+    assert!(
+        store
+            .idempotent_response(&other, "rotate", "k1", t0())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let later = t0() + Duration::from_secs(1);
+    assert!(
+        store
+            .idempotent_response(&acc, "rotate", "k1", later)
+            .await
+            .unwrap()
+            .is_none(),
+        "outside the window"
+    );
+}

@@ -19,7 +19,7 @@ pub use error::StoreError;
 pub use records::*;
 
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, DeliveryStatus, WebhookId};
+use herald_domain::{AccountId, DeliveryId, DeliveryStatus, EventId, SigningSecret, WebhookId};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -128,6 +128,84 @@ pub trait Store: Send + Sync + 'static {
     async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
     /// Deletes expired deliveries, attempts and events, at most `batch` rows a statement.
     async fn delete_expired(&self, now: OffsetDateTime, batch: u32) -> StoreResult<u64>;
+
+    // --- lifecycle ---
+    /// Makes `new_secret` current; the old current secret keeps signing until `grace_until`.
+    /// Expired previous secrets are dropped and at most `keep` previous ones are kept.
+    async fn rotate_secret(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        new_secret: &SigningSecret,
+        grace_until: OffsetDateTime,
+        keep: usize,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    /// Disables every enabled webhook with ≥ `threshold` failed and no delivered deliveries
+    /// among those created since `since`; returns their ids.
+    async fn auto_disable(
+        &self,
+        since: OffsetDateTime,
+        threshold: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<WebhookId>>;
+    /// Drops previous signing secrets whose grace has ended; returns how many webhooks changed.
+    async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64>;
+    /// Stores an event and one delivery of it to this webhook only (test sends), whatever
+    /// the webhook subscribes to. `None` if the webhook is not the account's.
+    async fn enqueue_direct(
+        &self,
+        webhook: &WebhookId,
+        new: NewEvent,
+        rules: &FanoutRules,
+    ) -> StoreResult<Option<DeliveryId>>;
+    /// Re-delivers (or with `dry_run` only counts) the account's stored events created in
+    /// `[since, until)` that match the webhook now.
+    async fn recover(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        since: OffsetDateTime,
+        until: OffsetDateTime,
+        dry_run: bool,
+        rules: &FanoutRules,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<u64>>;
+    async fn list_events(
+        &self,
+        account: &AccountId,
+        filter: EventFilter,
+        page: Page,
+    ) -> StoreResult<Vec<Event>>;
+    async fn get_event(
+        &self,
+        account: &AccountId,
+        id: &EventId,
+    ) -> StoreResult<Option<(Event, Vec<Delivery>)>>;
+    async fn create_event_type(
+        &self,
+        account: &AccountId,
+        name: &str,
+        description: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<EventTypeRecord>;
+    async fn list_event_types(&self, account: &AccountId) -> StoreResult<Vec<EventTypeRecord>>;
+    /// The response stored under an idempotency key within the window, if any.
+    async fn idempotent_response(
+        &self,
+        account: &AccountId,
+        scope: &str,
+        key: &str,
+        since: OffsetDateTime,
+    ) -> StoreResult<Option<String>>;
+    async fn save_idempotent_response(
+        &self,
+        account: &AccountId,
+        scope: &str,
+        key: &str,
+        response: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
 
     /// Wake-ups: notified when work may have become claimable (a publish, an enable,
     /// a retry, a freed slot) — in this process or, for shared stores, in another.

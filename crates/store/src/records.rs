@@ -156,3 +156,33 @@ pub struct Outcome {
     pub result: AttemptOutcome,
     pub verdict: Verdict,
 }
+
+/// A stored event as the events log shows it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub id: EventId,
+    pub event_type: String,
+    pub created_at: OffsetDateTime,
+    pub deliveries: u32,
+    pub agent_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub labels: Vec<String>,
+    /// The envelope bytes (what receivers got).
+    pub envelope: Vec<u8>,
+}
+
+/// Filters of the events log.
+#[derive(Clone, Debug, Default)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    pub since: Option<OffsetDateTime>,
+    pub until: Option<OffsetDateTime>,
+}
+
+/// A custom event type of an account.
+#[derive(Clone, Debug)]
+pub struct EventTypeRecord {
+    pub name: String,
+    pub description: String,
+    pub created_at: OffsetDateTime,
+}

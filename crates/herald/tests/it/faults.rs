@@ -126,6 +126,90 @@ impl Store for Flaky {
     async fn delete_expired(&self, t: OffsetDateTime, b: u32) -> StoreResult<u64> {
         self.inner.delete_expired(t, b).await
     }
+    async fn rotate_secret(
+        &self,
+        a: &AccountId,
+        id: &WebhookId,
+        s: &herald_domain::SigningSecret,
+        g: OffsetDateTime,
+        k: usize,
+        t: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        self.inner.rotate_secret(a, id, s, g, k, t).await
+    }
+    async fn auto_disable(
+        &self,
+        since: OffsetDateTime,
+        n: u32,
+        t: OffsetDateTime,
+    ) -> StoreResult<Vec<WebhookId>> {
+        self.inner.auto_disable(since, n, t).await
+    }
+    async fn prune_secrets(&self, t: OffsetDateTime) -> StoreResult<u64> {
+        self.inner.prune_secrets(t).await
+    }
+    async fn enqueue_direct(
+        &self,
+        w: &WebhookId,
+        e: NewEvent,
+        r: &FanoutRules,
+    ) -> StoreResult<Option<DeliveryId>> {
+        self.inner.enqueue_direct(w, e, r).await
+    }
+    #[allow(clippy::too_many_arguments)]
+    async fn recover(
+        &self,
+        a: &AccountId,
+        w: &WebhookId,
+        s: OffsetDateTime,
+        u: OffsetDateTime,
+        d: bool,
+        r: &FanoutRules,
+        t: OffsetDateTime,
+    ) -> StoreResult<Option<u64>> {
+        self.inner.recover(a, w, s, u, d, r, t).await
+    }
+    async fn list_events(&self, a: &AccountId, f: EventFilter, p: Page) -> StoreResult<Vec<Event>> {
+        self.inner.list_events(a, f, p).await
+    }
+    async fn get_event(
+        &self,
+        a: &AccountId,
+        id: &herald_domain::EventId,
+    ) -> StoreResult<Option<(Event, Vec<Delivery>)>> {
+        self.inner.get_event(a, id).await
+    }
+    async fn create_event_type(
+        &self,
+        a: &AccountId,
+        n: &str,
+        d: &str,
+        t: OffsetDateTime,
+    ) -> StoreResult<EventTypeRecord> {
+        self.inner.create_event_type(a, n, d, t).await
+    }
+    async fn list_event_types(&self, a: &AccountId) -> StoreResult<Vec<EventTypeRecord>> {
+        self.inner.list_event_types(a).await
+    }
+    async fn idempotent_response(
+        &self,
+        a: &AccountId,
+        s: &str,
+        k: &str,
+        t: OffsetDateTime,
+    ) -> StoreResult<Option<String>> {
+        self.inner.idempotent_response(a, s, k, t).await
+    }
+    async fn save_idempotent_response(
+        &self,
+        a: &AccountId,
+        s: &str,
+        k: &str,
+        r: &str,
+        t: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.inner.save_idempotent_response(a, s, k, r, t).await
+    }
     fn work_signal(&self) -> Arc<tokio::sync::Notify> {
         self.inner.work_signal()
     }
