@@ -67,3 +67,41 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
             .map_err(|e: PathRejection| ApiError::BadRequest(e.body_text()))
     }
 }
+
+/// An optional JSON body: empty → `None`; otherwise parsed like [`Json`].
+pub struct MaybeJson<T>(pub Option<T>);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MaybeJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| {
+                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge("request body is too large".into())
+                } else {
+                    ApiError::BadRequest(e.body_text())
+                }
+            })?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(MaybeJson(None));
+        }
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error(&mut de) {
+            Ok(v) => Ok(MaybeJson(Some(v))),
+            Err(e) if e.is_syntax() || e.is_eof() => {
+                Err(ApiError::BadRequest(format!("malformed JSON: {e}")))
+            }
+            Err(e) => Err(ApiError::field("body", e.to_string())),
+        }
+    }
+}
+
+fn serde_path_to_error<'de, T: serde::Deserialize<'de>>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, serde_json::Error> {
+    let v = T::deserialize(&mut *de)?;
+    de.end()?;
+    Ok(v)
+}

@@ -10,7 +10,9 @@ mod dto;
 mod events;
 mod extract;
 mod health;
+mod lifecycle;
 mod problem;
+mod ratelimit;
 mod webhooks;
 
 pub use problem::ApiError;
@@ -40,6 +42,12 @@ pub struct ApiConfig {
     pub event_body_limit: usize,
     pub body_limit: usize,
     pub fanout: FanoutRules,
+    /// Re-enabling within this long after an automatic disable is refused (409).
+    pub reenable_cooldown: std::time::Duration,
+    /// One recovery per webhook per this interval (429 otherwise).
+    pub recover_interval: std::time::Duration,
+    /// How long `?wait=true` on a test send waits for the first attempt.
+    pub test_wait: std::time::Duration,
 }
 
 impl Default for ApiConfig {
@@ -50,6 +58,9 @@ impl Default for ApiConfig {
             event_body_limit: 256 * 1024,
             body_limit: 64 * 1024,
             fanout: FanoutRules::default(),
+            reenable_cooldown: std::time::Duration::from_secs(300),
+            recover_interval: std::time::Duration::from_secs(60),
+            test_wait: std::time::Duration::from_secs(20),
         }
     }
 }
@@ -63,6 +74,7 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) keys: Arc<auth::KeyCache>,
+    pub(crate) recoveries: Arc<ratelimit::OnePer>,
 }
 
 impl AppState {
@@ -80,6 +92,7 @@ impl AppState {
             config: Arc::new(config),
             metrics,
             keys: Arc::default(),
+            recoveries: Arc::default(),
         }
     }
 }
@@ -89,7 +102,10 @@ pub fn router(state: AppState) -> Router {
     let event_limit = state.config.event_body_limit;
     let body_limit = state.config.body_limit;
     let events = Router::new()
-        .route("/api/v1/events", post(events::create_event))
+        .route(
+            "/api/v1/events",
+            post(events::create_event).get(lifecycle::list_events),
+        )
         .layer(DefaultBodyLimit::max(event_limit));
     let api = Router::new()
         .route(
@@ -105,6 +121,20 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/webhooks/{id}/deliveries",
             get(deliveries::list_deliveries),
+        )
+        .route(
+            "/api/v1/webhooks/{id}/rotate-secret",
+            post(lifecycle::rotate_secret),
+        )
+        .route("/api/v1/webhooks/{id}/test", post(lifecycle::test_webhook))
+        .route(
+            "/api/v1/webhooks/{id}/recover",
+            post(lifecycle::recover_webhook),
+        )
+        .route("/api/v1/events/{id}", get(lifecycle::get_event))
+        .route(
+            "/api/v1/event-types",
+            get(lifecycle::list_event_types).post(lifecycle::create_event_type),
         )
         .route("/api/v1/deliveries/{id}", get(deliveries::get_delivery))
         .route(

@@ -23,6 +23,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     Unsupported(String),
     Unavailable,
+    /// Rate limited: retry after this long.
+    TooManyRequests(std::time::Duration),
     Internal,
 }
 
@@ -120,6 +122,19 @@ impl IntoResponse for ApiError {
                 "the store is unavailable; nothing was changed, try again".to_owned(),
                 None,
             ),
+            ApiError::TooManyRequests(wait) => {
+                let mut r = ApiError::BadRequest(format!(
+                    "rate limited; try again in {} s",
+                    wait.as_secs().max(1)
+                ))
+                .into_response();
+                *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(wait.as_secs().max(1)),
+                );
+                return r;
+            }
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",

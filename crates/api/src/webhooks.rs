@@ -271,6 +271,20 @@ pub async fn patch_webhook(
     if let Some(url) = input.url.filter(|u| *u != current.url) {
         patch.url = validate_url(&s, &url, &mut errs).await;
     }
+    if input.enabled == Some(true)
+        && !current.enabled
+        && let Some(at) = current.auto_disabled_at
+    {
+        let since = s.clock.now() - at;
+        if since < s.config.reenable_cooldown {
+            return Err(ApiError::Conflict(format!(
+                "the webhook was disabled automatically ({}) {} s ago; it can be re-enabled {} s after that",
+                current.disabled_reason.as_deref().unwrap_or("automatic"),
+                since.whole_seconds().max(0),
+                s.config.reenable_cooldown.as_secs()
+            )));
+        }
+    }
     patch.enabled = input.enabled;
     if !errs.is_empty() {
         return Err(ApiError::Validation(errs));

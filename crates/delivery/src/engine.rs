@@ -33,6 +33,11 @@ pub struct EngineConfig {
     /// How long shutdown waits for in-flight attempts.
     pub shutdown_grace: Duration,
     pub retry: RetryPolicy,
+    /// How often the auto-disable / secret-pruning pass runs.
+    pub auto_disable_interval: Duration,
+    /// Window and threshold of the auto-disable rule (≥ threshold failed, 0 delivered).
+    pub auto_disable_window: Duration,
+    pub auto_disable_threshold: u32,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +51,9 @@ impl Default for EngineConfig {
             janitor_batch: 5000,
             shutdown_grace: Duration::from_secs(10),
             retry: RetryPolicy::default(),
+            auto_disable_interval: Duration::from_secs(300),
+            auto_disable_window: Duration::from_secs(72 * 3600),
+            auto_disable_threshold: 10,
         }
     }
 }
@@ -95,6 +103,7 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         tracker.spawn(this.clone().record_loop(rx));
         tracker.spawn(this.clone().janitor_loop(cancel.clone()));
+        tracker.spawn(this.clone().maintenance_loop(cancel.clone()));
         tracker.spawn(this.dispatch_loop(cancel, tx));
         EngineHandle { tracker }
     }
@@ -296,6 +305,46 @@ impl Engine {
                 Ok(n) => tracing::info!(deleted = n, "janitor removed expired rows"),
                 Err(e) => tracing::warn!(error = %e, "janitor failed; will try again"),
             }
+        }
+    }
+}
+
+impl Engine {
+    /// One pass of webhook maintenance: auto-disable chronically failing webhooks and drop
+    /// previous signing secrets whose grace has ended. Exposed for tests (the seed's `Tick`).
+    pub async fn maintenance_tick(&self) {
+        let now = self.clock.now();
+        match self
+            .store
+            .auto_disable(
+                now - self.cfg.auto_disable_window,
+                self.cfg.auto_disable_threshold,
+                now,
+            )
+            .await
+        {
+            Ok(ids) if !ids.is_empty() => {
+                for id in &ids {
+                    tracing::warn!(webhook_id = %id, "webhook disabled automatically: failing deliveries, none delivered");
+                }
+                metrics::counter!("herald_webhooks_auto_disabled_total")
+                    .increment(ids.len() as u64);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "auto-disable pass failed; will try again"),
+        }
+        if let Err(e) = self.store.prune_secrets(now).await {
+            tracing::warn!(error = %e, "pruning expired secrets failed; will try again");
+        }
+    }
+
+    async fn maintenance_loop(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.auto_disable_interval) => {}
+                _ = cancel.cancelled() => return,
+            }
+            self.maintenance_tick().await;
         }
     }
 }

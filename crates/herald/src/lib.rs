@@ -177,6 +177,9 @@ impl Application {
                 lease: settings.lease,
                 poll_interval: settings.poll_interval,
                 retry: retry.clone(),
+                auto_disable_interval: settings.auto_disable_interval,
+                auto_disable_window: settings.auto_disable_window,
+                auto_disable_threshold: settings.auto_disable_threshold,
                 ..EngineConfig::default()
             },
         );
@@ -193,6 +196,8 @@ impl Application {
                     ..FanoutRules::default()
                 },
                 webhooks_per_account: settings.max_webhooks_per_account,
+                reenable_cooldown: settings.reenable_cooldown,
+                recover_interval: settings.recover_interval,
                 ..ApiConfig::default()
             },
             metrics_handle(),

@@ -76,6 +76,21 @@ pub struct Settings {
     /// PostgreSQL: how long a request waits for a connection before answering 503.
     #[arg(long, env = "HERALD_PG_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = duration)]
     pub pg_acquire_timeout: Duration,
+    /// How often failing webhooks are auto-disabled (and expired previous secrets dropped).
+    #[arg(long, env = "HERALD_AUTO_DISABLE_INTERVAL", default_value = "5m", value_parser = duration)]
+    pub auto_disable_interval: Duration,
+    /// Window of the auto-disable rule.
+    #[arg(long, env = "HERALD_AUTO_DISABLE_WINDOW", default_value = "72h", value_parser = duration)]
+    pub auto_disable_window: Duration,
+    /// Failed deliveries (with none delivered) in the window that disable a webhook.
+    #[arg(long, env = "HERALD_AUTO_DISABLE_THRESHOLD", default_value_t = 10)]
+    pub auto_disable_threshold: u32,
+    /// Re-enabling sooner than this after an automatic disable answers 409.
+    #[arg(long, env = "HERALD_REENABLE_COOLDOWN", default_value = "5m", value_parser = duration)]
+    pub reenable_cooldown: Duration,
+    /// One recovery per webhook per this interval (429 otherwise).
+    #[arg(long, env = "HERALD_RECOVER_INTERVAL", default_value = "1m", value_parser = duration)]
+    pub recover_interval: Duration,
     /// Most webhooks one account may have.
     #[arg(long, env = "HERALD_MAX_WEBHOOKS_PER_ACCOUNT", default_value_t = 50)]
     pub max_webhooks_per_account: u32,

@@ -1047,6 +1047,7 @@ impl Store for PgStore {
         Ok(Some(id))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn recover(
         &self,
         account: &AccountId,

@@ -946,6 +946,7 @@ impl Store for SqliteStore {
         Ok(Some(id))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn recover(
         &self,
         account: &AccountId,

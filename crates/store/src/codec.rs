@@ -52,7 +52,7 @@ pub fn rotated(
         expires_at: grace_until,
     });
     prev.retain(|p| p.expires_at > now);
-    prev.sort_by(|a, b| b.expires_at.cmp(&a.expires_at));
+    prev.sort_by_key(|p| std::cmp::Reverse(p.expires_at));
     prev.truncate(keep);
     Ok(to_json(&prev))
 }

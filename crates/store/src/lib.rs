@@ -161,6 +161,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<DeliveryId>>;
     /// Re-delivers (or with `dry_run` only counts) the account's stored events created in
     /// `[since, until)` that match the webhook now.
+    #[allow(clippy::too_many_arguments)]
     async fn recover(
         &self,
         account: &AccountId,

@@ -7,6 +7,7 @@ mod api;
 mod crash;
 mod engine;
 mod faults;
+mod lifecycle;
 mod pg_restart;
 mod replicas;
 mod ssrf;
