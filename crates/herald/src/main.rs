@@ -29,6 +29,29 @@ enum Command {
     },
     /// Measure throughput and latency on a fresh SQLite database and a loopback sink.
     Bench(herald::bench::BenchArgs),
+    /// Manage webhooks of a running Herald.
+    Webhooks {
+        #[command(flatten)]
+        client: herald::cli::ClientArgs,
+        #[command(subcommand)]
+        command: herald::cli::webhooks::WebhooksCommand,
+    },
+    /// Inspect and retry deliveries of a running Herald.
+    Deliveries {
+        #[command(flatten)]
+        client: herald::cli::ClientArgs,
+        #[command(subcommand)]
+        command: herald::cli::deliveries::DeliveriesCommand,
+    },
+    /// Publish and list events on a running Herald.
+    Events {
+        #[command(flatten)]
+        client: herald::cli::ClientArgs,
+        #[command(subcommand)]
+        command: herald::cli::events::EventsCommand,
+    },
+    /// A local receiver that verifies both signature schemes and prints each delivery.
+    Listen(herald::cli::listen::ListenArgs),
 }
 
 #[derive(Subcommand)]
@@ -116,5 +139,11 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => herald::bench::run(args).await,
+        Command::Webhooks { client, command } => herald::cli::webhooks::run(&client, command).await,
+        Command::Deliveries { client, command } => {
+            herald::cli::deliveries::run(&client, command).await
+        }
+        Command::Events { client, command } => herald::cli::events::run(&client, command).await,
+        Command::Listen(args) => herald::cli::listen::run(args).await,
     }
 }

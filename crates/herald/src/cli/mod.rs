@@ -1,0 +1,9 @@
+//! Commands that talk to a running Herald over its API, and `herald listen`.
+
+mod client;
+pub mod deliveries;
+pub mod events;
+pub mod listen;
+pub mod webhooks;
+
+pub use client::ClientArgs;
