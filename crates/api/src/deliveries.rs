@@ -10,6 +10,7 @@ use axum::extract::State;
 use axum::response::IntoResponse;
 use herald_domain::{DeliveryId, DeliveryStatus};
 
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "deliveries", security(("bearer" = [])), params(("id" = String, Path), ("status" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<crate::dto::DeliveryOut>), (status = 404, body = crate::problem::Problem)))]
 pub async fn list_deliveries(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -44,6 +45,7 @@ fn delivery_id(id: &str) -> Result<DeliveryId, ApiError> {
     DeliveryId::parse(id).ok_or(ApiError::NotFound("delivery"))
 }
 
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}", tag = "deliveries", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 200, body = crate::dto::DeliveryOut, description = "with attempt_log"), (status = 404, body = crate::problem::Problem)))]
 pub async fn get_delivery(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -60,6 +62,7 @@ pub async fn get_delivery(
     Ok(axum::Json(out))
 }
 
+#[utoipa::path(post, path = "/api/v1/deliveries/{id}/retry", tag = "deliveries", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 202, body = crate::dto::DeliveryOut), (status = 404, body = crate::problem::Problem), (status = 409, body = crate::problem::Problem)))]
 pub async fn retry_delivery(
     State(s): State<AppState>,
     Authed(account): Authed,

@@ -5,13 +5,14 @@ use herald_store::{Attempt, Delivery, Webhook};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookIn {
     pub url: String,
     pub events: Vec<String>,
     #[serde(default)]
     pub description: Option<String>,
+    #[schema(value_type = Object)]
     #[serde(default)]
     pub filters: Option<Filters>,
     #[serde(default)]
@@ -20,23 +21,25 @@ pub struct WebhookIn {
     pub max_in_flight: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatchIn {
     pub url: Option<String>,
     pub events: Option<Vec<String>>,
     pub description: Option<String>,
+    #[schema(value_type = Object)]
     pub filters: Option<Filters>,
     pub enabled: Option<bool>,
     pub max_in_flight: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct WebhookOut {
     pub id: String,
     pub url: String,
     pub description: String,
     pub events: Vec<String>,
+    #[schema(value_type = Object)]
     pub filters: Filters,
     pub enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,11 +74,12 @@ impl From<Webhook> for WebhookOut {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventIn {
     #[serde(rename = "type")]
     pub event_type: String,
+    #[schema(value_type = Object)]
     pub data: Box<RawValue>,
     #[serde(default)]
     pub idempotency_key: Option<String>,
@@ -87,7 +91,7 @@ pub struct EventIn {
     pub labels: Option<Vec<String>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventOut {
     pub id: String,
     #[serde(rename = "type")]
@@ -96,7 +100,7 @@ pub struct EventOut {
     pub deliveries: u32,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct DeliveryOut {
     pub id: String,
     pub webhook_id: String,
@@ -137,7 +141,7 @@ impl From<Delivery> for DeliveryOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AttemptOut {
     pub number: u32,
     pub started_at: String,
@@ -163,13 +167,13 @@ impl From<Attempt> for AttemptOut {
 }
 
 /// A page of a list.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListOut<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     pub limit: Option<u32>,

@@ -23,6 +23,7 @@ fn short_text(field: &str, v: &Option<String>, max: usize, errs: &mut Vec<FieldE
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", security(("bearer" = [])), request_body = crate::dto::EventIn, responses((status = 202, body = crate::dto::EventOut, description = "committed with all its deliveries"), (status = 400, body = crate::problem::Problem), (status = 503, body = crate::problem::Problem)))]
 pub async fn create_event(
     State(s): State<AppState>,
     Authed(account): Authed,

@@ -11,6 +11,7 @@ mod events;
 mod extract;
 mod health;
 mod lifecycle;
+pub mod openapi;
 mod problem;
 mod ratelimit;
 mod webhooks;
@@ -145,6 +146,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(events)
         .merge(api)
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -20,13 +20,13 @@ use time::format_description::well_known::Rfc3339;
 
 const MAX_GRACE: u64 = 7 * 86_400;
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateIn {
     pub grace_period_seconds: Option<u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RotateOut {
     pub signing_secret: String,
     pub previous_secret_expires_at: String,
@@ -48,6 +48,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(k.to_owned()))
 }
 
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<RotateIn>), responses((status = 200, body = RotateOut), (status = 404, body = crate::problem::Problem)))]
 pub async fn rotate_secret(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -101,11 +102,12 @@ pub async fn rotate_secret(
     Ok(axum::Json(out).into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestIn {
     #[serde(rename = "type")]
     pub event_type: Option<String>,
+    #[schema(value_type = Object)]
     pub data: Option<Box<RawValue>>,
 }
 
@@ -115,7 +117,7 @@ pub struct WaitQuery {
     pub wait: Option<bool>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TestOut {
     pub delivery_id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,6 +132,7 @@ pub struct TestOut {
     pub response_body: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path), ("wait" = Option<bool>, Query)), request_body(content = Option<TestIn>), responses((status = 202, body = TestOut), (status = 200, body = TestOut, description = "with ?wait=true: the first attempt's outcome"), (status = 409, body = crate::problem::Problem)))]
 pub async fn test_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -222,7 +225,7 @@ pub async fn test_webhook(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverIn {
     pub since: String,
@@ -231,7 +234,7 @@ pub struct RecoverIn {
     pub dry_run: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RecoverOut {
     pub count: u64,
     pub dry_run: bool,
@@ -242,6 +245,7 @@ fn parse_time(field: &str, v: &str) -> Result<OffsetDateTime, ApiError> {
         .map_err(|_| ApiError::field(field, "must be an RFC 3339 time"))
 }
 
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/recover", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)), request_body = RecoverIn, responses((status = 202, body = RecoverOut), (status = 200, body = RecoverOut, description = "dry run"), (status = 429, body = crate::problem::Problem)))]
 pub async fn recover_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -310,7 +314,7 @@ pub struct EventsQuery {
     pub until: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventLogOut {
     pub id: String,
     #[serde(rename = "type")]
@@ -322,6 +326,7 @@ pub struct EventLogOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
     pub labels: Vec<String>,
+    #[schema(value_type = Object)]
     pub data: Box<RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_log: Option<Vec<DeliveryOut>>,
@@ -348,6 +353,7 @@ fn event_out(e: herald_store::Event) -> EventLogOut {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", security(("bearer" = [])), params(("type" = Option<String>, Query), ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<EventLogOut>)))]
 pub async fn list_events(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -382,6 +388,7 @@ pub async fn list_events(
     )))
 }
 
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 200, body = EventLogOut, description = "with delivery_log"), (status = 404, body = crate::problem::Problem)))]
 pub async fn get_event(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -398,7 +405,7 @@ pub async fn get_event(
     Ok(axum::Json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventTypeIn {
     pub name: String,
@@ -406,7 +413,7 @@ pub struct EventTypeIn {
     pub description: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct EventTypeOut {
     pub name: String,
     pub description: String,
@@ -415,6 +422,7 @@ pub struct EventTypeOut {
     pub created_at: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/event-types", tag = "events", security(("bearer" = [])), responses((status = 200, body = crate::dto::ListOut<EventTypeOut>)))]
 pub async fn list_event_types(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -442,6 +450,7 @@ pub async fn list_event_types(
     }))
 }
 
+#[utoipa::path(post, path = "/api/v1/event-types", tag = "events", security(("bearer" = [])), request_body = EventTypeIn, responses((status = 201, body = EventTypeOut), (status = 409, body = crate::problem::Problem)))]
 pub async fn create_event_type(
     State(s): State<AppState>,
     Authed(account): Authed,

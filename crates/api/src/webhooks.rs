@@ -152,6 +152,7 @@ async fn validate_url(s: &AppState, url: &str, errs: &mut Vec<FieldError>) -> Op
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = [])), request_body = crate::dto::WebhookIn, responses((status = 201, body = crate::dto::WebhookOut, description = "created; signing_secret shown only here"), (status = 400, body = crate::problem::Problem), (status = 409, body = crate::problem::Problem)))]
 pub async fn create_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -200,6 +201,7 @@ pub async fn create_webhook(
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = [])), params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<crate::dto::WebhookOut>)))]
 pub async fn list_webhooks(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -224,6 +226,7 @@ pub(crate) fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
     WebhookId::parse(id).ok_or(ApiError::NotFound("webhook"))
 }
 
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 200, body = crate::dto::WebhookOut), (status = 404, body = crate::problem::Problem)))]
 pub async fn get_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -238,6 +241,7 @@ pub async fn get_webhook(
     Ok(axum::Json(WebhookOut::from(w)))
 }
 
+#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)), request_body = crate::dto::WebhookPatchIn, responses((status = 200, body = crate::dto::WebhookOut), (status = 400, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem), (status = 409, body = crate::problem::Problem, description = "re-enable within the cooldown of an automatic disable")))]
 pub async fn patch_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -297,6 +301,7 @@ pub async fn patch_webhook(
     Ok(axum::Json(WebhookOut::from(w)))
 }
 
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 204, description = "deleted; pending deliveries end as failed"), (status = 404, body = crate::problem::Problem)))]
 pub async fn delete_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,

@@ -297,3 +297,77 @@ async fn lists_page_with_cursors() {
     ids.reverse();
     assert_eq!(seen, ids, "newest first, each once");
 }
+
+#[tokio::test]
+async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_served() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let served = [
+        ("post", "/api/v1/webhooks"),
+        ("get", "/api/v1/webhooks"),
+        ("get", "/api/v1/webhooks/{id}"),
+        ("patch", "/api/v1/webhooks/{id}"),
+        ("delete", "/api/v1/webhooks/{id}"),
+        ("get", "/api/v1/webhooks/{id}/deliveries"),
+        ("post", "/api/v1/webhooks/{id}/rotate-secret"),
+        ("post", "/api/v1/webhooks/{id}/test"),
+        ("post", "/api/v1/webhooks/{id}/recover"),
+        ("post", "/api/v1/events"),
+        ("get", "/api/v1/events"),
+        ("get", "/api/v1/events/{id}"),
+        ("get", "/api/v1/event-types"),
+        ("post", "/api/v1/event-types"),
+        ("get", "/api/v1/deliveries/{id}"),
+        ("post", "/api/v1/deliveries/{id}/retry"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/metrics"),
+    ];
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            documented.push((method.clone(), path.clone()));
+        }
+    }
+    documented.sort();
+    let mut expected: Vec<(String, String)> = served
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    expected.sort();
+    assert_eq!(documented, expected);
+    for (method, path) in &documented {
+        let concrete = path.replace("{id}", "wh_00000000000000000000000000000000");
+        let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let status = app
+            .http
+            .request(m, app.url(&concrete))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        let expect = if path.starts_with("/api/") { 401 } else { 200 };
+        assert_eq!(status, expect, "{method} {path} is served");
+    }
+    let r = app.http.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        !html.contains("cdn.") && !html.contains("unpkg"),
+        "the reference is served from the binary"
+    );
+}

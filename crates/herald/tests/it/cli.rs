@@ -91,7 +91,10 @@ async fn cli_manages_webhooks_events_and_deliveries_of_a_running_server() {
         &["webhooks", "recover", &id, "--since", &since, "--dry-run"],
     )
     .await;
-    assert_eq!(rec["count"], 1, "the published event; the test event is not a subscribed type");
+    assert_eq!(
+        rec["count"], 1,
+        "the published event; the test event is not a subscribed type"
+    );
     let (ok, out) = herald(&app, &["webhooks", "recover", &id, "--since", &since]).await;
     assert!(ok, "{out}");
     assert!(out.contains("1 events re-delivered"), "{out}");
