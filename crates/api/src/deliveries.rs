@@ -26,19 +26,11 @@ pub async fn list_deliveries(
         ),
     };
     let mut p = page(&q)?;
-    s.store
-        .get_webhook(&account.id, &wh)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
+    s.store.get_webhook(&account.id, &wh).await?.ok_or(ApiError::NotFound("webhook"))?;
     let limit = p.limit;
     p.limit += 1;
     let rows = s.store.list_deliveries(&account.id, &wh, status, p).await?;
-    Ok(axum::Json(list_out(
-        rows,
-        limit,
-        |d| d.id.to_string(),
-        DeliveryOut::from,
-    )))
+    Ok(axum::Json(list_out(rows, limit, |d| d.id.to_string(), DeliveryOut::from)))
 }
 
 fn delivery_id(id: &str) -> Result<DeliveryId, ApiError> {
@@ -52,11 +44,7 @@ pub async fn get_delivery(
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = delivery_id(&id)?;
-    let (d, attempts) = s
-        .store
-        .get_delivery(&account.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("delivery"))?;
+    let (d, attempts) = s.store.get_delivery(&account.id, &id).await?.ok_or(ApiError::NotFound("delivery"))?;
     let mut out = DeliveryOut::from(d);
     out.attempt_log = Some(attempts.into_iter().map(AttemptOut::from).collect());
     Ok(axum::Json(out))
@@ -69,13 +57,6 @@ pub async fn retry_delivery(
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = delivery_id(&id)?;
-    let d = s
-        .store
-        .retry_delivery(&account.id, &id, s.clock.now())
-        .await?
-        .ok_or(ApiError::NotFound("delivery"))?;
-    Ok((
-        axum::http::StatusCode::ACCEPTED,
-        axum::Json(DeliveryOut::from(d)),
-    ))
+    let d = s.store.retry_delivery(&account.id, &id, s.clock.now()).await?.ok_or(ApiError::NotFound("delivery"))?;
+    Ok((axum::http::StatusCode::ACCEPTED, axum::Json(DeliveryOut::from(d))))
 }

@@ -31,14 +31,7 @@ pub async fn create_event(
 ) -> Result<impl IntoResponse, ApiError> {
     let mut errs = Vec::new();
     let event_type = match EventType::parse(&input.event_type) {
-        Some(t)
-            if t.is_built_in()
-                || s.store
-                    .custom_event_type_exists(&account.id, t.as_str())
-                    .await? =>
-        {
-            Some(t)
-        }
+        Some(t) if t.is_built_in() || s.store.custom_event_type_exists(&account.id, t.as_str()).await? => Some(t),
         _ => {
             errs.push(FieldError {
                 field: "type".into(),
@@ -52,24 +45,14 @@ pub async fn create_event(
         }
     };
     if !input.data.get().trim_start().starts_with('{') {
-        errs.push(FieldError {
-            field: "data".into(),
-            message: "must be a JSON object".into(),
-        });
+        errs.push(FieldError { field: "data".into(), message: "must be a JSON object".into() });
     }
     short_text("idempotency_key", &input.idempotency_key, 255, &mut errs);
     short_text("agent_id", &input.agent_id, 320, &mut errs);
     short_text("conversation_id", &input.conversation_id, 255, &mut errs);
     let labels = input.labels.unwrap_or_default();
-    if labels.len() > 50
-        || labels
-            .iter()
-            .any(|l| l.is_empty() || l.len() > 100 || l.chars().any(char::is_control))
-    {
-        errs.push(FieldError {
-            field: "labels".into(),
-            message: "at most 50 labels of 1..100 characters".into(),
-        });
+    if labels.len() > 50 || labels.iter().any(|l| l.is_empty() || l.len() > 100 || l.chars().any(char::is_control)) {
+        errs.push(FieldError { field: "labels".into(), message: "at most 50 labels of 1..100 characters".into() });
     }
     let Some(event_type) = event_type.filter(|_| errs.is_empty()) else {
         return Err(ApiError::Validation(errs));
@@ -85,11 +68,7 @@ pub async fn create_event(
                 account_id: account.id,
                 event_type: event_type.as_str().to_owned(),
                 envelope,
-                routing: RoutingAttributes {
-                    agent_id: input.agent_id,
-                    conversation_id: input.conversation_id,
-                    labels,
-                },
+                routing: RoutingAttributes { agent_id: input.agent_id, conversation_id: input.conversation_id, labels },
                 idempotency_key: input.idempotency_key,
                 created_at,
             },

@@ -15,22 +15,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Json(v)),
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::Unsupported(
-                "expected Content-Type: application/json".into(),
-            )),
-            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::BadRequest(format!(
-                "malformed JSON: {}",
-                e.body_text()
-            ))),
-            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Validation(vec![FieldError {
-                field: "body".into(),
-                message: e.body_text(),
-            }])),
+            Err(JsonRejection::MissingJsonContentType(_)) => {
+                Err(ApiError::Unsupported("expected Content-Type: application/json".into()))
+            }
+            Err(JsonRejection::JsonSyntaxError(e)) => {
+                Err(ApiError::BadRequest(format!("malformed JSON: {}", e.body_text())))
+            }
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::Validation(vec![FieldError { field: "body".into(), message: e.body_text() }]))
+            }
             Err(JsonRejection::BytesRejection(e)) => {
                 if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    Err(ApiError::PayloadTooLarge(
-                        "request body is too large".into(),
-                    ))
+                    Err(ApiError::PayloadTooLarge("request body is too large".into()))
                 } else {
                     Err(ApiError::BadRequest(e.body_text()))
                 }
@@ -75,24 +71,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for MaybeJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge("request body is too large".into())
-                } else {
-                    ApiError::BadRequest(e.body_text())
-                }
-            })?;
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge("request body is too large".into())
+            } else {
+                ApiError::BadRequest(e.body_text())
+            }
+        })?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(MaybeJson(None));
         }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error(&mut de) {
             Ok(v) => Ok(MaybeJson(Some(v))),
-            Err(e) if e.is_syntax() || e.is_eof() => {
-                Err(ApiError::BadRequest(format!("malformed JSON: {e}")))
-            }
+            Err(e) if e.is_syntax() || e.is_eof() => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
             Err(e) => Err(ApiError::field("body", e.to_string())),
         }
     }

@@ -29,10 +29,7 @@ use std::sync::Arc;
 
 /// Checks a webhook URL at registration: shape, scheme, and every resolved address.
 pub trait TargetCheck: Send + Sync + 'static {
-    fn check<'a>(
-        &'a self,
-        url: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<TargetUrl, UrlError>> + Send + 'a>>;
+    fn check<'a>(&'a self, url: &'a str) -> Pin<Box<dyn Future<Output = Result<TargetUrl, UrlError>> + Send + 'a>>;
 }
 
 /// Limits and rules the API enforces.
@@ -103,45 +100,22 @@ pub fn router(state: AppState) -> Router {
     let event_limit = state.config.event_body_limit;
     let body_limit = state.config.body_limit;
     let events = Router::new()
-        .route(
-            "/api/v1/events",
-            post(events::create_event).get(lifecycle::list_events),
-        )
+        .route("/api/v1/events", post(events::create_event).get(lifecycle::list_events))
         .layer(DefaultBodyLimit::max(event_limit));
     let api = Router::new()
-        .route(
-            "/api/v1/webhooks",
-            post(webhooks::create_webhook).get(webhooks::list_webhooks),
-        )
+        .route("/api/v1/webhooks", post(webhooks::create_webhook).get(webhooks::list_webhooks))
         .route(
             "/api/v1/webhooks/{id}",
-            get(webhooks::get_webhook)
-                .patch(webhooks::patch_webhook)
-                .delete(webhooks::delete_webhook),
+            get(webhooks::get_webhook).patch(webhooks::patch_webhook).delete(webhooks::delete_webhook),
         )
-        .route(
-            "/api/v1/webhooks/{id}/deliveries",
-            get(deliveries::list_deliveries),
-        )
-        .route(
-            "/api/v1/webhooks/{id}/rotate-secret",
-            post(lifecycle::rotate_secret),
-        )
+        .route("/api/v1/webhooks/{id}/deliveries", get(deliveries::list_deliveries))
+        .route("/api/v1/webhooks/{id}/rotate-secret", post(lifecycle::rotate_secret))
         .route("/api/v1/webhooks/{id}/test", post(lifecycle::test_webhook))
-        .route(
-            "/api/v1/webhooks/{id}/recover",
-            post(lifecycle::recover_webhook),
-        )
+        .route("/api/v1/webhooks/{id}/recover", post(lifecycle::recover_webhook))
         .route("/api/v1/events/{id}", get(lifecycle::get_event))
-        .route(
-            "/api/v1/event-types",
-            get(lifecycle::list_event_types).post(lifecycle::create_event_type),
-        )
+        .route("/api/v1/event-types", get(lifecycle::list_event_types).post(lifecycle::create_event_type))
         .route("/api/v1/deliveries/{id}", get(deliveries::get_delivery))
-        .route(
-            "/api/v1/deliveries/{id}/retry",
-            post(deliveries::retry_delivery),
-        )
+        .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry_delivery))
         .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .merge(events)
@@ -152,8 +126,6 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(problem::not_found_route)
         .method_not_allowed_fallback(problem::method_not_allowed)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            problem::panic_response,
-        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(problem::panic_response))
         .with_state(state)
 }

@@ -36,14 +36,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(v) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let k = v
-        .to_str()
-        .map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?;
+    let k = v.to_str().map_err(|_| ApiError::field("Idempotency-Key", "must be visible ASCII"))?;
     if k.is_empty() || k.len() > 255 {
-        return Err(ApiError::field(
-            "Idempotency-Key",
-            "must be 1..255 characters",
-        ));
+        return Err(ApiError::field("Idempotency-Key", "must be 1..255 characters"));
     }
     Ok(Some(k.to_owned()))
 }
@@ -60,44 +55,27 @@ pub async fn rotate_secret(
     let input = body.unwrap_or_default();
     let grace = input.grace_period_seconds.unwrap_or(86_400);
     if grace > MAX_GRACE {
-        return Err(ApiError::field(
-            "grace_period_seconds",
-            "must be between 0 and 604800 (7 days)",
-        ));
+        return Err(ApiError::field("grace_period_seconds", "must be between 0 and 604800 (7 days)"));
     }
     let key = idempotency_key(&headers)?;
     let now = s.clock.now();
     let scope = format!("rotate:{id}");
     if let Some(k) = &key {
         let window = now - s.config.fanout.idempotency_window;
-        if let Some(prior) = s
-            .store
-            .idempotent_response(&account.id, &scope, k, window)
-            .await?
-        {
-            let body: serde_json::Value =
-                serde_json::from_str(&prior).map_err(|_| ApiError::Internal)?;
+        if let Some(prior) = s.store.idempotent_response(&account.id, &scope, k, window).await? {
+            let body: serde_json::Value = serde_json::from_str(&prior).map_err(|_| ApiError::Internal)?;
             return Ok(axum::Json(body).into_response());
         }
     }
     let secret = SigningSecret::generate();
     let expires = now + Duration::from_secs(grace);
-    if !s
-        .store
-        .rotate_secret(&account.id, &id, &secret, expires, 5, now)
-        .await?
-    {
+    if !s.store.rotate_secret(&account.id, &id, &secret, expires, 5, now).await? {
         return Err(ApiError::NotFound("webhook"));
     }
-    let out = RotateOut {
-        signing_secret: secret.expose().to_owned(),
-        previous_secret_expires_at: rfc3339(expires),
-    };
+    let out = RotateOut { signing_secret: secret.expose().to_owned(), previous_secret_expires_at: rfc3339(expires) };
     if let Some(k) = &key {
         let text = serde_json::to_string(&out).map_err(|_| ApiError::Internal)?;
-        s.store
-            .save_idempotent_response(&account.id, &scope, k, &text, now)
-            .await?;
+        s.store.save_idempotent_response(&account.id, &scope, k, &text, now).await?;
     }
     Ok(axum::Json(out).into_response())
 }
@@ -142,37 +120,21 @@ pub async fn test_webhook(
 ) -> Result<Response, ApiError> {
     let wh = webhook_id(&id)?;
     let input = body.unwrap_or_default();
-    let webhook = s
-        .store
-        .get_webhook(&account.id, &wh)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
+    let webhook = s.store.get_webhook(&account.id, &wh).await?.ok_or(ApiError::NotFound("webhook"))?;
     if !webhook.enabled {
-        return Err(ApiError::Conflict(
-            "the webhook is disabled; enable it to send a test".into(),
-        ));
+        return Err(ApiError::Conflict("the webhook is disabled; enable it to send a test".into()));
     }
     let ty = input.event_type.unwrap_or_else(|| "webhook.test".into());
     let known = match EventType::parse(&ty) {
         Some(t) if t.is_built_in() => true,
-        Some(t) => {
-            s.store
-                .custom_event_type_exists(&account.id, t.as_str())
-                .await?
-        }
+        Some(t) => s.store.custom_event_type_exists(&account.id, t.as_str()).await?,
         None => false,
     };
     if !known {
-        return Err(ApiError::field(
-            "type",
-            format!(
-                "unknown event type {ty:?}; allowed: {}",
-                BUILT_IN.join(", ")
-            ),
-        ));
+        return Err(ApiError::field("type", format!("unknown event type {ty:?}; allowed: {}", BUILT_IN.join(", "))));
     }
-    let default_data = RawValue::from_string(r#"{"message":"test event from herald"}"#.into())
-        .map_err(|_| ApiError::Internal)?;
+    let default_data =
+        RawValue::from_string(r#"{"message":"test event from herald"}"#.into()).map_err(|_| ApiError::Internal)?;
     let data = input.data.unwrap_or(default_data);
     if !data.get().trim_start().starts_with('{') {
         return Err(ApiError::field("data", "must be a JSON object"));
@@ -188,11 +150,7 @@ pub async fn test_webhook(
         idempotency_key: None,
         created_at: now,
     };
-    let delivery = s
-        .store
-        .enqueue_direct(&wh, new, &s.config.fanout)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
+    let delivery = s.store.enqueue_direct(&wh, new, &s.config.fanout).await?.ok_or(ApiError::NotFound("webhook"))?;
     let mut out = TestOut {
         delivery_id: delivery.to_string(),
         success: None,
@@ -241,8 +199,7 @@ pub struct RecoverOut {
 }
 
 fn parse_time(field: &str, v: &str) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::parse(v, &Rfc3339)
-        .map_err(|_| ApiError::field(field, "must be an RFC 3339 time"))
+    OffsetDateTime::parse(v, &Rfc3339).map_err(|_| ApiError::field(field, "must be an RFC 3339 time"))
 }
 
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/recover", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)), request_body = RecoverIn, responses((status = 202, body = RecoverOut), (status = 200, body = RecoverOut, description = "dry run"), (status = 429, body = crate::problem::Problem)))]
@@ -255,52 +212,23 @@ pub async fn recover_webhook(
     let wh = webhook_id(&id)?;
     let now = s.clock.now();
     let since = parse_time("since", &input.since)?;
-    let until = input
-        .until
-        .as_deref()
-        .map(|u| parse_time("until", u))
-        .transpose()?
-        .unwrap_or(now);
+    let until = input.until.as_deref().map(|u| parse_time("until", u)).transpose()?.unwrap_or(now);
     if since >= until {
         return Err(ApiError::field("since", "must be before until"));
     }
-    s.store
-        .get_webhook(&account.id, &wh)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
+    s.store.get_webhook(&account.id, &wh).await?.ok_or(ApiError::NotFound("webhook"))?;
     if !input.dry_run
-        && let Err(wait) = s
-            .recoveries
-            .try_start(wh.as_str(), s.config.recover_interval)
+        && let Err(wait) = s.recoveries.try_start(wh.as_str(), s.config.recover_interval)
     {
         return Err(ApiError::TooManyRequests(wait));
     }
     let count = s
         .store
-        .recover(
-            &account.id,
-            &wh,
-            since,
-            until,
-            input.dry_run,
-            &s.config.fanout,
-            now,
-        )
+        .recover(&account.id, &wh, since, until, input.dry_run, &s.config.fanout, now)
         .await?
         .ok_or(ApiError::NotFound("webhook"))?;
-    let status = if input.dry_run {
-        StatusCode::OK
-    } else {
-        StatusCode::ACCEPTED
-    };
-    Ok((
-        status,
-        axum::Json(RecoverOut {
-            count,
-            dry_run: input.dry_run,
-        }),
-    )
-        .into_response())
+    let status = if input.dry_run { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, axum::Json(RecoverOut { count, dry_run: input.dry_run })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -359,33 +287,16 @@ pub async fn list_events(
     Authed(account): Authed,
     Query(q): Query<EventsQuery>,
 ) -> Result<axum::Json<ListOut<EventLogOut>>, ApiError> {
-    let mut p = page(&ListQuery {
-        limit: q.limit,
-        cursor: q.cursor.clone(),
-        status: None,
-    })?;
+    let mut p = page(&ListQuery { limit: q.limit, cursor: q.cursor.clone(), status: None })?;
     let filter = EventFilter {
         event_type: q.event_type.clone(),
-        since: q
-            .since
-            .as_deref()
-            .map(|v| parse_time("since", v))
-            .transpose()?,
-        until: q
-            .until
-            .as_deref()
-            .map(|v| parse_time("until", v))
-            .transpose()?,
+        since: q.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
+        until: q.until.as_deref().map(|v| parse_time("until", v)).transpose()?,
     };
     let limit = p.limit;
     p.limit += 1;
     let rows = s.store.list_events(&account.id, filter, p).await?;
-    Ok(axum::Json(list_out(
-        rows,
-        limit,
-        |e| e.id.to_string(),
-        event_out,
-    )))
+    Ok(axum::Json(list_out(rows, limit, |e| e.id.to_string(), event_out)))
 }
 
 #[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 200, body = EventLogOut, description = "with delivery_log"), (status = 404, body = crate::problem::Problem)))]
@@ -395,11 +306,7 @@ pub async fn get_event(
     PathId(id): PathId,
 ) -> Result<axum::Json<EventLogOut>, ApiError> {
     let id = EventId::parse(&id).ok_or(ApiError::NotFound("event"))?;
-    let (e, deliveries) = s
-        .store
-        .get_event(&account.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("event"))?;
+    let (e, deliveries) = s.store.get_event(&account.id, &id).await?.ok_or(ApiError::NotFound("event"))?;
     let mut out = event_out(e);
     out.delivery_log = Some(deliveries.into_iter().map(DeliveryOut::from).collect());
     Ok(axum::Json(out))
@@ -429,12 +336,7 @@ pub async fn list_event_types(
 ) -> Result<axum::Json<ListOut<EventTypeOut>>, ApiError> {
     let mut items: Vec<EventTypeOut> = BUILT_IN
         .iter()
-        .map(|n| EventTypeOut {
-            name: (*n).into(),
-            description: String::new(),
-            built_in: true,
-            created_at: None,
-        })
+        .map(|n| EventTypeOut { name: (*n).into(), description: String::new(), built_in: true, created_at: None })
         .collect();
     for t in s.store.list_event_types(&account.id).await? {
         items.push(EventTypeOut {
@@ -444,10 +346,7 @@ pub async fn list_event_types(
             created_at: Some(rfc3339(t.created_at)),
         });
     }
-    Ok(axum::Json(ListOut {
-        items,
-        next_cursor: None,
-    }))
+    Ok(axum::Json(ListOut { items, next_cursor: None }))
 }
 
 #[utoipa::path(post, path = "/api/v1/event-types", tag = "events", security(("bearer" = [])), request_body = EventTypeIn, responses((status = 201, body = EventTypeOut), (status = 409, body = crate::problem::Problem)))]
@@ -457,17 +356,11 @@ pub async fn create_event_type(
     Json(input): Json<EventTypeIn>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Some(t) = EventType::parse(&input.name) else {
-        return Err(ApiError::field(
-            "name",
-            "dot-separated segments of a-z, 0-9, _ and -, at most 100 characters",
-        ));
+        return Err(ApiError::field("name", "dot-separated segments of a-z, 0-9, _ and -, at most 100 characters"));
     };
     let mut errs = Vec::new();
     if t.is_built_in() {
-        errs.push(FieldError {
-            field: "name".into(),
-            message: "is a built-in type".into(),
-        });
+        errs.push(FieldError { field: "name".into(), message: "is a built-in type".into() });
     }
     if input.description.chars().count() > 200 || input.description.chars().any(char::is_control) {
         errs.push(FieldError {
@@ -478,16 +371,14 @@ pub async fn create_event_type(
     if !errs.is_empty() {
         return Err(ApiError::Validation(errs));
     }
-    let rec = s
-        .store
-        .create_event_type(&account.id, t.as_str(), &input.description, s.clock.now())
-        .await
-        .map_err(|e| match e {
+    let rec = s.store.create_event_type(&account.id, t.as_str(), &input.description, s.clock.now()).await.map_err(
+        |e| match e {
             herald_store::StoreError::AlreadyExists => {
                 ApiError::Conflict(format!("event type {} already exists", t.as_str()))
             }
             e => e.into(),
-        })?;
+        },
+    )?;
     Ok((
         StatusCode::CREATED,
         axum::Json(EventTypeOut {

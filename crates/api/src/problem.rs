@@ -30,10 +30,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn field(field: &str, message: impl Into<String>) -> Self {
-        Self::Validation(vec![FieldError {
-            field: field.into(),
-            message: message.into(),
-        }])
+        Self::Validation(vec![FieldError { field: field.into(), message: message.into() }])
     }
 }
 
@@ -73,49 +70,19 @@ impl IntoResponse for ApiError {
                 "a valid API key is required: Authorization: Bearer hk_…".to_owned(),
                 None,
             ),
-            ApiError::NotFound(what) => (
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "Not Found",
-                format!("{what} not found"),
-                None,
-            ),
-            ApiError::Validation(errs) => {
-                let detail = errs
-                    .iter()
-                    .map(|e| format!("{}: {}", e.field, e.message))
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                (
-                    StatusCode::BAD_REQUEST,
-                    "validation",
-                    "Invalid request",
-                    detail,
-                    Some(errs),
-                )
+            ApiError::NotFound(what) => {
+                (StatusCode::NOT_FOUND, "not-found", "Not Found", format!("{what} not found"), None)
             }
-            ApiError::BadRequest(d) => (
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "Bad Request",
-                d,
-                None,
-            ),
+            ApiError::Validation(errs) => {
+                let detail = errs.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; ");
+                (StatusCode::BAD_REQUEST, "validation", "Invalid request", detail, Some(errs))
+            }
+            ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "bad-request", "Bad Request", d, None),
             ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", "Conflict", d, None),
-            ApiError::PayloadTooLarge(d) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                "Payload Too Large",
-                d,
-                None,
-            ),
-            ApiError::Unsupported(d) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported Media Type",
-                d,
-                None,
-            ),
+            ApiError::PayloadTooLarge(d) => (StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Payload Too Large", d, None),
+            ApiError::Unsupported(d) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported Media Type", d, None)
+            }
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -124,16 +91,10 @@ impl IntoResponse for ApiError {
                 None,
             ),
             ApiError::TooManyRequests(wait) => {
-                let mut r = ApiError::BadRequest(format!(
-                    "rate limited; try again in {} s",
-                    wait.as_secs().max(1)
-                ))
-                .into_response();
+                let mut r = ApiError::BadRequest(format!("rate limited; try again in {} s", wait.as_secs().max(1)))
+                    .into_response();
                 *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                r.headers_mut().insert(
-                    header::RETRY_AFTER,
-                    HeaderValue::from(wait.as_secs().max(1)),
-                );
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
                 return r;
             }
             ApiError::Internal => (
@@ -144,27 +105,14 @@ impl IntoResponse for ApiError {
                 None,
             ),
         };
-        let body = Problem {
-            kind: format!("/problems/{slug}"),
-            title,
-            status: status.as_u16(),
-            detail,
-            errors,
-        };
+        let body = Problem { kind: format!("/problems/{slug}"), title, status: status.as_u16(), detail, errors };
         let mut resp = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"herald\""),
-            );
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"herald\""));
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

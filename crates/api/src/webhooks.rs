@@ -23,15 +23,9 @@ pub(crate) fn page(q: &ListQuery) -> Result<Page, ApiError> {
     if let Some(c) = &q.cursor
         && (c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
     {
-        return Err(ApiError::field(
-            "cursor",
-            "is not a cursor returned by this API",
-        ));
+        return Err(ApiError::field("cursor", "is not a cursor returned by this API"));
     }
-    Ok(Page {
-        after: q.cursor.clone(),
-        limit,
-    })
+    Ok(Page { after: q.cursor.clone(), limit })
 }
 
 /// Builds a list response from one extra row fetched to know whether a next page exists.
@@ -47,10 +41,7 @@ pub(crate) fn list_out<T, O>(
     } else {
         None
     };
-    ListOut {
-        items: rows.into_iter().map(map).collect(),
-        next_cursor,
-    }
+    ListOut { items: rows.into_iter().map(map).collect(), next_cursor }
 }
 
 async fn validate_events(
@@ -61,19 +52,12 @@ async fn validate_events(
 ) -> Result<Vec<String>, ApiError> {
     let mut out: Vec<String> = Vec::new();
     if events.is_empty() {
-        errs.push(FieldError {
-            field: "events".into(),
-            message: "must name at least one event type".into(),
-        });
+        errs.push(FieldError { field: "events".into(), message: "must name at least one event type".into() });
     }
     for e in events {
         let known = match EventType::parse(e) {
             Some(t) if t.is_built_in() => true,
-            Some(t) => {
-                s.store
-                    .custom_event_type_exists(account, t.as_str())
-                    .await?
-            }
+            Some(t) => s.store.custom_event_type_exists(account, t.as_str()).await?,
             None => false,
         };
         if !known {
@@ -99,10 +83,7 @@ fn validate_description(d: &str, errs: &mut Vec<FieldError>) {
         });
     }
     if d.chars().any(|c| c.is_control()) {
-        errs.push(FieldError {
-            field: "description".into(),
-            message: "must not contain control characters".into(),
-        });
+        errs.push(FieldError { field: "description".into(), message: "must not contain control characters".into() });
     }
 }
 
@@ -114,14 +95,9 @@ fn validate_filters(f: &mut Filters, errs: &mut Vec<FieldError>) {
         ("filters.labels", &f.labels),
     ] {
         if v.len() > MAX_FILTER_VALUES {
-            errs.push(FieldError {
-                field: name.into(),
-                message: format!("at most {MAX_FILTER_VALUES} values"),
-            });
+            errs.push(FieldError { field: name.into(), message: format!("at most {MAX_FILTER_VALUES} values") });
         }
-        if v.iter()
-            .any(|x| x.is_empty() || x.len() > 256 || x.chars().any(char::is_control))
-        {
+        if v.iter().any(|x| x.is_empty() || x.len() > 256 || x.chars().any(char::is_control)) {
             errs.push(FieldError {
                 field: name.into(),
                 message: "values must be 1..256 characters without control characters".into(),
@@ -143,10 +119,7 @@ async fn validate_url(s: &AppState, url: &str, errs: &mut Vec<FieldError>) -> Op
     match s.targets.check(url).await {
         Ok(u) => Some(u.as_str().to_owned()),
         Err(e) => {
-            errs.push(FieldError {
-                field: "url".into(),
-                message: e.to_string(),
-            });
+            errs.push(FieldError { field: "url".into(), message: e.to_string() });
             None
         }
     }
@@ -190,10 +163,9 @@ pub async fn create_webhook(
         )
         .await
         .map_err(|e| match e {
-            herald_store::StoreError::LimitReached => ApiError::Conflict(format!(
-                "an account may have at most {} webhooks",
-                s.config.webhooks_per_account
-            )),
+            herald_store::StoreError::LimitReached => {
+                ApiError::Conflict(format!("an account may have at most {} webhooks", s.config.webhooks_per_account))
+            }
             e => e.into(),
         })?;
     let mut out = WebhookOut::from(created);
@@ -214,12 +186,7 @@ pub async fn list_webhooks(
     let limit = p.limit;
     p.limit += 1;
     let rows = s.store.list_webhooks(&account.id, p).await?;
-    Ok(axum::Json(list_out(
-        rows,
-        limit,
-        |w| w.id.to_string(),
-        WebhookOut::from,
-    )))
+    Ok(axum::Json(list_out(rows, limit, |w| w.id.to_string(), WebhookOut::from)))
 }
 
 pub(crate) fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
@@ -233,11 +200,7 @@ pub async fn get_webhook(
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = webhook_id(&id)?;
-    let w = s
-        .store
-        .get_webhook(&account.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
+    let w = s.store.get_webhook(&account.id, &id).await?.ok_or(ApiError::NotFound("webhook"))?;
     Ok(axum::Json(WebhookOut::from(w)))
 }
 
@@ -249,11 +212,7 @@ pub async fn patch_webhook(
     Json(input): Json<WebhookPatchIn>,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = webhook_id(&id)?;
-    let current = s
-        .store
-        .get_webhook(&account.id, &id)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
+    let current = s.store.get_webhook(&account.id, &id).await?.ok_or(ApiError::NotFound("webhook"))?;
     let mut errs = Vec::new();
     let mut patch = WebhookPatch::default();
     if let Some(events) = &input.events {
@@ -293,11 +252,8 @@ pub async fn patch_webhook(
     if !errs.is_empty() {
         return Err(ApiError::Validation(errs));
     }
-    let w = s
-        .store
-        .update_webhook(&account.id, &id, patch, s.clock.now())
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
+    let w =
+        s.store.update_webhook(&account.id, &id, patch, s.clock.now()).await?.ok_or(ApiError::NotFound("webhook"))?;
     Ok(axum::Json(WebhookOut::from(w)))
 }
 
@@ -308,10 +264,7 @@ pub async fn delete_webhook(
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = webhook_id(&id)?;
-    if s.store
-        .delete_webhook(&account.id, &id, s.clock.now())
-        .await?
-    {
+    if s.store.delete_webhook(&account.id, &id, s.clock.now()).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound("webhook"))

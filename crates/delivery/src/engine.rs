@@ -83,18 +83,8 @@ impl EngineHandle {
 type Inflight = Arc<Mutex<HashMap<DeliveryId, String>>>;
 
 impl Engine {
-    pub fn new(
-        store: Arc<dyn Store>,
-        sender: Arc<Sender>,
-        clock: Arc<dyn Clock>,
-        cfg: EngineConfig,
-    ) -> Self {
-        Self {
-            store,
-            sender,
-            clock,
-            cfg,
-        }
+    pub fn new(store: Arc<dyn Store>, sender: Arc<Sender>, clock: Arc<dyn Clock>, cfg: EngineConfig) -> Self {
+        Self { store, sender, clock, cfg }
     }
 
     pub fn start(self, cancel: CancellationToken) -> EngineHandle {
@@ -108,11 +98,7 @@ impl Engine {
         EngineHandle { tracker }
     }
 
-    async fn dispatch_loop(
-        self: Arc<Self>,
-        cancel: CancellationToken,
-        outcomes: mpsc::UnboundedSender<Outcome>,
-    ) {
+    async fn dispatch_loop(self: Arc<Self>, cancel: CancellationToken, outcomes: mpsc::UnboundedSender<Outcome>) {
         let slots = Arc::new(Semaphore::new(self.cfg.max_in_flight));
         let attempts = TaskTracker::new();
         let inflight: Inflight = Arc::default();
@@ -155,24 +141,15 @@ impl Engine {
             };
             let full = claimed.len() as u32 == want;
             for c in claimed {
-                let permit = slots
-                    .clone()
-                    .try_acquire_owned()
-                    .expect("claimed no more rows than free slots");
-                inflight
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(c.delivery_id.clone(), c.lease_token.clone());
+                let permit = slots.clone().try_acquire_owned().expect("claimed no more rows than free slots");
+                inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(c.delivery_id.clone(), c.lease_token.clone());
                 let this = self.clone();
                 let tx = outcomes.clone();
                 let inflight = inflight.clone();
                 attempts.spawn(async move {
                     let outcome = this.run_attempt(c).await;
                     drop(permit);
-                    inflight
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&outcome.delivery_id);
+                    inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&outcome.delivery_id);
                     let _ = tx.send(outcome);
                 });
             }
@@ -182,11 +159,7 @@ impl Engine {
             let wait = match self.store.next_due_after(now).await {
                 Ok(Some(at)) => {
                     let d = at - self.clock.now();
-                    if d.is_negative() {
-                        Duration::ZERO
-                    } else {
-                        d.unsigned_abs()
-                    }
+                    if d.is_negative() { Duration::ZERO } else { d.unsigned_abs() }
                 }
                 _ => self.cfg.poll_interval,
             }
@@ -200,19 +173,10 @@ impl Engine {
         // Shutdown: finish in-flight attempts up to the grace period, then give the
         // remaining leases back so another process can take them at once.
         attempts.close();
-        if tokio::time::timeout(self.cfg.shutdown_grace, attempts.wait())
-            .await
-            .is_err()
-        {
-            let leases: Vec<(DeliveryId, String)> = inflight
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain()
-                .collect();
-            tracing::warn!(
-                count = leases.len(),
-                "shutdown grace elapsed; releasing leases of unfinished attempts"
-            );
+        if tokio::time::timeout(self.cfg.shutdown_grace, attempts.wait()).await.is_err() {
+            let leases: Vec<(DeliveryId, String)> =
+                inflight.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+            tracing::warn!(count = leases.len(), "shutdown grace elapsed; releasing leases of unfinished attempts");
             if let Err(e) = self.store.release_leases(&leases, self.clock.now()).await {
                 tracing::warn!(error = %e, "could not release leases; they expire on their own");
             }
@@ -222,18 +186,10 @@ impl Engine {
 
     async fn run_attempt(&self, c: Claimed) -> Outcome {
         let result = self.sender.attempt(&c).await;
-        let verdict = classify(
-            &result,
-            c.attempt,
-            c.max_attempts,
-            &self.cfg.retry,
-            self.clock.now(),
-            unit_random(),
-        );
+        let verdict = classify(&result, c.attempt, c.max_attempts, &self.cfg.retry, self.clock.now(), unit_random());
         metrics::counter!("herald_attempts_total", "result" => if result.is_success() { "success" } else { "failure" })
             .increment(1);
-        metrics::histogram!("herald_attempt_duration_seconds")
-            .record(result.duration.as_secs_f64());
+        metrics::histogram!("herald_attempt_duration_seconds").record(result.duration.as_secs_f64());
         tracing::debug!(
             delivery_id = %c.delivery_id,
             webhook_id = %c.webhook_id,
@@ -263,10 +219,7 @@ impl Engine {
                     Ok(applied) => {
                         let stale = applied.iter().filter(|a| !**a).count();
                         if stale > 0 {
-                            tracing::info!(
-                                stale,
-                                "outcomes not applied: lease taken over or delivery ended"
-                            );
+                            tracing::info!(stale, "outcomes not applied: lease taken over or delivery ended");
                         }
                         break;
                     }
@@ -274,15 +227,10 @@ impl Engine {
                         failures += 1;
                         tracing::warn!(error = %e, failures, "recording outcomes failed; retrying");
                         if failures > 600 {
-                            tracing::error!(
-                                "giving up on recording outcomes; leases will expire and re-send"
-                            );
+                            tracing::error!("giving up on recording outcomes; leases will expire and re-send");
                             break;
                         }
-                        tokio::time::sleep(Duration::from_millis(
-                            100 * u64::from(failures.min(20)),
-                        ))
-                        .await;
+                        tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
                     }
                 }
             }
@@ -296,11 +244,7 @@ impl Engine {
                 _ = tokio::time::sleep(self.cfg.janitor_interval) => {}
                 _ = cancel.cancelled() => return,
             }
-            match self
-                .store
-                .delete_expired(self.clock.now(), self.cfg.janitor_batch)
-                .await
-            {
+            match self.store.delete_expired(self.clock.now(), self.cfg.janitor_batch).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "janitor removed expired rows"),
                 Err(e) => tracing::warn!(error = %e, "janitor failed; will try again"),
@@ -314,21 +258,12 @@ impl Engine {
     /// previous signing secrets whose grace has ended. Exposed for tests (the seed's `Tick`).
     pub async fn maintenance_tick(&self) {
         let now = self.clock.now();
-        match self
-            .store
-            .auto_disable(
-                now - self.cfg.auto_disable_window,
-                self.cfg.auto_disable_threshold,
-                now,
-            )
-            .await
-        {
+        match self.store.auto_disable(now - self.cfg.auto_disable_window, self.cfg.auto_disable_threshold, now).await {
             Ok(ids) if !ids.is_empty() => {
                 for id in &ids {
                     tracing::warn!(webhook_id = %id, "webhook disabled automatically: failing deliveries, none delivered");
                 }
-                metrics::counter!("herald_webhooks_auto_disabled_total")
-                    .increment(ids.len() as u64);
+                metrics::counter!("herald_webhooks_auto_disabled_total").increment(ids.len() as u64);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "auto-disable pass failed; will try again"),

@@ -15,10 +15,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Turns a host name into addresses. Injectable so tests never touch public DNS.
 pub trait Lookup: Send + Sync + 'static {
-    fn lookup(
-        &self,
-        host: String,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, BoxError>> + Send>>;
+    fn lookup(&self, host: String) -> Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, BoxError>> + Send>>;
 }
 
 /// The system's DNS configuration through hickory.
@@ -26,17 +23,12 @@ pub struct HickoryLookup(hickory_resolver::TokioResolver);
 
 impl HickoryLookup {
     pub fn from_system() -> Result<Self, BoxError> {
-        Ok(Self(
-            hickory_resolver::TokioResolver::builder_tokio()?.build()?,
-        ))
+        Ok(Self(hickory_resolver::TokioResolver::builder_tokio()?.build()?))
     }
 }
 
 impl Lookup for HickoryLookup {
-    fn lookup(
-        &self,
-        host: String,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, BoxError>> + Send>> {
+    fn lookup(&self, host: String) -> Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, BoxError>> + Send>> {
         let r = self.0.clone();
         Box::pin(async move {
             let ips = r.lookup_ip(host.as_str()).await?;
@@ -51,24 +43,13 @@ pub struct StaticLookup(pub Arc<std::sync::Mutex<HashMap<String, Vec<IpAddr>>>>)
 
 impl StaticLookup {
     pub fn set(&self, host: &str, ips: Vec<IpAddr>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(host.to_owned(), ips);
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(host.to_owned(), ips);
     }
 }
 
 impl Lookup for StaticLookup {
-    fn lookup(
-        &self,
-        host: String,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, BoxError>> + Send>> {
-        let found = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&host)
-            .cloned();
+    fn lookup(&self, host: String) -> Pin<Box<dyn Future<Output = Result<Vec<IpAddr>, BoxError>> + Send>> {
+        let found = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&host).cloned();
         Box::pin(async move { found.ok_or_else(|| format!("no such host: {host}").into()) })
     }
 }
@@ -99,14 +80,9 @@ impl GuardedResolver {
     /// Resolves `host` and keeps only allowed addresses; an error if none is left.
     pub async fn resolve_allowed(&self, host: &str) -> Result<Vec<IpAddr>, BoxError> {
         let ips = self.lookup.lookup(host.to_owned()).await?;
-        let allowed: Vec<IpAddr> = ips
-            .into_iter()
-            .filter(|ip| self.policy.check(*ip).is_ok())
-            .collect();
+        let allowed: Vec<IpAddr> = ips.into_iter().filter(|ip| self.policy.check(*ip).is_ok()).collect();
         if allowed.is_empty() {
-            return Err(Box::new(RefusedDestination {
-                host: host.to_owned(),
-            }));
+            return Err(Box::new(RefusedDestination { host: host.to_owned() }));
         }
         Ok(allowed)
     }
@@ -123,15 +99,10 @@ impl GuardedResolver {
             .await
             .map_err(|_| UrlError::Refused(format!("host {} does not resolve", url.host())))?;
         if ips.is_empty() {
-            return Err(UrlError::Refused(format!(
-                "host {} does not resolve",
-                url.host()
-            )));
+            return Err(UrlError::Refused(format!("host {} does not resolve", url.host())));
         }
         for ip in ips {
-            self.policy
-                .check(ip)
-                .map_err(|e| UrlError::Refused(e.to_string()))?;
+            self.policy.check(ip).map_err(|e| UrlError::Refused(e.to_string()))?;
         }
         Ok(())
     }
@@ -144,8 +115,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
         Box::pin(async move {
             let ips = this.resolve_allowed(&host).await?;
             // Port 0: reqwest puts the URL's port back.
-            let addrs: reqwest::dns::Addrs =
-                Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
+            let addrs: reqwest::dns::Addrs = Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));
             Ok(addrs)
         })
     }
@@ -165,10 +135,7 @@ mod tests {
 
     #[tokio::test]
     async fn names_resolving_inside_are_refused_at_registration() {
-        let r = guarded(&[
-            ("inside.test", "10.0.0.7"),
-            ("outside.test", "93.184.216.34"),
-        ]);
+        let r = guarded(&[("inside.test", "10.0.0.7"), ("outside.test", "93.184.216.34")]);
         let p = IpPolicy::default();
         let inside = TargetUrl::parse("https://inside.test/hook", false, &p).unwrap();
         let outside = TargetUrl::parse("https://outside.test/hook", false, &p).unwrap();
@@ -179,18 +146,9 @@ mod tests {
     #[tokio::test]
     async fn resolver_filters_refused_addresses_out() {
         let l = StaticLookup::default();
-        l.set(
-            "mixed.test",
-            vec![
-                "127.0.0.1".parse().unwrap(),
-                "93.184.216.34".parse().unwrap(),
-            ],
-        );
+        l.set("mixed.test", vec!["127.0.0.1".parse().unwrap(), "93.184.216.34".parse().unwrap()]);
         let r = GuardedResolver::new(Arc::new(l), IpPolicy::default());
-        assert_eq!(
-            r.resolve_allowed("mixed.test").await.unwrap(),
-            vec!["93.184.216.34".parse::<IpAddr>().unwrap()]
-        );
+        assert_eq!(r.resolve_allowed("mixed.test").await.unwrap(), vec!["93.184.216.34".parse::<IpAddr>().unwrap()]);
         assert!(r.resolve_allowed("nowhere.test").await.is_err());
     }
 }

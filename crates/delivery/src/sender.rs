@@ -37,11 +37,7 @@ pub struct Sender {
 }
 
 impl Sender {
-    pub fn new(
-        resolver: GuardedResolver,
-        clock: Arc<dyn Clock>,
-        cfg: SenderConfig,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(resolver: GuardedResolver, clock: Arc<dyn Clock>, cfg: SenderConfig) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .dns_resolver(Arc::new(resolver.clone()))
             .redirect(reqwest::redirect::Policy::none())
@@ -53,12 +49,7 @@ impl Sender {
             .tcp_nodelay(true)
             .user_agent(cfg.user_agent.clone())
             .build()?;
-        Ok(Self {
-            client,
-            resolver,
-            clock,
-            cfg,
-        })
+        Ok(Self { client, resolver, clock, cfg })
     }
 
     pub fn resolver(&self) -> &GuardedResolver {
@@ -130,11 +121,7 @@ impl Sender {
             started_at,
             duration: t0.elapsed(),
             status_code: status,
-            error: if success {
-                None
-            } else {
-                Some(body_error.unwrap_or_else(|| format!("HTTP {status}")))
-            },
+            error: if success { None } else { Some(body_error.unwrap_or_else(|| format!("HTTP {status}"))) },
             response_body: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
             retry_after,
         }

@@ -20,8 +20,7 @@ impl ApiKey {
     /// Accepts a key of the documented shape (`hk_` + 48 lowercase hex).
     pub fn parse(s: &str) -> Option<Self> {
         let hex = s.strip_prefix("hk_")?;
-        (hex.len() == 48 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then(|| Self(s.to_owned()))
+        (hex.len() == 48 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then(|| Self(s.to_owned()))
     }
 
     pub fn expose(&self) -> &str {

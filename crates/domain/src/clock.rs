@@ -26,16 +26,12 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: OffsetDateTime) -> Self {
-        Self {
-            now: Mutex::new(start),
-        }
+        Self { now: Mutex::new(start) }
     }
 
     /// Starts at the current wall-clock time (millisecond precision).
     pub fn starting_now() -> Self {
-        Self::new(crate::from_millis(crate::to_millis(
-            OffsetDateTime::now_utc(),
-        )))
+        Self::new(crate::from_millis(crate::to_millis(OffsetDateTime::now_utc())))
     }
 
     pub fn advance(&self, by: std::time::Duration) {

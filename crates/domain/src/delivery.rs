@@ -108,10 +108,7 @@ mod tests {
     }
 
     fn policy() -> RetryPolicy {
-        RetryPolicy {
-            jitter: 0.0,
-            ..RetryPolicy::default()
-        }
+        RetryPolicy { jitter: 0.0, ..RetryPolicy::default() }
     }
 
     const NOW: OffsetDateTime = datetime!(2024-01-01 0:00 UTC);
@@ -119,10 +116,7 @@ mod tests {
     #[test]
     fn any_2xx_is_delivered() {
         for c in [200, 201, 204, 299] {
-            assert_eq!(
-                classify(&outcome(c, None), 1, 8, &policy(), NOW, 0.5),
-                Verdict::Delivered
-            );
+            assert_eq!(classify(&outcome(c, None), 1, 8, &policy(), NOW, 0.5), Verdict::Delivered);
         }
     }
 
@@ -139,18 +133,12 @@ mod tests {
 
     #[test]
     fn last_attempt_failure_fails_the_delivery() {
-        assert_eq!(
-            classify(&outcome(500, None), 8, 8, &policy(), NOW, 0.5),
-            Verdict::Failed { gone: false }
-        );
+        assert_eq!(classify(&outcome(500, None), 8, 8, &policy(), NOW, 0.5), Verdict::Failed { gone: false });
     }
 
     #[test]
     fn gone_fails_at_once() {
-        assert_eq!(
-            classify(&outcome(410, None), 1, 8, &policy(), NOW, 0.5),
-            Verdict::Failed { gone: true }
-        );
+        assert_eq!(classify(&outcome(410, None), 1, 8, &policy(), NOW, 0.5), Verdict::Failed { gone: true });
     }
 
     #[test]

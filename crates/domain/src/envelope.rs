@@ -10,12 +10,7 @@ pub struct Envelope(Vec<u8>);
 
 impl Envelope {
     /// Builds the envelope; `data` is embedded verbatim (it is already valid JSON).
-    pub fn build(
-        id: &EventId,
-        event_type: &str,
-        created_at: OffsetDateTime,
-        data: &RawValue,
-    ) -> Self {
+    pub fn build(id: &EventId, event_type: &str, created_at: OffsetDateTime, data: &RawValue) -> Self {
         let esc = |s: &str| serde_json::to_string(s).expect("strings always serialise");
         let mut out = String::with_capacity(128 + data.get().len());
         out.push_str("{\"id\":");

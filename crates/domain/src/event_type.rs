@@ -1,14 +1,8 @@
 //! Event type names: the built-in ones and the rules for custom ones.
 
 /// Types every account has.
-pub const BUILT_IN: &[&str] = &[
-    "email.received",
-    "email.sent",
-    "email.pending_approval",
-    "email.approved",
-    "email.rejected",
-    "webhook.test",
-];
+pub const BUILT_IN: &[&str] =
+    &["email.received", "email.sent", "email.pending_approval", "email.approved", "email.rejected", "webhook.test"];
 
 /// A syntactically valid event type name: dot-separated segments of `[a-z0-9_-]`, ≤ 100 chars.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -19,10 +13,7 @@ impl EventType {
         let ok = !s.is_empty()
             && s.len() <= 100
             && s.split('.').all(|seg| {
-                !seg.is_empty()
-                    && seg
-                        .bytes()
-                        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
+                !seg.is_empty() && seg.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
             });
         ok.then(|| Self(s.to_owned()))
     }

@@ -70,10 +70,7 @@ pub struct IpPolicy {
 
 impl IpPolicy {
     pub fn allow_all() -> Self {
-        Self {
-            allow_private: true,
-            allow: Vec::new(),
-        }
+        Self { allow_private: true, allow: Vec::new() }
     }
 
     pub fn check(&self, ip: IpAddr) -> Result<(), Refused> {
@@ -81,18 +78,10 @@ impl IpPolicy {
             return Ok(());
         }
         let canonical = canonical(ip);
-        if self
-            .allow
-            .iter()
-            .any(|n| n.contains(&ip) || n.contains(&canonical))
-        {
+        if self.allow.iter().any(|n| n.contains(&ip) || n.contains(&canonical)) {
             return Ok(());
         }
-        if is_public(canonical) {
-            Ok(())
-        } else {
-            Err(Refused(ip))
-        }
+        if is_public(canonical) { Ok(()) } else { Err(Refused(ip)) }
     }
 }
 
@@ -211,10 +200,7 @@ mod tests {
     fn allow_private_and_allow_list_open_the_policy() {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
         assert!(IpPolicy::allow_all().check(ip).is_ok());
-        let p = IpPolicy {
-            allow_private: false,
-            allow: vec!["127.0.0.0/8".parse().unwrap()],
-        };
+        let p = IpPolicy { allow_private: false, allow: vec!["127.0.0.0/8".parse().unwrap()] };
         assert!(p.check(ip).is_ok());
         assert!(p.check("::ffff:127.0.0.1".parse().unwrap()).is_ok());
         assert!(p.check("10.0.0.1".parse().unwrap()).is_err());

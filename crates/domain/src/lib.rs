@@ -36,8 +36,7 @@ pub fn to_millis(t: time::OffsetDateTime) -> i64 {
 
 /// Inverse of [`to_millis`]; out-of-range values clamp to the epoch.
 pub fn from_millis(ms: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 /// RFC 3339 UTC with millisecond precision, the format of every time Herald shows.

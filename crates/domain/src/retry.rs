@@ -29,9 +29,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Parses `1m,5m,15m` (the `HERALD_RETRY_SCHEDULE` syntax).
     pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
-        s.split(',')
-            .map(|p| parse_duration(p.trim()))
-            .collect::<Result<Vec<_>, _>>()
+        s.split(',').map(|p| parse_duration(p.trim())).collect::<Result<Vec<_>, _>>()
     }
 
     /// Attempts a delivery gets: the first plus one per schedule step.
@@ -68,11 +66,7 @@ pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
         let at = httpdate::parse_http_date(v).ok()?;
         let at = OffsetDateTime::from(at);
         let diff = at - now;
-        if diff.is_negative() {
-            Duration::ZERO
-        } else {
-            diff.unsigned_abs()
-        }
+        if diff.is_negative() { Duration::ZERO } else { diff.unsigned_abs() }
     };
     Some(d.min(MAX_RETRY_AFTER))
 }
@@ -83,10 +77,7 @@ mod tests {
     use time::macros::datetime;
 
     fn no_jitter() -> RetryPolicy {
-        RetryPolicy {
-            jitter: 0.0,
-            ..RetryPolicy::default()
-        }
+        RetryPolicy { jitter: 0.0, ..RetryPolicy::default() }
     }
 
     #[test]
@@ -101,10 +92,7 @@ mod tests {
     fn first_failure_waits_one_minute_not_five() {
         assert_eq!(no_jitter().delay_after(1, 0.0), Duration::from_secs(60));
         assert_eq!(no_jitter().delay_after(2, 0.0), Duration::from_secs(300));
-        assert_eq!(
-            no_jitter().delay_after(7, 0.0),
-            Duration::from_secs(16 * 3600)
-        );
+        assert_eq!(no_jitter().delay_after(7, 0.0), Duration::from_secs(16 * 3600));
     }
 
     #[test]
@@ -117,10 +105,7 @@ mod tests {
 
     #[test]
     fn past_the_schedule_the_last_step_repeats() {
-        assert_eq!(
-            no_jitter().delay_after(9, 0.5),
-            Duration::from_secs(16 * 3600)
-        );
+        assert_eq!(no_jitter().delay_after(9, 0.5), Duration::from_secs(16 * 3600));
     }
 
     #[test]
@@ -137,18 +122,9 @@ mod tests {
     #[test]
     fn retry_after_accepts_seconds_and_http_dates_and_caps_at_a_day() {
         let now = datetime!(2023-11-14 22:13:20 UTC);
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Tue, 14 Nov 2023 22:15:20 GMT", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Tue, 14 Nov 2023 22:15:20 GMT", now), Some(Duration::from_secs(120)));
+        assert_eq!(parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("999999999", now), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);

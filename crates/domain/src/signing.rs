@@ -19,10 +19,7 @@ impl std::fmt::Debug for SigningSecret {
 
 impl SigningSecret {
     pub fn generate() -> Self {
-        Self(format!(
-            "whsec_{}",
-            hex::encode(crate::random_bytes::<32>())
-        ))
+        Self(format!("whsec_{}", hex::encode(crate::random_bytes::<32>())))
     }
 
     /// Wraps a stored secret (or a test vector) as is.
@@ -43,9 +40,7 @@ impl SigningSecret {
     /// valid base64 there (only hand-made ones) fall back to that part's raw bytes.
     fn standard_key(&self) -> Vec<u8> {
         let rest = self.0.strip_prefix("whsec_").unwrap_or(&self.0);
-        base64::engine::general_purpose::STANDARD
-            .decode(rest)
-            .unwrap_or_else(|_| rest.as_bytes().to_vec())
+        base64::engine::general_purpose::STANDARD.decode(rest).unwrap_or_else(|_| rest.as_bytes().to_vec())
     }
 }
 
@@ -74,20 +69,12 @@ fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
 
 impl SecretSet {
     pub fn single(current: SigningSecret) -> Self {
-        Self {
-            current,
-            previous: Vec::new(),
-        }
+        Self { current, previous: Vec::new() }
     }
 
     /// Secrets that sign at `now`: the current one first, then previous ones still in grace.
     pub fn active(&self, now: OffsetDateTime) -> impl Iterator<Item = &SigningSecret> {
-        std::iter::once(&self.current).chain(
-            self.previous
-                .iter()
-                .filter(move |(_, exp)| *exp > now)
-                .map(|(s, _)| s),
-        )
+        std::iter::once(&self.current).chain(self.previous.iter().filter(move |(_, exp)| *exp > now).map(|(s, _)| s))
     }
 
     /// `t=<t>,v1=<hex>[,v1=<hex>…]` over `"<t>." + body`.
@@ -96,30 +83,18 @@ impl SecretSet {
         let mut out = format!("t={ts}");
         for s in self.active(now) {
             out.push_str(",v1=");
-            out.push_str(&hex::encode(hmac(
-                s.e2a_key(),
-                &[ts.as_bytes(), b".", body],
-            )));
+            out.push_str(&hex::encode(hmac(s.e2a_key(), &[ts.as_bytes(), b".", body])));
         }
         out
     }
 
     /// `v1,<base64> [v1,<base64>…]` over `"<msg id>.<t>." + body`.
-    pub fn standard_signature(
-        &self,
-        msg_id: &str,
-        t: i64,
-        body: &[u8],
-        now: OffsetDateTime,
-    ) -> String {
+    pub fn standard_signature(&self, msg_id: &str, t: i64, body: &[u8], now: OffsetDateTime) -> String {
         let ts = t.to_string();
         let b64 = base64::engine::general_purpose::STANDARD;
         self.active(now)
             .map(|s| {
-                let sig = hmac(
-                    &s.standard_key(),
-                    &[msg_id.as_bytes(), b".", ts.as_bytes(), b".", body],
-                );
+                let sig = hmac(&s.standard_key(), &[msg_id.as_bytes(), b".", ts.as_bytes(), b".", body]);
                 format!("v1,{}", b64.encode(sig))
             })
             .collect::<Vec<_>>()
@@ -163,13 +138,7 @@ pub fn verify_e2a(header: &str, body: &[u8], secret: &SigningSecret) -> bool {
 }
 
 /// Checks a Standard Webhooks `webhook-signature` header.
-pub fn verify_standard(
-    header: &str,
-    msg_id: &str,
-    t: &str,
-    body: &[u8],
-    secret: &SigningSecret,
-) -> bool {
+pub fn verify_standard(header: &str, msg_id: &str, t: &str, body: &[u8], secret: &SigningSecret) -> bool {
     let b64 = base64::engine::general_purpose::STANDARD;
     header.split(' ').any(|part| {
         let Some(sig) = part.strip_prefix("v1,") else {
@@ -226,10 +195,7 @@ mod tests {
         let now = datetime!(2023-11-14 22:13:20 UTC);
         let set = SecretSet {
             current: SigningSecret::from_stored("whsec_current_vector".into()),
-            previous: vec![(
-                SigningSecret::from_stored("whsec_previous_vector".into()),
-                now,
-            )],
+            previous: vec![(SigningSecret::from_stored("whsec_previous_vector".into()), now)],
         };
         assert_eq!(set.e2a_signature(1, b"x", now).matches("v1=").count(), 1);
     }
@@ -247,20 +213,8 @@ mod tests {
             datetime!(2021-02-25 15:02:10 UTC),
         );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-        assert!(verify_standard(
-            &sig,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            "1614265330",
-            body,
-            &secret
-        ));
-        assert!(!verify_standard(
-            &sig,
-            "msg_other",
-            "1614265330",
-            body,
-            &secret
-        ));
+        assert!(verify_standard(&sig, "msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", body, &secret));
+        assert!(!verify_standard(&sig, "msg_other", "1614265330", body, &secret));
     }
 
     #[test]
@@ -271,13 +225,7 @@ mod tests {
         let h = SecretSet::single(secret.clone()).sign("evt_1", b"{}", now);
         assert!(verify_e2a(&h.e2a_signature, b"{}", &secret));
         assert!(!verify_e2a(&h.e2a_signature, b"{ }", &secret));
-        assert!(verify_standard(
-            &h.webhook_signature,
-            "evt_1",
-            &h.timestamp.to_string(),
-            b"{}",
-            &secret
-        ));
+        assert!(verify_standard(&h.webhook_signature, "evt_1", &h.timestamp.to_string(), b"{}", &secret));
         assert!(!format!("{secret:?}").contains("whsec_"));
     }
 }

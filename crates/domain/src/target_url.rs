@@ -35,9 +35,7 @@ impl TargetUrl {
             return Err(UrlError::TooLong);
         }
         if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return Err(UrlError::Invalid(
-                "contains whitespace or control characters".into(),
-            ));
+            return Err(UrlError::Invalid("contains whitespace or control characters".into()));
         }
         let u = url::Url::parse(s).map_err(|e| UrlError::Invalid(e.to_string()))?;
         match u.scheme() {
@@ -51,9 +49,7 @@ impl TargetUrl {
         }
         let t = Self(u);
         if let Some(ip) = t.ip_literal() {
-            policy
-                .check(ip)
-                .map_err(|e| UrlError::Refused(e.to_string()))?;
+            policy.check(ip).map_err(|e| UrlError::Refused(e.to_string()))?;
         } else if t.host().is_empty() {
             return Err(UrlError::NoHost);
         }
@@ -104,26 +100,11 @@ mod tests {
     #[test]
     fn rejects_bad_shapes() {
         let p = strict();
-        assert_eq!(
-            TargetUrl::parse("ftp://x.example/", false, &p),
-            Err(UrlError::Scheme)
-        );
-        assert_eq!(
-            TargetUrl::parse("http://x.example/", true, &p),
-            Err(UrlError::HttpsRequired)
-        );
-        assert_eq!(
-            TargetUrl::parse("https://u:p@x.example/", false, &p),
-            Err(UrlError::Userinfo)
-        );
-        assert!(matches!(
-            TargetUrl::parse("https://x.example/a\r\nb", false, &p),
-            Err(UrlError::Invalid(_))
-        ));
-        assert!(matches!(
-            TargetUrl::parse("not a url", false, &p),
-            Err(UrlError::Invalid(_))
-        ));
+        assert_eq!(TargetUrl::parse("ftp://x.example/", false, &p), Err(UrlError::Scheme));
+        assert_eq!(TargetUrl::parse("http://x.example/", true, &p), Err(UrlError::HttpsRequired));
+        assert_eq!(TargetUrl::parse("https://u:p@x.example/", false, &p), Err(UrlError::Userinfo));
+        assert!(matches!(TargetUrl::parse("https://x.example/a\r\nb", false, &p), Err(UrlError::Invalid(_))));
+        assert!(matches!(TargetUrl::parse("not a url", false, &p), Err(UrlError::Invalid(_))));
         let long = format!("https://x.example/{}", "a".repeat(2048));
         assert_eq!(TargetUrl::parse(&long, false, &p), Err(UrlError::TooLong));
     }
@@ -143,13 +124,7 @@ mod tests {
             "http://169.254.169.254/latest/",
             "http://0/",
         ] {
-            assert!(
-                matches!(
-                    TargetUrl::parse(u, false, &strict()),
-                    Err(UrlError::Refused(_))
-                ),
-                "{u}"
-            );
+            assert!(matches!(TargetUrl::parse(u, false, &strict()), Err(UrlError::Refused(_))), "{u}");
         }
         assert!(TargetUrl::parse("http://127.0.0.1:9/", false, &IpPolicy::allow_all()).is_ok());
     }

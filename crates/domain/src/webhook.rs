@@ -41,11 +41,7 @@ impl Filters {
 
     /// Removes duplicate values, keeping first occurrences.
     pub fn dedup(&mut self) {
-        for v in [
-            &mut self.agent_ids,
-            &mut self.conversation_ids,
-            &mut self.labels,
-        ] {
+        for v in [&mut self.agent_ids, &mut self.conversation_ids, &mut self.labels] {
             let mut seen = std::collections::HashSet::new();
             v.retain(|x| seen.insert(x.clone()));
         }
@@ -67,11 +63,7 @@ mod tests {
 
     #[test]
     fn or_within_a_key_and_across_keys() {
-        let f = Filters {
-            agent_ids: s(&["a", "b"]),
-            labels: s(&["x", "y"]),
-            ..Default::default()
-        };
+        let f = Filters { agent_ids: s(&["a", "b"]), labels: s(&["x", "y"]), ..Default::default() };
         let ev = |a: Option<&str>, l: &[&str]| RoutingAttributes {
             agent_id: a.map(Into::into),
             conversation_id: None,
@@ -80,9 +72,6 @@ mod tests {
         assert!(f.matches(&ev(Some("b"), &["q", "y"])));
         assert!(!f.matches(&ev(Some("c"), &["x"])));
         assert!(!f.matches(&ev(Some("a"), &["q"])));
-        assert!(
-            !f.matches(&ev(None, &["x"])),
-            "missing attribute never matches a non-empty key"
-        );
+        assert!(!f.matches(&ev(None, &["x"])), "missing attribute never matches a non-empty key");
     }
 }

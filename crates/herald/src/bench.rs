@@ -67,15 +67,8 @@ async fn sink_handler(State(sink): State<Arc<Sink>>, body: axum::body::Bytes) ->
     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body)
         && let Some(seq) = v["data"]["seq"].as_u64()
     {
-        let sent = sink
-            .sent
-            .get(seq as usize)
-            .map(|s| s.load(Ordering::Relaxed))
-            .unwrap_or(now);
-        sink.received
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(now.saturating_sub(sent));
+        let sent = sink.sent.get(seq as usize).map(|s| s.load(Ordering::Relaxed)).unwrap_or(now);
+        sink.received.lock().unwrap_or_else(|e| e.into_inner()).push(now.saturating_sub(sent));
     }
     sink.count.fetch_add(1, Ordering::Relaxed);
     ""
@@ -85,11 +78,9 @@ fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
         })
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
@@ -107,13 +98,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut list = Vec::new();
     let w = args.workload.as_str();
     if w == "a" || w == "all" {
-        list.push(Workload {
-            name: "a (burst, 1 webhook)",
-            events: args.events,
-            webhooks: 1,
-            fanout: 1,
-            rate: None,
-        });
+        list.push(Workload { name: "a (burst, 1 webhook)", events: args.events, webhooks: 1, fanout: 1, rate: None });
     }
     if w == "b" || w == "all" {
         list.push(Workload {
@@ -139,17 +124,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--replicas needs --database-url postgres://… (SQLite is a one-process store)"
     );
     let store = match &args.database_url {
-        Some(_) => format!(
-            "PostgreSQL (fresh database per workload), {} replica(s)",
-            args.replicas
-        ),
+        Some(_) => format!("PostgreSQL (fresh database per workload), {} replica(s)", args.replicas),
         None => format!("SQLite synchronous={}", args.sqlite_synchronous),
     };
     println!(
         "herald bench — {} cores, {store}, {} publishers, webhook max_in_flight={}, loopback sink, all in one process",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         args.clients,
         args.webhook_max_in_flight
     );
@@ -180,8 +160,7 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         settings.database_url = scratch.as_ref().map(|d| d.url.clone());
         settings.allow_private_targets = true;
         settings.sqlite_synchronous = args.sqlite_synchronous.clone();
-        settings.max_webhooks_per_account =
-            settings.max_webhooks_per_account.max(wl.webhooks as u32);
+        settings.max_webhooks_per_account = settings.max_webhooks_per_account.max(wl.webhooks as u32);
         settings.bootstrap_api_key = Some(key.expose().to_owned());
         let app = Application::build(settings, Deps::default()).await?;
         bases.push(format!("http://{}", app.local_addr()));
@@ -195,28 +174,20 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         count: AtomicU64::new(0),
         origin: Instant::now(),
     });
-    let sink_app = axum::Router::new()
-        .route("/sink", axum::routing::post(sink_handler))
-        .with_state(sink.clone());
+    let sink_app = axum::Router::new().route("/sink", axum::routing::post(sink_handler)).with_state(sink.clone());
     let sink_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let sink_url = format!("http://{}/sink", sink_listener.local_addr()?);
     let sink_task = tokio::spawn(async move { axum::serve(sink_listener, sink_app).await });
 
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     let groups = (wl.webhooks / wl.fanout).max(1);
     for i in 0..wl.webhooks {
-        let mut body = json!({"url": sink_url, "events": ["email.received"], "max_in_flight": args.webhook_max_in_flight});
+        let mut body =
+            json!({"url": sink_url, "events": ["email.received"], "max_in_flight": args.webhook_max_in_flight});
         if wl.webhooks > 1 {
             body["filters"] = json!({"labels": [format!("g{}", i % groups)]});
         }
-        let r = http
-            .post(format!("{base}/api/v1/webhooks"))
-            .bearer_auth(key.expose())
-            .json(&body)
-            .send()
-            .await?;
+        let r = http.post(format!("{base}/api/v1/webhooks")).bearer_auth(key.expose()).json(&body).send().await?;
         anyhow::ensure!(r.status() == 201, "creating webhook: {}", r.text().await?);
     }
 
@@ -230,13 +201,8 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut publishers = Vec::new();
     for _ in 0..args.clients {
-        let (http, base, key, next, sink) = (
-            http.clone(),
-            base.clone(),
-            key.expose().to_owned(),
-            next.clone(),
-            sink.clone(),
-        );
+        let (http, base, key, next, sink) =
+            (http.clone(), base.clone(), key.expose().to_owned(), next.clone(), sink.clone());
         let (events, rate, groups) = (wl.events, wl.rate, groups);
         publishers.push(tokio::spawn(async move {
             loop {
@@ -249,7 +215,8 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 sink.sent[seq as usize].store(sink.micros(), Ordering::Relaxed);
-                let body = json!({"type": "email.received", "data": {"seq": seq}, "labels": [format!("g{}", seq % groups)]});
+                let body =
+                    json!({"type": "email.received", "data": {"seq": seq}, "labels": [format!("g{}", seq % groups)]});
                 let r = http.post(format!("{base}/api/v1/events")).bearer_auth(&key).json(&body).send().await?;
                 anyhow::ensure!(r.status() == 202, "publish failed: {}", r.status());
             }
@@ -271,11 +238,7 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
     let delivered_in = start.elapsed();
     bar.finish_and_clear();
     let delivered = sink.count.load(Ordering::Relaxed);
-    let mut lat = sink
-        .received
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let mut lat = sink.received.lock().unwrap_or_else(|e| e.into_inner()).clone();
     lat.sort_unstable();
     let pct = |p: f64| -> f64 {
         if lat.is_empty() {
@@ -305,16 +268,8 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         delivered as f64 / delivered_in.as_secs_f64(),
         delivered_in.as_secs_f64()
     );
-    println!(
-        "  publish→receive latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        pct(0.50),
-        pct(0.99),
-        pct(1.0)
-    );
-    println!(
-        "  peak RSS of the process (Herald + sink + publishers): {:.0} MiB",
-        peak_rss_mib()
-    );
+    println!("  publish→receive latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", pct(0.50), pct(0.99), pct(1.0));
+    println!("  peak RSS of the process (Herald + sink + publishers): {:.0} MiB", peak_rss_mib());
     cancel.cancel();
     for s in servers {
         s.await??;
@@ -323,9 +278,6 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         db.drop_now().await;
     }
     sink_task.abort();
-    anyhow::ensure!(
-        delivered >= expected,
-        "only {delivered} of {expected} deliveries arrived"
-    );
+    anyhow::ensure!(delivered >= expected, "only {delivered} of {expected} deliveries arrived");
     Ok(())
 }

@@ -13,9 +13,7 @@ pub use settings::Settings;
 
 use anyhow::Context;
 use herald_api::{ApiConfig, AppState, TargetCheck};
-use herald_delivery::{
-    Engine, EngineConfig, GuardedResolver, HickoryLookup, Lookup, Sender, SenderConfig,
-};
+use herald_delivery::{Engine, EngineConfig, GuardedResolver, HickoryLookup, Lookup, Sender, SenderConfig};
 use herald_domain::{ApiKey, Clock, IpPolicy, TargetUrl, UrlError};
 use herald_store::{FanoutRules, Store};
 use herald_store_sqlite::SqliteStore;
@@ -37,11 +35,7 @@ pub struct Deps {
 
 impl Default for Deps {
     fn default() -> Self {
-        Self {
-            clock: Arc::new(herald_domain::SystemClock),
-            lookup: None,
-            wrap_store: None,
-        }
+        Self { clock: Arc::new(herald_domain::SystemClock), lookup: None, wrap_store: None }
     }
 }
 
@@ -62,10 +56,7 @@ struct UrlVetter {
 }
 
 impl TargetCheck for UrlVetter {
-    fn check<'a>(
-        &'a self,
-        url: &'a str,
-    ) -> Pin<Box<dyn Future<Output = Result<TargetUrl, UrlError>> + Send + 'a>> {
+    fn check<'a>(&'a self, url: &'a str) -> Pin<Box<dyn Future<Output = Result<TargetUrl, UrlError>> + Send + 'a>> {
         Box::pin(async move {
             let t = TargetUrl::parse(url, self.require_https, self.resolver.policy())?;
             self.resolver.vet(&t).await?;
@@ -76,15 +67,8 @@ impl TargetCheck for UrlVetter {
 
 /// The process-wide Prometheus recorder (installed once; later apps share it).
 pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
-    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
-        OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            metrics_exporter_prometheus::PrometheusBuilder::new()
-                .install_recorder()
-                .ok()
-        })
-        .clone()
+    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = OnceLock::new();
+    HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()).clone()
 }
 
 /// Opens the store named by the settings.
@@ -93,9 +77,8 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
-        let store = SqliteStore::open(&url, settings.sqlite_durability())
-            .await
-            .with_context(|| format!("opening {url}"))?;
+        let store =
+            SqliteStore::open(&url, settings.sqlite_durability()).await.with_context(|| format!("opening {url}"))?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let pg = herald_store_postgres::PgSettings {
@@ -113,27 +96,18 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// Creates the `default` account on first start. Returns the key when it was generated.
-pub async fn bootstrap(
-    store: &dyn Store,
-    settings: &Settings,
-    clock: &dyn Clock,
-) -> anyhow::Result<Option<ApiKey>> {
+pub async fn bootstrap(store: &dyn Store, settings: &Settings, clock: &dyn Clock) -> anyhow::Result<Option<ApiKey>> {
     if store.account_count().await? > 0 {
         return Ok(None);
     }
     let (key, generated) = match &settings.bootstrap_api_key {
         Some(k) => (
-            ApiKey::parse(k).context(
-                "HERALD_BOOTSTRAP_API_KEY must be hk_ followed by 48 lowercase hex characters",
-            )?,
+            ApiKey::parse(k).context("HERALD_BOOTSTRAP_API_KEY must be hk_ followed by 48 lowercase hex characters")?,
             false,
         ),
         None => (ApiKey::generate(), true),
     };
-    match store
-        .create_account("default", &key.hash(), clock.now())
-        .await
-    {
+    match store.create_account("default", &key.hash(), clock.now()).await {
         Ok(_) => Ok(generated.then_some(key)),
         // Another replica starting at the same moment created it first.
         Err(herald_store::StoreError::AlreadyExists) => Ok(None),
@@ -148,15 +122,10 @@ impl Application {
             store = wrap(store);
         }
         let created_key = bootstrap(store.as_ref(), &settings, deps.clock.as_ref()).await?;
-        let policy = IpPolicy {
-            allow_private: settings.allow_private_targets,
-            allow: settings.allow_cidrs.clone(),
-        };
+        let policy = IpPolicy { allow_private: settings.allow_private_targets, allow: settings.allow_cidrs.clone() };
         let lookup: Arc<dyn Lookup> = match deps.lookup {
             Some(l) => l,
-            None => Arc::new(
-                HickoryLookup::from_system().map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?,
-            ),
+            None => Arc::new(HickoryLookup::from_system().map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?),
         };
         let resolver = GuardedResolver::new(lookup, policy);
         let sender = Sender::new(
@@ -187,15 +156,9 @@ impl Application {
         let state = AppState::new(
             store.clone(),
             deps.clock.clone(),
-            Arc::new(UrlVetter {
-                resolver,
-                require_https: settings.require_https,
-            }),
+            Arc::new(UrlVetter { resolver, require_https: settings.require_https }),
             ApiConfig {
-                fanout: FanoutRules {
-                    max_attempts: retry.max_attempts(),
-                    ..FanoutRules::default()
-                },
+                fanout: FanoutRules { max_attempts: retry.max_attempts(), ..FanoutRules::default() },
                 webhooks_per_account: settings.max_webhooks_per_account,
                 reenable_cooldown: settings.reenable_cooldown,
                 recover_interval: settings.recover_interval,
@@ -208,14 +171,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self {
-            listener,
-            addr,
-            store,
-            router,
-            engine,
-            created_key,
-        })
+        Ok(Self { listener, addr, store, router, engine, created_key })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -67,9 +67,7 @@ enum AccountsCommand {
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,hyper=warn"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json { b.json().init() } else { b.init() }
 }
 
@@ -102,10 +100,7 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(cli.log_json);
             let app = Application::build(settings, Deps::default()).await?;
             if let Some(key) = &app.created_key {
-                println!(
-                    "Created account 'default'. Its API key (shown once): {}",
-                    key.expose()
-                );
+                println!("Created account 'default'. Its API key (shown once): {}", key.expose());
             }
             println!("herald listening on http://{}", app.local_addr());
             let cancel = CancellationToken::new();
@@ -118,9 +113,7 @@ async fn main() -> anyhow::Result<()> {
             println!("migrations applied to {}", settings.database_url());
             Ok(())
         }
-        Command::Accounts {
-            command: AccountsCommand::Create { name, settings },
-        } => {
+        Command::Accounts { command: AccountsCommand::Create { name, settings } } => {
             init_tracing(cli.log_json);
             let store = herald::open_store(&settings).await?;
             let key = herald_domain::ApiKey::generate();
@@ -140,9 +133,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench(args) => herald::bench::run(args).await,
         Command::Webhooks { client, command } => herald::cli::webhooks::run(&client, command).await,
-        Command::Deliveries { client, command } => {
-            herald::cli::deliveries::run(&client, command).await
-        }
+        Command::Deliveries { client, command } => herald::cli::deliveries::run(&client, command).await,
         Command::Events { client, command } => herald::cli::events::run(&client, command).await,
         Command::Listen(args) => herald::cli::listen::run(args).await,
     }

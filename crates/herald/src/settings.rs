@@ -12,17 +12,11 @@ fn duration(s: &str) -> Result<Duration, String> {
 
 fn jitter(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|_| format!("invalid jitter {s:?}"))?;
-    if (0.0..=1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err("jitter must be between 0 and 1".into())
-    }
+    if (0.0..=1.0).contains(&v) { Ok(v) } else { Err("jitter must be between 0 and 1".into()) }
 }
 
 fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
-    s.trim()
-        .parse::<ipnet::IpNet>()
-        .map_err(|e| format!("invalid CIDR {s:?}: {e}"))
+    s.trim().parse::<ipnet::IpNet>().map_err(|e| format!("invalid CIDR {s:?}: {e}"))
 }
 
 /// Everything `herald serve` can be told.
@@ -111,23 +105,14 @@ impl Settings {
     }
 
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("herald.db").display()))
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("herald.db").display()))
     }
 
     pub fn sqlite_durability(&self) -> Durability {
-        if self.sqlite_synchronous == "full" {
-            Durability::PowerLoss
-        } else {
-            Durability::Process
-        }
+        if self.sqlite_synchronous == "full" { Durability::PowerLoss } else { Durability::Process }
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            schedule: self.retry_schedule.clone(),
-            jitter: self.retry_jitter,
-        }
+        RetryPolicy { schedule: self.retry_schedule.clone(), jitter: self.retry_jitter }
     }
 }

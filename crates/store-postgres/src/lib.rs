@@ -16,13 +16,10 @@ mod rows;
 pub mod test_db;
 
 use async_trait::async_trait;
-use herald_domain::{
-    AccountId, DeliveryId, DeliveryStatus, EventId, Filters, Verdict, WebhookId, to_millis,
-};
+use herald_domain::{AccountId, DeliveryId, DeliveryStatus, EventId, Filters, Verdict, WebhookId, to_millis};
 use herald_store::{
-    Account, Attempt, Claimed, Delivery, Event, EventFilter, EventTypeRecord, FanoutRules,
-    NewEvent, NewWebhook, Outcome, Page, Published, Store, StoreError, StoreResult, Webhook,
-    WebhookPatch,
+    Account, Attempt, Claimed, Delivery, Event, EventFilter, EventTypeRecord, FanoutRules, NewEvent, NewWebhook,
+    Outcome, Page, Published, Store, StoreError, StoreResult, Webhook, WebhookPatch,
 };
 use rows::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -47,11 +44,7 @@ pub struct PgSettings {
 
 impl Default for PgSettings {
     fn default() -> Self {
-        Self {
-            pool_size: 16,
-            statement_timeout: Duration::from_secs(5),
-            acquire_timeout: Duration::from_secs(3),
-        }
+        Self { pool_size: 16, statement_timeout: Duration::from_secs(5), acquire_timeout: Duration::from_secs(3) }
     }
 }
 
@@ -97,9 +90,8 @@ impl PgStore {
     /// Connects, applies the embedded migrations and starts the LISTEN task.
     pub async fn open(url: &str, settings: &PgSettings) -> StoreResult<Self> {
         let timeout_ms = settings.statement_timeout.as_millis().to_string();
-        let opts = PgConnectOptions::from_str(url)
-            .map_err(unavailable)?
-            .options([("statement_timeout", timeout_ms.as_str())]);
+        let opts =
+            PgConnectOptions::from_str(url).map_err(unavailable)?.options([("statement_timeout", timeout_ms.as_str())]);
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size)
             .acquire_timeout(settings.acquire_timeout)
@@ -107,18 +99,11 @@ impl PgStore {
             .await
             .map_err(unavailable)?;
         // Replicas starting together must not run migrations twice at once.
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let signal = Arc::new(Notify::new());
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(listener::listen(pool.clone(), signal.clone(), stop.clone()));
-        Ok(Self {
-            pool,
-            signal,
-            _listening: Arc::new(stop.drop_guard()),
-        })
+        Ok(Self { pool, signal, _listening: Arc::new(stop.drop_guard()) })
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
@@ -130,10 +115,7 @@ impl PgStore {
     /// made again (at-least-once); acknowledged events always commit synchronously.
     async fn begin_soft(&self) -> StoreResult<Transaction<'static, Postgres>> {
         let mut tx = self.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(unavailable)?;
         Ok(tx)
     }
 
@@ -143,30 +125,18 @@ impl PgStore {
 }
 
 async fn notify(tx: &mut Transaction<'static, Postgres>) -> StoreResult<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(CHANNEL)
-        .execute(&mut **tx)
-        .await
-        .map_err(unavailable)?;
+    sqlx::query("SELECT pg_notify($1, '')").bind(CHANNEL).execute(&mut **tx).await.map_err(unavailable)?;
     Ok(())
 }
 
 #[async_trait]
 impl Store for PgStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(unavailable)?;
         Ok(())
     }
 
-    async fn create_account(
-        &self,
-        name: &str,
-        key_hash: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<Account> {
+    async fn create_account(&self, name: &str, key_hash: &str, now: OffsetDateTime) -> StoreResult<Account> {
         let id = AccountId::generate();
         let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)")
@@ -184,19 +154,10 @@ impl Store for PgStore {
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(Account {
-            id,
-            name: name.to_owned(),
-            created_at: now,
-        })
+        Ok(Account { id, name: name.to_owned(), created_at: now })
     }
 
-    async fn add_api_key(
-        &self,
-        account: &AccountId,
-        key_hash: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<()> {
+    async fn add_api_key(&self, account: &AccountId, key_hash: &str, now: OffsetDateTime) -> StoreResult<()> {
         sqlx::query("INSERT INTO api_keys (key_hash, account_id, created_at) VALUES ($1, $2, $3)")
             .bind(key_hash)
             .bind(account.as_str())
@@ -208,10 +169,8 @@ impl Store for PgStore {
     }
 
     async fn account_count(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&self.pool).await.map_err(unavailable)?;
         Ok(n as u64)
     }
 
@@ -237,14 +196,12 @@ impl Store for PgStore {
     }
 
     async fn custom_event_type_exists(&self, account: &AccountId, name: &str) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM event_types WHERE account_id = $1 AND name = $2",
-        )
-        .bind(account.as_str())
-        .bind(name)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(unavailable)?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_types WHERE account_id = $1 AND name = $2")
+            .bind(account.as_str())
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(unavailable)?;
         Ok(n > 0)
     }
 
@@ -300,16 +257,8 @@ impl Store for PgStore {
         })
     }
 
-    async fn get_webhook(
-        &self,
-        account: &AccountId,
-        id: &WebhookId,
-    ) -> StoreResult<Option<Webhook>> {
-        let sql = concat!(
-            "SELECT ",
-            webhook_columns!(),
-            " FROM webhooks WHERE account_id = $1 AND id = $2"
-        );
+    async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>> {
+        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = $1 AND id = $2");
         let row = sqlx::query(sql)
             .bind(account.as_str())
             .bind(id.as_str())
@@ -381,12 +330,7 @@ impl Store for PgStore {
         webhook_from_row(&row).map(Some)
     }
 
-    async fn delete_webhook(
-        &self,
-        account: &AccountId,
-        id: &WebhookId,
-        now: OffsetDateTime,
-    ) -> StoreResult<bool> {
+    async fn delete_webhook(&self, account: &AccountId, id: &WebhookId, now: OffsetDateTime) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM webhooks WHERE account_id = $1 AND id = $2")
             .bind(account.as_str())
@@ -449,13 +393,11 @@ impl Store for PgStore {
                     .map_err(unavailable)?;
             }
         }
-        let subs = sqlx::query(
-            "SELECT id, events, filters FROM webhooks WHERE account_id = $1 AND enabled",
-        )
-        .bind(account)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        let subs = sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = $1 AND enabled")
+            .bind(account)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         let mut targets = Vec::new();
         for r in &subs {
             let types: Vec<String> = parse_json(&get::<String>(r, 1)?)?;
@@ -483,10 +425,7 @@ impl Store for PgStore {
         .await
         .map_err(unavailable)?;
         if !targets.is_empty() {
-            let ids: Vec<String> = targets
-                .iter()
-                .map(|_| DeliveryId::generate().to_string())
-                .collect();
+            let ids: Vec<String> = targets.iter().map(|_| DeliveryId::generate().to_string()).collect();
             sqlx::query(
                 "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
                  max_attempts, next_retry_at, created_at, expires_at) \
@@ -549,11 +488,7 @@ impl Store for PgStore {
         account: &AccountId,
         id: &DeliveryId,
     ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
-        let sql = concat!(
-            "SELECT ",
-            delivery_columns!(),
-            " FROM deliveries WHERE account_id = $1 AND id = $2"
-        );
+        let sql = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE account_id = $1 AND id = $2");
         let Some(row) = sqlx::query(sql)
             .bind(account.as_str())
             .bind(id.as_str())
@@ -572,10 +507,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        let attempts = attempts
-            .iter()
-            .map(attempt_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let attempts = attempts.iter().map(attempt_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Some((d, attempts)))
     }
 
@@ -599,14 +531,10 @@ impl Store for PgStore {
         let status: String = get(&row, 0)?;
         let webhook_exists: bool = get(&row, 1)?;
         if status != "failed" {
-            return Err(StoreError::Conflict(format!(
-                "delivery is {status}, only failed deliveries can be retried"
-            )));
+            return Err(StoreError::Conflict(format!("delivery is {status}, only failed deliveries can be retried")));
         }
         if !webhook_exists {
-            return Err(StoreError::Conflict(
-                "the webhook of this delivery was deleted".into(),
-            ));
+            return Err(StoreError::Conflict("the webhook of this delivery was deleted".into()));
         }
         let sql = concat!(
             "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_retry_at = $1, \
@@ -626,12 +554,7 @@ impl Store for PgStore {
         delivery_from_row(&row).map(Some)
     }
 
-    async fn claim_due(
-        &self,
-        now: OffsetDateTime,
-        lease: Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<Claimed>> {
+    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -683,13 +606,11 @@ impl Store for PgStore {
                 webhook_ids.push(w);
             }
         }
-        let targets = sqlx::query(
-            "SELECT id, url, secret, previous_secrets FROM webhooks WHERE id = ANY($1)",
-        )
-        .bind(&webhook_ids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        let targets = sqlx::query("SELECT id, url, secret, previous_secrets FROM webhooks WHERE id = ANY($1)")
+            .bind(&webhook_ids)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         let mut by_id = std::collections::HashMap::new();
         for t in &targets {
@@ -699,9 +620,10 @@ impl Store for PgStore {
         rows.iter()
             .map(|r| {
                 let wh: String = get(r, 1)?;
-                let (url, secrets) = by_id.get(&wh).cloned().ok_or_else(|| {
-                    StoreError::Unavailable("claimed a delivery of a webhook that vanished".into())
-                })?;
+                let (url, secrets) = by_id
+                    .get(&wh)
+                    .cloned()
+                    .ok_or_else(|| StoreError::Unavailable("claimed a delivery of a webhook that vanished".into()))?;
                 Ok(Claimed {
                     delivery_id: DeliveryId::from_trusted(get(r, 0)?),
                     webhook_id: WebhookId::from_trusted(wh),
@@ -718,11 +640,7 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn record_outcomes(
-        &self,
-        outcomes: &[Outcome],
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<bool>> {
+    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
         let now_ms = to_millis(now);
         let mut ids = Vec::new();
         let mut tokens = Vec::new();
@@ -786,10 +704,7 @@ impl Store for PgStore {
         let applied: std::collections::HashSet<String> = applied.into_iter().collect();
         let mut delivered: Vec<String> = Vec::new();
         let mut gone: Vec<String> = Vec::new();
-        for o in outcomes
-            .iter()
-            .filter(|o| applied.contains(o.delivery_id.as_str()))
-        {
+        for o in outcomes.iter().filter(|o| applied.contains(o.delivery_id.as_str())) {
             let list = match &o.verdict {
                 Verdict::Delivered => &mut delivered,
                 Verdict::Failed { gone: true } => &mut gone,
@@ -826,17 +741,10 @@ impl Store for PgStore {
         notify(&mut tx).await?;
         tx.commit().await.map_err(unavailable)?;
         self.wake_local();
-        Ok(outcomes
-            .iter()
-            .map(|o| applied.contains(o.delivery_id.as_str()))
-            .collect())
+        Ok(outcomes.iter().map(|o| applied.contains(o.delivery_id.as_str())).collect())
     }
 
-    async fn release_leases(
-        &self,
-        leases: &[(DeliveryId, String)],
-        now: OffsetDateTime,
-    ) -> StoreResult<()> {
+    async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()> {
         let ids: Vec<String> = leases.iter().map(|(id, _)| id.to_string()).collect();
         let tokens: Vec<String> = leases.iter().map(|(_, t)| t.clone()).collect();
         let mut tx = self.begin().await?;
@@ -917,14 +825,12 @@ impl Store for PgStore {
         now: OffsetDateTime,
     ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let Some(row) = sqlx::query(
-            "SELECT secret, previous_secrets FROM webhooks WHERE account_id = $1 AND id = $2",
-        )
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?
+        let Some(row) = sqlx::query("SELECT secret, previous_secrets FROM webhooks WHERE account_id = $1 AND id = $2")
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?
         else {
             return Ok(false);
         };
@@ -935,16 +841,14 @@ impl Store for PgStore {
             to_millis(now),
             keep,
         )?;
-        sqlx::query(
-            "UPDATE webhooks SET secret = $1, previous_secrets = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(new_secret.expose())
-        .bind(previous)
-        .bind(to_millis(now))
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        sqlx::query("UPDATE webhooks SET secret = $1, previous_secrets = $2, updated_at = $3 WHERE id = $4")
+            .bind(new_secret.expose())
+            .bind(previous)
+            .bind(to_millis(now))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
@@ -972,11 +876,10 @@ impl Store for PgStore {
 
     async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
-        let rows =
-            sqlx::query("SELECT id, previous_secrets FROM webhooks WHERE previous_secrets <> '[]'")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        let rows = sqlx::query("SELECT id, previous_secrets FROM webhooks WHERE previous_secrets <> '[]'")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         let mut changed = 0;
         for r in &rows {
             if let Some(p) = herald_store::codec::pruned(&get::<String>(r, 1)?, to_millis(now))? {
@@ -1001,13 +904,12 @@ impl Store for PgStore {
     ) -> StoreResult<Option<DeliveryId>> {
         let now = to_millis(new.created_at);
         let mut tx = self.begin().await?;
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT id FROM webhooks WHERE account_id = $1 AND id = $2")
-                .bind(new.account_id.as_str())
-                .bind(webhook.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        let found: Option<String> = sqlx::query_scalar("SELECT id FROM webhooks WHERE account_id = $1 AND id = $2")
+            .bind(new.account_id.as_str())
+            .bind(webhook.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         if found.is_none() {
             return Ok(None);
         }
@@ -1059,13 +961,12 @@ impl Store for PgStore {
         now: OffsetDateTime,
     ) -> StoreResult<Option<u64>> {
         let mut tx = self.begin().await?;
-        let Some(w) =
-            sqlx::query("SELECT events, filters FROM webhooks WHERE account_id = $1 AND id = $2")
-                .bind(account.as_str())
-                .bind(webhook.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?
+        let Some(w) = sqlx::query("SELECT events, filters FROM webhooks WHERE account_id = $1 AND id = $2")
+            .bind(account.as_str())
+            .bind(webhook.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?
         else {
             return Ok(None);
         };
@@ -1091,11 +992,7 @@ impl Store for PgStore {
                 labels: parse_json(&get::<String>(r, 4)?)?,
             };
             if types.contains(&ty) && filters.matches(&routing) {
-                matching.push(serde_json::json!([
-                    DeliveryId::generate().as_str(),
-                    get::<String>(r, 0)?,
-                    ty
-                ]));
+                matching.push(serde_json::json!([DeliveryId::generate().as_str(), get::<String>(r, 0)?, ty]));
             }
         }
         let n = matching.len() as u64;
@@ -1124,12 +1021,7 @@ impl Store for PgStore {
         Ok(Some(n))
     }
 
-    async fn list_events(
-        &self,
-        account: &AccountId,
-        filter: EventFilter,
-        page: Page,
-    ) -> StoreResult<Vec<Event>> {
+    async fn list_events(&self, account: &AccountId, filter: EventFilter, page: Page) -> StoreResult<Vec<Event>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             event_columns!(),
@@ -1148,21 +1040,14 @@ impl Store for PgStore {
         rows.iter().map(event_from_row).collect()
     }
 
-    async fn get_event(
-        &self,
-        account: &AccountId,
-        id: &EventId,
-    ) -> StoreResult<Option<(Event, Vec<Delivery>)>> {
-        let Some(row) = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events WHERE account_id = $1 AND id = $2"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(unavailable)?
+    async fn get_event(&self, account: &AccountId, id: &EventId) -> StoreResult<Option<(Event, Vec<Delivery>)>> {
+        let Some(row) =
+            sqlx::query(concat!("SELECT ", event_columns!(), " FROM events WHERE account_id = $1 AND id = $2"))
+                .bind(account.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?
         else {
             return Ok(None);
         };
@@ -1176,13 +1061,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(Some((
-            event_from_row(&row)?,
-            deliveries
-                .iter()
-                .map(delivery_from_row)
-                .collect::<StoreResult<_>>()?,
-        )))
+        Ok(Some((event_from_row(&row)?, deliveries.iter().map(delivery_from_row).collect::<StoreResult<_>>()?)))
     }
 
     async fn create_event_type(
@@ -1200,19 +1079,16 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await
             .map_err(unavailable)?;
-        Ok(EventTypeRecord {
-            name: name.to_owned(),
-            description: description.to_owned(),
-            created_at: now,
-        })
+        Ok(EventTypeRecord { name: name.to_owned(), description: description.to_owned(), created_at: now })
     }
 
     async fn list_event_types(&self, account: &AccountId) -> StoreResult<Vec<EventTypeRecord>> {
-        let rows = sqlx::query("SELECT name, description, created_at FROM event_types WHERE account_id = $1 ORDER BY name")
-            .bind(account.as_str())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?;
+        let rows =
+            sqlx::query("SELECT name, description, created_at FROM event_types WHERE account_id = $1 ORDER BY name")
+                .bind(account.as_str())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?;
         rows.iter()
             .map(|r| {
                 Ok(EventTypeRecord {
@@ -1231,14 +1107,16 @@ impl Store for PgStore {
         key: &str,
         since: OffsetDateTime,
     ) -> StoreResult<Option<String>> {
-        sqlx::query_scalar("SELECT response FROM idempotency WHERE account_id = $1 AND scope = $2 AND key = $3 AND created_at >= $4")
-            .bind(account.as_str())
-            .bind(scope)
-            .bind(key)
-            .bind(to_millis(since))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)
+        sqlx::query_scalar(
+            "SELECT response FROM idempotency WHERE account_id = $1 AND scope = $2 AND key = $3 AND created_at >= $4",
+        )
+        .bind(account.as_str())
+        .bind(scope)
+        .bind(key)
+        .bind(to_millis(since))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)
     }
 
     async fn save_idempotent_response(

@@ -8,11 +8,7 @@ use tokio::sync::Notify;
 /// Runs for the life of the process: every notification on [`crate::CHANNEL`] wakes the
 /// local engine. After a (re)connection the engine is woken once too, since notifications
 /// sent while disconnected are lost.
-pub(crate) async fn listen(
-    pool: PgPool,
-    signal: Arc<Notify>,
-    stop: tokio_util::sync::CancellationToken,
-) {
+pub(crate) async fn listen(pool: PgPool, signal: Arc<Notify>, stop: tokio_util::sync::CancellationToken) {
     tokio::select! {
         _ = run(pool, signal) => {}
         _ = stop.cancelled() => {}

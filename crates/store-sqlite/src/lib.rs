@@ -9,18 +9,13 @@
 mod rows;
 
 use async_trait::async_trait;
-use herald_domain::{
-    AccountId, DeliveryId, DeliveryStatus, EventId, Filters, Verdict, WebhookId, to_millis,
-};
+use herald_domain::{AccountId, DeliveryId, DeliveryStatus, EventId, Filters, Verdict, WebhookId, to_millis};
 use herald_store::{
-    Account, Attempt, Claimed, Delivery, Event, EventFilter, EventTypeRecord, FanoutRules,
-    NewEvent, NewWebhook, Outcome, Page, Published, Store, StoreError, StoreResult, Webhook,
-    WebhookPatch,
+    Account, Attempt, Claimed, Delivery, Event, EventFilter, EventTypeRecord, FanoutRules, NewEvent, NewWebhook,
+    Outcome, Page, Published, Store, StoreError, StoreResult, Webhook, WebhookPatch,
 };
 use rows::*;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -84,10 +79,7 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await
             .map_err(unavailable)?;
-        sqlx::migrate!("./migrations")
-            .run(&write)
-            .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        sqlx::migrate!("./migrations").run(&write).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
@@ -97,12 +89,7 @@ impl SqliteStore {
         let signal = Arc::new(Notify::new());
         let (publisher, jobs) = mpsc::unbounded_channel();
         tokio::spawn(publish_loop(write.clone(), signal.clone(), jobs));
-        Ok(Self {
-            write,
-            read,
-            signal,
-            publisher,
-        })
+        Ok(Self { write, read, signal, publisher })
     }
 
     /// Applies migrations only (`herald migrate`).
@@ -144,19 +131,11 @@ macro_rules! delivery_columns {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.read)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query("SELECT 1").execute(&self.read).await.map_err(unavailable)?;
         Ok(())
     }
 
-    async fn create_account(
-        &self,
-        name: &str,
-        key_hash: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<Account> {
+    async fn create_account(&self, name: &str, key_hash: &str, now: OffsetDateTime) -> StoreResult<Account> {
         let id = AccountId::generate();
         let mut tx = self.begin().await?;
         sqlx::query("INSERT INTO accounts (id, name, created_at) VALUES (?, ?, ?)")
@@ -174,19 +153,10 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        Ok(Account {
-            id,
-            name: name.to_owned(),
-            created_at: now,
-        })
+        Ok(Account { id, name: name.to_owned(), created_at: now })
     }
 
-    async fn add_api_key(
-        &self,
-        account: &AccountId,
-        key_hash: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<()> {
+    async fn add_api_key(&self, account: &AccountId, key_hash: &str, now: OffsetDateTime) -> StoreResult<()> {
         sqlx::query("INSERT INTO api_keys (key_hash, account_id, created_at) VALUES (?, ?, ?)")
             .bind(key_hash)
             .bind(account.as_str())
@@ -198,10 +168,8 @@ impl Store for SqliteStore {
     }
 
     async fn account_count(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts")
-            .fetch_one(&self.write)
-            .await
-            .map_err(unavailable)?;
+        let n: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM accounts").fetch_one(&self.write).await.map_err(unavailable)?;
         Ok(n as u64)
     }
 
@@ -227,14 +195,12 @@ impl Store for SqliteStore {
     }
 
     async fn custom_event_type_exists(&self, account: &AccountId, name: &str) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM event_types WHERE account_id = ? AND name = ?",
-        )
-        .bind(account.as_str())
-        .bind(name)
-        .fetch_one(&self.read)
-        .await
-        .map_err(unavailable)?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_types WHERE account_id = ? AND name = ?")
+            .bind(account.as_str())
+            .bind(name)
+            .fetch_one(&self.read)
+            .await
+            .map_err(unavailable)?;
         Ok(n > 0)
     }
 
@@ -286,16 +252,8 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn get_webhook(
-        &self,
-        account: &AccountId,
-        id: &WebhookId,
-    ) -> StoreResult<Option<Webhook>> {
-        let sql = concat!(
-            "SELECT ",
-            webhook_columns!(),
-            " FROM webhooks WHERE account_id = ? AND id = ?"
-        );
+    async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>> {
+        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = ? AND id = ?");
         let row = sqlx::query(sql)
             .bind(account.as_str())
             .bind(id.as_str())
@@ -360,11 +318,7 @@ impl Store for SqliteStore {
             return Ok(None);
         }
         let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE id = ?");
-        let row = sqlx::query(sql)
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let row = sqlx::query(sql).bind(id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         if enabling || patch.max_in_flight.is_some() {
             self.wake();
@@ -372,12 +326,7 @@ impl Store for SqliteStore {
         webhook_from_row(&row).map(Some)
     }
 
-    async fn delete_webhook(
-        &self,
-        account: &AccountId,
-        id: &WebhookId,
-        now: OffsetDateTime,
-    ) -> StoreResult<bool> {
+    async fn delete_webhook(&self, account: &AccountId, id: &WebhookId, now: OffsetDateTime) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let done = sqlx::query("DELETE FROM webhooks WHERE account_id = ? AND id = ?")
             .bind(account.as_str())
@@ -403,16 +352,11 @@ impl Store for SqliteStore {
 
     async fn publish(&self, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let job = PublishJob {
-            new,
-            rules: rules.clone(),
-            reply,
-        };
+        let job = PublishJob { new, rules: rules.clone(), reply };
         if self.publisher.send(job).is_err() {
             return Err(StoreError::Unavailable("the store is closed".into()));
         }
-        rx.await
-            .map_err(|_| StoreError::Unavailable("the store is closed".into()))?
+        rx.await.map_err(|_| StoreError::Unavailable("the store is closed".into()))?
     }
 
     async fn list_deliveries(
@@ -448,11 +392,7 @@ impl Store for SqliteStore {
         account: &AccountId,
         id: &DeliveryId,
     ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
-        let sql = concat!(
-            "SELECT ",
-            delivery_columns!(),
-            " FROM deliveries WHERE account_id = ? AND id = ?"
-        );
+        let sql = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE account_id = ? AND id = ?");
         let Some(row) = sqlx::query(sql)
             .bind(account.as_str())
             .bind(id.as_str())
@@ -471,10 +411,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(unavailable)?;
-        let attempts = attempts
-            .iter()
-            .map(attempt_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
+        let attempts = attempts.iter().map(attempt_from_row).collect::<StoreResult<Vec<_>>>()?;
         Ok(Some((d, attempts)))
     }
 
@@ -509,9 +446,7 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?;
         if exists == 0 {
-            return Err(StoreError::Conflict(
-                "the webhook of this delivery was deleted".into(),
-            ));
+            return Err(StoreError::Conflict("the webhook of this delivery was deleted".into()));
         }
         sqlx::query(
             "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_retry_at = ?, \
@@ -523,27 +458,14 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let sql = concat!(
-            "SELECT ",
-            delivery_columns!(),
-            " FROM deliveries WHERE id = ?"
-        );
-        let row = sqlx::query(sql)
-            .bind(id.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let sql = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = ?");
+        let row = sqlx::query(sql).bind(id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         self.wake();
         delivery_from_row(&row).map(Some)
     }
 
-    async fn claim_due(
-        &self,
-        now: OffsetDateTime,
-        lease: Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<Claimed>> {
+    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -624,11 +546,7 @@ impl Store for SqliteStore {
         Ok(claimed)
     }
 
-    async fn record_outcomes(
-        &self,
-        outcomes: &[Outcome],
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<bool>> {
+    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
         let now_ms = to_millis(now);
         // Set-based: one UPDATE for all outcomes (compare-and-set on id, lease token and
         // pending), one INSERT for the attempts of those that applied.
@@ -671,10 +589,8 @@ impl Store for SqliteStore {
         .await
         .map_err(unavailable)?;
         let applied: std::collections::HashSet<String> = applied.into_iter().collect();
-        let done: Vec<&serde_json::Value> = rows
-            .iter()
-            .filter(|r| r[0].as_str().is_some_and(|id| applied.contains(id)))
-            .collect();
+        let done: Vec<&serde_json::Value> =
+            rows.iter().filter(|r| r[0].as_str().is_some_and(|id| applied.contains(id))).collect();
         if !done.is_empty() {
             sqlx::query(
                 "INSERT OR REPLACE INTO attempts (delivery_id, number, started_at, duration_ms, status_code, \
@@ -689,10 +605,7 @@ impl Store for SqliteStore {
         }
         let mut delivered: Vec<&str> = Vec::new();
         let mut gone: Vec<&str> = Vec::new();
-        for o in outcomes
-            .iter()
-            .filter(|o| applied.contains(o.delivery_id.as_str()))
-        {
+        for o in outcomes.iter().filter(|o| applied.contains(o.delivery_id.as_str())) {
             match &o.verdict {
                 Verdict::Delivered => delivered.push(o.webhook_id.as_str()),
                 Verdict::Failed { gone: true } => gone.push(o.webhook_id.as_str()),
@@ -707,11 +620,11 @@ impl Store for SqliteStore {
                 "UPDATE webhooks SET last_delivered_at = ?1 WHERE id IN (SELECT value FROM json_each(?2)) \
                  AND (last_delivered_at IS NULL OR last_delivered_at < ?1 - 1000)",
             )
-                .bind(now_ms)
-                .bind(json(&delivered))
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            .bind(now_ms)
+            .bind(json(&delivered))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         }
         if !gone.is_empty() {
             sqlx::query(
@@ -728,17 +641,10 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(unavailable)?;
         // Slots were freed: more work of these webhooks may be claimable.
         self.wake();
-        Ok(outcomes
-            .iter()
-            .map(|o| applied.contains(o.delivery_id.as_str()))
-            .collect())
+        Ok(outcomes.iter().map(|o| applied.contains(o.delivery_id.as_str())).collect())
     }
 
-    async fn release_leases(
-        &self,
-        leases: &[(DeliveryId, String)],
-        now: OffsetDateTime,
-    ) -> StoreResult<()> {
+    async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         for (id, token) in leases {
             sqlx::query(
@@ -757,12 +663,13 @@ impl Store for SqliteStore {
     }
 
     async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>> {
-        let ms: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(next_retry_at) FROM deliveries WHERE status = 'pending' AND next_retry_at > ?")
-                .bind(to_millis(now))
-                .fetch_one(&self.read)
-                .await
-                .map_err(unavailable)?;
+        let ms: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_retry_at) FROM deliveries WHERE status = 'pending' AND next_retry_at > ?",
+        )
+        .bind(to_millis(now))
+        .fetch_one(&self.read)
+        .await
+        .map_err(unavailable)?;
         Ok(ms.map(herald_domain::from_millis))
     }
 
@@ -817,14 +724,12 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let Some(row) = sqlx::query(
-            "SELECT secret, previous_secrets FROM webhooks WHERE account_id = ? AND id = ?",
-        )
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(unavailable)?
+        let Some(row) = sqlx::query("SELECT secret, previous_secrets FROM webhooks WHERE account_id = ? AND id = ?")
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?
         else {
             return Ok(false);
         };
@@ -835,16 +740,14 @@ impl Store for SqliteStore {
             to_millis(now),
             keep,
         )?;
-        sqlx::query(
-            "UPDATE webhooks SET secret = ?, previous_secrets = ?, updated_at = ? WHERE id = ?",
-        )
-        .bind(new_secret.expose())
-        .bind(previous)
-        .bind(to_millis(now))
-        .bind(id.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        sqlx::query("UPDATE webhooks SET secret = ?, previous_secrets = ?, updated_at = ? WHERE id = ?")
+            .bind(new_secret.expose())
+            .bind(previous)
+            .bind(to_millis(now))
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(true)
     }
@@ -872,11 +775,10 @@ impl Store for SqliteStore {
 
     async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64> {
         let mut tx = self.begin().await?;
-        let rows =
-            sqlx::query("SELECT id, previous_secrets FROM webhooks WHERE previous_secrets <> '[]'")
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        let rows = sqlx::query("SELECT id, previous_secrets FROM webhooks WHERE previous_secrets <> '[]'")
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         let mut changed = 0;
         for r in &rows {
             if let Some(p) = herald_store::codec::pruned(&get::<String>(r, 1)?, to_millis(now))? {
@@ -901,13 +803,12 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<DeliveryId>> {
         let now = to_millis(new.created_at);
         let mut tx = self.begin().await?;
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT id FROM webhooks WHERE account_id = ? AND id = ?")
-                .bind(new.account_id.as_str())
-                .bind(webhook.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+        let found: Option<String> = sqlx::query_scalar("SELECT id FROM webhooks WHERE account_id = ? AND id = ?")
+            .bind(new.account_id.as_str())
+            .bind(webhook.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         if found.is_none() {
             return Ok(None);
         }
@@ -958,13 +859,12 @@ impl Store for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<Option<u64>> {
         let mut tx = self.begin().await?;
-        let Some(w) =
-            sqlx::query("SELECT events, filters FROM webhooks WHERE account_id = ? AND id = ?")
-                .bind(account.as_str())
-                .bind(webhook.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?
+        let Some(w) = sqlx::query("SELECT events, filters FROM webhooks WHERE account_id = ? AND id = ?")
+            .bind(account.as_str())
+            .bind(webhook.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?
         else {
             return Ok(None);
         };
@@ -990,11 +890,7 @@ impl Store for SqliteStore {
                 labels: parse_json(&get::<String>(r, 4)?)?,
             };
             if types.contains(&ty) && filters.matches(&routing) {
-                matching.push(serde_json::json!([
-                    DeliveryId::generate().as_str(),
-                    get::<String>(r, 0)?,
-                    ty
-                ]));
+                matching.push(serde_json::json!([DeliveryId::generate().as_str(), get::<String>(r, 0)?, ty]));
             }
         }
         let n = matching.len() as u64;
@@ -1023,12 +919,7 @@ impl Store for SqliteStore {
         Ok(Some(n))
     }
 
-    async fn list_events(
-        &self,
-        account: &AccountId,
-        filter: EventFilter,
-        page: Page,
-    ) -> StoreResult<Vec<Event>> {
+    async fn list_events(&self, account: &AccountId, filter: EventFilter, page: Page) -> StoreResult<Vec<Event>> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             event_columns!(),
@@ -1047,21 +938,14 @@ impl Store for SqliteStore {
         rows.iter().map(event_from_row).collect()
     }
 
-    async fn get_event(
-        &self,
-        account: &AccountId,
-        id: &EventId,
-    ) -> StoreResult<Option<(Event, Vec<Delivery>)>> {
-        let Some(row) = sqlx::query(concat!(
-            "SELECT ",
-            event_columns!(),
-            " FROM events WHERE account_id = ? AND id = ?"
-        ))
-        .bind(account.as_str())
-        .bind(id.as_str())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(unavailable)?
+    async fn get_event(&self, account: &AccountId, id: &EventId) -> StoreResult<Option<(Event, Vec<Delivery>)>> {
+        let Some(row) =
+            sqlx::query(concat!("SELECT ", event_columns!(), " FROM events WHERE account_id = ? AND id = ?"))
+                .bind(account.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(unavailable)?
         else {
             return Ok(None);
         };
@@ -1075,13 +959,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.read)
         .await
         .map_err(unavailable)?;
-        Ok(Some((
-            event_from_row(&row)?,
-            deliveries
-                .iter()
-                .map(delivery_from_row)
-                .collect::<StoreResult<_>>()?,
-        )))
+        Ok(Some((event_from_row(&row)?, deliveries.iter().map(delivery_from_row).collect::<StoreResult<_>>()?)))
     }
 
     async fn create_event_type(
@@ -1099,19 +977,16 @@ impl Store for SqliteStore {
             .execute(&self.write)
             .await
             .map_err(unavailable)?;
-        Ok(EventTypeRecord {
-            name: name.to_owned(),
-            description: description.to_owned(),
-            created_at: now,
-        })
+        Ok(EventTypeRecord { name: name.to_owned(), description: description.to_owned(), created_at: now })
     }
 
     async fn list_event_types(&self, account: &AccountId) -> StoreResult<Vec<EventTypeRecord>> {
-        let rows = sqlx::query("SELECT name, description, created_at FROM event_types WHERE account_id = ? ORDER BY name")
-            .bind(account.as_str())
-            .fetch_all(&self.read)
-            .await
-            .map_err(unavailable)?;
+        let rows =
+            sqlx::query("SELECT name, description, created_at FROM event_types WHERE account_id = ? ORDER BY name")
+                .bind(account.as_str())
+                .fetch_all(&self.read)
+                .await
+                .map_err(unavailable)?;
         rows.iter()
             .map(|r| {
                 Ok(EventTypeRecord {
@@ -1130,14 +1005,16 @@ impl Store for SqliteStore {
         key: &str,
         since: OffsetDateTime,
     ) -> StoreResult<Option<String>> {
-        sqlx::query_scalar("SELECT response FROM idempotency WHERE account_id = ? AND scope = ? AND key = ? AND created_at >= ?")
-            .bind(account.as_str())
-            .bind(scope)
-            .bind(key)
-            .bind(to_millis(since))
-            .fetch_optional(&self.write)
-            .await
-            .map_err(unavailable)
+        sqlx::query_scalar(
+            "SELECT response FROM idempotency WHERE account_id = ? AND scope = ? AND key = ? AND created_at >= ?",
+        )
+        .bind(account.as_str())
+        .bind(scope)
+        .bind(key)
+        .bind(to_millis(since))
+        .fetch_optional(&self.write)
+        .await
+        .map_err(unavailable)
     }
 
     async fn save_idempotent_response(
@@ -1171,11 +1048,7 @@ impl Store for SqliteStore {
 /// Group commit: every publish waiting when the writer is free goes into ONE transaction.
 /// Each caller is answered only after that transaction commits; if it fails, every caller
 /// in it gets the error and nothing of the batch is stored.
-async fn publish_loop(
-    write: SqlitePool,
-    signal: Arc<Notify>,
-    mut rx: mpsc::UnboundedReceiver<PublishJob>,
-) {
+async fn publish_loop(write: SqlitePool, signal: Arc<Notify>, mut rx: mpsc::UnboundedReceiver<PublishJob>) {
     let mut jobs = Vec::new();
     while rx.recv_many(&mut jobs, 256).await > 0 {
         match publish_batch(&write, &jobs).await {
@@ -1190,9 +1063,7 @@ async fn publish_loop(
             Err(e) => {
                 let msg = e.to_string();
                 for job in jobs.drain(..) {
-                    let _ = job
-                        .reply
-                        .send(Err(StoreError::Unavailable(msg.clone().into())));
+                    let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone().into())));
                 }
             }
         }
@@ -1212,10 +1083,7 @@ async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<V
         let account = new.account_id.as_str().to_owned();
         if let Some(key) = &new.idempotency_key {
             if let Some(p) = keys_in_batch.get(&(account.clone(), key.clone())) {
-                out.push(Published {
-                    replayed: true,
-                    ..p.clone()
-                });
+                out.push(Published { replayed: true, ..p.clone() });
                 continue;
             }
             let prior = sqlx::query(
@@ -1248,34 +1116,26 @@ async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<V
             }
         }
         if !subscriptions.contains_key(&account) {
-            let rows = sqlx::query(
-                "SELECT id, events, filters FROM webhooks WHERE account_id = ? AND enabled = 1",
-            )
-            .bind(&account)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            let rows = sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = ? AND enabled = 1")
+                .bind(&account)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
             let subs = rows
                 .iter()
                 .map(|r| {
-                    Ok((
-                        get::<String>(r, 0)?,
-                        parse_json(&get::<String>(r, 1)?)?,
-                        parse_json(&get::<String>(r, 2)?)?,
-                    ))
+                    Ok((get::<String>(r, 0)?, parse_json(&get::<String>(r, 1)?)?, parse_json(&get::<String>(r, 2)?)?))
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
             subscriptions.insert(account.clone(), subs);
         }
         let targets: Vec<&String> = subscriptions[&account]
             .iter()
-            .filter(|(_, types, filters)| {
-                types.iter().any(|t| t == &new.event_type) && filters.matches(&new.routing)
-            })
+            .filter(|(_, types, filters)| types.iter().any(|t| t == &new.event_type) && filters.matches(&new.routing))
             .map(|(id, _, _)| id)
             .collect();
-        let envelope = std::str::from_utf8(new.envelope.as_bytes())
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        let envelope =
+            std::str::from_utf8(new.envelope.as_bytes()).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         events.push(serde_json::json!([
             new.id.as_str(),
             account,

@@ -9,18 +9,13 @@ pub(crate) fn get<'r, T>(r: &'r SqliteRow, i: usize) -> StoreResult<T>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
 {
-    r.try_get(i)
-        .map_err(|e| StoreError::Unavailable(Box::new(e)))
+    r.try_get(i).map_err(|e| StoreError::Unavailable(Box::new(e)))
 }
 
 pub(crate) use herald_store::codec::parse_json;
 
 pub(crate) fn account_from_row(r: &SqliteRow) -> StoreResult<Account> {
-    Ok(Account {
-        id: AccountId::from_trusted(get(r, 0)?),
-        name: get(r, 1)?,
-        created_at: from_millis(get(r, 2)?),
-    })
+    Ok(Account { id: AccountId::from_trusted(get(r, 0)?), name: get(r, 1)?, created_at: from_millis(get(r, 2)?) })
 }
 
 pub(crate) fn webhook_from_row(r: &SqliteRow) -> StoreResult<Webhook> {

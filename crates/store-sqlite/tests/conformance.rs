@@ -6,10 +6,7 @@ use herald_store_sqlite::{Durability, SqliteStore};
 async fn fresh() -> (SqliteStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
-    (
-        SqliteStore::open(&url, Durability::Process).await.unwrap(),
-        dir,
-    )
+    (SqliteStore::open(&url, Durability::Process).await.unwrap(), dir)
 }
 
 macro_rules! conformance {

@@ -27,30 +27,16 @@ pub fn secret_set(current: String, previous_json: &str) -> StoreResult<SecretSet
         current: SigningSecret::from_stored(current),
         previous: prev
             .into_iter()
-            .map(|p| {
-                (
-                    SigningSecret::from_stored(p.secret),
-                    herald_domain::from_millis(p.expires_at),
-                )
-            })
+            .map(|p| (SigningSecret::from_stored(p.secret), herald_domain::from_millis(p.expires_at)))
             .collect(),
     })
 }
 
 /// The `previous_secrets` after a rotation: the old current secret signs until
 /// `grace_until`; expired ones are dropped; the `keep` latest-expiring are kept.
-pub fn rotated(
-    previous_json: &str,
-    old_current: &str,
-    grace_until: i64,
-    now: i64,
-    keep: usize,
-) -> StoreResult<String> {
+pub fn rotated(previous_json: &str, old_current: &str, grace_until: i64, now: i64, keep: usize) -> StoreResult<String> {
     let mut prev: Vec<StoredSecret> = parse_json(previous_json)?;
-    prev.push(StoredSecret {
-        secret: old_current.to_owned(),
-        expires_at: grace_until,
-    });
+    prev.push(StoredSecret { secret: old_current.to_owned(), expires_at: grace_until });
     prev.retain(|p| p.expires_at > now);
     prev.sort_by_key(|p| std::cmp::Reverse(p.expires_at));
     prev.truncate(keep);

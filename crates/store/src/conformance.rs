@@ -3,8 +3,7 @@
 
 use crate::{FanoutRules, NewEvent, NewWebhook, Outcome, Store, WebhookPatch};
 use herald_domain::{
-    AccountId, AttemptOutcome, Envelope, EventId, Filters, RoutingAttributes, SigningSecret,
-    Verdict, WebhookId,
+    AccountId, AttemptOutcome, Envelope, EventId, Filters, RoutingAttributes, SigningSecret, Verdict, WebhookId,
 };
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -16,11 +15,7 @@ fn t0() -> OffsetDateTime {
 }
 
 async fn account(store: &dyn Store, name: &str) -> AccountId {
-    store
-        .create_account(name, &format!("hash-{name}"), t0())
-        .await
-        .unwrap()
-        .id
+    store.create_account(name, &format!("hash-{name}"), t0()).await.unwrap().id
 }
 
 async fn webhook(store: &dyn Store, account: &AccountId, max_in_flight: u32) -> WebhookId {
@@ -75,11 +70,7 @@ fn outcome(c: &crate::Claimed, verdict: Verdict, at: OffsetDateTime) -> Outcome 
         result: AttemptOutcome {
             started_at: at,
             duration: Duration::from_millis(2),
-            status_code: if verdict == Verdict::Delivered {
-                200
-            } else {
-                500
-            },
+            status_code: if verdict == Verdict::Delivered { 200 } else { 500 },
             error: None,
             response_body: None,
             retry_after: None,
@@ -98,19 +89,10 @@ pub async fn claim_hides_rows_until_the_lease_expires(store: &dyn Store) {
     assert_eq!(first[0].event_id, ev);
     assert_eq!(first[0].attempt, 1);
     assert!(!first[0].body.is_empty(), "the claim carries the envelope");
-    assert!(
-        store
-            .claim_due(t0() + Duration::from_secs(299), LEASE, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.claim_due(t0() + Duration::from_secs(299), LEASE, 10).await.unwrap().is_empty());
     let again = store.claim_due(t0() + LEASE, LEASE, 10).await.unwrap();
     assert_eq!(again.len(), 1);
-    assert_ne!(
-        again[0].lease_token, first[0].lease_token,
-        "a fresh fencing token"
-    );
+    assert_ne!(again[0].lease_token, first[0].lease_token, "a fresh fencing token");
 }
 
 /// Outcomes are compare-and-set on (id, lease token, pending).
@@ -121,36 +103,16 @@ pub async fn outcomes_are_compare_and_set_on_the_lease(store: &dyn Store) {
     let old = store.claim_due(t0(), LEASE, 10).await.unwrap().remove(0);
     let later = t0() + LEASE;
     let new = store.claim_due(later, LEASE, 10).await.unwrap().remove(0);
-    let applied = store
-        .record_outcomes(&[outcome(&old, Verdict::Delivered, later)], later)
-        .await
-        .unwrap();
+    let applied = store.record_outcomes(&[outcome(&old, Verdict::Delivered, later)], later).await.unwrap();
     assert_eq!(applied, vec![false], "a taken-over lease cannot write");
-    let applied = store
-        .record_outcomes(&[outcome(&new, Verdict::Delivered, later)], later)
-        .await
-        .unwrap();
+    let applied = store.record_outcomes(&[outcome(&new, Verdict::Delivered, later)], later).await.unwrap();
     assert_eq!(applied, vec![true]);
     let retry = outcome(&new, Verdict::RetryAt(later + LEASE), later);
-    assert_eq!(
-        store.record_outcomes(&[retry], later).await.unwrap(),
-        vec![false],
-        "delivered is final"
-    );
-    let (d, attempts) = store
-        .get_delivery(&acc, &new.delivery_id)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(store.record_outcomes(&[retry], later).await.unwrap(), vec![false], "delivered is final");
+    let (d, attempts) = store.get_delivery(&acc, &new.delivery_id).await.unwrap().unwrap();
     assert_eq!(d.status, herald_domain::DeliveryStatus::Delivered);
     assert_eq!(attempts.len(), 1);
-    assert!(
-        store
-            .claim_due(later + LEASE * 10, LEASE, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.claim_due(later + LEASE * 10, LEASE, 10).await.unwrap().is_empty());
 }
 
 /// Live leases count against a webhook's cap; recording an outcome frees a slot.
@@ -163,10 +125,7 @@ pub async fn claims_respect_the_per_webhook_cap(store: &dyn Store) {
     let got = store.claim_due(t0(), LEASE, 10).await.unwrap();
     assert_eq!(got.len(), 2);
     assert!(store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty());
-    store
-        .record_outcomes(&[outcome(&got[0], Verdict::Delivered, t0())], t0())
-        .await
-        .unwrap();
+    store.record_outcomes(&[outcome(&got[0], Verdict::Delivered, t0())], t0()).await.unwrap();
     assert_eq!(store.claim_due(t0(), LEASE, 10).await.unwrap().len(), 1);
 }
 
@@ -175,25 +134,11 @@ pub async fn disabled_webhooks_are_skipped_until_enabled(store: &dyn Store) {
     let acc = account(store, "a").await;
     let wh = webhook(store, &acc, 10).await;
     publish(store, &acc, t0()).await;
-    let off = WebhookPatch {
-        enabled: Some(false),
-        ..Default::default()
-    };
-    store
-        .update_webhook(&acc, &wh, off, t0())
-        .await
-        .unwrap()
-        .unwrap();
+    let off = WebhookPatch { enabled: Some(false), ..Default::default() };
+    store.update_webhook(&acc, &wh, off, t0()).await.unwrap().unwrap();
     assert!(store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty());
-    let on = WebhookPatch {
-        enabled: Some(true),
-        ..Default::default()
-    };
-    store
-        .update_webhook(&acc, &wh, on, t0())
-        .await
-        .unwrap()
-        .unwrap();
+    let on = WebhookPatch { enabled: Some(true), ..Default::default() };
+    store.update_webhook(&acc, &wh, on, t0()).await.unwrap().unwrap();
     let got = store.claim_due(t0(), LEASE, 10).await.unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].attempt, 1, "no attempt was counted while disabled");
@@ -218,19 +163,10 @@ pub async fn resources_are_scoped_by_account(store: &dyn Store) {
     let b = account(store, "b").await;
     let wh = webhook(store, &a, 1).await;
     assert!(store.get_webhook(&b, &wh).await.unwrap().is_none());
-    assert!(
-        store
-            .update_webhook(&b, &wh, WebhookPatch::default(), t0())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(store.update_webhook(&b, &wh, WebhookPatch::default(), t0()).await.unwrap().is_none());
     assert!(!store.delete_webhook(&b, &wh, t0()).await.unwrap());
     publish(store, &b, t0()).await;
-    assert!(
-        store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty(),
-        "b's event never reaches a's webhook"
-    );
+    assert!(store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty(), "b's event never reaches a's webhook");
 }
 
 /// Shutdown gives leases back: the row is due again at once, with no attempt counted.
@@ -239,10 +175,7 @@ pub async fn released_leases_are_due_again_without_an_attempt(store: &dyn Store)
     webhook(store, &acc, 10).await;
     publish(store, &acc, t0()).await;
     let c = store.claim_due(t0(), LEASE, 10).await.unwrap().remove(0);
-    store
-        .release_leases(&[(c.delivery_id.clone(), c.lease_token.clone())], t0())
-        .await
-        .unwrap();
+    store.release_leases(&[(c.delivery_id.clone(), c.lease_token.clone())], t0()).await.unwrap();
     let again = store.claim_due(t0(), LEASE, 10).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 1);
@@ -256,57 +189,22 @@ pub async fn rotation_keeps_previous_secrets_until_their_own_expiry(store: &dyn 
     assert!(first.is_empty());
     let s1 = SigningSecret::generate();
     let s2 = SigningSecret::generate();
-    assert!(
-        store
-            .rotate_secret(&acc, &wh, &s1, t0() + Duration::from_secs(3600), 5, t0())
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .rotate_secret(&acc, &wh, &s2, t0() + Duration::from_secs(7200), 5, t0())
-            .await
-            .unwrap()
-    );
+    assert!(store.rotate_secret(&acc, &wh, &s1, t0() + Duration::from_secs(3600), 5, t0()).await.unwrap());
+    assert!(store.rotate_secret(&acc, &wh, &s2, t0() + Duration::from_secs(7200), 5, t0()).await.unwrap());
     publish(store, &acc, t0()).await;
     let c = store.claim_due(t0(), LEASE, 1).await.unwrap().remove(0);
     assert_eq!(c.secrets.current, s2);
-    assert_eq!(
-        c.secrets.active(t0()).count(),
-        3,
-        "both earlier secrets still sign"
-    );
-    assert_eq!(
-        c.secrets.active(t0() + Duration::from_secs(3601)).count(),
-        2
-    );
+    assert_eq!(c.secrets.active(t0()).count(), 3, "both earlier secrets still sign");
+    assert_eq!(c.secrets.active(t0() + Duration::from_secs(3601)).count(), 2);
     let other = account(store, "b").await;
-    assert!(
-        !store
-            .rotate_secret(&other, &wh, &s1, t0(), 5, t0())
-            .await
-            .unwrap()
-    );
+    assert!(!store.rotate_secret(&other, &wh, &s1, t0(), 5, t0()).await.unwrap());
     for _ in 0..6 {
         store
-            .rotate_secret(
-                &acc,
-                &wh,
-                &SigningSecret::generate(),
-                t0() + Duration::from_secs(9000),
-                5,
-                t0(),
-            )
+            .rotate_secret(&acc, &wh, &SigningSecret::generate(), t0() + Duration::from_secs(9000), 5, t0())
             .await
             .unwrap();
     }
-    assert_eq!(
-        store
-            .prune_secrets(t0() + Duration::from_secs(10_000))
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(store.prune_secrets(t0() + Duration::from_secs(10_000)).await.unwrap(), 1);
 }
 
 /// Auto-disable: ≥ threshold failed and none delivered in the window.
@@ -317,20 +215,11 @@ pub async fn failing_webhooks_are_auto_disabled(store: &dyn Store) {
         publish(store, &acc, t0()).await;
     }
     let claimed = store.claim_due(t0(), LEASE, 100).await.unwrap();
-    let fails: Vec<_> = claimed
-        .iter()
-        .map(|c| outcome(c, Verdict::Failed { gone: false }, t0()))
-        .collect();
+    let fails: Vec<_> = claimed.iter().map(|c| outcome(c, Verdict::Failed { gone: false }, t0())).collect();
     store.record_outcomes(&fails, t0()).await.unwrap();
     let since = t0() - Duration::from_secs(72 * 3600);
-    assert!(
-        store.auto_disable(since, 4, t0()).await.unwrap().is_empty(),
-        "below the threshold"
-    );
-    assert_eq!(
-        store.auto_disable(since, 3, t0()).await.unwrap(),
-        vec![bad.clone()]
-    );
+    assert!(store.auto_disable(since, 4, t0()).await.unwrap().is_empty(), "below the threshold");
+    assert_eq!(store.auto_disable(since, 3, t0()).await.unwrap(), vec![bad.clone()]);
     let w = store.get_webhook(&acc, &bad).await.unwrap().unwrap();
     assert!(!w.enabled);
     assert_eq!(w.disabled_reason.as_deref(), Some("failing"));
@@ -341,10 +230,7 @@ pub async fn failing_webhooks_are_auto_disabled(store: &dyn Store) {
 pub async fn recovery_redelivers_matching_events_in_the_window(store: &dyn Store) {
     let acc = account(store, "a").await;
     let wh = webhook(store, &acc, 100).await;
-    let off = WebhookPatch {
-        enabled: Some(false),
-        ..Default::default()
-    };
+    let off = WebhookPatch { enabled: Some(false), ..Default::default() };
     store.update_webhook(&acc, &wh, off, t0()).await.unwrap();
     for i in 0..4 {
         publish(store, &acc, t0() + Duration::from_secs(i * 60)).await;
@@ -352,36 +238,15 @@ pub async fn recovery_redelivers_matching_events_in_the_window(store: &dyn Store
     let since = t0() + Duration::from_secs(60);
     let until = t0() + Duration::from_secs(180);
     let rules = FanoutRules::default();
-    let n = store
-        .recover(&acc, &wh, since, until, true, &rules, t0())
-        .await
-        .unwrap();
+    let n = store.recover(&acc, &wh, since, until, true, &rules, t0()).await.unwrap();
     assert_eq!(n, Some(2), "two events in [1 min, 3 min)");
-    assert!(
-        store.claim_due(t0(), LEASE, 100).await.unwrap().is_empty(),
-        "dry run stores nothing"
-    );
-    let on = WebhookPatch {
-        enabled: Some(true),
-        ..Default::default()
-    };
+    assert!(store.claim_due(t0(), LEASE, 100).await.unwrap().is_empty(), "dry run stores nothing");
+    let on = WebhookPatch { enabled: Some(true), ..Default::default() };
     store.update_webhook(&acc, &wh, on, t0()).await.unwrap();
-    assert_eq!(
-        store
-            .recover(&acc, &wh, since, until, false, &rules, t0())
-            .await
-            .unwrap(),
-        Some(2)
-    );
+    assert_eq!(store.recover(&acc, &wh, since, until, false, &rules, t0()).await.unwrap(), Some(2));
     assert_eq!(store.claim_due(t0(), LEASE, 100).await.unwrap().len(), 2);
     let other = account(store, "b").await;
-    assert_eq!(
-        store
-            .recover(&other, &wh, since, until, true, &rules, t0())
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.recover(&other, &wh, since, until, true, &rules, t0()).await.unwrap(), None);
 }
 
 /// The events log lists newest first with filters; an event shows its deliveries.
@@ -390,41 +255,13 @@ pub async fn events_log_lists_and_shows_events(store: &dyn Store) {
     webhook(store, &acc, 10).await;
     let a = publish(store, &acc, t0()).await;
     let b = publish(store, &acc, t0() + Duration::from_secs(60)).await;
-    let page = crate::Page {
-        after: None,
-        limit: 10,
-    };
-    let all = store
-        .list_events(&acc, crate::EventFilter::default(), page.clone())
-        .await
-        .unwrap();
-    assert_eq!(
-        all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
-        vec![b.clone(), a.clone()]
-    );
-    let filter = crate::EventFilter {
-        since: Some(t0() + Duration::from_secs(30)),
-        ..Default::default()
-    };
-    assert_eq!(
-        store
-            .list_events(&acc, filter, page.clone())
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    let filter = crate::EventFilter {
-        event_type: Some("email.sent".into()),
-        ..Default::default()
-    };
-    assert!(
-        store
-            .list_events(&acc, filter, page)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let page = crate::Page { after: None, limit: 10 };
+    let all = store.list_events(&acc, crate::EventFilter::default(), page.clone()).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), vec![b.clone(), a.clone()]);
+    let filter = crate::EventFilter { since: Some(t0() + Duration::from_secs(30)), ..Default::default() };
+    assert_eq!(store.list_events(&acc, filter, page.clone()).await.unwrap().len(), 1);
+    let filter = crate::EventFilter { event_type: Some("email.sent".into()), ..Default::default() };
+    assert!(store.list_events(&acc, filter, page).await.unwrap().is_empty());
     let (ev, deliveries) = store.get_event(&acc, &a).await.unwrap().unwrap();
     assert_eq!(ev.event_type, "email.received");
     assert_eq!(deliveries.len(), 1);
@@ -436,55 +273,17 @@ pub async fn events_log_lists_and_shows_events(store: &dyn Store) {
 pub async fn event_types_and_idempotency_are_per_account(store: &dyn Store) {
     let acc = account(store, "a").await;
     let other = account(store, "b").await;
-    store
-        .create_event_type(&acc, "invoice.paid", "money", t0())
-        .await
-        .unwrap();
+    store.create_event_type(&acc, "invoice.paid", "money", t0()).await.unwrap();
     assert!(matches!(
-        store
-            .create_event_type(&acc, "invoice.paid", "again", t0())
-            .await,
+        store.create_event_type(&acc, "invoice.paid", "again", t0()).await,
         Err(crate::StoreError::AlreadyExists)
     ));
-    assert!(
-        store
-            .custom_event_type_exists(&acc, "invoice.paid")
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .custom_event_type_exists(&other, "invoice.paid")
-            .await
-            .unwrap()
-    );
+    assert!(store.custom_event_type_exists(&acc, "invoice.paid").await.unwrap());
+    assert!(!store.custom_event_type_exists(&other, "invoice.paid").await.unwrap());
     assert_eq!(store.list_event_types(&acc).await.unwrap().len(), 1);
-    store
-        .save_idempotent_response(&acc, "rotate", "k1", "{\"x\":1}", t0())
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .idempotent_response(&acc, "rotate", "k1", t0())
-            .await
-            .unwrap()
-            .as_deref(),
-        Some("{\"x\":1}")
-    );
-    assert!(
-        store
-            .idempotent_response(&other, "rotate", "k1", t0())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    store.save_idempotent_response(&acc, "rotate", "k1", "{\"x\":1}", t0()).await.unwrap();
+    assert_eq!(store.idempotent_response(&acc, "rotate", "k1", t0()).await.unwrap().as_deref(), Some("{\"x\":1}"));
+    assert!(store.idempotent_response(&other, "rotate", "k1", t0()).await.unwrap().is_none());
     let later = t0() + Duration::from_secs(1);
-    assert!(
-        store
-            .idempotent_response(&acc, "rotate", "k1", later)
-            .await
-            .unwrap()
-            .is_none(),
-        "outside the window"
-    );
+    assert!(store.idempotent_response(&acc, "rotate", "k1", later).await.unwrap().is_none(), "outside the window");
 }

@@ -33,18 +33,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     // --- accounts and keys ---
-    async fn create_account(
-        &self,
-        name: &str,
-        key_hash: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<Account>;
-    async fn add_api_key(
-        &self,
-        account: &AccountId,
-        key_hash: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<()>;
+    async fn create_account(&self, name: &str, key_hash: &str, now: OffsetDateTime) -> StoreResult<Account>;
+    async fn add_api_key(&self, account: &AccountId, key_hash: &str, now: OffsetDateTime) -> StoreResult<()>;
     async fn account_count(&self) -> StoreResult<u64>;
     async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>>;
     async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>>;
@@ -56,11 +46,7 @@ pub trait Store: Send + Sync + 'static {
     // --- webhooks ---
     /// Creates a webhook unless the account already has `limit` (atomic) → `LimitReached`.
     async fn create_webhook(&self, new: NewWebhook, limit: u32) -> StoreResult<Webhook>;
-    async fn get_webhook(
-        &self,
-        account: &AccountId,
-        id: &WebhookId,
-    ) -> StoreResult<Option<Webhook>>;
+    async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>>;
     async fn list_webhooks(&self, account: &AccountId, page: Page) -> StoreResult<Vec<Webhook>>;
     /// Applies a partial update; enabling clears the disabled reason and wakes the engine.
     async fn update_webhook(
@@ -71,12 +57,7 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreResult<Option<Webhook>>;
     /// Deletes a webhook; its pending deliveries end as `failed` with `webhook deleted`.
-    async fn delete_webhook(
-        &self,
-        account: &AccountId,
-        id: &WebhookId,
-        now: OffsetDateTime,
-    ) -> StoreResult<bool>;
+    async fn delete_webhook(&self, account: &AccountId, id: &WebhookId, now: OffsetDateTime) -> StoreResult<bool>;
 
     // --- publishing ---
     /// Commits the event and one delivery per matching enabled webhook in ONE transaction.
@@ -91,11 +72,8 @@ pub trait Store: Send + Sync + 'static {
         status: Option<DeliveryStatus>,
         page: Page,
     ) -> StoreResult<Vec<Delivery>>;
-    async fn get_delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-    ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
+    async fn get_delivery(&self, account: &AccountId, id: &DeliveryId)
+    -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
     /// `failed` → `pending` with one more attempt allowed, due now. `Conflict` unless failed.
     async fn retry_delivery(
         &self,
@@ -106,24 +84,11 @@ pub trait Store: Send + Sync + 'static {
 
     // --- the engine ---
     /// Leases up to `limit` due deliveries of enabled webhooks below their cap.
-    async fn claim_due(
-        &self,
-        now: OffsetDateTime,
-        lease: Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<Claimed>>;
+    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>>;
     /// Records outcomes (compare-and-set each); returns, per outcome, whether it applied.
-    async fn record_outcomes(
-        &self,
-        outcomes: &[Outcome],
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<bool>>;
+    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>>;
     /// Gives leases back unattempted (shutdown): due at `now`, no attempt counted.
-    async fn release_leases(
-        &self,
-        leases: &[(DeliveryId, String)],
-        now: OffsetDateTime,
-    ) -> StoreResult<()>;
+    async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()>;
     /// The earliest `next_retry_at` strictly after `now` among pending deliveries.
     async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
     /// Deletes expired deliveries, attempts and events, at most `batch` rows a statement.
@@ -172,17 +137,8 @@ pub trait Store: Send + Sync + 'static {
         rules: &FanoutRules,
         now: OffsetDateTime,
     ) -> StoreResult<Option<u64>>;
-    async fn list_events(
-        &self,
-        account: &AccountId,
-        filter: EventFilter,
-        page: Page,
-    ) -> StoreResult<Vec<Event>>;
-    async fn get_event(
-        &self,
-        account: &AccountId,
-        id: &EventId,
-    ) -> StoreResult<Option<(Event, Vec<Delivery>)>>;
+    async fn list_events(&self, account: &AccountId, filter: EventFilter, page: Page) -> StoreResult<Vec<Event>>;
+    async fn get_event(&self, account: &AccountId, id: &EventId) -> StoreResult<Option<(Event, Vec<Delivery>)>>;
     async fn create_event_type(
         &self,
         account: &AccountId,

@@ -1,8 +1,8 @@
 //! Records the store takes and returns. Domain types inside; no database types.
 
 use herald_domain::{
-    AccountId, AttemptOutcome, DeliveryId, DeliveryStatus, Envelope, EventId, Filters,
-    RoutingAttributes, SecretSet, SigningSecret, Verdict, WebhookId,
+    AccountId, AttemptOutcome, DeliveryId, DeliveryStatus, Envelope, EventId, Filters, RoutingAttributes, SecretSet,
+    SigningSecret, Verdict, WebhookId,
 };
 use std::time::Duration;
 use time::OffsetDateTime;

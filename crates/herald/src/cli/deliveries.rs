@@ -3,16 +3,8 @@
 use super::ClientArgs;
 use reqwest::Method;
 
-const COLUMNS: &[&str] = &[
-    "id",
-    "event_type",
-    "status",
-    "attempts",
-    "max_attempts",
-    "last_status_code",
-    "last_error",
-    "next_retry_at",
-];
+const COLUMNS: &[&str] =
+    &["id", "event_type", "status", "attempts", "max_attempts", "last_status_code", "last_error", "next_retry_at"];
 
 #[derive(clap::Subcommand, Debug)]
 pub enum DeliveriesCommand {
@@ -35,12 +27,7 @@ pub enum DeliveriesCommand {
 
 pub async fn run(c: &ClientArgs, cmd: DeliveriesCommand) -> anyhow::Result<()> {
     match cmd {
-        DeliveriesCommand::List {
-            webhook,
-            status,
-            limit,
-            cursor,
-        } => {
+        DeliveriesCommand::List { webhook, status, limit, cursor } => {
             let mut q = vec![];
             if let Some(s) = status {
                 q.push(format!("status={s}"));
@@ -51,46 +38,22 @@ pub async fn run(c: &ClientArgs, cmd: DeliveriesCommand) -> anyhow::Result<()> {
             if let Some(cur) = cursor {
                 q.push(format!("cursor={cur}"));
             }
-            let v = c
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/webhooks/{webhook}/deliveries?{}", q.join("&")),
-                    None,
-                )
-                .await?;
+            let v =
+                c.call(Method::GET, &format!("/api/v1/webhooks/{webhook}/deliveries?{}", q.join("&")), None).await?;
             c.print(&v, COLUMNS);
         }
         DeliveriesCommand::Show { id } => {
-            let v = c
-                .call(Method::GET, &format!("/api/v1/deliveries/{id}"), None)
-                .await?;
+            let v = c.call(Method::GET, &format!("/api/v1/deliveries/{id}"), None).await?;
             c.print(&v, COLUMNS);
             if !c.json {
                 println!();
-                let log: Vec<&serde_json::Value> = v["attempt_log"]
-                    .as_array()
-                    .map(|a| a.iter().collect())
-                    .unwrap_or_default();
-                super::client::print_table(
-                    &log,
-                    &[
-                        "number",
-                        "started_at",
-                        "duration_ms",
-                        "status_code",
-                        "error",
-                    ],
-                );
+                let log: Vec<&serde_json::Value> =
+                    v["attempt_log"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+                super::client::print_table(&log, &["number", "started_at", "duration_ms", "status_code", "error"]);
             }
         }
         DeliveriesCommand::Retry { id } => {
-            let v = c
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/deliveries/{id}/retry"),
-                    None,
-                )
-                .await?;
+            let v = c.call(Method::POST, &format!("/api/v1/deliveries/{id}/retry"), None).await?;
             c.print(&v, COLUMNS);
         }
     }

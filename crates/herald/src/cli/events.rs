@@ -41,16 +41,8 @@ pub enum EventsCommand {
 
 pub async fn run(c: &ClientArgs, cmd: EventsCommand) -> anyhow::Result<()> {
     match cmd {
-        EventsCommand::Send {
-            event_type,
-            data,
-            idempotency_key,
-            agent_id,
-            conversation_id,
-            labels,
-        } => {
-            let data: serde_json::Value =
-                serde_json::from_str(&data).context("--data must be JSON")?;
+        EventsCommand::Send { event_type, data, idempotency_key, agent_id, conversation_id, labels } => {
+            let data: serde_json::Value = serde_json::from_str(&data).context("--data must be JSON")?;
             let mut body = json!({"type": event_type, "data": data});
             if let Some(k) = idempotency_key {
                 body["idempotency_key"] = json!(k);
@@ -67,20 +59,9 @@ pub async fn run(c: &ClientArgs, cmd: EventsCommand) -> anyhow::Result<()> {
             let v = c.call(Method::POST, "/api/v1/events", Some(body)).await?;
             c.print(&v, &["id", "type", "created_at", "deliveries"]);
         }
-        EventsCommand::List {
-            event_type,
-            since,
-            until,
-            limit,
-            cursor,
-        } => {
+        EventsCommand::List { event_type, since, until, limit, cursor } => {
             let mut q = vec![];
-            for (k, v) in [
-                ("type", event_type),
-                ("since", since),
-                ("until", until),
-                ("cursor", cursor),
-            ] {
+            for (k, v) in [("type", event_type), ("since", since), ("until", until), ("cursor", cursor)] {
                 if let Some(v) = v {
                     q.push(format!("{k}={}", urlencode(&v)));
                 }
@@ -88,13 +69,7 @@ pub async fn run(c: &ClientArgs, cmd: EventsCommand) -> anyhow::Result<()> {
             if let Some(l) = limit {
                 q.push(format!("limit={l}"));
             }
-            let v = c
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/events?{}", q.join("&")),
-                    None,
-                )
-                .await?;
+            let v = c.call(Method::GET, &format!("/api/v1/events?{}", q.join("&")), None).await?;
             c.print(&v, &["id", "type", "created_at", "deliveries"]);
         }
     }
@@ -105,9 +80,7 @@ pub async fn run(c: &ClientArgs, cmd: EventsCommand) -> anyhow::Result<()> {
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()

@@ -25,22 +25,11 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 }
 
 /// Checks one request; returns what a receiver should conclude.
-pub fn check(
-    secret: &SigningSecret,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-    tolerance: i64,
-) -> Result<(), String> {
+pub fn check(secret: &SigningSecret, headers: &HeaderMap, body: &[u8], now: i64, tolerance: i64) -> Result<(), String> {
     let e2a = verify_e2a(header(headers, "x-e2a-signature"), body, secret);
-    let (id, ts) = (
-        header(headers, "webhook-id"),
-        header(headers, "webhook-timestamp"),
-    );
+    let (id, ts) = (header(headers, "webhook-id"), header(headers, "webhook-timestamp"));
     let std_ok = verify_standard(header(headers, "webhook-signature"), id, ts, body, secret);
-    let fresh = ts
-        .parse::<i64>()
-        .is_ok_and(|t| (now - t).abs() <= tolerance);
+    let fresh = ts.parse::<i64>().is_ok_and(|t| (now - t).abs() <= tolerance);
     match (e2a, std_ok, fresh) {
         (true, true, true) => Ok(()),
         (_, _, false) => Err("timestamp missing or outside the tolerance".into()),
@@ -80,14 +69,9 @@ async fn receive(
 
 pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
     let secret = SigningSecret::from_stored(args.secret);
-    let app = axum::Router::new()
-        .fallback(axum::routing::post(receive))
-        .with_state(Arc::new((secret, args.tolerance)));
+    let app = axum::Router::new().fallback(axum::routing::post(receive)).with_state(Arc::new((secret, args.tolerance)));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
-    println!(
-        "listening on http://{} — point a webhook here; Ctrl-C to stop",
-        listener.local_addr()?
-    );
+    println!("listening on http://{} — point a webhook here; Ctrl-C to stop", listener.local_addr()?);
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
             tokio::signal::ctrl_c().await.ok();

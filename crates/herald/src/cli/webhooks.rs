@@ -5,15 +5,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const COLUMNS: &[&str] = &[
-    "id",
-    "url",
-    "events",
-    "enabled",
-    "disabled_reason",
-    "max_in_flight",
-    "last_delivered_at",
-];
+const COLUMNS: &[&str] = &["id", "url", "events", "enabled", "disabled_reason", "max_in_flight", "last_delivered_at"];
 
 #[derive(clap::Subcommand, Debug)]
 pub enum WebhooksCommand {
@@ -81,21 +73,10 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
             if let Some(cur) = cursor {
                 q.push(format!("cursor={cur}"));
             }
-            let v = c
-                .call(
-                    Method::GET,
-                    &format!("/api/v1/webhooks?{}", q.join("&")),
-                    None,
-                )
-                .await?;
+            let v = c.call(Method::GET, &format!("/api/v1/webhooks?{}", q.join("&")), None).await?;
             c.print(&v, COLUMNS);
         }
-        WebhooksCommand::Create {
-            url,
-            events,
-            description,
-            max_in_flight,
-        } => {
+        WebhooksCommand::Create { url, events, description, max_in_flight } => {
             let mut body = json!({"url": url, "events": events});
             if let Some(d) = description {
                 body["description"] = json!(d);
@@ -106,23 +87,14 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
             let v = c.call(Method::POST, "/api/v1/webhooks", Some(body)).await?;
             c.print(&v, COLUMNS);
             if !c.json {
-                println!(
-                    "signing secret (shown once): {}",
-                    v["signing_secret"].as_str().unwrap_or("-")
-                );
+                println!("signing secret (shown once): {}", v["signing_secret"].as_str().unwrap_or("-"));
             }
         }
         WebhooksCommand::Get { id } => {
-            let v = c
-                .call(Method::GET, &format!("/api/v1/webhooks/{id}"), None)
-                .await?;
+            let v = c.call(Method::GET, &format!("/api/v1/webhooks/{id}"), None).await?;
             c.print(&v, COLUMNS);
         }
-        WebhooksCommand::Rotate {
-            id,
-            grace_period_seconds,
-            idempotency_key,
-        } => {
+        WebhooksCommand::Rotate { id, grace_period_seconds, idempotency_key } => {
             let body = grace_period_seconds.map(|g| json!({"grace_period_seconds": g}));
             let path = format!("/api/v1/webhooks/{id}/rotate-secret");
             let v = match idempotency_key {
@@ -134,42 +106,15 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
         }
         WebhooksCommand::Test { id, event_type } => {
             let body = event_type.map(|t| json!({"type": t}));
-            let v = c
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/webhooks/{id}/test?wait=true"),
-                    body,
-                )
-                .await?;
-            c.print(
-                &v,
-                &[
-                    "delivery_id",
-                    "success",
-                    "status_code",
-                    "duration_ms",
-                    "error",
-                ],
-            );
+            let v = c.call(Method::POST, &format!("/api/v1/webhooks/{id}/test?wait=true"), body).await?;
+            c.print(&v, &["delivery_id", "success", "status_code", "duration_ms", "error"]);
         }
-        WebhooksCommand::Recover {
-            id,
-            since,
-            until,
-            dry_run,
-            no_wait,
-        } => {
+        WebhooksCommand::Recover { id, since, until, dry_run, no_wait } => {
             let mut body = json!({"since": since, "dry_run": dry_run});
             if let Some(u) = until {
                 body["until"] = json!(u);
             }
-            let v = c
-                .call(
-                    Method::POST,
-                    &format!("/api/v1/webhooks/{id}/recover"),
-                    Some(body),
-                )
-                .await?;
+            let v = c.call(Method::POST, &format!("/api/v1/webhooks/{id}/recover"), Some(body)).await?;
             let count = v["count"].as_u64().unwrap_or(0);
             if dry_run || no_wait || count == 0 || c.json {
                 c.print(&v, &["count", "dry_run"]);
@@ -177,10 +122,8 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
             }
             let bar = indicatif::ProgressBar::new(count);
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} re-deliveries settled {elapsed}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} re-deliveries settled {elapsed}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             loop {
                 let pending = count_pending(c, &id, count).await?;
@@ -194,35 +137,18 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
             println!("{count} events re-delivered");
         }
         WebhooksCommand::Enable { id } => {
-            let v = c
-                .call(
-                    Method::PATCH,
-                    &format!("/api/v1/webhooks/{id}"),
-                    Some(json!({"enabled": true})),
-                )
-                .await?;
+            let v = c.call(Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(json!({"enabled": true}))).await?;
             c.print(&v, COLUMNS);
         }
         WebhooksCommand::Disable { id } => {
-            let v = c
-                .call(
-                    Method::PATCH,
-                    &format!("/api/v1/webhooks/{id}"),
-                    Some(json!({"enabled": false})),
-                )
-                .await?;
+            let v = c.call(Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(json!({"enabled": false}))).await?;
             c.print(&v, COLUMNS);
         }
     }
     Ok(())
 }
 
-async fn rotate_with_key(
-    c: &ClientArgs,
-    path: &str,
-    body: Option<Value>,
-    key: &str,
-) -> anyhow::Result<Value> {
+async fn rotate_with_key(c: &ClientArgs, path: &str, body: Option<Value>, key: &str) -> anyhow::Result<Value> {
     let api_key = c.api_key.as_deref().unwrap_or_default();
     let mut req = reqwest::Client::new()
         .post(format!("{}{path}", c.server.trim_end_matches('/')))
@@ -234,11 +160,7 @@ async fn rotate_with_key(
     let resp = req.send().await?;
     let status = resp.status();
     let v: Value = resp.json().await.unwrap_or(Value::Null);
-    anyhow::ensure!(
-        status.is_success(),
-        "{status}: {}",
-        v["detail"].as_str().unwrap_or("")
-    );
+    anyhow::ensure!(status.is_success(), "{status}: {}", v["detail"].as_str().unwrap_or(""));
     Ok(v)
 }
 

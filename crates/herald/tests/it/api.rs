@@ -11,28 +11,13 @@ async fn every_api_route_needs_a_valid_key() {
         (Method::GET, "/api/v1/webhooks"),
         (Method::POST, "/api/v1/webhooks"),
         (Method::POST, "/api/v1/events"),
-        (
-            Method::GET,
-            "/api/v1/deliveries/whd_00000000000000000000000000000000",
-        ),
+        (Method::GET, "/api/v1/deliveries/whd_00000000000000000000000000000000"),
     ] {
-        let r = app
-            .http
-            .request(m.clone(), app.url(p))
-            .send()
-            .await
-            .unwrap();
+        let r = app.http.request(m.clone(), app.url(p)).send().await.unwrap();
         assert_eq!(r.status(), 401, "{m} {p}");
         assert!(r.headers().get("www-authenticate").is_some());
         assert_eq!(r.headers()["content-type"], "application/problem+json");
-        let (s, _) = app
-            .call_as(
-                "hk_ffffffffffffffffffffffffffffffffffffffffffffffff",
-                m.clone(),
-                p,
-                None,
-            )
-            .await;
+        let (s, _) = app.call_as("hk_ffffffffffffffffffffffffffffffffffffffffffffffff", m.clone(), p, None).await;
         assert_eq!(s, 401, "unknown key on {m} {p}");
     }
     let r = app.http.get(app.url("/healthz")).send().await.unwrap();
@@ -47,56 +32,49 @@ async fn another_accounts_resources_are_not_found() {
     let app = spawn_app().await;
     let (wh, _) = app.webhook(&rx.url("t")).await;
     app.publish_received().await;
-    let d = app
-        .wait_delivery(&wh, "delivered", |d| d["status"] == "delivered")
-        .await;
+    let d = app.wait_delivery(&wh, "delivered", |d| d["status"] == "delivered").await;
     let did = d["id"].as_str().unwrap();
 
     let other = herald_domain::ApiKey::generate();
-    app.store
-        .create_account("other", &other.hash(), time::OffsetDateTime::now_utc())
-        .await
-        .unwrap();
+    app.store.create_account("other", &other.hash(), time::OffsetDateTime::now_utc()).await.unwrap();
     let k = other.expose();
     for (m, p, body) in [
         (Method::GET, format!("/api/v1/webhooks/{wh}"), None),
-        (
-            Method::PATCH,
-            format!("/api/v1/webhooks/{wh}"),
-            Some(json!({"enabled": false})),
-        ),
+        (Method::PATCH, format!("/api/v1/webhooks/{wh}"), Some(json!({"enabled": false}))),
         (Method::DELETE, format!("/api/v1/webhooks/{wh}"), None),
-        (
-            Method::GET,
-            format!("/api/v1/webhooks/{wh}/deliveries"),
-            None,
-        ),
+        (Method::GET, format!("/api/v1/webhooks/{wh}/deliveries"), None),
         (Method::GET, format!("/api/v1/deliveries/{did}"), None),
+        (Method::POST, format!("/api/v1/deliveries/{did}/retry"), None),
+        (Method::POST, format!("/api/v1/webhooks/{wh}/rotate-secret"), None),
+        (Method::POST, format!("/api/v1/webhooks/{wh}/test"), None),
         (
             Method::POST,
-            format!("/api/v1/deliveries/{did}/retry"),
-            None,
+            format!("/api/v1/webhooks/{wh}/recover"),
+            Some(json!({"since": "2020-01-01T00:00:00Z", "dry_run": true})),
         ),
+        (Method::GET, format!("/api/v1/events/{}", d["event_id"].as_str().unwrap()), None),
+        // Guessing: well-formed ids that exist nowhere look exactly the same.
+        (Method::GET, "/api/v1/webhooks/wh_0123456789abcdef0123456789abcdef".to_string(), None),
+        (Method::GET, "/api/v1/deliveries/whd_0123456789abcdef0123456789abcdef".to_string(), None),
     ] {
         let (s, v) = app.call_as(k, m.clone(), &p, body).await;
         assert_eq!(s, 404, "{m} {p}: {v}");
     }
-    let (s, v) = app.call_as(k, Method::GET, "/api/v1/webhooks", None).await;
-    assert_eq!(s, 200);
-    assert!(v["items"].as_array().unwrap().is_empty());
-    let ev = app
-        .call_as(
-            k,
-            Method::POST,
-            "/api/v1/events",
-            Some(json!({"type": "email.received", "data": {}})),
-        )
-        .await;
+    for list in ["/api/v1/webhooks", "/api/v1/events"] {
+        let (s, v) = app.call_as(k, Method::GET, list, None).await;
+        assert_eq!(s, 200);
+        assert!(v["items"].as_array().unwrap().is_empty(), "{list} of B shows nothing of A");
+    }
+    app.call(Method::POST, "/api/v1/event-types", Some(json!({"name": "a.secret"}))).await;
+    let (_, types) = app.call_as(k, Method::GET, "/api/v1/event-types", None).await;
+    assert!(!types.to_string().contains("a.secret"));
+    let body = json!({"url": "http://127.0.0.1:9/", "events": ["a.secret"]});
+    let (s, _) = app.call_as(k, Method::POST, "/api/v1/webhooks", Some(body)).await;
+    assert_eq!(s, 400, "A's custom type is unknown to B");
+    let ev = app.call_as(k, Method::POST, "/api/v1/events", Some(json!({"type": "email.received", "data": {}}))).await;
     assert_eq!(ev.1["deliveries"], 0, "B's events never reach A's webhooks");
     // A's webhook is untouched.
-    let (_, w) = app
-        .call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None)
-        .await;
+    let (_, w) = app.call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None).await;
     assert_eq!(w["enabled"], true);
 }
 
@@ -110,31 +88,18 @@ async fn webhook_crud_follows_the_contract() {
     assert!(id.starts_with("wh_") && id.len() == 35);
     let secret = v["signing_secret"].as_str().unwrap();
     assert!(secret.starts_with("whsec_") && secret.len() == 70);
-    assert_eq!(
-        v["events"],
-        json!(["email.sent", "email.received"]),
-        "duplicates removed"
-    );
+    assert_eq!(v["events"], json!(["email.sent", "email.received"]), "duplicates removed");
     assert_eq!(v["max_in_flight"], 1);
     assert_eq!(v["enabled"], true);
 
-    let (s, got) = app
-        .call(Method::GET, &format!("/api/v1/webhooks/{id}"), None)
-        .await;
+    let (s, got) = app.call(Method::GET, &format!("/api/v1/webhooks/{id}"), None).await;
     assert_eq!(s, 200);
-    assert!(
-        got.get("signing_secret").is_none(),
-        "secret shown on create only"
-    );
+    assert!(got.get("signing_secret").is_none(), "secret shown on create only");
     let (_, list) = app.call(Method::GET, "/api/v1/webhooks", None).await;
     assert!(!list.to_string().contains(secret));
 
     let (s, p) = app
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/webhooks/{id}"),
-            Some(json!({"description": "new", "max_in_flight": 8})),
-        )
+        .call(Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(json!({"description": "new", "max_in_flight": 8})))
         .await;
     assert_eq!(s, 200, "{p}");
     assert_eq!(p["description"], "new");
@@ -142,13 +107,9 @@ async fn webhook_crud_follows_the_contract() {
     assert_eq!(p["url"], "http://127.0.0.1:9/in");
     assert_eq!(p["events"], json!(["email.sent", "email.received"]));
 
-    let (s, _) = app
-        .call(Method::DELETE, &format!("/api/v1/webhooks/{id}"), None)
-        .await;
+    let (s, _) = app.call(Method::DELETE, &format!("/api/v1/webhooks/{id}"), None).await;
     assert_eq!(s, 204);
-    let (s, _) = app
-        .call(Method::GET, &format!("/api/v1/webhooks/{id}"), None)
-        .await;
+    let (s, _) = app.call(Method::GET, &format!("/api/v1/webhooks/{id}"), None).await;
     assert_eq!(s, 404);
 }
 
@@ -168,33 +129,18 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         json!({"url": "http://127.0.0.1:9/", "events": ["email.sent"], "filters": {"labels": vec!["l"; 51].iter().enumerate().map(|(i, _)| i.to_string()).collect::<Vec<_>>()}}),
     ];
     for c in cases {
-        let (s, v) = app
-            .call(Method::POST, "/api/v1/webhooks", Some(c.clone()))
-            .await;
+        let (s, v) = app.call(Method::POST, "/api/v1/webhooks", Some(c.clone())).await;
         assert_eq!(s, 400, "{c} → {v}");
         assert!(v["type"].as_str().unwrap().starts_with("/problems/"), "{v}");
         assert!(v["detail"].is_string());
     }
     let (s, v) = app
-        .call(
-            Method::POST,
-            "/api/v1/webhooks",
-            Some(json!({"url": "http://127.0.0.1:9/", "events": ["bogus"]})),
-        )
+        .call(Method::POST, "/api/v1/webhooks", Some(json!({"url": "http://127.0.0.1:9/", "events": ["bogus"]})))
         .await;
     assert_eq!(s, 400);
-    assert!(
-        v["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("email.received"),
-        "names allowed types: {v}"
-    );
+    assert!(v["errors"][0]["message"].as_str().unwrap().contains("email.received"), "names allowed types: {v}");
     let (_, list) = app.call(Method::GET, "/api/v1/webhooks", None).await;
-    assert!(
-        list["items"].as_array().unwrap().is_empty(),
-        "nothing was written"
-    );
+    assert!(list["items"].as_array().unwrap().is_empty(), "nothing was written");
 
     for body in [
         json!({"type": "nope", "data": {}}),
@@ -202,9 +148,7 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         json!({"type": "email.sent"}),
         json!({"type": "email.sent", "data": {}, "labels": ["\n"]}),
     ] {
-        let (s, v) = app
-            .call(Method::POST, "/api/v1/events", Some(body.clone()))
-            .await;
+        let (s, v) = app.call(Method::POST, "/api/v1/events", Some(body.clone())).await;
         assert_eq!(s, 400, "{body} → {v}");
     }
     let r = app
@@ -227,22 +171,11 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
-    let r = app
-        .http
-        .post(app.url("/api/v1/events"))
-        .bearer_auth(KEY)
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.post(app.url("/api/v1/events")).bearer_auth(KEY).body("{}").send().await.unwrap();
     assert_eq!(r.status(), 415);
-    let (s, _) = app
-        .call(Method::GET, "/api/v1/webhooks/not-an-id", None)
-        .await;
+    let (s, _) = app.call(Method::GET, "/api/v1/webhooks/not-an-id", None).await;
     assert_eq!(s, 404);
-    let (s, _) = app
-        .call(Method::GET, "/api/v1/webhooks?limit=1000", None)
-        .await;
+    let (s, _) = app.call(Method::GET, "/api/v1/webhooks?limit=1000", None).await;
     assert_eq!(s, 400);
 }
 
@@ -250,17 +183,10 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
 async fn the_fifty_first_webhook_is_refused() {
     let app = spawn_app().await;
     for i in 0..50 {
-        app.create_webhook(
-            json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["email.sent"]}),
-        )
-        .await;
+        app.create_webhook(json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["email.sent"]})).await;
     }
     let (s, v) = app
-        .call(
-            Method::POST,
-            "/api/v1/webhooks",
-            Some(json!({"url": "http://127.0.0.1:9/x", "events": ["email.sent"]})),
-        )
+        .call(Method::POST, "/api/v1/webhooks", Some(json!({"url": "http://127.0.0.1:9/x", "events": ["email.sent"]})))
         .await;
     assert_eq!(s, 409, "{v}");
 }
@@ -270,11 +196,7 @@ async fn lists_page_with_cursors() {
     let app = spawn_app().await;
     let mut ids = Vec::new();
     for i in 0..5 {
-        let v = app
-            .create_webhook(
-                json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["email.sent"]}),
-            )
-            .await;
+        let v = app.create_webhook(json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["email.sent"]})).await;
         ids.push(v["id"].as_str().unwrap().to_owned());
     }
     let mut seen = Vec::new();
@@ -301,20 +223,8 @@ async fn lists_page_with_cursors() {
 #[tokio::test]
 async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_served() {
     let app = spawn_app().await;
-    let doc: serde_json::Value = app
-        .http
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        doc["openapi"].as_str().unwrap().starts_with("3.1"),
-        "{}",
-        doc["openapi"]
-    );
+    let doc: serde_json::Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"), "{}", doc["openapi"]);
     let served = [
         ("post", "/api/v1/webhooks"),
         ("get", "/api/v1/webhooks"),
@@ -343,31 +253,18 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
         }
     }
     documented.sort();
-    let mut expected: Vec<(String, String)> = served
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect();
+    let mut expected: Vec<(String, String)> = served.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     expected.sort();
     assert_eq!(documented, expected);
     for (method, path) in &documented {
         let concrete = path.replace("{id}", "wh_00000000000000000000000000000000");
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-        let status = app
-            .http
-            .request(m, app.url(&concrete))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
+        let status = app.http.request(m, app.url(&concrete)).send().await.unwrap().status().as_u16();
         let expect = if path.starts_with("/api/") { 401 } else { 200 };
         assert_eq!(status, expect, "{method} {path} is served");
     }
     let r = app.http.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
-    assert!(
-        !html.contains("cdn.") && !html.contains("unpkg"),
-        "the reference is served from the binary"
-    );
+    assert!(!html.contains("cdn.") && !html.contains("unpkg"), "the reference is served from the binary");
 }

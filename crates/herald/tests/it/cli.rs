@@ -13,8 +13,7 @@ async fn herald(app: &TestApp, args: &[&str]) -> (bool, String) {
         .output()
         .await
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -30,42 +29,14 @@ async fn herald_json(app: &TestApp, args: &[&str]) -> Value {
 async fn cli_manages_webhooks_events_and_deliveries_of_a_running_server() {
     let rx = Receiver::start().await;
     let app = spawn_app().await;
-    let created = herald_json(
-        &app,
-        &[
-            "webhooks",
-            "create",
-            &rx.url("cli"),
-            "--events",
-            "email.received,email.sent",
-        ],
-    )
-    .await;
+    let created =
+        herald_json(&app, &["webhooks", "create", &rx.url("cli"), "--events", "email.received,email.sent"]).await;
     let id = created["id"].as_str().unwrap().to_owned();
-    assert!(
-        created["signing_secret"]
-            .as_str()
-            .unwrap()
-            .starts_with("whsec_")
-    );
+    assert!(created["signing_secret"].as_str().unwrap().starts_with("whsec_"));
     let (ok, table) = herald(&app, &["webhooks", "list"]).await;
-    assert!(
-        ok && table.contains(&id) && table.starts_with("ID"),
-        "{table}"
-    );
+    assert!(ok && table.contains(&id) && table.starts_with("ID"), "{table}");
 
-    let ev = herald_json(
-        &app,
-        &[
-            "events",
-            "send",
-            "--type",
-            "email.received",
-            "--data",
-            r#"{"n":1}"#,
-        ],
-    )
-    .await;
+    let ev = herald_json(&app, &["events", "send", "--type", "email.received", "--data", r#"{"n":1}"#]).await;
     assert_eq!(ev["deliveries"], 1);
     rx.wait_for("cli", 1).await;
     let list = herald_json(&app, &["events", "list", "--type", "email.received"]).await;
@@ -78,23 +49,11 @@ async fn cli_manages_webhooks_events_and_deliveries_of_a_running_server() {
 
     let t = herald_json(&app, &["webhooks", "test", &id]).await;
     assert_eq!(t["success"], true);
-    let r = herald_json(
-        &app,
-        &["webhooks", "rotate", &id, "--grace-period-seconds", "60"],
-    )
-    .await;
+    let r = herald_json(&app, &["webhooks", "rotate", &id, "--grace-period-seconds", "60"]).await;
     assert!(r["signing_secret"].as_str().unwrap().starts_with("whsec_"));
-    let since =
-        herald_domain::rfc3339(time::OffsetDateTime::now_utc() - time::Duration::minutes(5));
-    let rec = herald_json(
-        &app,
-        &["webhooks", "recover", &id, "--since", &since, "--dry-run"],
-    )
-    .await;
-    assert_eq!(
-        rec["count"], 1,
-        "the published event; the test event is not a subscribed type"
-    );
+    let since = herald_domain::rfc3339(time::OffsetDateTime::now_utc() - time::Duration::minutes(5));
+    let rec = herald_json(&app, &["webhooks", "recover", &id, "--since", &since, "--dry-run"]).await;
+    assert_eq!(rec["count"], 1, "the published event; the test event is not a subscribed type");
     let (ok, out) = herald(&app, &["webhooks", "recover", &id, "--since", &since]).await;
     assert!(ok, "{out}");
     assert!(out.contains("1 events re-delivered"), "{out}");
@@ -103,22 +62,17 @@ async fn cli_manages_webhooks_events_and_deliveries_of_a_running_server() {
     let on = herald_json(&app, &["webhooks", "enable", &id]).await;
     assert_eq!(on["enabled"], true);
     let (ok, out) = herald(&app, &["deliveries", "retry", &did]).await;
-    assert!(
-        !ok && out.contains("409"),
-        "a delivered delivery cannot be retried: {out}"
-    );
+    assert!(!ok && out.contains("409"), "a delivered delivery cannot be retried: {out}");
 }
 
 #[tokio::test]
 async fn herald_listen_verifies_both_signatures_of_real_deliveries() {
     let app = spawn_app().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let v = app
-        .create_webhook(serde_json::json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["email.received"]}))
+        .create_webhook(
+            serde_json::json!({"url": format!("http://127.0.0.1:{port}/hook"), "events": ["email.received"]}),
+        )
         .await;
     let secret = v["signing_secret"].as_str().unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
@@ -132,11 +86,7 @@ async fn herald_listen_verifies_both_signatures_of_real_deliveries() {
     assert!(first.starts_with("listening on"), "{first}");
     let ev = app.publish_received().await;
     let line = loop {
-        let l = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("listen printed the delivery");
+        let l = lines.next_line().await.unwrap().expect("listen printed the delivery");
         if l.starts_with("---") {
             break l;
         }

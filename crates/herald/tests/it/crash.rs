@@ -9,10 +9,7 @@ pub(crate) async fn start_binary(dir: &std::path::Path) -> (tokio::process::Chil
     start_binary_with(dir, &[]).await
 }
 
-pub(crate) async fn start_binary_with(
-    dir: &std::path::Path,
-    env: &[(&str, &str)],
-) -> (tokio::process::Child, String) {
+pub(crate) async fn start_binary_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("serve")
         .envs(env.iter().copied())
@@ -30,11 +27,7 @@ pub(crate) async fn start_binary_with(
         .expect("binary starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = loop {
-        let line = lines
-            .next_line()
-            .await
-            .unwrap()
-            .expect("binary printed its address");
+        let line = lines.next_line().await.unwrap().expect("binary printed its address");
         if let Some(a) = line.strip_prefix("herald listening on ") {
             break a.to_owned();
         }
@@ -78,11 +71,8 @@ async fn acknowledged_events_survive_sigkill_and_are_delivered_after_restart() {
     rx.open_gate();
     let (_child, _) = start_binary(dir.path()).await;
     let got = eventually("every acknowledged event delivered", || async {
-        let got: std::collections::HashSet<String> = rx
-            .received("k")
-            .iter()
-            .map(|r| r.header("webhook-id").to_owned())
-            .collect();
+        let got: std::collections::HashSet<String> =
+            rx.received("k").iter().map(|r| r.header("webhook-id").to_owned()).collect();
         (got.len() == ids.len()).then_some(got)
     })
     .await;

@@ -8,11 +8,7 @@ use serde_json::json;
 use std::time::Duration;
 
 fn ts(v: &serde_json::Value) -> time::OffsetDateTime {
-    time::OffsetDateTime::parse(
-        v.as_str().unwrap(),
-        &time::format_description::well_known::Rfc3339,
-    )
-    .unwrap()
+    time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
 }
 
 #[tokio::test]
@@ -20,9 +16,7 @@ async fn published_event_is_delivered_verbatim_with_both_signatures_and_headers(
     let rx = Receiver::start().await;
     let app = spawn_app().await;
     let (wh, secret) = app.webhook(&rx.url("a")).await;
-    let ev = app
-        .publish(json!({"type": "email.received", "data": {"b": 1, "a": [1, 2]}}))
-        .await;
+    let ev = app.publish(json!({"type": "email.received", "data": {"b": 1, "a": [1, 2]}})).await;
     assert_eq!(ev["deliveries"], 1);
     let got = rx.wait_for("a", 1).await.remove(0);
     let secret = SigningSecret::from_stored(secret);
@@ -34,11 +28,7 @@ async fn published_event_is_delivered_verbatim_with_both_signatures_and_headers(
     assert_eq!(body["schema_version"], "1");
     assert_eq!(body["created_at"], ev["created_at"]);
     assert_eq!(body["data"], json!({"b": 1, "a": [1, 2]}));
-    assert!(verify_e2a(
-        got.header("x-e2a-signature"),
-        &got.body,
-        &secret
-    ));
+    assert!(verify_e2a(got.header("x-e2a-signature"), &got.body, &secret));
     assert!(verify_standard(
         got.header("webhook-signature"),
         event_id,
@@ -52,9 +42,7 @@ async fn published_event_is_delivered_verbatim_with_both_signatures_and_headers(
     assert_eq!(got.header("x-e2a-event-type"), "email.received");
     assert_eq!(got.header("x-e2a-event-id"), event_id);
     assert_eq!(got.header("x-e2a-attempt"), "1");
-    let d = app
-        .wait_delivery(&wh, "delivered", |d| d["status"] == "delivered")
-        .await;
+    let d = app.wait_delivery(&wh, "delivered", |d| d["status"] == "delivered").await;
     assert_eq!(got.header("x-e2a-delivery-id"), d["id"].as_str().unwrap());
     assert_eq!(d["attempts"], 1);
     assert_eq!(d["attempt_log"][0]["status_code"], 200);
@@ -64,11 +52,7 @@ async fn published_event_is_delivered_verbatim_with_both_signatures_and_headers(
 async fn stored_bytes_are_posted_verbatim_on_every_attempt() {
     let rx = Receiver::start().await;
     rx.script("v", vec![Reply::status(500)]);
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
     app.webhook(&rx.url("v")).await;
     let raw = r#"{"type": "email.received", "data": {"z": "ü", "n": 1.50}}"#;
     let r = app
@@ -86,11 +70,7 @@ async fn stored_bytes_are_posted_verbatim_on_every_attempt() {
     let second = rx.wait_for("v", 2).await.remove(1);
     assert_eq!(first.body, second.body);
     assert_eq!(second.header("x-e2a-attempt"), "2");
-    assert!(
-        std::str::from_utf8(&first.body)
-            .unwrap()
-            .contains(r#""data":{"z": "ü", "n": 1.50}"#)
-    );
+    assert!(std::str::from_utf8(&first.body).unwrap().contains(r#""data":{"z": "ü", "n": 1.50}"#));
 }
 
 #[tokio::test]
@@ -114,45 +94,28 @@ async fn failed_attempt_is_retried_after_one_minute_then_on_schedule_until_faile
     rx.always("f", Reply::status(500).body("nope"));
     let app = spawn_app_with(Options {
         manual_clock: true,
-        tweak: Box::new(|s| {
-            s.retry_schedule = vec![Duration::from_secs(60), Duration::from_secs(300)]
-        }),
+        tweak: Box::new(|s| s.retry_schedule = vec![Duration::from_secs(60), Duration::from_secs(300)]),
         ..Default::default()
     })
     .await;
     let (wh, _) = app.webhook(&rx.url("f")).await;
     app.publish_received().await;
     rx.wait_for("f", 1).await;
-    let d = app
-        .wait_delivery(&wh, "first failure recorded", |d| d["attempts"] == 1)
-        .await;
+    let d = app.wait_delivery(&wh, "first failure recorded", |d| d["attempts"] == 1).await;
     assert_eq!(d["status"], "pending");
     assert_eq!(d["last_status_code"], 500);
     let first = ts(&d["attempt_log"][0]["started_at"]);
-    assert_eq!(
-        ts(&d["next_retry_at"]) - first,
-        time::Duration::seconds(60),
-        "1 min, not 5"
-    );
+    assert_eq!(ts(&d["next_retry_at"]) - first, time::Duration::seconds(60), "1 min, not 5");
     assert_eq!(d["attempt_log"][0]["response_body"], "nope");
 
     app.advance(Duration::from_secs(60));
     rx.wait_for("f", 2).await;
-    let d = app
-        .wait_delivery(&wh, "second failure recorded", |d| d["attempts"] == 2)
-        .await;
-    assert_eq!(
-        ts(&d["next_retry_at"]) - ts(&d["attempt_log"][1]["started_at"]),
-        time::Duration::seconds(300)
-    );
+    let d = app.wait_delivery(&wh, "second failure recorded", |d| d["attempts"] == 2).await;
+    assert_eq!(ts(&d["next_retry_at"]) - ts(&d["attempt_log"][1]["started_at"]), time::Duration::seconds(300));
 
     app.advance(Duration::from_secs(300));
     rx.wait_for("f", 3).await;
-    let d = app
-        .wait_delivery(&wh, "failed after the last attempt", |d| {
-            d["status"] == "failed"
-        })
-        .await;
+    let d = app.wait_delivery(&wh, "failed after the last attempt", |d| d["status"] == "failed").await;
     assert_eq!(d["attempts"], 3);
     assert_eq!(d["max_attempts"], 3);
     assert_eq!(d["attempt_log"].as_array().unwrap().len(), 3);
@@ -162,25 +125,13 @@ async fn failed_attempt_is_retried_after_one_minute_then_on_schedule_until_faile
 async fn retry_after_on_429_pushes_the_next_attempt_out() {
     let rx = Receiver::start().await;
     rx.script("r", vec![Reply::status(429).header("retry-after", "600")]);
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
     let (wh, _) = app.webhook(&rx.url("r")).await;
     app.publish_received().await;
-    let d = app
-        .wait_delivery(&wh, "429 recorded", |d| d["attempts"] == 1)
-        .await;
-    assert_eq!(
-        ts(&d["next_retry_at"]) - ts(&d["attempt_log"][0]["started_at"]),
-        time::Duration::seconds(600)
-    );
+    let d = app.wait_delivery(&wh, "429 recorded", |d| d["attempts"] == 1).await;
+    assert_eq!(ts(&d["next_retry_at"]) - ts(&d["attempt_log"][0]["started_at"]), time::Duration::seconds(600));
     app.advance(Duration::from_secs(600));
-    app.wait_delivery(&wh, "delivered after Retry-After", |d| {
-        d["status"] == "delivered"
-    })
-    .await;
+    app.wait_delivery(&wh, "delivered after Retry-After", |d| d["status"] == "delivered").await;
 }
 
 #[tokio::test]
@@ -190,13 +141,9 @@ async fn gone_fails_the_delivery_at_once_and_disables_the_webhook() {
     let app = spawn_app().await;
     let (wh, _) = app.webhook(&rx.url("g")).await;
     app.publish_received().await;
-    let d = app
-        .wait_delivery(&wh, "failed on 410", |d| d["status"] == "failed")
-        .await;
+    let d = app.wait_delivery(&wh, "failed on 410", |d| d["status"] == "failed").await;
     assert_eq!(d["attempts"], 1);
-    let (_, w) = app
-        .call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None)
-        .await;
+    let (_, w) = app.call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None).await;
     assert_eq!(w["enabled"], false);
     assert_eq!(w["disabled_reason"], "gone");
     assert!(w["auto_disabled_at"].is_string());
@@ -208,20 +155,11 @@ async fn gone_fails_the_delivery_at_once_and_disables_the_webhook() {
 #[tokio::test]
 async fn redirects_are_not_followed_and_count_as_failures() {
     let rx = Receiver::start().await;
-    rx.script(
-        "moved",
-        vec![Reply::status(302).header("location", &rx.url("elsewhere"))],
-    );
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        ..Default::default()
-    })
-    .await;
+    rx.script("moved", vec![Reply::status(302).header("location", &rx.url("elsewhere"))]);
+    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
     let (wh, _) = app.webhook(&rx.url("moved")).await;
     app.publish_received().await;
-    let d = app
-        .wait_delivery(&wh, "302 recorded", |d| d["attempts"] == 1)
-        .await;
+    let d = app.wait_delivery(&wh, "302 recorded", |d| d["attempts"] == 1).await;
     assert_eq!(d["status"], "pending");
     assert_eq!(d["last_status_code"], 302);
     assert!(rx.received("elsewhere").is_empty());
@@ -232,69 +170,33 @@ async fn connection_refused_is_recorded_with_status_zero() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
     let (wh, _) = app.webhook(&format!("http://127.0.0.1:{port}/x")).await;
     app.publish_received().await;
-    let d = app
-        .wait_delivery(&wh, "connection error recorded", |d| d["attempts"] == 1)
-        .await;
+    let d = app.wait_delivery(&wh, "connection error recorded", |d| d["attempts"] == 1).await;
     let a = &d["attempt_log"][0];
     assert_eq!(a["status_code"], 0);
-    assert!(
-        a["error"]
-            .as_str()
-            .unwrap()
-            .starts_with("connection failed"),
-        "{a}"
-    );
-    assert!(
-        !a["error"].as_str().unwrap().contains("127.0.0.1"),
-        "no URL in errors: {a}"
-    );
+    assert!(a["error"].as_str().unwrap().starts_with("connection failed"), "{a}");
+    assert!(!a["error"].as_str().unwrap().contains("127.0.0.1"), "no URL in errors: {a}");
 }
 
 #[tokio::test]
 async fn disabled_webhook_defers_without_burning_attempts_and_resumes_when_enabled() {
     let rx = Receiver::start().await;
     rx.script("d", vec![Reply::status(500)]);
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
     let (wh, _) = app.webhook(&rx.url("d")).await;
     app.publish_received().await;
-    app.wait_delivery(&wh, "first failure", |d| d["attempts"] == 1)
-        .await;
-    let (s, w) = app
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/webhooks/{wh}"),
-            Some(json!({"enabled": false})),
-        )
-        .await;
+    app.wait_delivery(&wh, "first failure", |d| d["attempts"] == 1).await;
+    let (s, w) = app.call(Method::PATCH, &format!("/api/v1/webhooks/{wh}"), Some(json!({"enabled": false}))).await;
     assert_eq!(s, 200);
     assert_eq!(w["disabled_reason"], "manual");
     // The retry falls due while disabled: nothing is attempted, nothing is counted.
     app.advance(Duration::from_secs(3600));
-    let (s, _) = app
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/webhooks/{wh}"),
-            Some(json!({"enabled": true})),
-        )
-        .await;
+    let (s, _) = app.call(Method::PATCH, &format!("/api/v1/webhooks/{wh}"), Some(json!({"enabled": true}))).await;
     assert_eq!(s, 200);
     // No clock movement needed: enabling wakes the engine at once.
-    let d = app
-        .wait_delivery(&wh, "delivered after enable", |d| {
-            d["status"] == "delivered"
-        })
-        .await;
+    let d = app.wait_delivery(&wh, "delivered after enable", |d| d["status"] == "delivered").await;
     assert_eq!(d["attempts"], 2);
     assert_eq!(rx.received("d").len(), 2);
 }
@@ -303,32 +205,18 @@ async fn disabled_webhook_defers_without_burning_attempts_and_resumes_when_enabl
 async fn deleting_a_webhook_ends_its_pending_deliveries() {
     let rx = Receiver::start().await;
     rx.always("del", Reply::status(500));
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
     let (wh, _) = app.webhook(&rx.url("del")).await;
     app.publish_received().await;
-    let d = app
-        .wait_delivery(&wh, "first failure", |d| d["attempts"] == 1)
-        .await;
+    let d = app.wait_delivery(&wh, "first failure", |d| d["attempts"] == 1).await;
     let id = d["id"].as_str().unwrap().to_owned();
-    let (s, _) = app
-        .call(Method::DELETE, &format!("/api/v1/webhooks/{wh}"), None)
-        .await;
+    let (s, _) = app.call(Method::DELETE, &format!("/api/v1/webhooks/{wh}"), None).await;
     assert_eq!(s, 204);
     let d = app.delivery(&id).await;
     assert_eq!(d["status"], "failed");
     assert_eq!(d["last_error"], "webhook deleted");
     app.advance(Duration::from_secs(3600));
-    let (s, _) = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/deliveries/{id}/retry"),
-            None,
-        )
-        .await;
+    let (s, _) = app.call(Method::POST, &format!("/api/v1/deliveries/{id}/retry"), None).await;
     assert_eq!(s, 409);
 }
 
@@ -344,32 +232,16 @@ async fn manual_retry_of_a_failed_delivery_allows_one_more_attempt() {
     .await;
     let (wh, _) = app.webhook(&rx.url("m")).await;
     app.publish_received().await;
-    let d = app
-        .wait_delivery(&wh, "failed", |d| d["status"] == "failed")
-        .await;
+    let d = app.wait_delivery(&wh, "failed", |d| d["status"] == "failed").await;
     assert_eq!(d["max_attempts"], 1);
     let id = d["id"].as_str().unwrap().to_owned();
-    let (s, v) = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/deliveries/{id}/retry"),
-            None,
-        )
-        .await;
+    let (s, v) = app.call(Method::POST, &format!("/api/v1/deliveries/{id}/retry"), None).await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["status"], "pending");
     assert_eq!(v["max_attempts"], 2);
-    let d = app
-        .wait_delivery(&wh, "delivered on retry", |d| d["status"] == "delivered")
-        .await;
+    let d = app.wait_delivery(&wh, "delivered on retry", |d| d["status"] == "delivered").await;
     assert_eq!(d["attempts"], 2);
-    let (s, _) = app
-        .call(
-            Method::POST,
-            &format!("/api/v1/deliveries/{id}/retry"),
-            None,
-        )
-        .await;
+    let (s, _) = app.call(Method::POST, &format!("/api/v1/deliveries/{id}/retry"), None).await;
     assert_eq!(s, 409, "only failed deliveries can be retried");
 }
 
@@ -383,10 +255,8 @@ async fn a_slow_webhook_at_its_cap_does_not_delay_a_fast_one() {
         ..Default::default()
     })
     .await;
-    app.create_webhook(json!({"url": rx.url("slow"), "events": ["email.sent"]}))
-        .await;
-    app.create_webhook(json!({"url": rx.url("fast"), "events": ["email.received"]}))
-        .await;
+    app.create_webhook(json!({"url": rx.url("slow"), "events": ["email.sent"]})).await;
+    app.create_webhook(json!({"url": rx.url("fast"), "events": ["email.received"]})).await;
     for _ in 0..5 {
         app.publish(json!({"type": "email.sent", "data": {}})).await;
     }
@@ -395,11 +265,7 @@ async fn a_slow_webhook_at_its_cap_does_not_delay_a_fast_one() {
         app.publish_received().await;
     }
     rx.wait_for("fast", 20).await;
-    assert_eq!(
-        rx.received("slow").len(),
-        1,
-        "slow webhook stays at its cap of 1"
-    );
+    assert_eq!(rx.received("slow").len(), 1, "slow webhook stays at its cap of 1");
     rx.open_gate();
     rx.wait_for("slow", 5).await;
     assert_eq!(rx.max_in_flight("slow"), 1);
@@ -410,10 +276,7 @@ async fn per_webhook_cap_bounds_concurrency() {
     let rx = Receiver::start().await;
     rx.always("cap", Reply::status(200).gated());
     let app = spawn_app().await;
-    app.create_webhook(
-        json!({"url": rx.url("cap"), "events": ["email.received"], "max_in_flight": 3}),
-    )
-    .await;
+    app.create_webhook(json!({"url": rx.url("cap"), "events": ["email.received"], "max_in_flight": 3})).await;
     for _ in 0..10 {
         app.publish_received().await;
     }
@@ -433,15 +296,15 @@ async fn filters_route_events_by_their_attributes() {
         "filters": {"agent_ids": ["bot@a.example"], "labels": ["vip", "vip"]}
     }))
     .await;
-    let miss = app
-        .publish(json!({"type": "email.received", "data": {}, "agent_id": "bot@a.example"}))
-        .await;
+    let miss = app.publish(json!({"type": "email.received", "data": {}, "agent_id": "bot@a.example"})).await;
     assert_eq!(miss["deliveries"], 0, "labels key set but event has none");
     let hit = app
         .publish(json!({"type": "email.received", "data": {}, "agent_id": "bot@a.example", "labels": ["x", "vip"]}))
         .await;
     assert_eq!(hit["deliveries"], 1);
-    let other = app.publish(json!({"type": "email.received", "data": {}, "agent_id": "else@a.example", "labels": ["vip"]})).await;
+    let other = app
+        .publish(json!({"type": "email.received", "data": {}, "agent_id": "else@a.example", "labels": ["vip"]}))
+        .await;
     assert_eq!(other["deliveries"], 0);
     assert_eq!(rx.wait_for("flt", 1).await[0].json()["id"], hit["id"]);
 }
@@ -449,11 +312,7 @@ async fn filters_route_events_by_their_attributes() {
 #[tokio::test]
 async fn idempotency_key_returns_the_same_event_without_new_deliveries() {
     let rx = Receiver::start().await;
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
     let (wh, _) = app.webhook(&rx.url("idem")).await;
     let body = json!({"type": "email.received", "data": {}, "idempotency_key": "order-1"});
     let a = app.publish(body.clone()).await;
@@ -470,25 +329,14 @@ async fn idempotency_key_returns_the_same_event_without_new_deliveries() {
 async fn expired_pending_deliveries_are_never_attempted() {
     let rx = Receiver::start().await;
     rx.always("exp", Reply::status(500));
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
     let (wh, _) = app.webhook(&rx.url("exp")).await;
     app.publish_received().await;
-    app.wait_delivery(&wh, "first failure", |d| d["attempts"] == 1)
-        .await;
+    app.wait_delivery(&wh, "first failure", |d| d["attempts"] == 1).await;
     // Past the 30-day TTL the claim ignores the row; the janitor removes it.
     app.advance(Duration::from_secs(31 * 86_400));
-    let deleted = app
-        .store
-        .delete_expired(
-            herald_domain::Clock::now(app.clock.as_ref().unwrap().as_ref()),
-            5000,
-        )
-        .await
-        .unwrap();
+    let deleted =
+        app.store.delete_expired(herald_domain::Clock::now(app.clock.as_ref().unwrap().as_ref()), 5000).await.unwrap();
     assert_eq!(deleted, 2, "one delivery and one event");
     assert!(app.deliveries(&wh).await.is_empty());
     assert_eq!(rx.received("exp").len(), 1);
@@ -509,11 +357,7 @@ async fn graceful_shutdown_finishes_the_attempt_in_flight_and_records_it() {
     let stopping = tokio::spawn(app.stop());
     rx.open_gate();
     stopping.await.unwrap();
-    let account = store
-        .account_by_key_hash(&herald_domain::ApiKey::parse(KEY).unwrap().hash())
-        .await
-        .unwrap()
-        .unwrap();
+    let account = store.account_by_key_hash(&herald_domain::ApiKey::parse(KEY).unwrap().hash()).await.unwrap().unwrap();
     let id = herald_domain::DeliveryId::parse(d["id"].as_str().unwrap()).unwrap();
     let (after, attempts) = store.get_delivery(&account.id, &id).await.unwrap().unwrap();
     assert_eq!(after.status, herald_domain::DeliveryStatus::Delivered);
@@ -532,9 +376,7 @@ async fn an_attempt_that_outlives_its_timeout_is_a_failure_with_status_zero() {
     .await;
     let (wh, _) = app.webhook(&rx.url("slowpoke")).await;
     app.publish_received().await;
-    let d = app
-        .wait_delivery(&wh, "timed-out attempt recorded", |d| d["attempts"] == 1)
-        .await;
+    let d = app.wait_delivery(&wh, "timed-out attempt recorded", |d| d["attempts"] == 1).await;
     assert_eq!(d["status"], "pending");
     let a = &d["attempt_log"][0];
     assert_eq!(a["status_code"], 0);

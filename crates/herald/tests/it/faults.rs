@@ -21,8 +21,7 @@ fn injected() -> StoreError {
 }
 
 fn take(n: &AtomicU32) -> bool {
-    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1))
-        .is_ok()
+    n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1)).is_ok()
 }
 
 #[async_trait]
@@ -66,12 +65,7 @@ impl Store for Flaky {
     ) -> StoreResult<Option<Webhook>> {
         self.inner.update_webhook(a, id, p, t).await
     }
-    async fn delete_webhook(
-        &self,
-        a: &AccountId,
-        id: &WebhookId,
-        t: OffsetDateTime,
-    ) -> StoreResult<bool> {
+    async fn delete_webhook(&self, a: &AccountId, id: &WebhookId, t: OffsetDateTime) -> StoreResult<bool> {
         self.inner.delete_webhook(a, id, t).await
     }
     async fn publish(&self, e: NewEvent, r: &FanoutRules) -> StoreResult<Published> {
@@ -86,19 +80,10 @@ impl Store for Flaky {
     ) -> StoreResult<Vec<Delivery>> {
         self.inner.list_deliveries(a, w, s, p).await
     }
-    async fn get_delivery(
-        &self,
-        a: &AccountId,
-        id: &DeliveryId,
-    ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
+    async fn get_delivery(&self, a: &AccountId, id: &DeliveryId) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
         self.inner.get_delivery(a, id).await
     }
-    async fn retry_delivery(
-        &self,
-        a: &AccountId,
-        id: &DeliveryId,
-        t: OffsetDateTime,
-    ) -> StoreResult<Option<Delivery>> {
+    async fn retry_delivery(&self, a: &AccountId, id: &DeliveryId, t: OffsetDateTime) -> StoreResult<Option<Delivery>> {
         self.inner.retry_delivery(a, id, t).await
     }
     async fn claim_due(&self, t: OffsetDateTime, l: Duration, n: u32) -> StoreResult<Vec<Claimed>> {
@@ -113,11 +98,7 @@ impl Store for Flaky {
         }
         self.inner.record_outcomes(o, t).await
     }
-    async fn release_leases(
-        &self,
-        l: &[(DeliveryId, String)],
-        t: OffsetDateTime,
-    ) -> StoreResult<()> {
+    async fn release_leases(&self, l: &[(DeliveryId, String)], t: OffsetDateTime) -> StoreResult<()> {
         self.inner.release_leases(l, t).await
     }
     async fn next_due_after(&self, t: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>> {
@@ -137,23 +118,13 @@ impl Store for Flaky {
     ) -> StoreResult<bool> {
         self.inner.rotate_secret(a, id, s, g, k, t).await
     }
-    async fn auto_disable(
-        &self,
-        since: OffsetDateTime,
-        n: u32,
-        t: OffsetDateTime,
-    ) -> StoreResult<Vec<WebhookId>> {
+    async fn auto_disable(&self, since: OffsetDateTime, n: u32, t: OffsetDateTime) -> StoreResult<Vec<WebhookId>> {
         self.inner.auto_disable(since, n, t).await
     }
     async fn prune_secrets(&self, t: OffsetDateTime) -> StoreResult<u64> {
         self.inner.prune_secrets(t).await
     }
-    async fn enqueue_direct(
-        &self,
-        w: &WebhookId,
-        e: NewEvent,
-        r: &FanoutRules,
-    ) -> StoreResult<Option<DeliveryId>> {
+    async fn enqueue_direct(&self, w: &WebhookId, e: NewEvent, r: &FanoutRules) -> StoreResult<Option<DeliveryId>> {
         self.inner.enqueue_direct(w, e, r).await
     }
     #[allow(clippy::too_many_arguments)]
@@ -220,27 +191,15 @@ async fn transient_store_errors_never_count_as_attempts_or_fail_deliveries() {
     let rx = Receiver::start().await;
     let app = spawn_app_with(Options {
         wrap_store: Some(Box::new(|inner| {
-            Arc::new(Flaky {
-                inner,
-                claim_failures: AtomicU32::new(3),
-                record_failures: AtomicU32::new(3),
-            })
+            Arc::new(Flaky { inner, claim_failures: AtomicU32::new(3), record_failures: AtomicU32::new(3) })
         })),
         ..Default::default()
     })
     .await;
     let (wh, _) = app.webhook(&rx.url("flaky")).await;
     app.publish_received().await;
-    let d = app
-        .wait_delivery(&wh, "delivered despite store errors", |d| {
-            d["status"] == "delivered"
-        })
-        .await;
+    let d = app.wait_delivery(&wh, "delivered despite store errors", |d| d["status"] == "delivered").await;
     assert_eq!(d["attempts"], 1);
     assert_eq!(d["attempt_log"].as_array().unwrap().len(), 1);
-    assert_eq!(
-        rx.received("flaky").len(),
-        1,
-        "exactly one request: failed recordings are retried, not re-sent"
-    );
+    assert_eq!(rx.received("flaky").len(), 1, "exactly one request: failed recordings are retried, not re-sent");
 }

@@ -16,13 +16,7 @@ async fn rotation_keeps_earlier_secrets_signing_through_their_grace() {
     let path = format!("/api/v1/webhooks/{wh}/rotate-secret");
     let (s, r1) = app.call(Method::POST, &path, None).await;
     assert_eq!(s, 200, "{r1}");
-    let (s, r2) = app
-        .call(
-            Method::POST,
-            &path,
-            Some(json!({"grace_period_seconds": 3600})),
-        )
-        .await;
+    let (s, r2) = app.call(Method::POST, &path, Some(json!({"grace_period_seconds": 3600}))).await;
     assert_eq!(s, 200);
     let second = r1["signing_secret"].as_str().unwrap();
     let third = r2["signing_secret"].as_str().unwrap();
@@ -30,33 +24,14 @@ async fn rotation_keeps_earlier_secrets_signing_through_their_grace() {
     app.publish_received().await;
     let got = rx.wait_for("rot", 1).await.remove(0);
     let header = got.header("x-e2a-signature");
-    assert_eq!(
-        header.matches("v1=").count(),
-        3,
-        "rotating twice in a day invalidates nothing: {header}"
-    );
+    assert_eq!(header.matches("v1=").count(), 3, "rotating twice in a day invalidates nothing: {header}");
     for secret in [&first, second, third] {
-        assert!(verify_e2a(
-            header,
-            &got.body,
-            &SigningSecret::from_stored(secret.to_string())
-        ));
+        assert!(verify_e2a(header, &got.body, &SigningSecret::from_stored(secret.to_string())));
     }
-    let (s, _) = app
-        .call(
-            Method::POST,
-            &path,
-            Some(json!({"grace_period_seconds": 604_801})),
-        )
-        .await;
+    let (s, _) = app.call(Method::POST, &path, Some(json!({"grace_period_seconds": 604_801}))).await;
     assert_eq!(s, 400);
-    let (_, w) = app
-        .call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None)
-        .await;
-    assert!(
-        !w.to_string().contains("whsec_"),
-        "no secret outside create and rotate"
-    );
+    let (_, w) = app.call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None).await;
+    assert!(!w.to_string().contains("whsec_"), "no secret outside create and rotate");
 }
 
 #[tokio::test]
@@ -83,19 +58,11 @@ async fn rotation_with_the_same_idempotency_key_returns_the_same_secret() {
 #[tokio::test]
 async fn test_send_returns_the_delivery_and_with_wait_the_first_attempts_outcome() {
     let rx = Receiver::start().await;
-    rx.script(
-        "t",
-        vec![
-            Reply::status(200).body("hello"),
-            Reply::status(500).body("boom"),
-        ],
-    );
+    rx.script("t", vec![Reply::status(200).body("hello"), Reply::status(500).body("boom")]);
     let app = spawn_app().await;
     let (wh, _) = app.webhook(&rx.url("t")).await;
     let path = format!("/api/v1/webhooks/{wh}/test");
-    let (s, v) = app
-        .call(Method::POST, &format!("{path}?wait=true"), None)
-        .await;
+    let (s, v) = app.call(Method::POST, &format!("{path}?wait=true"), None).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["success"], true);
     assert_eq!(v["status_code"], 200);
@@ -104,11 +71,7 @@ async fn test_send_returns_the_delivery_and_with_wait_the_first_attempts_outcome
     let got = rx.wait_for("t", 1).await.remove(0);
     assert_eq!(got.json()["type"], "webhook.test");
     let (s, v) = app
-        .call(
-            Method::POST,
-            &format!("{path}?wait=true"),
-            Some(json!({"type": "email.sent", "data": {"x": 1}})),
-        )
+        .call(Method::POST, &format!("{path}?wait=true"), Some(json!({"type": "email.sent", "data": {"x": 1}})))
         .await;
     assert_eq!(s, 200);
     assert_eq!(v["success"], false);
@@ -116,12 +79,7 @@ async fn test_send_returns_the_delivery_and_with_wait_the_first_attempts_outcome
     let (s, v) = app.call(Method::POST, &path, None).await;
     assert_eq!(s, 202);
     assert!(v["delivery_id"].as_str().unwrap().starts_with("whd_"));
-    app.call(
-        Method::PATCH,
-        &format!("/api/v1/webhooks/{wh}"),
-        Some(json!({"enabled": false})),
-    )
-    .await;
+    app.call(Method::PATCH, &format!("/api/v1/webhooks/{wh}"), Some(json!({"enabled": false}))).await;
     let (s, _) = app.call(Method::POST, &path, None).await;
     assert_eq!(s, 409, "disabled webhook");
 }
@@ -145,27 +103,17 @@ async fn failing_webhooks_are_auto_disabled_and_re_enabling_waits_for_the_cooldo
         app.publish_received().await;
     }
     let w = eventually("webhook auto-disabled", || async {
-        let (_, w) = app
-            .call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None)
-            .await;
+        let (_, w) = app.call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None).await;
         (w["enabled"] == false).then_some(w)
     })
     .await;
     assert_eq!(w["disabled_reason"], "failing");
     assert!(w["auto_disabled_at"].is_string());
     let enable = Some(json!({"enabled": true}));
-    let (s, v) = app
-        .call(
-            Method::PATCH,
-            &format!("/api/v1/webhooks/{wh}"),
-            enable.clone(),
-        )
-        .await;
+    let (s, v) = app.call(Method::PATCH, &format!("/api/v1/webhooks/{wh}"), enable.clone()).await;
     assert_eq!(s, 409, "{v}");
     app.advance(Duration::from_secs(301));
-    let (s, v) = app
-        .call(Method::PATCH, &format!("/api/v1/webhooks/{wh}"), enable)
-        .await;
+    let (s, v) = app.call(Method::PATCH, &format!("/api/v1/webhooks/{wh}"), enable).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["enabled"], true);
     assert!(v.get("disabled_reason").is_none());
@@ -176,53 +124,25 @@ async fn recovery_redelivers_events_published_while_disabled() {
     let rx = Receiver::start().await;
     let app = spawn_app().await;
     let (wh, _) = app.webhook(&rx.url("rec")).await;
-    let since =
-        herald_domain::rfc3339(time::OffsetDateTime::now_utc() - time::Duration::seconds(5));
-    app.call(
-        Method::PATCH,
-        &format!("/api/v1/webhooks/{wh}"),
-        Some(json!({"enabled": false})),
-    )
-    .await;
+    let since = herald_domain::rfc3339(time::OffsetDateTime::now_utc() - time::Duration::seconds(5));
+    app.call(Method::PATCH, &format!("/api/v1/webhooks/{wh}"), Some(json!({"enabled": false}))).await;
     for _ in 0..3 {
         assert_eq!(app.publish_received().await["deliveries"], 0);
     }
-    app.call(
-        Method::PATCH,
-        &format!("/api/v1/webhooks/{wh}"),
-        Some(json!({"enabled": true})),
-    )
-    .await;
+    app.call(Method::PATCH, &format!("/api/v1/webhooks/{wh}"), Some(json!({"enabled": true}))).await;
     let path = format!("/api/v1/webhooks/{wh}/recover");
-    let (s, v) = app
-        .call(
-            Method::POST,
-            &path,
-            Some(json!({"since": since, "dry_run": true})),
-        )
-        .await;
+    let (s, v) = app.call(Method::POST, &path, Some(json!({"since": since, "dry_run": true}))).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v, json!({"count": 3, "dry_run": true}));
     assert!(rx.received("rec").is_empty());
-    let (s, v) = app
-        .call(Method::POST, &path, Some(json!({"since": since})))
-        .await;
+    let (s, v) = app.call(Method::POST, &path, Some(json!({"since": since}))).await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["count"], 3);
     rx.wait_for("rec", 3).await;
-    let r = app
-        .http
-        .post(app.url(&path))
-        .bearer_auth(KEY)
-        .json(&json!({"since": since}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.post(app.url(&path)).bearer_auth(KEY).json(&json!({"since": since})).send().await.unwrap();
     assert_eq!(r.status(), 429, "rate-limited per webhook");
     assert!(r.headers().get("retry-after").is_some());
-    let (s, _) = app
-        .call(Method::POST, &path, Some(json!({"since": "yesterday"})))
-        .await;
+    let (s, _) = app.call(Method::POST, &path, Some(json!({"since": "yesterday"}))).await;
     assert_eq!(s, 400);
 }
 
@@ -232,41 +152,20 @@ async fn the_events_log_lists_filters_and_shows_deliveries() {
     let app = spawn_app().await;
     app.webhook(&rx.url("log")).await;
     let a = app.publish_received().await;
-    let b = app
-        .publish(json!({"type": "email.sent", "data": {"k": "v"}}))
-        .await;
+    let b = app.publish(json!({"type": "email.sent", "data": {"k": "v"}})).await;
     let (s, v) = app.call(Method::GET, "/api/v1/events", None).await;
     assert_eq!(s, 200);
-    let ids: Vec<_> = v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].clone())
-        .collect();
+    let ids: Vec<_> = v["items"].as_array().unwrap().iter().map(|e| e["id"].clone()).collect();
     assert_eq!(ids, vec![b["id"].clone(), a["id"].clone()]);
-    let (_, v) = app
-        .call(Method::GET, "/api/v1/events?type=email.sent", None)
-        .await;
+    let (_, v) = app.call(Method::GET, "/api/v1/events?type=email.sent", None).await;
     assert_eq!(v["items"].as_array().unwrap().len(), 1);
     assert_eq!(v["items"][0]["data"], json!({"k": "v"}));
     let (_, v) = app.call(Method::GET, "/api/v1/events?limit=1", None).await;
     assert!(v["next_cursor"].is_string());
-    let (s, e) = app
-        .call(
-            Method::GET,
-            &format!("/api/v1/events/{}", a["id"].as_str().unwrap()),
-            None,
-        )
-        .await;
+    let (s, e) = app.call(Method::GET, &format!("/api/v1/events/{}", a["id"].as_str().unwrap()), None).await;
     assert_eq!(s, 200);
     assert_eq!(e["delivery_log"].as_array().unwrap().len(), 1);
-    let (s, _) = app
-        .call(
-            Method::GET,
-            "/api/v1/events/evt_00000000000000000000000000000000",
-            None,
-        )
-        .await;
+    let (s, _) = app.call(Method::GET, "/api/v1/events/evt_00000000000000000000000000000000", None).await;
     assert_eq!(s, 404);
 }
 
@@ -275,42 +174,17 @@ async fn custom_event_types_can_be_registered_subscribed_and_published() {
     let rx = Receiver::start().await;
     let app = spawn_app().await;
     let (s, v) = app
-        .call(
-            Method::POST,
-            "/api/v1/event-types",
-            Some(json!({"name": "invoice.paid", "description": "paid"})),
-        )
+        .call(Method::POST, "/api/v1/event-types", Some(json!({"name": "invoice.paid", "description": "paid"})))
         .await;
     assert_eq!(s, 201, "{v}");
-    let (s, _) = app
-        .call(
-            Method::POST,
-            "/api/v1/event-types",
-            Some(json!({"name": "invoice.paid"})),
-        )
-        .await;
+    let (s, _) = app.call(Method::POST, "/api/v1/event-types", Some(json!({"name": "invoice.paid"}))).await;
     assert_eq!(s, 409);
-    let (s, _) = app
-        .call(
-            Method::POST,
-            "/api/v1/event-types",
-            Some(json!({"name": "email.sent"})),
-        )
-        .await;
+    let (s, _) = app.call(Method::POST, "/api/v1/event-types", Some(json!({"name": "email.sent"}))).await;
     assert_eq!(s, 400);
     let (_, list) = app.call(Method::GET, "/api/v1/event-types", None).await;
-    assert!(
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|t| t["name"] == "invoice.paid" && t["built_in"] == false)
-    );
-    app.create_webhook(json!({"url": rx.url("inv"), "events": ["invoice.paid"]}))
-        .await;
-    let ev = app
-        .publish(json!({"type": "invoice.paid", "data": {"amount": 5}}))
-        .await;
+    assert!(list["items"].as_array().unwrap().iter().any(|t| t["name"] == "invoice.paid" && t["built_in"] == false));
+    app.create_webhook(json!({"url": rx.url("inv"), "events": ["invoice.paid"]})).await;
+    let ev = app.publish(json!({"type": "invoice.paid", "data": {"amount": 5}})).await;
     assert_eq!(ev["deliveries"], 1);
     rx.wait_for("inv", 1).await;
 }

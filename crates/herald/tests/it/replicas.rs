@@ -34,11 +34,7 @@ async fn three_replicas_share_1200_deliveries_with_no_duplicates_and_no_losses()
     };
     let rx = Receiver::start().await;
     let apps = replicas(&db, 3, |_| {}).await;
-    apps[0]
-        .create_webhook(
-            json!({"url": rx.url("many"), "events": ["email.received"], "max_in_flight": 16}),
-        )
-        .await;
+    apps[0].create_webhook(json!({"url": rx.url("many"), "events": ["email.received"], "max_in_flight": 16})).await;
     let mut tasks = Vec::new();
     for t in 0..12 {
         let (addr, http) = (apps[t % 3].addr, apps[t % 3].http.clone());
@@ -85,11 +81,7 @@ async fn the_per_webhook_cap_holds_across_replicas() {
     let rx = Receiver::start().await;
     rx.always("capped", Reply::status(200).gated());
     let apps = replicas(&db, 3, |_| {}).await;
-    apps[0]
-        .create_webhook(
-            json!({"url": rx.url("capped"), "events": ["email.received"], "max_in_flight": 2}),
-        )
-        .await;
+    apps[0].create_webhook(json!({"url": rx.url("capped"), "events": ["email.received"], "max_in_flight": 2})).await;
     for i in 0..12 {
         apps[i % 3].publish_received().await;
     }
@@ -100,11 +92,7 @@ async fn the_per_webhook_cap_holds_across_replicas() {
     }
     rx.open_gate();
     rx.wait_for("capped", 12).await;
-    assert_eq!(
-        rx.max_in_flight("capped"),
-        2,
-        "never more than 2 in flight across 3 replicas"
-    );
+    assert_eq!(rx.max_in_flight("capped"), 2, "never more than 2 in flight across 3 replicas");
     db.drop_now().await;
 }
 
@@ -115,17 +103,10 @@ async fn a_publish_by_another_process_is_delivered_without_waiting_for_the_poll(
     };
     let rx = Receiver::start().await;
     let apps = replicas(&db, 1, |s| s.poll_interval = Duration::from_secs(3600)).await;
-    apps[0]
-        .create_webhook(json!({"url": rx.url("woken"), "events": ["email.received"]}))
-        .await;
+    apps[0].create_webhook(json!({"url": rx.url("woken"), "events": ["email.received"]})).await;
     // A second process: its own store, its own pool, no engine.
-    let other = herald_store_postgres::PgStore::open(&db.url, &Default::default())
-        .await
-        .unwrap();
-    let account = herald_store::Store::account_by_name(&other, "default")
-        .await
-        .unwrap()
-        .unwrap();
+    let other = herald_store_postgres::PgStore::open(&db.url, &Default::default()).await.unwrap();
+    let account = herald_store::Store::account_by_name(&other, "default").await.unwrap().unwrap();
     let id = herald_domain::EventId::generate();
     let now = time::OffsetDateTime::now_utc();
     let data = serde_json::value::RawValue::from_string("{}".into()).unwrap();
@@ -158,8 +139,7 @@ async fn a_killed_replicas_leased_work_is_completed_by_another_after_the_lease()
     let rx = Receiver::start().await;
     rx.always("kr", Reply::status(200).gated());
     let dir = tempfile::tempdir().unwrap();
-    let (mut a, base) =
-        crate::crash::start_binary_with(dir.path(), &[("HERALD_DATABASE_URL", &db.url)]).await;
+    let (mut a, base) = crate::crash::start_binary_with(dir.path(), &[("HERALD_DATABASE_URL", &db.url)]).await;
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{base}/api/v1/webhooks"))
@@ -190,11 +170,8 @@ async fn a_killed_replicas_leased_work_is_completed_by_another_after_the_lease()
     // Replica B (lease 2 s, like A) finishes everything, A's leased rows after their lease.
     let b = replicas(&db, 1, |s| s.lease = Duration::from_secs(2)).await;
     let got = eventually("every acknowledged event delivered", || async {
-        let got: std::collections::HashSet<String> = rx
-            .received("kr")
-            .iter()
-            .map(|r| r.header("webhook-id").to_owned())
-            .collect();
+        let got: std::collections::HashSet<String> =
+            rx.received("kr").iter().map(|r| r.header("webhook-id").to_owned()).collect();
         (got.len() == ids.len()).then_some(got)
     })
     .await;

@@ -47,10 +47,7 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
     pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
@@ -69,12 +66,7 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Self {
-            status,
-            headers: Vec::new(),
-            body: String::new(),
-            gated: false,
-        }
+        Self { status, headers: Vec::new(), body: String::new(), gated: false }
     }
     pub fn header(mut self, k: &'static str, v: &str) -> Self {
         self.headers.push((k, v.to_owned()));
@@ -130,11 +122,7 @@ async fn receive(
         let mx = m.entry(path.clone()).or_default();
         *mx = (*mx).max(*n);
     }
-    st.received.lock().unwrap().push(Received {
-        path: path.clone(),
-        headers,
-        body: body.to_vec(),
-    });
+    st.received.lock().unwrap().push(Received { path: path.clone(), headers, body: body.to_vec() });
     st.arrived.notify_waiters();
     if reply.gated {
         loop {
@@ -156,9 +144,7 @@ async fn receive(
 impl Receiver {
     pub async fn start() -> Self {
         let state = Arc::new(ReceiverState::default());
-        let app = axum::Router::new()
-            .route("/{path}", axum::routing::post(receive))
-            .with_state(state.clone());
+        let app = axum::Router::new().route("/{path}", axum::routing::post(receive)).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -170,21 +156,11 @@ impl Receiver {
     }
 
     pub fn script(&self, path: &str, replies: Vec<Reply>) {
-        self.state
-            .script
-            .lock()
-            .unwrap()
-            .entry(path.into())
-            .or_default()
-            .extend(replies);
+        self.state.script.lock().unwrap().entry(path.into()).or_default().extend(replies);
     }
 
     pub fn always(&self, path: &str, reply: Reply) {
-        self.state
-            .default
-            .lock()
-            .unwrap()
-            .insert(path.into(), reply);
+        self.state.default.lock().unwrap().insert(path.into(), reply);
     }
 
     pub fn open_gate(&self) {
@@ -193,24 +169,11 @@ impl Receiver {
     }
 
     pub fn received(&self, path: &str) -> Vec<Received> {
-        self.state
-            .received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
+        self.state.received.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
     }
 
     pub fn max_in_flight(&self, path: &str) -> usize {
-        self.state
-            .max_in_flight
-            .lock()
-            .unwrap()
-            .get(path)
-            .copied()
-            .unwrap_or(0)
+        self.state.max_in_flight.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
     /// Waits until `path` has received at least `n` requests.
@@ -253,12 +216,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Self {
-            manual_clock: false,
-            lookup: None,
-            tweak: Box::new(|_| {}),
-            wrap_store: None,
-        }
+        Self { manual_clock: false, lookup: None, tweak: Box::new(|_| {}), wrap_store: None }
     }
 }
 
@@ -270,35 +228,18 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut settings = test_settings(dir.path());
     (opts.tweak)(&mut settings);
-    let clock = opts
-        .manual_clock
-        .then(|| Arc::new(ManualClock::starting_now()));
+    let clock = opts.manual_clock.then(|| Arc::new(ManualClock::starting_now()));
     let deps = Deps {
-        clock: clock
-            .clone()
-            .map(|c| c as Arc<dyn Clock>)
-            .unwrap_or_else(|| Arc::new(herald_domain::SystemClock)),
-        lookup: opts
-            .lookup
-            .map(|l| Arc::new(l) as Arc<dyn herald_delivery::Lookup>),
+        clock: clock.clone().map(|c| c as Arc<dyn Clock>).unwrap_or_else(|| Arc::new(herald_domain::SystemClock)),
+        lookup: opts.lookup.map(|l| Arc::new(l) as Arc<dyn herald_delivery::Lookup>),
         wrap_store: opts.wrap_store,
     };
-    let app = Application::build(settings, deps)
-        .await
-        .expect("app builds");
+    let app = Application::build(settings, deps).await.expect("app builds");
     let addr = app.local_addr();
     let store = app.store();
     let cancel = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(cancel.clone()));
-    TestApp {
-        addr,
-        http: reqwest::Client::new(),
-        clock,
-        cancel,
-        store,
-        _dir: dir,
-        task: Some(task),
-    }
+    TestApp { addr, http: reqwest::Client::new(), clock, cancel, store, _dir: dir, task: Some(task) }
 }
 
 impl TestApp {
@@ -306,22 +247,11 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         self.call_as(KEY, method, path, body).await
     }
 
-    pub async fn call_as(
-        &self,
-        key: &str,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn call_as(&self, key: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
         let mut req = self.http.request(method, self.url(path)).bearer_auth(key);
         if let Some(b) = body {
             req = req.json(&b);
@@ -329,75 +259,46 @@ impl TestApp {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     pub async fn create_webhook(&self, body: Value) -> Value {
-        let (status, v) = self
-            .call(reqwest::Method::POST, "/api/v1/webhooks", Some(body))
-            .await;
+        let (status, v) = self.call(reqwest::Method::POST, "/api/v1/webhooks", Some(body)).await;
         assert_eq!(status, 201, "{v}");
         v
     }
 
     /// A webhook for `email.received` at `url`; returns (id, secret).
     pub async fn webhook(&self, url: &str) -> (String, String) {
-        let v = self
-            .create_webhook(json!({"url": url, "events": ["email.received"]}))
-            .await;
-        (
-            v["id"].as_str().unwrap().into(),
-            v["signing_secret"].as_str().unwrap().into(),
-        )
+        let v = self.create_webhook(json!({"url": url, "events": ["email.received"]})).await;
+        (v["id"].as_str().unwrap().into(), v["signing_secret"].as_str().unwrap().into())
     }
 
     pub async fn publish(&self, body: Value) -> Value {
-        let (status, v) = self
-            .call(reqwest::Method::POST, "/api/v1/events", Some(body))
-            .await;
+        let (status, v) = self.call(reqwest::Method::POST, "/api/v1/events", Some(body)).await;
         assert_eq!(status, 202, "{v}");
         v
     }
 
     pub async fn publish_received(&self) -> Value {
-        self.publish(json!({"type": "email.received", "data": {"n": 1}}))
-            .await
+        self.publish(json!({"type": "email.received", "data": {"n": 1}})).await
     }
 
     pub async fn deliveries(&self, webhook: &str) -> Vec<Value> {
-        let (s, v) = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/v1/webhooks/{webhook}/deliveries?limit=100"),
-                None,
-            )
-            .await;
+        let (s, v) =
+            self.call(reqwest::Method::GET, &format!("/api/v1/webhooks/{webhook}/deliveries?limit=100"), None).await;
         assert_eq!(s, 200, "{v}");
         v["items"].as_array().unwrap().clone()
     }
 
     pub async fn delivery(&self, id: &str) -> Value {
-        let (s, v) = self
-            .call(
-                reqwest::Method::GET,
-                &format!("/api/v1/deliveries/{id}"),
-                None,
-            )
-            .await;
+        let (s, v) = self.call(reqwest::Method::GET, &format!("/api/v1/deliveries/{id}"), None).await;
         assert_eq!(s, 200, "{v}");
         v
     }
 
     /// Waits until the webhook's only delivery satisfies `pred`; returns it.
-    pub async fn wait_delivery(
-        &self,
-        webhook: &str,
-        what: &str,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Value {
+    pub async fn wait_delivery(&self, webhook: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         eventually(what, || async {
             let ds = self.deliveries(webhook).await;
             let d = ds.first()?.clone();
