@@ -44,6 +44,10 @@ pub struct ApiConfig {
     pub reenable_cooldown: std::time::Duration,
     /// One recovery per webhook per this interval (429 otherwise).
     pub recover_interval: std::time::Duration,
+    /// Per-account limits (per minute) on test sends, rotations and recoveries.
+    pub test_sends_per_minute: u32,
+    pub rotations_per_minute: u32,
+    pub recoveries_per_minute: u32,
     /// How long `?wait=true` on a test send waits for the first attempt.
     pub test_wait: std::time::Duration,
 }
@@ -59,6 +63,9 @@ impl Default for ApiConfig {
             reenable_cooldown: std::time::Duration::from_secs(300),
             recover_interval: std::time::Duration::from_secs(60),
             test_wait: std::time::Duration::from_secs(20),
+            test_sends_per_minute: 30,
+            rotations_per_minute: 10,
+            recoveries_per_minute: 10,
         }
     }
 }
@@ -72,7 +79,7 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) keys: Arc<auth::KeyCache>,
-    pub(crate) recoveries: Arc<ratelimit::OnePer>,
+    pub(crate) limits: Arc<ratelimit::Limits>,
 }
 
 impl AppState {
@@ -87,10 +94,10 @@ impl AppState {
             store,
             clock,
             targets,
+            limits: Arc::new(ratelimit::Limits::new(&config)),
             config: Arc::new(config),
             metrics,
             keys: Arc::default(),
-            recoveries: Arc::default(),
         }
     }
 }

@@ -58,6 +58,7 @@ pub async fn rotate_secret(
         return Err(ApiError::field("grace_period_seconds", "must be between 0 and 604800 (7 days)"));
     }
     let key = idempotency_key(&headers)?;
+    crate::ratelimit::check(&s.limits.rotate_per_account, account.id.as_str())?;
     let now = s.clock.now();
     let scope = format!("rotate:{id}");
     if let Some(k) = &key {
@@ -124,6 +125,7 @@ pub async fn test_webhook(
     if !webhook.enabled {
         return Err(ApiError::Conflict("the webhook is disabled; enable it to send a test".into()));
     }
+    crate::ratelimit::check(&s.limits.test_per_account, account.id.as_str())?;
     let ty = input.event_type.unwrap_or_else(|| "webhook.test".into());
     let known = match EventType::parse(&ty) {
         Some(t) if t.is_built_in() => true,
@@ -217,10 +219,9 @@ pub async fn recover_webhook(
         return Err(ApiError::field("since", "must be before until"));
     }
     s.store.get_webhook(&account.id, &wh).await?.ok_or(ApiError::NotFound("webhook"))?;
-    if !input.dry_run
-        && let Err(wait) = s.recoveries.try_start(wh.as_str(), s.config.recover_interval)
-    {
-        return Err(ApiError::TooManyRequests(wait));
+    if !input.dry_run {
+        crate::ratelimit::check(&s.limits.recover_per_account, account.id.as_str())?;
+        crate::ratelimit::check(&s.limits.recover_per_webhook, wh.as_str())?;
     }
     let count = s
         .store

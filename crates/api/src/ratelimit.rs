@@ -1,28 +1,46 @@
-//! "At most one per key per interval" (recovery per webhook). A timestamp per key is all
-//! this needs; a token-bucket crate would add nothing for a burst of one.
+//! Rate limits (GCRA via `governor`): per account on test sends, rotations and recoveries,
+//! and one recovery per webhook per interval. Exceeding one answers 429 with `Retry-After`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use crate::ApiConfig;
+use crate::problem::ApiError;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use std::num::NonZeroU32;
+use std::time::Duration;
 
-#[derive(Default)]
-pub(crate) struct OnePer(Mutex<HashMap<String, Instant>>);
+type Keyed = DefaultKeyedRateLimiter<String>;
 
-impl OnePer {
-    /// Starts one for `key` unless one started less than `interval` ago (then: how long to wait).
-    pub(crate) fn try_start(&self, key: &str, interval: Duration) -> Result<(), Duration> {
-        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if let Some(last) = m.get(key) {
-            let since = now.duration_since(*last);
-            if since < interval {
-                return Err(interval - since);
-            }
+pub(crate) struct Limits {
+    pub recover_per_webhook: Keyed,
+    pub recover_per_account: Keyed,
+    pub test_per_account: Keyed,
+    pub rotate_per_account: Keyed,
+}
+
+fn per_minute(n: u32) -> Keyed {
+    Keyed::keyed(Quota::per_minute(NonZeroU32::new(n.max(1)).expect("at least 1")))
+}
+
+fn one_per(period: Duration) -> Keyed {
+    let q = Quota::with_period(period.max(Duration::from_millis(1))).expect("a positive period");
+    Keyed::keyed(q)
+}
+
+impl Limits {
+    pub(crate) fn new(c: &ApiConfig) -> Self {
+        Self {
+            recover_per_webhook: one_per(c.recover_interval),
+            recover_per_account: per_minute(c.recoveries_per_minute),
+            test_per_account: per_minute(c.test_sends_per_minute),
+            rotate_per_account: per_minute(c.rotations_per_minute),
         }
-        if m.len() > 100_000 {
-            m.retain(|_, t| now.duration_since(*t) < interval);
-        }
-        m.insert(key.to_owned(), now);
-        Ok(())
     }
+}
+
+/// Takes one from `limiter` for `key`, or says how long to wait.
+pub(crate) fn check(limiter: &Keyed, key: &str) -> Result<(), ApiError> {
+    limiter.check_key(&key.to_owned()).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        ApiError::TooManyRequests(wait.max(Duration::from_secs(1)))
+    })
 }

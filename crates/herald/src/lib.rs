@@ -162,6 +162,9 @@ impl Application {
                 webhooks_per_account: settings.max_webhooks_per_account,
                 reenable_cooldown: settings.reenable_cooldown,
                 recover_interval: settings.recover_interval,
+                test_sends_per_minute: settings.test_sends_per_minute,
+                rotations_per_minute: settings.rotations_per_minute,
+                recoveries_per_minute: settings.recoveries_per_minute,
                 ..ApiConfig::default()
             },
             metrics_handle(),

@@ -85,6 +85,15 @@ pub struct Settings {
     /// One recovery per webhook per this interval (429 otherwise).
     #[arg(long, env = "HERALD_RECOVER_INTERVAL", default_value = "1m", value_parser = duration)]
     pub recover_interval: Duration,
+    /// Per-account limit on test sends.
+    #[arg(long, env = "HERALD_TEST_SENDS_PER_MINUTE", default_value_t = 30)]
+    pub test_sends_per_minute: u32,
+    /// Per-account limit on secret rotations.
+    #[arg(long, env = "HERALD_ROTATIONS_PER_MINUTE", default_value_t = 10)]
+    pub rotations_per_minute: u32,
+    /// Per-account limit on recoveries.
+    #[arg(long, env = "HERALD_RECOVERIES_PER_MINUTE", default_value_t = 10)]
+    pub recoveries_per_minute: u32,
     /// Most webhooks one account may have.
     #[arg(long, env = "HERALD_MAX_WEBHOOKS_PER_ACCOUNT", default_value_t = 50)]
     pub max_webhooks_per_account: u32,

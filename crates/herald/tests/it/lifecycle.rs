@@ -188,3 +188,29 @@ async fn custom_event_types_can_be_registered_subscribed_and_published() {
     assert_eq!(ev["deliveries"], 1);
     rx.wait_for("inv", 1).await;
 }
+
+#[tokio::test]
+async fn test_sends_and_rotations_are_rate_limited_per_account() {
+    let app = spawn_app_with(Options {
+        tweak: Box::new(|s| {
+            s.test_sends_per_minute = 2;
+            s.rotations_per_minute = 1;
+        }),
+        ..Default::default()
+    })
+    .await;
+    let (wh, _) = app.webhook("http://127.0.0.1:9/rl").await;
+    let test = format!("/api/v1/webhooks/{wh}/test");
+    for _ in 0..2 {
+        let (s, _) = app.call(Method::POST, &test, None).await;
+        assert_eq!(s, 202);
+    }
+    let r = app.http.post(app.url(&test)).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let rotate = format!("/api/v1/webhooks/{wh}/rotate-secret");
+    assert_eq!(app.call(Method::POST, &rotate, None).await.0, 200);
+    assert_eq!(app.call(Method::POST, &rotate, None).await.0, 429);
+}
