@@ -44,8 +44,8 @@ pub async fn create_event(
             None
         }
     };
-    if !input.data.get().trim_start().starts_with('{') {
-        errs.push(FieldError { field: "data".into(), message: "must be a JSON object".into() });
+    if let Err(m) = check_data(&input.data) {
+        errs.push(FieldError { field: "data".into(), message: m.into() });
     }
     short_text("idempotency_key", &input.idempotency_key, 255, &mut errs);
     short_text("agent_id", &input.agent_id, 320, &mut errs);
@@ -85,4 +85,17 @@ pub async fn create_event(
             deliveries: published.deliveries,
         }),
     ))
+}
+
+/// `data` must be a JSON object with valid string escapes. The raw form skips escapes, so
+/// it is decoded once when there are any: a lone surrogate never reaches receivers.
+pub(crate) fn check_data(data: &serde_json::value::RawValue) -> Result<(), &'static str> {
+    let text = data.get();
+    if !text.trim_start().starts_with('{') {
+        return Err("must be a JSON object");
+    }
+    if text.contains("\\u") && serde_json::from_str::<serde_json::Value>(text).is_err() {
+        return Err("contains an invalid \\u escape");
+    }
+    Ok(())
 }

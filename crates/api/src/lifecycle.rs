@@ -138,9 +138,7 @@ pub async fn test_webhook(
     let default_data =
         RawValue::from_string(r#"{"message":"test event from herald"}"#.into()).map_err(|_| ApiError::Internal)?;
     let data = input.data.unwrap_or(default_data);
-    if !data.get().trim_start().starts_with('{') {
-        return Err(ApiError::field("data", "must be a JSON object"));
-    }
+    crate::events::check_data(&data).map_err(|m| ApiError::field("data", m))?;
     let event_id = EventId::generate();
     let now = s.clock.now();
     let new = NewEvent {

@@ -268,3 +268,117 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
     let html = r.text().await.unwrap();
     assert!(!html.contains("cdn.") && !html.contains("unpkg"), "the reference is served from the binary");
 }
+
+#[tokio::test]
+async fn hostile_bodies_get_a_4xx_problem_and_never_a_5xx() {
+    let app = spawn_app().await;
+    let deep = format!("{{\"type\":\"email.sent\",\"data\":{}{}}}", "{\"a\":".repeat(200), "}".repeat(201));
+    let bodies: Vec<Vec<u8>> = vec![
+        deep.into_bytes(),
+        b"\xff\xfe{\"type\":\"email.sent\"}".to_vec(),
+        br#"{"type":"email.sent","data":{"x":"\ud800"}}"#.to_vec(),
+        br#"{"type":5,"data":{}}"#.to_vec(),
+        br#"{"type":"email.sent","data":{},"labels":"x"}"#.to_vec(),
+        br#"{"type":"email.sent","data":{},"agent_id":""}"#.to_vec(),
+        format!(r#"{{"type":"email.sent","data":{{}},"idempotency_key":"{}"}}"#, "k".repeat(300)).into_bytes(),
+        br#"[]"#.to_vec(),
+        br#"null"#.to_vec(),
+        b"".to_vec(),
+    ];
+    for body in bodies {
+        for path in ["/api/v1/events", "/api/v1/webhooks", "/api/v1/event-types"] {
+            let r = app
+                .http
+                .post(app.url(path))
+                .bearer_auth(KEY)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            assert!((400..500).contains(&status), "{path} {:?} → {status}", String::from_utf8_lossy(&body));
+            assert_eq!(r.headers()["content-type"], "application/problem+json");
+        }
+    }
+    let (_, list) = app.call(Method::GET, "/api/v1/events", None).await;
+    assert!(list["items"].as_array().unwrap().is_empty(), "nothing was written");
+    let url_with_crlf = json!({"url": "http://127.0.0.1:9/a\r\nX-Injected: 1", "events": ["email.sent"]});
+    assert_eq!(app.call(Method::POST, "/api/v1/webhooks", Some(url_with_crlf)).await.0, 400);
+}
+
+#[tokio::test]
+async fn secrets_and_keys_never_reach_the_logs_even_at_debug() {
+    use tokio::io::AsyncReadExt;
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("serve")
+        .env("HERALD_LISTEN", "127.0.0.1:0")
+        .env("HERALD_DATA_DIR", dir.path())
+        .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")
+        .env("HERALD_BOOTSTRAP_API_KEY", KEY)
+        .env("RUST_LOG", "debug")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let base = loop {
+        line.clear();
+        tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line).await.unwrap();
+        if let Some(a) = line.trim().strip_prefix("herald listening on ") {
+            break a.to_owned();
+        }
+    };
+    let http = reqwest::Client::new();
+    let w: serde_json::Value = http
+        .post(format!("{base}/api/v1/webhooks"))
+        .bearer_auth(KEY)
+        .json(&json!({"url": rx.url("log"), "events": ["email.received"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = w["id"].as_str().unwrap();
+    let mut secrets = vec![w["signing_secret"].as_str().unwrap().to_owned()];
+    let r: serde_json::Value = http
+        .post(format!("{base}/api/v1/webhooks/{id}/rotate-secret"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    secrets.push(r["signing_secret"].as_str().unwrap().to_owned());
+    http.post(format!("{base}/api/v1/events"))
+        .bearer_auth(KEY)
+        .json(&json!({"type": "email.received", "data": {"n": 1}}))
+        .send()
+        .await
+        .unwrap();
+    http.post(format!("{base}/api/v1/webhooks/{id}/test?wait=true")).bearer_auth(KEY).send().await.unwrap();
+    rx.wait_for("log", 2).await;
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let mut logs = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).await.unwrap();
+    logs.push_str(&out);
+    assert!(logs.contains("DEBUG"), "debug logging was on");
+    for s in &secrets {
+        assert!(!logs.contains(s.as_str()), "a signing secret appeared in the logs");
+        assert!(!logs.contains(&s[6..]), "a signing secret's hex appeared in the logs");
+    }
+    assert!(!logs.contains(&KEY[3..]), "the API key appeared in the logs");
+    for s in &secrets {
+        assert!(!metrics.contains(&s[6..]), "a signing secret appeared in the metrics");
+    }
+}
