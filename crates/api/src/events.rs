@@ -99,3 +99,42 @@ pub(crate) fn check_data(data: &serde_json::value::RawValue) -> Result<(), &'sta
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::check_data;
+    use crate::dto::EventIn;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".{0,20}".prop_map(serde_json::Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map(".{0,8}", inner, 0..8)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn fuzz_event_bodies_never_panic_the_parser(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok(ev) = serde_json::from_slice::<EventIn>(&bytes) {
+                let _ = check_data(&ev.data);
+            }
+        }
+
+        #[test]
+        fn fuzz_any_json_object_is_accepted_as_data_and_anything_else_is_not(v in json_value()) {
+            let text = serde_json::to_string(&v).unwrap();
+            let raw = serde_json::value::RawValue::from_string(text).unwrap();
+            prop_assert_eq!(check_data(&raw).is_ok(), v.is_object());
+        }
+    }
+}

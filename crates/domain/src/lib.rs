@@ -10,6 +10,8 @@ pub mod clock;
 pub mod delivery;
 pub mod envelope;
 pub mod event_type;
+#[cfg(test)]
+mod fuzz;
 pub mod ids;
 pub mod ip_policy;
 pub mod retry;
