@@ -74,11 +74,17 @@ pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle>
 /// Opens the store named by the settings.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let url = settings.database_url();
+    let cipher = match &settings.secret_key {
+        Some(k) => Some(Arc::new(herald_store::codec::SecretCipher::from_key_text(k).map_err(anyhow::Error::msg)?)),
+        None => None,
+    };
     if url.starts_with("sqlite:") {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
-        let store =
-            SqliteStore::open(&url, settings.sqlite_durability()).await.with_context(|| format!("opening {url}"))?;
+        let store = SqliteStore::open(&url, settings.sqlite_durability())
+            .await
+            .with_context(|| format!("opening {url}"))?
+            .with_cipher(cipher);
         Ok(Arc::new(store))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         let pg = herald_store_postgres::PgSettings {
@@ -88,7 +94,8 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
         };
         let store = herald_store_postgres::PgStore::open(&url, &pg)
             .await
-            .context("opening PostgreSQL (check HERALD_DATABASE_URL)")?;
+            .context("opening PostgreSQL (check HERALD_DATABASE_URL)")?
+            .with_cipher(cipher);
         Ok(Arc::new(store))
     } else {
         anyhow::bail!("unsupported database URL {url:?}: expected sqlite:// or postgres://")

@@ -97,6 +97,9 @@ pub struct Settings {
     /// Most webhooks one account may have.
     #[arg(long, env = "HERALD_MAX_WEBHOOKS_PER_ACCOUNT", default_value_t = 50)]
     pub max_webhooks_per_account: u32,
+    /// Encrypt signing secrets at rest with this 32-byte key (64 hex characters or base64).
+    #[arg(long, env = "HERALD_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
     /// Key of the `default` account created on first start (else one is generated and printed).
     #[arg(long, env = "HERALD_BOOTSTRAP_API_KEY", hide_env_values = true)]
     pub bootstrap_api_key: Option<String>,

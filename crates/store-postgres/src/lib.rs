@@ -55,6 +55,7 @@ pub struct PgStore {
     signal: Arc<Notify>,
     /// Stops the LISTEN task when the last clone of the store is dropped.
     _listening: Arc<tokio_util::sync::DropGuard>,
+    cipher: Option<Arc<herald_store::codec::SecretCipher>>,
 }
 
 fn unavailable(e: sqlx::Error) -> StoreError {
@@ -64,7 +65,7 @@ fn unavailable(e: sqlx::Error) -> StoreError {
     }
 }
 
-use herald_store::codec::{parse_json, secret_set, to_json as json};
+use herald_store::codec::{parse_json, to_json as json};
 
 macro_rules! webhook_columns {
     () => {
@@ -103,7 +104,13 @@ impl PgStore {
         let signal = Arc::new(Notify::new());
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(listener::listen(pool.clone(), signal.clone(), stop.clone()));
-        Ok(Self { pool, signal, _listening: Arc::new(stop.drop_guard()) })
+        Ok(Self { pool, signal, _listening: Arc::new(stop.drop_guard()), cipher: None })
+    }
+
+    /// Encrypts signing secrets at rest with `cipher` from now on.
+    pub fn with_cipher(mut self, cipher: Option<Arc<herald_store::codec::SecretCipher>>) -> Self {
+        self.cipher = cipher;
+        self
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
@@ -234,7 +241,7 @@ impl Store for PgStore {
         .bind(json(&new.filters))
         .bind(new.enabled)
         .bind(i64::from(new.max_in_flight))
-        .bind(new.secret.expose())
+        .bind(herald_store::codec::seal(self.cipher.as_deref(), new.secret.expose()))
         .bind(now)
         .execute(&mut *tx)
         .await
@@ -614,7 +621,8 @@ impl Store for PgStore {
         tx.commit().await.map_err(unavailable)?;
         let mut by_id = std::collections::HashMap::new();
         for t in &targets {
-            let secrets = secret_set(get(t, 2)?, &get::<String>(t, 3)?)?;
+            let secrets =
+                herald_store::codec::open_secret_set(self.cipher.as_deref(), get(t, 2)?, &get::<String>(t, 3)?)?;
             by_id.insert(get::<String>(t, 0)?, (get::<String>(t, 1)?, secrets));
         }
         rows.iter()
@@ -842,7 +850,7 @@ impl Store for PgStore {
             keep,
         )?;
         sqlx::query("UPDATE webhooks SET secret = $1, previous_secrets = $2, updated_at = $3 WHERE id = $4")
-            .bind(new_secret.expose())
+            .bind(herald_store::codec::seal(self.cipher.as_deref(), new_secret.expose()))
             .bind(previous)
             .bind(to_millis(now))
             .bind(id.as_str())

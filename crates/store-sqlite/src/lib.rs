@@ -41,6 +41,7 @@ pub struct SqliteStore {
     read: SqlitePool,
     signal: Arc<Notify>,
     publisher: mpsc::UnboundedSender<PublishJob>,
+    cipher: Option<Arc<herald_store::codec::SecretCipher>>,
 }
 
 /// One publish waiting for the group commit.
@@ -89,7 +90,13 @@ impl SqliteStore {
         let signal = Arc::new(Notify::new());
         let (publisher, jobs) = mpsc::unbounded_channel();
         tokio::spawn(publish_loop(write.clone(), signal.clone(), jobs));
-        Ok(Self { write, read, signal, publisher })
+        Ok(Self { write, read, signal, publisher, cipher: None })
+    }
+
+    /// Encrypts signing secrets at rest with `cipher` from now on.
+    pub fn with_cipher(mut self, cipher: Option<Arc<herald_store::codec::SecretCipher>>) -> Self {
+        self.cipher = cipher;
+        self
     }
 
     /// Applies migrations only (`herald migrate`).
@@ -106,7 +113,7 @@ impl SqliteStore {
     }
 }
 
-use herald_store::codec::{parse_json, secret_set, to_json as json};
+use herald_store::codec::{parse_json, to_json as json};
 
 macro_rules! webhook_columns {
     () => {
@@ -228,7 +235,7 @@ impl Store for SqliteStore {
         .bind(json(&new.filters))
         .bind(new.enabled)
         .bind(i64::from(new.max_in_flight))
-        .bind(new.secret.expose())
+        .bind(herald_store::codec::seal(self.cipher.as_deref(), new.secret.expose()))
         .bind(now)
         .bind(now)
         .execute(&mut *tx)
@@ -526,7 +533,7 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?;
             left -= rows.len() as i64;
-            let secrets = secret_set(secret, &prev)?;
+            let secrets = herald_store::codec::open_secret_set(self.cipher.as_deref(), secret, &prev)?;
             for r in &rows {
                 claimed.push(Claimed {
                     delivery_id: DeliveryId::from_trusted(get(r, 0)?),
@@ -741,7 +748,7 @@ impl Store for SqliteStore {
             keep,
         )?;
         sqlx::query("UPDATE webhooks SET secret = ?, previous_secrets = ?, updated_at = ? WHERE id = ?")
-            .bind(new_secret.expose())
+            .bind(herald_store::codec::seal(self.cipher.as_deref(), new_secret.expose()))
             .bind(previous)
             .bind(to_millis(now))
             .bind(id.as_str())

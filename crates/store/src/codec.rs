@@ -50,3 +50,109 @@ pub fn pruned(previous_json: &str, now: i64) -> StoreResult<Option<String>> {
     prev.retain(|p| p.expires_at > now);
     Ok((prev.len() != before).then(|| to_json(&prev)))
 }
+
+/// Encryption of signing secrets at rest (AES-256-GCM, key from `HERALD_SECRET_KEY`).
+/// Stored form: `enc1:` + base64(nonce ‖ ciphertext ‖ tag). Values without the prefix are
+/// plaintext from before encryption was turned on and are read as they are.
+pub struct SecretCipher {
+    key: aws_lc_rs::aead::LessSafeKey,
+}
+
+const ENC_PREFIX: &str = "enc1:";
+
+impl std::fmt::Debug for SecretCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretCipher(***)")
+    }
+}
+
+impl SecretCipher {
+    /// Parses a 32-byte key written as 64 hex characters or as base64.
+    pub fn from_key_text(text: &str) -> Result<Self, String> {
+        use base64::Engine;
+        let t = text.trim();
+        let bytes = hex::decode(t)
+            .ok()
+            .or_else(|| base64::engine::general_purpose::STANDARD.decode(t).ok())
+            .filter(|b| b.len() == 32)
+            .ok_or("HERALD_SECRET_KEY must be 32 bytes, written as 64 hex characters or base64")?;
+        let unbound = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, &bytes)
+            .map_err(|_| "HERALD_SECRET_KEY is not a valid AES-256 key")?;
+        Ok(Self { key: aws_lc_rs::aead::LessSafeKey::new(unbound) })
+    }
+
+    /// The stored form of a secret.
+    pub fn seal(&self, plain: &str) -> String {
+        use base64::Engine;
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).expect("the OS random generator is available");
+        let mut buf = plain.as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce),
+                aws_lc_rs::aead::Aad::empty(),
+                &mut buf,
+            )
+            .expect("AES-GCM sealing does not fail for small inputs");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        format!("{ENC_PREFIX}{}", base64::engine::general_purpose::STANDARD.encode(out))
+    }
+
+    /// The secret from its stored form.
+    pub fn open(&self, stored: &str) -> StoreResult<String> {
+        use base64::Engine;
+        let Some(b64) = stored.strip_prefix(ENC_PREFIX) else { return Ok(stored.to_owned()) };
+        let fail = || StoreError::Unavailable("a stored secret does not decrypt with HERALD_SECRET_KEY".into());
+        let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| fail())?;
+        if raw.len() < 12 + 16 {
+            return Err(fail());
+        }
+        let (nonce, ct) = raw.split_at(12);
+        let mut buf = ct.to_vec();
+        let nonce = aws_lc_rs::aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| fail())?;
+        let plain = self.key.open_in_place(nonce, aws_lc_rs::aead::Aad::empty(), &mut buf).map_err(|_| fail())?;
+        String::from_utf8(plain.to_vec()).map_err(|_| fail())
+    }
+}
+
+/// The stored form of `plain` under an optional cipher.
+pub fn seal(cipher: Option<&SecretCipher>, plain: &str) -> String {
+    cipher.map(|c| c.seal(plain)).unwrap_or_else(|| plain.to_owned())
+}
+
+/// [`secret_set`] for stores that may encrypt secrets.
+pub fn open_secret_set(cipher: Option<&SecretCipher>, current: String, previous_json: &str) -> StoreResult<SecretSet> {
+    let mut set = secret_set(current, previous_json)?;
+    if let Some(c) = cipher {
+        if set.current.expose().starts_with(ENC_PREFIX) {
+            set.current = SigningSecret::from_stored(c.open(set.current.expose())?);
+        }
+        for (s, _) in &mut set.previous {
+            if s.expose().starts_with(ENC_PREFIX) {
+                *s = SigningSecret::from_stored(c.open(s.expose())?);
+            }
+        }
+    } else if set.current.expose().starts_with(ENC_PREFIX) {
+        return Err(StoreError::Unavailable("signing secrets are encrypted: set HERALD_SECRET_KEY".into()));
+    }
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_secrets_open_and_never_show_the_plaintext() {
+        let c = SecretCipher::from_key_text(&"ab".repeat(32)).unwrap();
+        let stored = c.seal("whsec_0123");
+        assert!(stored.starts_with("enc1:") && !stored.contains("0123"));
+        assert_ne!(c.seal("whsec_0123"), stored, "a fresh nonce each time");
+        assert_eq!(c.open(&stored).unwrap(), "whsec_0123");
+        assert_eq!(c.open("whsec_plain").unwrap(), "whsec_plain", "plaintext from before is read as is");
+        let other = SecretCipher::from_key_text(&"cd".repeat(32)).unwrap();
+        assert!(other.open(&stored).is_err());
+        assert!(SecretCipher::from_key_text("short").is_err());
+    }
+}

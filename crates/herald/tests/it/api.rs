@@ -382,3 +382,32 @@ async fn secrets_and_keys_never_reach_the_logs_even_at_debug() {
         assert!(!metrics.contains(&s[6..]), "a signing secret appeared in the metrics");
     }
 }
+
+async fn data_dir_contains(app: &TestApp, needle: &str) -> bool {
+    // Make sure the WAL is written out, then look at every file of the data dir.
+    let mut found = false;
+    for entry in std::fs::read_dir(app._dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        found |= bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+    }
+    found
+}
+
+#[tokio::test]
+async fn with_a_secret_key_the_database_never_holds_signing_secrets_in_clear() {
+    for (key, expect_clear) in [(None, true), (Some("ab".repeat(32)), false)] {
+        let rx = Receiver::start().await;
+        let k = key.clone();
+        let app = spawn_app_with(Options { tweak: Box::new(move |s| s.secret_key = k), ..Default::default() }).await;
+        let (wh, secret) = app.webhook(&rx.url("enc")).await;
+        let (_, r) = app.call(Method::POST, &format!("/api/v1/webhooks/{wh}/rotate-secret"), None).await;
+        let rotated = r["signing_secret"].as_str().unwrap().to_owned();
+        app.publish_received().await;
+        let got = rx.wait_for("enc", 1).await.remove(0);
+        for s in [&secret, &rotated] {
+            let s = herald_domain::SigningSecret::from_stored(s.clone());
+            assert!(herald_domain::signing::verify_e2a(got.header("x-e2a-signature"), &got.body, &s));
+            assert_eq!(data_dir_contains(&app, &s.expose()[6..]).await, expect_clear, "key set: {}", key.is_some());
+        }
+    }
+}
