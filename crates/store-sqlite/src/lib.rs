@@ -99,6 +99,58 @@ impl SqliteStore {
         self
     }
 
+    /// Leases due rows of each candidate webhook (id, url, secret, previous, free slots).
+    async fn lease_rows(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        candidates: Vec<(String, String, String, String, i64)>,
+        limit: u32,
+        now_ms: i64,
+        lease_until: i64,
+    ) -> StoreResult<Vec<Claimed>> {
+        let mut claimed = Vec::new();
+        let mut left = i64::from(limit);
+        for (wh, url, secret, prev, free) in candidates {
+            if left <= 0 {
+                break;
+            }
+            let take = free.min(left);
+            // The envelope comes back with the lease: no second round trip for bodies.
+            let rows = sqlx::query(
+                "UPDATE deliveries SET next_retry_at = ?, lease_token = lower(hex(randomblob(8))) \
+                 WHERE id IN (SELECT id FROM deliveries WHERE webhook_id = ? AND status = 'pending' \
+                   AND next_retry_at <= ? AND expires_at > ? ORDER BY next_retry_at LIMIT ?) \
+                 RETURNING id, event_id, event_type, attempts, max_attempts, lease_token, \
+                   COALESCE(body, (SELECT payload FROM events e WHERE e.id = deliveries.event_id))",
+            )
+            .bind(lease_until)
+            .bind(&wh)
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(take)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+            left -= rows.len() as i64;
+            let secrets = herald_store::codec::open_secret_set(self.cipher.as_deref(), secret, &prev)?;
+            for r in &rows {
+                claimed.push(Claimed {
+                    delivery_id: DeliveryId::from_trusted(get(r, 0)?),
+                    webhook_id: WebhookId::from_trusted(wh.clone()),
+                    event_id: EventId::from_trusted(get(r, 1)?),
+                    event_type: get(r, 2)?,
+                    url: url.clone(),
+                    secrets: secrets.clone(),
+                    body: get::<Option<Vec<u8>>>(r, 6)?.unwrap_or_default(),
+                    attempt: get::<i64>(r, 3)? as u32 + 1,
+                    max_attempts: get::<i64>(r, 4)? as u32,
+                    lease_token: get(r, 5)?,
+                });
+            }
+        }
+        Ok(claimed)
+    }
+
     /// Applies migrations only (`herald migrate`).
     pub async fn migrate(url: &str) -> StoreResult<()> {
         Self::open(url, Durability::Process).await.map(|_| ())
@@ -478,7 +530,7 @@ impl Store for SqliteStore {
         }
         let now_ms = to_millis(now);
         let lease_until = now_ms + lease.as_millis() as i64;
-        let mut tx = self.begin().await?;
+        let mut conn = self.write.acquire().await.map_err(unavailable)?;
         // Webhooks with due work and a free slot; live leases count against the cap.
         let candidates = sqlx::query(
             "SELECT w.id, w.url, w.secret, w.previous_secrets, w.max_in_flight - \
@@ -488,7 +540,7 @@ impl Store for SqliteStore {
                WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_retry_at <= ?1 AND d.expires_at > ?1)",
         )
         .bind(now_ms)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *conn)
         .await
         .map_err(unavailable)?;
         let mut candidates: Vec<_> = candidates
@@ -509,47 +561,16 @@ impl Store for SqliteStore {
             let k = (now_ms as usize ^ rand_offset()) % candidates.len();
             candidates.rotate_left(k);
         }
-        let mut claimed = Vec::new();
-        let mut left = i64::from(limit);
-        for (wh, url, secret, prev, free) in candidates {
-            if left <= 0 {
-                break;
-            }
-            let take = free.min(left);
-            // The envelope comes back with the lease: no second round trip for bodies.
-            let rows = sqlx::query(
-                "UPDATE deliveries SET next_retry_at = ?, lease_token = lower(hex(randomblob(8))) \
-                 WHERE id IN (SELECT id FROM deliveries WHERE webhook_id = ? AND status = 'pending' \
-                   AND next_retry_at <= ? AND expires_at > ? ORDER BY next_retry_at LIMIT ?) \
-                 RETURNING id, event_id, event_type, attempts, max_attempts, lease_token, \
-                   COALESCE(body, (SELECT payload FROM events e WHERE e.id = deliveries.event_id))",
-            )
-            .bind(lease_until)
-            .bind(&wh)
-            .bind(now_ms)
-            .bind(now_ms)
-            .bind(take)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            left -= rows.len() as i64;
-            let secrets = herald_store::codec::open_secret_set(self.cipher.as_deref(), secret, &prev)?;
-            for r in &rows {
-                claimed.push(Claimed {
-                    delivery_id: DeliveryId::from_trusted(get(r, 0)?),
-                    webhook_id: WebhookId::from_trusted(wh.clone()),
-                    event_id: EventId::from_trusted(get(r, 1)?),
-                    event_type: get(r, 2)?,
-                    url: url.clone(),
-                    secrets: secrets.clone(),
-                    body: get::<Option<Vec<u8>>>(r, 6)?.unwrap_or_default(),
-                    attempt: get::<i64>(r, 3)? as u32 + 1,
-                    max_attempts: get::<i64>(r, 4)? as u32,
-                    lease_token: get(r, 5)?,
-                });
-            }
-        }
-        tx.commit().await.map_err(unavailable)?;
+        // One webhook (the common case under load): the lease is a single autocommitted
+        // statement on the one writer connection. Several: one transaction, one commit.
+        let claimed = if candidates.len() > 1 {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(unavailable)?;
+            let claimed = self.lease_rows(&mut tx, candidates, limit, now_ms, lease_until).await?;
+            tx.commit().await.map_err(unavailable)?;
+            claimed
+        } else {
+            self.lease_rows(&mut conn, candidates, limit, now_ms, lease_until).await?
+        };
         Ok(claimed)
     }
 
