@@ -1124,7 +1124,12 @@ impl Store for PgStore {
         .bind(to_millis(since))
         .fetch_optional(&self.pool)
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?
+        .map(|stored: String| match &self.cipher {
+            Some(c) => c.open(&stored),
+            None => Ok(stored),
+        })
+        .transpose()
     }
 
     async fn save_idempotent_response(
@@ -1142,7 +1147,7 @@ impl Store for PgStore {
         .bind(account.as_str())
         .bind(scope)
         .bind(key)
-        .bind(response)
+        .bind(herald_store::codec::seal(self.cipher.as_deref(), response))
         .bind(to_millis(now))
         .execute(&self.pool)
         .await

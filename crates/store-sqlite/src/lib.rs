@@ -1042,7 +1042,12 @@ impl Store for SqliteStore {
         .bind(to_millis(since))
         .fetch_optional(&self.write)
         .await
-        .map_err(unavailable)
+        .map_err(unavailable)?
+        .map(|stored: String| match &self.cipher {
+            Some(c) => c.open(&stored),
+            None => Ok(stored),
+        })
+        .transpose()
     }
 
     async fn save_idempotent_response(
@@ -1060,7 +1065,7 @@ impl Store for SqliteStore {
         .bind(account.as_str())
         .bind(scope)
         .bind(key)
-        .bind(response)
+        .bind(herald_store::codec::seal(self.cipher.as_deref(), response))
         .bind(to_millis(now))
         .execute(&self.write)
         .await
