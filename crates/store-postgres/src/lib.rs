@@ -52,6 +52,10 @@ impl Default for PgSettings {
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Connections with `synchronous_commit=off`, for the engine's soft state.
+    soft: PgPool,
+    /// Coalesced post-commit wake-ups for the hot paths (publish, outcomes).
+    notifier: tokio::sync::mpsc::Sender<()>,
     signal: Arc<Notify>,
     /// Stops the LISTEN task when the last clone of the store is dropped.
     _listening: Arc<tokio_util::sync::DropGuard>,
@@ -96,7 +100,7 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.pool_size)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(opts)
+            .connect_with(opts.clone())
             .await
             .map_err(unavailable)?;
         // Replicas starting together must not run migrations twice at once.
@@ -104,7 +108,13 @@ impl PgStore {
         let signal = Arc::new(Notify::new());
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(listener::listen(pool.clone(), signal.clone(), stop.clone()));
-        Ok(Self { pool, signal, _listening: Arc::new(stop.drop_guard()), cipher: None })
+        let soft = PgPoolOptions::new()
+            .max_connections((settings.pool_size / 2).max(2))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(opts.options([("synchronous_commit", "off")]));
+        let (notifier, wanted) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(listener::notify_loop(pool.clone(), wanted));
+        Ok(Self { pool, soft, notifier, signal, _listening: Arc::new(stop.drop_guard()), cipher: None })
     }
 
     /// Encrypts signing secrets at rest with `cipher` from now on.
@@ -121,9 +131,14 @@ impl PgStore {
     /// not wait for the WAL flush. Losing one to a database crash only means an attempt is
     /// made again (at-least-once); acknowledged events always commit synchronously.
     async fn begin_soft(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        let mut tx = self.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await.map_err(unavailable)?;
-        Ok(tx)
+        self.soft.begin().await.map_err(unavailable)
+    }
+
+    /// Asks for one `NOTIFY` after the caller's commit; requests made while one is pending
+    /// are folded into it. (If the process dies first, other replicas find the work on
+    /// their next poll.)
+    fn notify_soon(&self) {
+        let _ = self.notifier.try_send(());
     }
 
     fn wake_local(&self) {
@@ -450,11 +465,11 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-            notify(&mut tx).await?;
         }
         tx.commit().await.map_err(unavailable)?;
         if !targets.is_empty() {
             self.wake_local();
+            self.notify_soon();
         }
         Ok(Published {
             id: new.id,
@@ -588,16 +603,17 @@ impl Store for PgStore {
                  AND l.status = 'pending' AND l.lease_token IS NOT NULL AND l.next_retry_at > $1) AS free \
                FROM webhooks w WHERE w.id = ANY($2) \
              ), picked AS ( \
-               SELECT p.id FROM cap CROSS JOIN LATERAL ( \
+               SELECT p.id, cap.id AS webhook_id FROM cap CROSS JOIN LATERAL ( \
                  SELECT d.id FROM deliveries d WHERE d.webhook_id = cap.id AND d.status = 'pending' \
                    AND d.next_retry_at <= $1 AND d.expires_at > $1 \
                  ORDER BY d.next_retry_at LIMIT GREATEST(cap.free, 0) FOR UPDATE SKIP LOCKED) p \
                LIMIT $3 \
              ) \
              UPDATE deliveries d SET next_retry_at = $4, lease_token = md5(random()::text || clock_timestamp()::text) \
-             FROM picked WHERE d.id = picked.id \
+             FROM picked JOIN webhooks w ON w.id = picked.webhook_id WHERE d.id = picked.id \
              RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.max_attempts, d.lease_token, \
-               COALESCE(d.body, (SELECT e.payload FROM events e WHERE e.id = d.event_id))",
+               COALESCE(d.body, (SELECT e.payload FROM events e WHERE e.id = d.event_id)), \
+               w.url, w.secret, w.previous_secrets",
         )
         .bind(now_ms)
         .bind(&locked)
@@ -606,32 +622,24 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let mut webhook_ids: Vec<String> = Vec::new();
-        for r in &rows {
-            let w: String = get(r, 1)?;
-            if !webhook_ids.contains(&w) {
-                webhook_ids.push(w);
-            }
-        }
-        let targets = sqlx::query("SELECT id, url, secret, previous_secrets FROM webhooks WHERE id = ANY($1)")
-            .bind(&webhook_ids)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        let mut by_id = std::collections::HashMap::new();
-        for t in &targets {
-            let secrets =
-                herald_store::codec::open_secret_set(self.cipher.as_deref(), get(t, 2)?, &get::<String>(t, 3)?)?;
-            by_id.insert(get::<String>(t, 0)?, (get::<String>(t, 1)?, secrets));
-        }
+        let mut secrets_of: std::collections::HashMap<String, herald_domain::SecretSet> = Default::default();
         rows.iter()
             .map(|r| {
                 let wh: String = get(r, 1)?;
-                let (url, secrets) = by_id
-                    .get(&wh)
-                    .cloned()
-                    .ok_or_else(|| StoreError::Unavailable("claimed a delivery of a webhook that vanished".into()))?;
+                let secrets = match secrets_of.get(&wh) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = herald_store::codec::open_secret_set(
+                            self.cipher.as_deref(),
+                            get(r, 9)?,
+                            &get::<String>(r, 10)?,
+                        )?;
+                        secrets_of.insert(wh.clone(), s.clone());
+                        s
+                    }
+                };
+                let url: String = get(r, 8)?;
                 Ok(Claimed {
                     delivery_id: DeliveryId::from_trusted(get(r, 0)?),
                     webhook_id: WebhookId::from_trusted(wh),
@@ -745,10 +753,10 @@ impl Store for PgStore {
             .await
             .map_err(unavailable)?;
         }
-        // Slots were freed: any replica may claim more of these webhooks.
-        notify(&mut tx).await?;
         tx.commit().await.map_err(unavailable)?;
+        // Slots were freed: any replica may claim more of these webhooks.
         self.wake_local();
+        self.notify_soon();
         Ok(outcomes.iter().map(|o| applied.contains(o.delivery_id.as_str())).collect())
     }
 

@@ -47,3 +47,12 @@ async fn run(pool: PgPool, signal: Arc<Notify>) {
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
+
+/// Sends one `NOTIFY` per request, folding requests that arrive while one is pending.
+pub(crate) async fn notify_loop(pool: PgPool, mut wanted: tokio::sync::mpsc::Receiver<()>) {
+    while wanted.recv().await.is_some() {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')").bind(crate::CHANNEL).execute(&pool).await {
+            tracing::debug!(error = %e, "NOTIFY failed; other replicas will find the work by polling");
+        }
+    }
+}
