@@ -32,4 +32,5 @@ conformance!(
     recovery_redelivers_matching_events_in_the_window,
     events_log_lists_and_shows_events,
     event_types_and_idempotency_are_per_account,
+    publish_fans_out_by_type_and_filters,
 );

@@ -287,3 +287,74 @@ pub async fn event_types_and_idempotency_are_per_account(store: &dyn Store) {
     let later = t0() + Duration::from_secs(1);
     assert!(store.idempotent_response(&acc, "rotate", "k1", later).await.unwrap().is_none(), "outside the window");
 }
+
+/// Fan-out follows the filter rules: OR within a key, AND across keys, and a non-empty key
+/// never matches an event without that attribute; only enabled, subscribed webhooks.
+pub async fn publish_fans_out_by_type_and_filters(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    let mk = |filters: Filters, events: Vec<&str>| NewWebhook {
+        id: WebhookId::generate(),
+        account_id: acc.clone(),
+        url: "http://127.0.0.1:9/".into(),
+        description: String::new(),
+        events: events.into_iter().map(String::from).collect(),
+        filters,
+        enabled: true,
+        max_in_flight: 10,
+        secret: SigningSecret::generate(),
+        created_at: t0(),
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let any = store.create_webhook(mk(Filters::default(), vec!["email.received"]), 50).await.unwrap().id;
+    let agent = Filters { agent_ids: s(&["a1", "a2"]), ..Default::default() };
+    let by_agent = store.create_webhook(mk(agent, vec!["email.received"]), 50).await.unwrap().id;
+    let both = Filters { agent_ids: s(&["a1"]), labels: s(&["vip", "red"]), ..Default::default() };
+    let by_both = store.create_webhook(mk(both, vec!["email.received"]), 50).await.unwrap().id;
+    let conv = Filters { conversation_ids: s(&["c1"]), ..Default::default() };
+    let by_conv = store.create_webhook(mk(conv, vec!["email.received"]), 50).await.unwrap().id;
+    let _other_type = store.create_webhook(mk(Filters::default(), vec!["email.sent"]), 50).await.unwrap().id;
+    let off = store.create_webhook(mk(Filters::default(), vec!["email.received"]), 50).await.unwrap().id;
+    store.update_webhook(&acc, &off, WebhookPatch { enabled: Some(false), ..Default::default() }, t0()).await.unwrap();
+    let cases: Vec<(RoutingAttributes, Vec<&WebhookId>)> = vec![
+        (RoutingAttributes::default(), vec![&any]),
+        (RoutingAttributes { agent_id: Some("a2".into()), ..Default::default() }, vec![&any, &by_agent]),
+        (
+            RoutingAttributes { agent_id: Some("a1".into()), labels: s(&["x", "red"]), ..Default::default() },
+            vec![&any, &by_agent, &by_both],
+        ),
+        (
+            RoutingAttributes { agent_id: Some("a1".into()), labels: s(&["x"]), ..Default::default() },
+            vec![&any, &by_agent],
+        ),
+        (RoutingAttributes { conversation_id: Some("c1".into()), ..Default::default() }, vec![&any, &by_conv]),
+    ];
+    for (routing, expected) in cases {
+        let id = EventId::generate();
+        let data = serde_json::value::RawValue::from_string("{}".into()).unwrap();
+        let p = store
+            .publish(
+                NewEvent {
+                    id: id.clone(),
+                    account_id: acc.clone(),
+                    event_type: "email.received".into(),
+                    envelope: Envelope::build(&id, "email.received", t0(), &data),
+                    routing: routing.clone(),
+                    idempotency_key: None,
+                    created_at: t0(),
+                },
+                &FanoutRules::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(p.deliveries as usize, expected.len(), "{routing:?}");
+        let (_, ds) = store.get_event(&acc, &id).await.unwrap().unwrap();
+        let mut got: Vec<String> = ds.iter().map(|d| d.webhook_id.to_string()).collect();
+        let mut want: Vec<String> = expected.iter().map(|w| w.to_string()).collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "{routing:?}");
+        for d in &ds {
+            assert!(herald_domain::DeliveryId::parse(d.id.as_str()).is_some(), "well-formed id {}", d.id);
+        }
+    }
+}
