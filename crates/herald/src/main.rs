@@ -94,7 +94,9 @@ async fn shutdown_signal(cancel: CancellationToken) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let argv =
+        herald::settings::argv_with_config_file(<Cli as clap::CommandFactory>::command(), std::env::args().collect())?;
+    let cli = Cli::parse_from(argv);
     match cli.command {
         Command::Serve(settings) => {
             init_tracing(cli.log_json);

@@ -22,6 +22,10 @@ fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
 /// Everything `herald serve` can be told.
 #[derive(clap::Args, Clone, Debug)]
 pub struct Settings {
+    /// A TOML file of settings (keys are the flag names, e.g. `listen = "0.0.0.0:8080"`);
+    /// flags and `HERALD_*` variables override it.
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Address of the HTTP API.
     #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
@@ -127,4 +131,46 @@ impl Settings {
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy { schedule: self.retry_schedule.clone(), jitter: self.retry_jitter }
     }
+}
+
+/// Adds the settings of the `--config` TOML file to `argv` as flags, for every setting that
+/// neither a flag nor its environment variable gave: flags > environment > file > defaults.
+pub fn argv_with_config_file(cmd: clap::Command, argv: Vec<String>) -> anyhow::Result<Vec<String>> {
+    use anyhow::Context;
+    use clap::parser::ValueSource;
+    let Ok(matches) = cmd.try_get_matches_from(&argv) else { return Ok(argv) };
+    let mut sub = &matches;
+    while let Some((_, inner)) = sub.subcommand() {
+        sub = inner;
+    }
+    let Ok(Some(path)) = sub.try_get_one::<PathBuf>("config") else { return Ok(argv) };
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let table: toml::Table = text.parse().with_context(|| format!("parsing {}", path.display()))?;
+    let mut out = argv.clone();
+    for (key, value) in table {
+        let id = key.replace('-', "_");
+        if id == "config" || sub.try_contains_id(&id).is_err() {
+            anyhow::bail!("{}: unknown setting {key:?}", path.display());
+        }
+        if matches!(sub.value_source(&id), Some(ValueSource::CommandLine | ValueSource::EnvVariable)) {
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => Ok(s),
+                    other => Ok(other.to_string()),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?
+                .join(","),
+            other => anyhow::bail!("{}: {key} has an unsupported value {other}", path.display()),
+        };
+        out.push(format!("--{}={text}", id.replace('_', "-")));
+    }
+    Ok(out)
 }

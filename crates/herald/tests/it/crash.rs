@@ -78,3 +78,80 @@ async fn acknowledged_events_survive_sigkill_and_are_delivered_after_restart() {
     .await;
     assert_eq!(got, ids);
 }
+
+#[tokio::test]
+async fn a_config_file_is_read_and_flags_and_environment_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_key = "hk_00000000000000000000000000000000000000000000000f";
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:1\"\nbootstrap_api_key = \"{file_key}\"\nretry_schedule = [\"1m\", \"2m\"]\nallow_private_targets = true\n"
+        ),
+    )
+    .unwrap();
+    // The environment gives the key (beats the file); the flag gives the address (beats the file).
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("HERALD_DATA_DIR", dir.path())
+        .env("HERALD_BOOTSTRAP_API_KEY", KEY)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = loop {
+        let line = lines.next_line().await.unwrap().expect("started");
+        if let Some(a) = line.strip_prefix("herald listening on ") {
+            break a.to_owned();
+        }
+    };
+    let http = reqwest::Client::new();
+    let r = http.get(format!("{base}/api/v1/webhooks")).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the environment's key won");
+    let r = http.get(format!("{base}/api/v1/webhooks")).bearer_auth(file_key).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // The file's own settings apply: 3 attempts from a 2-step schedule; private targets allowed.
+    let w: serde_json::Value = http
+        .post(format!("{base}/api/v1/webhooks"))
+        .bearer_auth(KEY)
+        .json(&json!({"url": "http://127.0.0.1:9/x", "events": ["email.received"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = w["id"].as_str().expect("private target allowed by the file");
+    http.post(format!("{base}/api/v1/events"))
+        .bearer_auth(KEY)
+        .json(&json!({"type": "email.received", "data": {}}))
+        .send()
+        .await
+        .unwrap();
+    let d: serde_json::Value = http
+        .get(format!("{base}/api/v1/webhooks/{id}/deliveries"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["items"][0]["max_attempts"], 3);
+
+    std::fs::write(&config, "no_such_setting = 1\n").unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("HERALD_DATA_DIR", dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown setting"));
+}
