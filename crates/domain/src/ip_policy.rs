@@ -81,11 +81,14 @@ impl IpPolicy {
         if self.allow.iter().any(|n| n.contains(&ip) || n.contains(&canonical)) {
             return Ok(());
         }
-        if is_public(canonical) { Ok(()) } else { Err(Refused(ip)) }
+        // IPv4 embedded in IPv6 (mapped, compatible) is refused in every form, even when the
+        // IPv4 address itself is public: the spelling exists to slip past filters.
+        if is_public(ip) { Ok(()) } else { Err(Refused(ip)) }
     }
 }
 
-/// Unwraps IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) addresses.
+/// Unwraps IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) addresses, so an
+/// allow-list entry for an IPv4 range also admits its embedded spellings.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => {
@@ -156,6 +159,10 @@ mod tests {
             "::ffff:169.254.169.254",
             "::127.0.0.1",
             "::10.0.0.1",
+            "::ffff:8.8.8.8",
+            "::ffff:1.2.3.4",
+            "::1.2.3.4",
+            "::8.8.8.8",
             "64:ff9b::8.8.8.8",
             "64:ff9b::7f00:1",
             "64:ff9b:1::1",
@@ -187,13 +194,11 @@ mod tests {
             "11.0.0.1",
             "2606:4700:4700::1111",
             "2a00:1450:4001::200e",
-            "::ffff:8.8.8.8",
         ];
         for a in allowed {
             let ip: IpAddr = a.parse().unwrap();
             assert!(p.check(ip).is_ok(), "{a} should be allowed");
         }
-        assert!(refused.len() + allowed.len() >= 60);
     }
 
     #[test]

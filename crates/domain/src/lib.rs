@@ -17,6 +17,7 @@ pub mod ip_policy;
 pub mod retry;
 pub mod signing;
 pub mod target_url;
+pub mod text;
 pub mod webhook;
 
 pub use api_key::ApiKey;

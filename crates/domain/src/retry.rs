@@ -60,8 +60,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// Dates in the past mean "now" (zero).
 pub fn parse_retry_after(value: &str, now: OffsetDateTime) -> Option<Duration> {
     let v = value.trim();
-    let d = if let Ok(secs) = v.parse::<u64>() {
-        Duration::from_secs(secs)
+    let d = if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        // Seconds; a number too large for any integer is still "later than the cap".
+        v.parse::<u64>().map(Duration::from_secs).unwrap_or(MAX_RETRY_AFTER)
     } else {
         let at = httpdate::parse_http_date(v).ok()?;
         let at = OffsetDateTime::from(at);
@@ -126,6 +127,7 @@ mod tests {
         assert_eq!(parse_retry_after("Tue, 14 Nov 2023 22:15:20 GMT", now), Some(Duration::from_secs(120)));
         assert_eq!(parse_retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("999999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(parse_retry_after("99999999999999999999999999999", now), Some(MAX_RETRY_AFTER));
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
     }

@@ -38,6 +38,10 @@ impl TargetUrl {
             return Err(UrlError::Invalid("contains whitespace or control characters".into()));
         }
         let u = url::Url::parse(s).map_err(|e| UrlError::Invalid(e.to_string()))?;
+        // The normalised form (percent-encoded, punycode) is what is stored and sent.
+        if u.as_str().len() > MAX_URL_LEN {
+            return Err(UrlError::TooLong);
+        }
         match u.scheme() {
             "https" => {}
             "http" if !require_https => {}
@@ -107,6 +111,16 @@ mod tests {
         assert!(matches!(TargetUrl::parse("not a url", false, &p), Err(UrlError::Invalid(_))));
         let long = format!("https://x.example/{}", "a".repeat(2048));
         assert_eq!(TargetUrl::parse(&long, false, &p), Err(UrlError::TooLong));
+    }
+
+    #[test]
+    fn the_length_limit_applies_to_the_stored_normalised_form() {
+        // 1,000 × "é" is 2,000 bytes typed but 6,000 once percent-encoded.
+        let typed = format!("https://x.example/{}", "é".repeat(1000));
+        assert!(typed.chars().count() <= MAX_URL_LEN);
+        assert_eq!(TargetUrl::parse(&typed, false, &strict()), Err(UrlError::TooLong));
+        let ok = format!("https://x.example/{}", "é".repeat(300));
+        assert!(TargetUrl::parse(&ok, false, &strict()).unwrap().as_str().len() <= MAX_URL_LEN);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub const MAX_FILTER_VALUES: usize = 50;
 /// Optional routing filters: OR within a key, AND across keys. A non-empty key never
 /// matches an event that lacks that attribute.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Filters {
     #[serde(default)]
     pub agent_ids: Vec<String>,
@@ -37,6 +38,12 @@ impl Filters {
         one(&self.agent_ids, &ev.agent_id)
             && one(&self.conversation_ids, &ev.conversation_id)
             && (self.labels.is_empty() || ev.labels.iter().any(|l| self.labels.contains(l)))
+    }
+
+    /// Whether a webhook subscribed to `events` with these filters wants an event of
+    /// `event_type` carrying `routing`: the fan-out rule, in one place.
+    pub fn wants(&self, events: &[String], event_type: &str, routing: &RoutingAttributes) -> bool {
+        events.iter().any(|t| t == event_type) && self.matches(routing)
     }
 
     /// Removes duplicate values, keeping first occurrences.
