@@ -87,17 +87,39 @@ pub async fn create_event(
     ))
 }
 
-/// `data` must be a JSON object with valid string escapes. The raw form skips escapes, so
-/// it is decoded once when there are any: a lone surrogate never reaches receivers.
+/// `data` must be a JSON object that any receiver can parse: one rule for every document,
+/// checked by decoding it fully (valid escapes, no lone surrogates, nesting ≤ 128, numbers
+/// within the range of a double). The stored bytes stay exactly as sent.
 pub(crate) fn check_data(data: &serde_json::value::RawValue) -> Result<(), &'static str> {
-    let text = data.get();
-    if !text.trim_start().starts_with('{') {
-        return Err("must be a JSON object");
+    match serde_json::from_str::<serde_json::Value>(data.get()) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        Ok(_) => Err("must be a JSON object"),
+        Err(_) => {
+            Err("must be JSON with valid string escapes, at most 128 levels deep, numbers within a double's range")
+        }
     }
-    if text.contains("\\u") && serde_json::from_str::<serde_json::Value>(text).is_err() {
-        return Err("contains an invalid \\u escape");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_data;
+    use serde_json::value::RawValue;
+
+    fn raw(s: &str) -> Box<RawValue> {
+        RawValue::from_string(s.to_owned()).unwrap()
     }
-    Ok(())
+
+    #[test]
+    fn one_rule_for_every_document_with_or_without_escapes() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(check_data(&raw(&deep)).is_err(), "too deep, no escape in sight");
+        assert!(check_data(&raw(r#"{"n":1E400}"#)).is_err(), "out of range, no escape");
+        assert!(check_data(&raw(r#"{"s":"\ud800"}"#)).is_err(), "lone surrogate");
+        assert!(check_data(&raw(r#"{"s":"\u00e9","n":1E300}"#)).is_ok());
+        assert!(check_data(&raw(r#"[1]"#)).is_err());
+        let ok_deep = format!("{{\"a\":{}1{}}}", "[".repeat(100), "]".repeat(100));
+        assert!(check_data(&raw(&ok_deep)).is_ok());
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_domain::event_type::BUILT_IN;
 use herald_domain::{Envelope, EventId, EventType, SigningSecret, rfc3339};
-use herald_store::{EventFilter, NewEvent};
+use herald_store::{EventFilter, IdempotentAnswer, NewEvent, Recovery, Rotated, Rotation};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::time::Duration;
@@ -60,23 +60,34 @@ pub async fn rotate_secret(
     let key = idempotency_key(&headers)?;
     crate::ratelimit::check(&s.limits.rotate_per_account, account.id.as_str())?;
     let now = s.clock.now();
-    let scope = format!("rotate:{id}");
-    if let Some(k) = &key {
-        let window = now - s.config.fanout.idempotency_window;
-        if let Some(prior) = s.store.idempotent_response(&account.id, &scope, k, window).await? {
+    let secret = SigningSecret::generate();
+    let expires = now + Duration::from_secs(grace);
+    let out = RotateOut { signing_secret: secret.expose().to_owned(), previous_secret_expires_at: rfc3339(expires) };
+    let idempotency = match key {
+        Some(key) => Some(IdempotentAnswer {
+            scope: format!("rotate:{id}"),
+            key,
+            since: now - s.config.fanout.idempotency_window,
+            response: serde_json::to_string(&out).map_err(|_| ApiError::Internal)?,
+        }),
+        None => None,
+    };
+    let rotation = Rotation {
+        account: account.id,
+        webhook: id,
+        new_secret: secret,
+        grace_until: expires,
+        keep: 5,
+        now,
+        idempotency,
+    };
+    match s.store.rotate_secret(rotation).await? {
+        Rotated::NotFound => return Err(ApiError::NotFound("webhook")),
+        Rotated::Replayed(prior) => {
             let body: serde_json::Value = serde_json::from_str(&prior).map_err(|_| ApiError::Internal)?;
             return Ok(axum::Json(body).into_response());
         }
-    }
-    let secret = SigningSecret::generate();
-    let expires = now + Duration::from_secs(grace);
-    if !s.store.rotate_secret(&account.id, &id, &secret, expires, 5, now).await? {
-        return Err(ApiError::NotFound("webhook"));
-    }
-    let out = RotateOut { signing_secret: secret.expose().to_owned(), previous_secret_expires_at: rfc3339(expires) };
-    if let Some(k) = &key {
-        let text = serde_json::to_string(&out).map_err(|_| ApiError::Internal)?;
-        s.store.save_idempotent_response(&account.id, &scope, k, &text, now).await?;
+        Rotated::Applied => {}
     }
     Ok(axum::Json(out).into_response())
 }
@@ -221,11 +232,8 @@ pub async fn recover_webhook(
         crate::ratelimit::check(&s.limits.recover_per_account, account.id.as_str())?;
         crate::ratelimit::check(&s.limits.recover_per_webhook, wh.as_str())?;
     }
-    let count = s
-        .store
-        .recover(&account.id, &wh, since, until, input.dry_run, &s.config.fanout, now)
-        .await?
-        .ok_or(ApiError::NotFound("webhook"))?;
+    let recovery = Recovery { account: account.id, webhook: wh, since, until, dry_run: input.dry_run, now };
+    let count = s.store.recover(recovery, &s.config.fanout).await?.ok_or(ApiError::NotFound("webhook"))?;
     let status = if input.dry_run { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, axum::Json(RecoverOut { count, dry_run: input.dry_run })).into_response())
 }
@@ -287,6 +295,11 @@ pub async fn list_events(
     Query(q): Query<EventsQuery>,
 ) -> Result<axum::Json<ListOut<EventLogOut>>, ApiError> {
     let mut p = page(&ListQuery { limit: q.limit, cursor: q.cursor.clone(), status: None })?;
+    if let Some(t) = &q.event_type
+        && EventType::parse(t).is_none()
+    {
+        return Err(ApiError::field("type", "must be an event type name (dot-separated a-z, 0-9, _ and -)"));
+    }
     let filter = EventFilter {
         event_type: q.event_type.clone(),
         since: q.since.as_deref().map(|v| parse_time("since", v)).transpose()?,

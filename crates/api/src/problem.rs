@@ -22,6 +22,7 @@ pub enum ApiError {
     Conflict(String),
     PayloadTooLarge(String),
     Unsupported(String),
+    MethodNotAllowed,
     Unavailable,
     /// Rate limited: retry after this long.
     TooManyRequests(std::time::Duration),
@@ -44,6 +45,10 @@ impl From<StoreError> for ApiError {
             StoreError::LimitReached => ApiError::Conflict("limit reached".into()),
             StoreError::Conflict(m) => ApiError::Conflict(m),
             StoreError::AlreadyExists => ApiError::Conflict("already exists".into()),
+            StoreError::Invalid(source) => {
+                tracing::warn!(error = %source, "the store refused a value that passed the API's checks");
+                ApiError::BadRequest("a value in the request cannot be stored".into())
+            }
         }
     }
 }
@@ -62,6 +67,11 @@ pub(crate) struct Problem<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = match &self {
+            ApiError::TooManyRequests(wait) => Some(retry_after_secs(*wait)),
+            ApiError::Unavailable => Some(1),
+            _ => None,
+        };
         let (status, slug, title, detail, errors) = match self {
             ApiError::Unauthorized => (
                 StatusCode::UNAUTHORIZED,
@@ -90,13 +100,20 @@ impl IntoResponse for ApiError {
                 "the store is unavailable; nothing was changed, try again".to_owned(),
                 None,
             ),
-            ApiError::TooManyRequests(wait) => {
-                let mut r = ApiError::BadRequest(format!("rate limited; try again in {} s", wait.as_secs().max(1)))
-                    .into_response();
-                *r.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
-                return r;
-            }
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method Not Allowed",
+                "method not allowed on this route".to_owned(),
+                None,
+            ),
+            ApiError::TooManyRequests(wait) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too Many Requests",
+                format!("rate limited; try again in {} s", retry_after_secs(wait)),
+                None,
+            ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -111,8 +128,8 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"herald\""));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -122,10 +139,13 @@ pub async fn not_found_route() -> ApiError {
     ApiError::NotFound("route")
 }
 
-pub async fn method_not_allowed() -> Response {
-    let mut r = ApiError::BadRequest("method not allowed on this route".into()).into_response();
-    *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-    r
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Whole seconds to wait, at least one.
+fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

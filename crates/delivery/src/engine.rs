@@ -7,11 +7,12 @@
 //! fallback, whichever comes first.
 
 use crate::sender::Sender;
-use herald_domain::{Clock, DeliveryId, RetryPolicy, delivery::classify};
-use herald_store::{Claimed, Outcome, Store};
+use herald_domain::{AttemptOutcome, Clock, DeliveryId, RetryPolicy, Verdict, delivery::classify};
+use herald_store::{Claimed, Outcome, Store, StoreError};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -91,7 +92,7 @@ impl Engine {
         let tracker = TaskTracker::new();
         let this = Arc::new(self);
         let (tx, rx) = mpsc::unbounded_channel();
-        tracker.spawn(this.clone().record_loop(rx));
+        tracker.spawn(this.clone().record_loop(rx, cancel.clone()));
         tracker.spawn(this.clone().janitor_loop(cancel.clone()));
         tracker.spawn(this.clone().maintenance_loop(cancel.clone()));
         tracker.spawn(this.dispatch_loop(cancel, tx));
@@ -184,9 +185,17 @@ impl Engine {
         drop(outcomes);
     }
 
-    async fn run_attempt(&self, c: Claimed) -> Outcome {
-        let result = self.sender.attempt(&c).await;
-        let verdict = classify(&result, c.attempt, c.max_attempts, &self.cfg.retry, self.clock.now(), unit_random());
+    async fn run_attempt(&self, mut c: Claimed) -> Outcome {
+        let (result, verdict) = match c.body.take() {
+            Some(body) => {
+                let result = shielded(self.sender.attempt(&c, body), self.clock.now()).await;
+                let verdict =
+                    classify(&result, c.attempt, c.max_attempts, &self.cfg.retry, self.clock.now(), unit_random());
+                (result, verdict)
+            }
+            // The event is gone: sending an empty body would be signed and "delivered".
+            None => (not_sent(self.clock.now(), MISSING_BODY), Verdict::Failed { gone: false }),
+        };
         metrics::counter!("herald_attempts_total", "result" => if result.is_success() { "success" } else { "failure" })
             .increment(1);
         metrics::histogram!("herald_attempt_duration_seconds").record(result.duration.as_secs_f64());
@@ -209,32 +218,65 @@ impl Engine {
     }
 
     /// Records outcomes in batches. A store error is retried, never turned into an
-    /// attempt or a failure; the lease keeps the row safe meanwhile.
-    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Outcome>) {
+    /// attempt or a failure; the lease keeps the row safe meanwhile. A batch the store
+    /// refuses is split, so one bad row never holds up the others; at shutdown, retrying
+    /// stops after the grace period (unrecorded leases expire and those deliveries are sent
+    /// again).
+    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Outcome>, cancel: CancellationToken) {
         let mut batch = Vec::new();
+        let mut stopping_since = None;
         while rx.recv_many(&mut batch, 512).await > 0 {
-            let mut failures = 0u32;
-            loop {
-                match self.store.record_outcomes(&batch, self.clock.now()).await {
-                    Ok(applied) => {
-                        let stale = applied.iter().filter(|a| !**a).count();
-                        if stale > 0 {
-                            tracing::info!(stale, "outcomes not applied: lease taken over or delivery ended");
-                        }
-                        break;
+            self.record(&batch, &cancel, &mut stopping_since).await;
+            batch.clear();
+        }
+    }
+
+    async fn record(&self, batch: &[Outcome], cancel: &CancellationToken, stopping_since: &mut Option<Instant>) {
+        let mut parts: Vec<&[Outcome]> = vec![batch];
+        let mut failures = 0u32;
+        while let Some(part) = parts.pop() {
+            match self.store.record_outcomes(part, self.clock.now()).await {
+                Ok(applied) => {
+                    failures = 0;
+                    let stale = applied.iter().filter(|a| !**a).count();
+                    if stale > 0 {
+                        tracing::info!(stale, "outcomes not applied: lease taken over or delivery ended");
                     }
-                    Err(e) => {
-                        failures += 1;
-                        tracing::warn!(error = %e, failures, "recording outcomes failed; retrying");
-                        if failures > 600 {
-                            tracing::error!("giving up on recording outcomes; leases will expire and re-send");
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
+                }
+                // Refused data, or a part that keeps failing: split it to isolate the bad row.
+                Err(e) if part.len() > 1 && (matches!(e, StoreError::Invalid(_)) || failures >= 2) => {
+                    tracing::warn!(error = %e, rows = part.len(), "recording outcomes failed; splitting the batch");
+                    failures = 0;
+                    let (a, b) = part.split_at(part.len() / 2);
+                    parts.push(b);
+                    parts.push(a);
+                }
+                Err(StoreError::Invalid(e)) => {
+                    let o = &part[0];
+                    tracing::error!(
+                        error = %e,
+                        delivery_id = %o.delivery_id,
+                        "the store refused this outcome; its lease will expire and the delivery will be attempted again"
+                    );
+                }
+                Err(e) => {
+                    failures += 1;
+                    if cancel.is_cancelled()
+                        && stopping_since.get_or_insert_with(Instant::now).elapsed() >= self.cfg.shutdown_grace
+                    {
+                        let left = part.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+                        tracing::error!(error = %e, outcomes = left, "shutting down with outcomes unrecorded; their leases expire and they are sent again");
+                        return;
+                    }
+                    tracing::warn!(error = %e, failures, "recording outcomes failed; retrying");
+                    parts.push(part);
+                    let backoff = Duration::from_millis(100 * u64::from(failures.min(20)));
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = cancel.cancelled(), if !cancel.is_cancelled() => {}
                     }
                 }
             }
-            batch.clear();
         }
     }
 
@@ -284,8 +326,63 @@ impl Engine {
     }
 }
 
+/// The error of a delivery whose event no longer exists.
+const MISSING_BODY: &str = "not sent: the event of this delivery no longer exists (expired)";
+
+/// An attempt that sent nothing.
+fn not_sent(at: time::OffsetDateTime, error: &str) -> AttemptOutcome {
+    AttemptOutcome {
+        started_at: at,
+        duration: Duration::ZERO,
+        status_code: 0,
+        error: Some(error.to_owned()),
+        response_body: None,
+        retry_after: None,
+    }
+}
+
+/// Runs one attempt so that a panic inside it still ends as a recorded failed attempt
+/// (and is retried on the schedule), never as a delivery stuck with its lease.
+async fn shielded(attempt: impl Future<Output = AttemptOutcome>, started_at: time::OffsetDateTime) -> AttemptOutcome {
+    use futures_util::FutureExt;
+    std::panic::AssertUnwindSafe(attempt).catch_unwind().await.unwrap_or_else(|_| {
+        tracing::error!("an attempt panicked; recorded as a failed attempt");
+        not_sent(started_at, "internal error during the attempt; it will be retried")
+    })
+}
+
 /// A uniform number in [0, 1) for jitter.
 fn unit_random() -> f64 {
     let b = herald_domain::random_bytes::<8>();
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_attempt_becomes_a_failed_attempt() {
+        let at = herald_domain::from_millis(1_700_000_000_000);
+        let out = shielded(
+            async {
+                let mut s = "é".repeat(10);
+                let cut = std::hint::black_box(3);
+                s.truncate(cut); // panics: not a character boundary
+                not_sent(at, &s)
+            },
+            at,
+        )
+        .await;
+        assert_eq!(out.status_code, 0);
+        assert!(!out.is_success());
+        assert!(out.error.unwrap().contains("internal error"));
+    }
+
+    #[tokio::test]
+    async fn a_normal_attempt_passes_through_the_shield() {
+        let at = herald_domain::from_millis(1_700_000_000_000);
+        let out = shielded(async { not_sent(at, "x") }, at).await;
+        assert_eq!(out.error.as_deref(), Some("x"));
+    }
 }

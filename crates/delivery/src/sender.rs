@@ -1,7 +1,7 @@
 //! One attempt: POST the stored bytes with the signature headers, classify the result.
 
 use crate::resolver::GuardedResolver;
-use herald_domain::{AttemptOutcome, Clock, TargetUrl, retry::parse_retry_after};
+use herald_domain::{AttemptOutcome, Clock, TargetUrl, retry::parse_retry_after, text};
 use herald_store::Claimed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,9 +56,9 @@ impl Sender {
         &self.resolver
     }
 
-    /// Performs one attempt of a claimed delivery. Never panics, never returns an error:
+    /// Performs one attempt of a claimed delivery, POSTing `body`. Never returns an error:
     /// every failure is an outcome with status 0 and a short error string.
-    pub async fn attempt(&self, c: &Claimed) -> AttemptOutcome {
+    pub async fn attempt(&self, c: &Claimed, body: Vec<u8>) -> AttemptOutcome {
         let started_at = self.clock.now();
         let t0 = Instant::now();
         let fail = |error: String| AttemptOutcome {
@@ -74,7 +74,7 @@ impl Sender {
             Ok(u) => u,
             Err(e) => return fail(format!("invalid target: {e}")),
         };
-        let sig = c.secrets.sign(c.event_id.as_str(), &c.body, started_at);
+        let sig = c.secrets.sign(c.event_id.as_str(), &body, started_at);
         let req = self
             .client
             .post(url.as_url().clone())
@@ -87,7 +87,7 @@ impl Sender {
             .header("x-e2a-event-id", c.event_id.as_str())
             .header("x-e2a-delivery-id", c.delivery_id.as_str())
             .header("x-e2a-attempt", c.attempt.to_string())
-            .body(c.body.clone());
+            .body(body);
         let mut resp = match req.send().await {
             Ok(r) => r,
             Err(e) => return fail(describe(&e)),
@@ -98,14 +98,15 @@ impl Sender {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, started_at));
-        let mut body = Vec::new();
+        // Read at most the snippet, then drop the response: an endless body costs nothing more.
+        let mut snippet = Vec::new();
         let mut body_error = None;
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
-                    let room = RESPONSE_SNIPPET - body.len();
-                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    if body.len() >= RESPONSE_SNIPPET {
+                    let room = RESPONSE_SNIPPET - snippet.len();
+                    snippet.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if snippet.len() >= RESPONSE_SNIPPET {
                         break;
                     }
                 }
@@ -122,7 +123,8 @@ impl Sender {
             duration: t0.elapsed(),
             status_code: status,
             error: if success { None } else { Some(body_error.unwrap_or_else(|| format!("HTTP {status}"))) },
-            response_body: (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned()),
+            // Whatever the receiver sent (binary, invalid UTF-8, NUL) becomes storable text.
+            response_body: (!snippet.is_empty()).then(|| text::snippet(&snippet, RESPONSE_SNIPPET)),
             retry_after,
         }
     }
@@ -145,7 +147,7 @@ fn describe(e: &reqwest::Error) -> String {
     while let Some(inner) = cause.source() {
         cause = inner;
     }
-    let mut text = format!("{kind}: {cause}");
-    text.truncate(300);
-    text
+    let mut described = text::storable(&format!("{kind}: {cause}"));
+    text::truncate(&mut described, 300);
+    described
 }

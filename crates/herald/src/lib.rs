@@ -124,6 +124,7 @@ pub async fn bootstrap(store: &dyn Store, settings: &Settings, clock: &dyn Clock
 
 impl Application {
     pub async fn build(settings: Settings, deps: Deps) -> anyhow::Result<Self> {
+        settings.validate().map_err(anyhow::Error::msg)?;
         let mut store = open_store(&settings).await?;
         if let Some(wrap) = deps.wrap_store {
             store = wrap(store);
@@ -157,6 +158,7 @@ impl Application {
                 auto_disable_interval: settings.auto_disable_interval,
                 auto_disable_window: settings.auto_disable_window,
                 auto_disable_threshold: settings.auto_disable_threshold,
+                shutdown_grace: settings.shutdown_grace,
                 ..EngineConfig::default()
             },
         );

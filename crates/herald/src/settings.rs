@@ -6,6 +6,9 @@ use herald_store_sqlite::Durability;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How much longer than the attempt timeout a lease must be (time to record the outcome).
+pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s.trim())
 }
@@ -59,6 +62,10 @@ pub struct Settings {
     /// Total time one attempt may take (connect, send, response).
     #[arg(long, env = "HERALD_ATTEMPT_TIMEOUT", default_value = "15s", value_parser = duration)]
     pub attempt_timeout: Duration,
+    /// At shutdown, how long in-flight attempts may finish (and unrecorded outcomes be
+    /// retried) before leases are given back.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
+    pub shutdown_grace: Duration,
     /// Fallback poll for due work when no wake-up arrives.
     #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = "5s", value_parser = duration)]
     pub poll_interval: Duration,
@@ -128,6 +135,45 @@ impl Settings {
         if self.sqlite_synchronous == "full" { Durability::PowerLoss } else { Durability::Process }
     }
 
+    /// Refuses combinations that would break a guarantee, with a message naming the settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_in_flight == 0 {
+            return Err("HERALD_MAX_IN_FLIGHT must be at least 1 (0 would deliver nothing)".into());
+        }
+        for (name, d) in [
+            ("HERALD_LEASE", self.lease),
+            ("HERALD_ATTEMPT_TIMEOUT", self.attempt_timeout),
+            ("HERALD_POLL_INTERVAL", self.poll_interval),
+            ("HERALD_AUTO_DISABLE_INTERVAL", self.auto_disable_interval),
+            ("HERALD_PG_STATEMENT_TIMEOUT", self.pg_statement_timeout),
+            ("HERALD_PG_ACQUIRE_TIMEOUT", self.pg_acquire_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{name} must be longer than zero"));
+            }
+        }
+        if self.lease < self.attempt_timeout + LEASE_MARGIN {
+            return Err(format!(
+                "HERALD_LEASE ({}) must exceed HERALD_ATTEMPT_TIMEOUT ({}) by at least {}: otherwise a lease can \
+                 expire while its attempt is still running, and the delivery is sent twice and its webhook's \
+                 max_in_flight exceeded",
+                humantime::format_duration(self.lease),
+                humantime::format_duration(self.attempt_timeout),
+                humantime::format_duration(LEASE_MARGIN),
+            ));
+        }
+        if self.pg_pool_size == 0 {
+            return Err("HERALD_PG_POOL_SIZE must be at least 1".into());
+        }
+        if self.auto_disable_threshold == 0 {
+            return Err("HERALD_AUTO_DISABLE_THRESHOLD must be at least 1".into());
+        }
+        if self.retry_schedule.iter().any(Duration::is_zero) {
+            return Err("HERALD_RETRY_SCHEDULE: every wait must be longer than zero".into());
+        }
+        Ok(())
+    }
+
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy { schedule: self.retry_schedule.clone(), jitter: self.retry_jitter }
     }
@@ -173,4 +219,32 @@ pub fn argv_with_config_file(cmd: clap::Command, argv: Vec<String>) -> anyhow::R
         out.push(format!("--{}={text}", id.replace('_', "-")));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_consistent() {
+        assert_eq!(Settings::defaults().validate(), Ok(()));
+    }
+
+    #[test]
+    fn contradicting_settings_are_refused_with_their_names() {
+        let mut s = Settings::defaults();
+        s.lease = Duration::from_secs(10);
+        s.attempt_timeout = Duration::from_secs(15);
+        let e = s.validate().unwrap_err();
+        assert!(e.contains("HERALD_LEASE") && e.contains("HERALD_ATTEMPT_TIMEOUT"), "{e}");
+        let mut s = Settings::defaults();
+        s.max_in_flight = 0;
+        assert!(s.validate().unwrap_err().contains("HERALD_MAX_IN_FLIGHT"));
+        let mut s = Settings::defaults();
+        s.auto_disable_interval = Duration::ZERO;
+        assert!(s.validate().unwrap_err().contains("HERALD_AUTO_DISABLE_INTERVAL"));
+        let mut s = Settings::defaults();
+        s.retry_schedule = vec![Duration::from_secs(60), Duration::ZERO];
+        assert!(s.validate().unwrap_err().contains("HERALD_RETRY_SCHEDULE"));
+    }
 }

@@ -18,8 +18,9 @@ pub mod test_db;
 use async_trait::async_trait;
 use herald_domain::{AccountId, DeliveryId, DeliveryStatus, EventId, Filters, Verdict, WebhookId, to_millis};
 use herald_store::{
-    Account, Attempt, Claimed, Delivery, Event, EventFilter, EventTypeRecord, FanoutRules, NewEvent, NewWebhook,
-    Outcome, Page, Published, Store, StoreError, StoreResult, Webhook, WebhookPatch,
+    Account, Attempt, Claimed, Delivery, Event, EventFilter, EventTypeRecord, FanoutRules, IdempotentAnswer, NewEvent,
+    NewWebhook, Outcome, Page, Published, RECOVER_BATCH, Recovery, Rotated, Rotation, Store, StoreError, StoreResult,
+    Webhook, WebhookPatch,
 };
 use rows::*;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -65,6 +66,10 @@ pub struct PgStore {
 fn unavailable(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::AlreadyExists,
+        // SQLSTATE class 22, data exception (NUL in TEXT, a bad jsonb escape…): the value is
+        // at fault, not the database; retrying cannot help.
+        sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22")) => StoreError::Invalid(Box::new(e)),
+        sqlx::Error::Encode(_) => StoreError::Invalid(Box::new(e)),
         _ => StoreError::Unavailable(Box::new(e)),
     }
 }
@@ -196,6 +201,29 @@ impl PgStore {
     fn wake_local(&self) {
         self.signal.notify_one();
     }
+}
+
+/// Stores (or replaces) the answer of an idempotent request inside the caller's transaction.
+async fn save_answer(
+    tx: &mut Transaction<'static, Postgres>,
+    cipher: Option<&herald_store::codec::SecretCipher>,
+    account: &AccountId,
+    answer: &IdempotentAnswer,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO idempotency (account_id, scope, key, response, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (account_id, scope, key) DO UPDATE SET response = EXCLUDED.response, created_at = EXCLUDED.created_at",
+    )
+    .bind(account.as_str())
+    .bind(&answer.scope)
+    .bind(&answer.key)
+    .bind(herald_store::codec::seal(cipher, &answer.response))
+    .bind(to_millis(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
 }
 
 async fn notify(tx: &mut Transaction<'static, Postgres>) -> StoreResult<()> {
@@ -479,7 +507,7 @@ impl Store for PgStore {
         for r in &subs {
             let types: Vec<String> = parse_json(&get::<String>(r, 1)?)?;
             let filters: Filters = parse_json(&get::<String>(r, 2)?)?;
-            if types.iter().any(|t| t == &new.event_type) && filters.matches(&new.routing) {
+            if filters.wants(&types, &new.event_type, &new.routing) {
                 targets.push(get::<String>(r, 0)?);
             }
         }
@@ -705,7 +733,7 @@ impl Store for PgStore {
                     attempt: get::<i64>(r, 4)? as u32 + 1,
                     max_attempts: get::<i64>(r, 5)? as u32,
                     lease_token: get(r, 6)?,
-                    body: get::<Option<Vec<u8>>>(r, 7)?.unwrap_or_default(),
+                    body: get::<Option<Vec<u8>>>(r, 7)?,
                 })
             })
             .collect()
@@ -733,12 +761,12 @@ impl Store for PgStore {
             tokens.push(o.lease_token.clone());
             statuses.push(status.to_owned());
             attempts.push(i64::from(o.attempt));
-            errors.push(o.result.error.clone());
+            errors.push(o.result.error.as_deref().map(herald_domain::text::storable));
             codes.push(i64::from(o.result.status_code));
             started.push(to_millis(o.result.started_at));
             nexts.push(next);
             durations.push(o.result.duration.as_millis() as i64);
-            bodies.push(o.result.response_body.clone());
+            bodies.push(o.result.response_body.as_deref().map(herald_domain::text::storable));
         }
         let mut tx = self.begin_soft().await?;
         let applied: Vec<String> = sqlx::query_scalar(
@@ -867,9 +895,12 @@ impl Store for PgStore {
                     .await
                     .map_err(unavailable)?;
             }
+            // An event outlives every delivery that references it (a recovered or retried
+            // delivery may live longer than its event's own expiry).
             let e = sqlx::query(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE expires_at <= $1 LIMIT $2 \
-                 FOR UPDATE SKIP LOCKED)",
+                "DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE e.expires_at <= $1 \
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) \
+                 ORDER BY e.expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
             )
             .bind(now_ms)
             .bind(i64::from(batch))
@@ -886,42 +917,54 @@ impl Store for PgStore {
         }
     }
 
-    async fn rotate_secret(
-        &self,
-        account: &AccountId,
-        id: &WebhookId,
-        new_secret: &herald_domain::SigningSecret,
-        grace_until: OffsetDateTime,
-        keep: usize,
-        now: OffsetDateTime,
-    ) -> StoreResult<bool> {
+    async fn rotate_secret(&self, r: Rotation) -> StoreResult<Rotated> {
         let mut tx = self.begin().await?;
-        let Some(row) = sqlx::query("SELECT secret, previous_secrets FROM webhooks WHERE account_id = $1 AND id = $2")
-            .bind(account.as_str())
-            .bind(id.as_str())
+        // The row lock makes the read-modify-write atomic: concurrent rotations queue here.
+        let Some(row) =
+            sqlx::query("SELECT secret, previous_secrets FROM webhooks WHERE account_id = $1 AND id = $2 FOR UPDATE")
+                .bind(r.account.as_str())
+                .bind(r.webhook.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?
+        else {
+            return Ok(Rotated::NotFound);
+        };
+        if let Some(i) = &r.idempotency {
+            let prior: Option<String> = sqlx::query_scalar(
+                "SELECT response FROM idempotency WHERE account_id = $1 AND scope = $2 AND key = $3 AND created_at >= $4",
+            )
+            .bind(r.account.as_str())
+            .bind(&i.scope)
+            .bind(&i.key)
+            .bind(to_millis(i.since))
             .fetch_optional(&mut *tx)
             .await
-            .map_err(unavailable)?
-        else {
-            return Ok(false);
-        };
+            .map_err(unavailable)?;
+            if let Some(prior) = prior {
+                return Ok(Rotated::Replayed(herald_store::codec::open(self.cipher.as_deref(), prior)?));
+            }
+        }
         let previous = herald_store::codec::rotated(
             &get::<String>(&row, 1)?,
             &get::<String>(&row, 0)?,
-            to_millis(grace_until),
-            to_millis(now),
-            keep,
+            to_millis(r.grace_until),
+            to_millis(r.now),
+            r.keep,
         )?;
         sqlx::query("UPDATE webhooks SET secret = $1, previous_secrets = $2, updated_at = $3 WHERE id = $4")
-            .bind(herald_store::codec::seal(self.cipher.as_deref(), new_secret.expose()))
+            .bind(herald_store::codec::seal(self.cipher.as_deref(), r.new_secret.expose()))
             .bind(previous)
-            .bind(to_millis(now))
-            .bind(id.as_str())
+            .bind(to_millis(r.now))
+            .bind(r.webhook.as_str())
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        if let Some(i) = &r.idempotency {
+            save_answer(&mut tx, self.cipher.as_deref(), &r.account, i, r.now).await?;
+        }
         tx.commit().await.map_err(unavailable)?;
-        Ok(true)
+        Ok(Rotated::Applied)
     }
 
     async fn auto_disable(
@@ -946,24 +989,26 @@ impl Store for PgStore {
     }
 
     async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64> {
-        let mut tx = self.begin().await?;
         let rows = sqlx::query("SELECT id, previous_secrets FROM webhooks WHERE previous_secrets <> '[]'")
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
         let mut changed = 0;
         for r in &rows {
-            if let Some(p) = herald_store::codec::pruned(&get::<String>(r, 1)?, to_millis(now))? {
-                sqlx::query("UPDATE webhooks SET previous_secrets = $1 WHERE id = $2")
-                    .bind(p)
-                    .bind(get::<String>(r, 0)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                changed += 1;
+            let before: String = get(r, 1)?;
+            if let Some(p) = herald_store::codec::pruned(&before, to_millis(now))? {
+                // Compare-and-set: a rotation in between wins; the next pass prunes again.
+                let done =
+                    sqlx::query("UPDATE webhooks SET previous_secrets = $1 WHERE id = $2 AND previous_secrets = $3")
+                        .bind(p)
+                        .bind(get::<String>(r, 0)?)
+                        .bind(&before)
+                        .execute(&self.pool)
+                        .await
+                        .map_err(unavailable)?;
+                changed += done.rows_affected();
             }
         }
-        tx.commit().await.map_err(unavailable)?;
         Ok(changed)
     }
 
@@ -1020,22 +1065,11 @@ impl Store for PgStore {
         Ok(Some(id))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn recover(
-        &self,
-        account: &AccountId,
-        webhook: &WebhookId,
-        since: OffsetDateTime,
-        until: OffsetDateTime,
-        dry_run: bool,
-        rules: &FanoutRules,
-        now: OffsetDateTime,
-    ) -> StoreResult<Option<u64>> {
-        let mut tx = self.begin().await?;
+    async fn recover(&self, r: Recovery, rules: &FanoutRules) -> StoreResult<Option<u64>> {
         let Some(w) = sqlx::query("SELECT events, filters FROM webhooks WHERE account_id = $1 AND id = $2")
-            .bind(account.as_str())
-            .bind(webhook.as_str())
-            .fetch_optional(&mut *tx)
+            .bind(r.account.as_str())
+            .bind(r.webhook.as_str())
+            .fetch_optional(&self.pool)
             .await
             .map_err(unavailable)?
         else {
@@ -1043,53 +1077,66 @@ impl Store for PgStore {
         };
         let types: Vec<String> = parse_json(&get::<String>(&w, 0)?)?;
         let filters: Filters = parse_json(&get::<String>(&w, 1)?)?;
-        let rows = sqlx::query(
-            "SELECT id, type, agent_id, conversation_id, labels FROM events \
-             WHERE account_id = $1 AND created_at >= $2 AND created_at < $3 AND expires_at > $4 ORDER BY id",
-        )
-        .bind(account.as_str())
-        .bind(to_millis(since))
-        .bind(to_millis(until))
-        .bind(to_millis(now))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let mut matching = Vec::new();
-        for r in &rows {
-            let ty: String = get(r, 1)?;
-            let routing = herald_domain::RoutingAttributes {
-                agent_id: get(r, 2)?,
-                conversation_id: get(r, 3)?,
-                labels: parse_json(&get::<String>(r, 4)?)?,
-            };
-            if types.contains(&ty) && filters.matches(&routing) {
-                matching.push(serde_json::json!([DeliveryId::generate().as_str(), get::<String>(r, 0)?, ty]));
-            }
-        }
-        let n = matching.len() as u64;
-        if !dry_run && n > 0 {
-            let now_ms = to_millis(now);
-            sqlx::query(
-                "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
-                 max_attempts, next_retry_at, created_at, expires_at) \
-                 SELECT v ->> 0, $1, $2, v ->> 1, v ->> 2, 'pending', 0, $3, $4, $4, $5 FROM jsonb_array_elements($6::jsonb) AS v",
+        let now_ms = to_millis(r.now);
+        let mut after: Option<(i64, String)> = None;
+        let mut total = 0u64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT id, type, agent_id, conversation_id, labels, created_at FROM events \
+                 WHERE account_id = $1 AND created_at >= $2 AND created_at < $3 AND expires_at > $4 \
+                   AND ($5::bigint IS NULL OR (created_at, id) > ($5, $6)) ORDER BY created_at, id LIMIT $7",
             )
-            .bind(account.as_str())
-            .bind(webhook.as_str())
-            .bind(i64::from(rules.max_attempts))
+            .bind(r.account.as_str())
+            .bind(to_millis(r.since))
+            .bind(to_millis(r.until))
             .bind(now_ms)
-            .bind(now_ms + rules.delivery_ttl.as_millis() as i64)
-            .bind(json(&matching))
-            .execute(&mut *tx)
+            .bind(after.as_ref().map(|a| a.0))
+            .bind(after.as_ref().map(|a| a.1.as_str()))
+            .bind(i64::from(RECOVER_BATCH))
+            .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
-            notify(&mut tx).await?;
+            let Some(last) = rows.last() else { break };
+            after = Some((get(last, 5)?, get(last, 0)?));
+            let mut matching = Vec::new();
+            for row in &rows {
+                let ty: String = get(row, 1)?;
+                let routing = herald_domain::RoutingAttributes {
+                    agent_id: get(row, 2)?,
+                    conversation_id: get(row, 3)?,
+                    labels: parse_json(&get::<String>(row, 4)?)?,
+                };
+                if filters.wants(&types, &ty, &routing) {
+                    matching.push(serde_json::json!([DeliveryId::generate().as_str(), get::<String>(row, 0)?, ty]));
+                }
+            }
+            if !r.dry_run && !matching.is_empty() {
+                // One autocommitted statement per batch; none if the webhook was deleted meanwhile.
+                sqlx::query(
+                    "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
+                     max_attempts, next_retry_at, created_at, expires_at) \
+                     SELECT v ->> 0, $1, $2, v ->> 1, v ->> 2, 'pending', 0, $3, $4, $4, $5 \
+                     FROM jsonb_array_elements($6::jsonb) AS v WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = $2)",
+                )
+                .bind(r.account.as_str())
+                .bind(r.webhook.as_str())
+                .bind(i64::from(rules.max_attempts))
+                .bind(now_ms)
+                .bind(now_ms + rules.delivery_ttl.as_millis() as i64)
+                .bind(json(&matching))
+                .execute(&self.pool)
+                .await
+                .map_err(unavailable)?;
+                self.wake_local();
+                self.notify_soon();
+            }
+            total += matching.len() as u64;
+            tracing::debug!(webhook_id = %r.webhook, matched = total, "recovery batch done");
+            if rows.len() < RECOVER_BATCH as usize {
+                break;
+            }
         }
-        tx.commit().await.map_err(unavailable)?;
-        if !dry_run && n > 0 {
-            self.wake_local();
-        }
-        Ok(Some(n))
+        Ok(Some(total))
     }
 
     async fn list_events(&self, account: &AccountId, filter: EventFilter, page: Page) -> StoreResult<Vec<Event>> {
@@ -1188,10 +1235,7 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?
-        .map(|stored: String| match &self.cipher {
-            Some(c) => c.open(&stored),
-            None => Ok(stored),
-        })
+        .map(|stored: String| herald_store::codec::open(self.cipher.as_deref(), stored))
         .transpose()
     }
 
@@ -1203,19 +1247,15 @@ impl Store for PgStore {
         response: &str,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO idempotency (account_id, scope, key, response, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (account_id, scope, key) DO UPDATE SET response = EXCLUDED.response, created_at = EXCLUDED.created_at",
-        )
-        .bind(account.as_str())
-        .bind(scope)
-        .bind(key)
-        .bind(herald_store::codec::seal(self.cipher.as_deref(), response))
-        .bind(to_millis(now))
-        .execute(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        let answer = IdempotentAnswer {
+            scope: scope.to_owned(),
+            key: key.to_owned(),
+            since: now,
+            response: response.to_owned(),
+        };
+        save_answer(&mut tx, self.cipher.as_deref(), account, &answer, now).await?;
+        tx.commit().await.map_err(unavailable)
     }
 
     fn work_signal(&self) -> Arc<Notify> {

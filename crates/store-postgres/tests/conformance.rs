@@ -1,33 +1,12 @@
 //! The shared store conformance suite against a fresh PostgreSQL database per test.
 
-use herald_store::conformance as suite;
 use herald_store_postgres::test_db::TestDb;
 use herald_store_postgres::{PgSettings, PgStore};
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {$(
-        #[tokio::test]
-        async fn $name() {
-            let Some(db) = TestDb::create(stringify!($name)).await else { return };
-            let store = PgStore::open(&db.url, &PgSettings::default()).await.unwrap();
-            suite::$name(&store).await;
-            db.drop_now().await;
-        }
-    )*};
+async fn fresh(test: &str) -> Option<(PgStore, TestDb)> {
+    let db = TestDb::create(test).await?;
+    let settings = PgSettings { pool_size: 6, ..PgSettings::default() };
+    Some((PgStore::open(&db.url, &settings).await.unwrap(), db))
 }
 
-conformance!(
-    claim_hides_rows_until_the_lease_expires,
-    outcomes_are_compare_and_set_on_the_lease,
-    claims_respect_the_per_webhook_cap,
-    disabled_webhooks_are_skipped_until_enabled,
-    expired_rows_are_ignored_and_deleted_in_batches,
-    resources_are_scoped_by_account,
-    released_leases_are_due_again_without_an_attempt,
-    rotation_keeps_previous_secrets_until_their_own_expiry,
-    failing_webhooks_are_auto_disabled,
-    recovery_redelivers_matching_events_in_the_window,
-    events_log_lists_and_shows_events,
-    event_types_and_idempotency_are_per_account,
-    publish_fans_out_by_type_and_filters,
-);
+herald_store::conformance_tests!(fresh);

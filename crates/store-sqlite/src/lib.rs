@@ -11,8 +11,9 @@ mod rows;
 use async_trait::async_trait;
 use herald_domain::{AccountId, DeliveryId, DeliveryStatus, EventId, Filters, Verdict, WebhookId, to_millis};
 use herald_store::{
-    Account, Attempt, Claimed, Delivery, Event, EventFilter, EventTypeRecord, FanoutRules, NewEvent, NewWebhook,
-    Outcome, Page, Published, Store, StoreError, StoreResult, Webhook, WebhookPatch,
+    Account, Attempt, Claimed, Delivery, Event, EventFilter, EventTypeRecord, FanoutRules, IdempotentAnswer, NewEvent,
+    NewWebhook, Outcome, Page, Published, RECOVER_BATCH, Recovery, Rotated, Rotation, Store, StoreError, StoreResult,
+    Webhook, WebhookPatch,
 };
 use rows::*;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
@@ -141,7 +142,7 @@ impl SqliteStore {
                     event_type: get(r, 2)?,
                     url: url.clone(),
                     secrets: secrets.clone(),
-                    body: get::<Option<Vec<u8>>>(r, 6)?.unwrap_or_default(),
+                    body: get::<Option<Vec<u8>>>(r, 6)?,
                     attempt: get::<i64>(r, 3)? as u32 + 1,
                     max_attempts: get::<i64>(r, 4)? as u32,
                     lease_token: get(r, 5)?,
@@ -592,13 +593,13 @@ impl Store for SqliteStore {
                     o.lease_token,
                     status,
                     o.attempt,
-                    r.error,
+                    r.error.as_deref().map(herald_domain::text::storable),
                     (r.status_code != 0).then_some(r.status_code),
                     to_millis(r.started_at),
                     next,
                     r.duration.as_millis() as i64,
                     r.status_code,
-                    r.response_body,
+                    r.response_body.as_deref().map(herald_domain::text::storable),
                 ])
             })
             .collect();
@@ -725,13 +726,18 @@ impl Store for SqliteStore {
             .await
             .map_err(unavailable)?
             .rows_affected();
-            let e = sqlx::query("DELETE FROM events WHERE id IN (SELECT id FROM events WHERE expires_at <= ? LIMIT ?)")
-                .bind(now_ms)
-                .bind(i64::from(batch))
-                .execute(&mut *tx)
-                .await
-                .map_err(unavailable)?
-                .rows_affected();
+            // An event outlives every delivery that references it (a recovered or retried
+            // delivery may live longer than its event's own expiry).
+            let e = sqlx::query(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE e.expires_at <= ? \
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) ORDER BY e.expires_at LIMIT ?)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
             tx.commit().await.map_err(unavailable)?;
             total += d + e;
             if d < u64::from(batch) && e < u64::from(batch) {
@@ -742,42 +748,53 @@ impl Store for SqliteStore {
         }
     }
 
-    async fn rotate_secret(
-        &self,
-        account: &AccountId,
-        id: &WebhookId,
-        new_secret: &herald_domain::SigningSecret,
-        grace_until: OffsetDateTime,
-        keep: usize,
-        now: OffsetDateTime,
-    ) -> StoreResult<bool> {
+    async fn rotate_secret(&self, r: Rotation) -> StoreResult<Rotated> {
+        // On the one writer connection: the read-modify-write cannot interleave with another.
         let mut tx = self.begin().await?;
         let Some(row) = sqlx::query("SELECT secret, previous_secrets FROM webhooks WHERE account_id = ? AND id = ?")
-            .bind(account.as_str())
-            .bind(id.as_str())
+            .bind(r.account.as_str())
+            .bind(r.webhook.as_str())
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?
         else {
-            return Ok(false);
+            return Ok(Rotated::NotFound);
         };
+        if let Some(i) = &r.idempotency {
+            let prior: Option<String> = sqlx::query_scalar(
+                "SELECT response FROM idempotency WHERE account_id = ? AND scope = ? AND key = ? AND created_at >= ?",
+            )
+            .bind(r.account.as_str())
+            .bind(&i.scope)
+            .bind(&i.key)
+            .bind(to_millis(i.since))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if let Some(prior) = prior {
+                return Ok(Rotated::Replayed(herald_store::codec::open(self.cipher.as_deref(), prior)?));
+            }
+        }
         let previous = herald_store::codec::rotated(
             &get::<String>(&row, 1)?,
             &get::<String>(&row, 0)?,
-            to_millis(grace_until),
-            to_millis(now),
-            keep,
+            to_millis(r.grace_until),
+            to_millis(r.now),
+            r.keep,
         )?;
         sqlx::query("UPDATE webhooks SET secret = ?, previous_secrets = ?, updated_at = ? WHERE id = ?")
-            .bind(herald_store::codec::seal(self.cipher.as_deref(), new_secret.expose()))
+            .bind(herald_store::codec::seal(self.cipher.as_deref(), r.new_secret.expose()))
             .bind(previous)
-            .bind(to_millis(now))
-            .bind(id.as_str())
+            .bind(to_millis(r.now))
+            .bind(r.webhook.as_str())
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        if let Some(i) = &r.idempotency {
+            save_answer(&mut tx, self.cipher.as_deref(), &r.account, i, r.now).await?;
+        }
         tx.commit().await.map_err(unavailable)?;
-        Ok(true)
+        Ok(Rotated::Applied)
     }
 
     async fn auto_disable(
@@ -802,24 +819,26 @@ impl Store for SqliteStore {
     }
 
     async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64> {
-        let mut tx = self.begin().await?;
         let rows = sqlx::query("SELECT id, previous_secrets FROM webhooks WHERE previous_secrets <> '[]'")
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.read)
             .await
             .map_err(unavailable)?;
         let mut changed = 0;
         for r in &rows {
-            if let Some(p) = herald_store::codec::pruned(&get::<String>(r, 1)?, to_millis(now))? {
-                sqlx::query("UPDATE webhooks SET previous_secrets = ? WHERE id = ?")
-                    .bind(p)
-                    .bind(get::<String>(r, 0)?)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-                changed += 1;
+            let before: String = get(r, 1)?;
+            if let Some(p) = herald_store::codec::pruned(&before, to_millis(now))? {
+                // Compare-and-set: a rotation in between wins; the next pass prunes again.
+                let done =
+                    sqlx::query("UPDATE webhooks SET previous_secrets = ? WHERE id = ? AND previous_secrets = ?")
+                        .bind(p)
+                        .bind(get::<String>(r, 0)?)
+                        .bind(&before)
+                        .execute(&self.write)
+                        .await
+                        .map_err(unavailable)?;
+                changed += done.rows_affected();
             }
         }
-        tx.commit().await.map_err(unavailable)?;
         Ok(changed)
     }
 
@@ -875,22 +894,11 @@ impl Store for SqliteStore {
         Ok(Some(id))
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn recover(
-        &self,
-        account: &AccountId,
-        webhook: &WebhookId,
-        since: OffsetDateTime,
-        until: OffsetDateTime,
-        dry_run: bool,
-        rules: &FanoutRules,
-        now: OffsetDateTime,
-    ) -> StoreResult<Option<u64>> {
-        let mut tx = self.begin().await?;
+    async fn recover(&self, r: Recovery, rules: &FanoutRules) -> StoreResult<Option<u64>> {
         let Some(w) = sqlx::query("SELECT events, filters FROM webhooks WHERE account_id = ? AND id = ?")
-            .bind(account.as_str())
-            .bind(webhook.as_str())
-            .fetch_optional(&mut *tx)
+            .bind(r.account.as_str())
+            .bind(r.webhook.as_str())
+            .fetch_optional(&self.read)
             .await
             .map_err(unavailable)?
         else {
@@ -898,53 +906,69 @@ impl Store for SqliteStore {
         };
         let types: Vec<String> = parse_json(&get::<String>(&w, 0)?)?;
         let filters: Filters = parse_json(&get::<String>(&w, 1)?)?;
-        let rows = sqlx::query(
-            "SELECT id, type, agent_id, conversation_id, labels FROM events \
-             WHERE account_id = ? AND created_at >= ? AND created_at < ? AND expires_at > ? ORDER BY id",
-        )
-        .bind(account.as_str())
-        .bind(to_millis(since))
-        .bind(to_millis(until))
-        .bind(to_millis(now))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        let mut matching = Vec::new();
-        for r in &rows {
-            let ty: String = get(r, 1)?;
-            let routing = herald_domain::RoutingAttributes {
-                agent_id: get(r, 2)?,
-                conversation_id: get(r, 3)?,
-                labels: parse_json(&get::<String>(r, 4)?)?,
-            };
-            if types.contains(&ty) && filters.matches(&routing) {
-                matching.push(serde_json::json!([DeliveryId::generate().as_str(), get::<String>(r, 0)?, ty]));
-            }
-        }
-        let n = matching.len() as u64;
-        if !dry_run && n > 0 {
-            let now_ms = to_millis(now);
-            sqlx::query(
-                "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
-                 max_attempts, next_retry_at, created_at, expires_at) \
-                 SELECT value ->> 0, ?, ?, value ->> 1, value ->> 2, 'pending', 0, ?, ?, ?, ? FROM json_each(?)",
+        let now_ms = to_millis(r.now);
+        let mut after: Option<(i64, String)> = None;
+        let mut total = 0u64;
+        loop {
+            // Reads on the read pool; the writer is taken only for each batch's insert.
+            let rows = sqlx::query(
+                "SELECT id, type, agent_id, conversation_id, labels, created_at FROM events \
+                 WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND expires_at > ?4 \
+                   AND (?5 IS NULL OR created_at > ?5 OR (created_at = ?5 AND id > ?6)) \
+                 ORDER BY created_at, id LIMIT ?7",
             )
-            .bind(account.as_str())
-            .bind(webhook.as_str())
-            .bind(i64::from(rules.max_attempts))
+            .bind(r.account.as_str())
+            .bind(to_millis(r.since))
+            .bind(to_millis(r.until))
             .bind(now_ms)
-            .bind(now_ms)
-            .bind(now_ms + rules.delivery_ttl.as_millis() as i64)
-            .bind(json(&matching))
-            .execute(&mut *tx)
+            .bind(after.as_ref().map(|a| a.0))
+            .bind(after.as_ref().map(|a| a.1.as_str()))
+            .bind(i64::from(RECOVER_BATCH))
+            .fetch_all(&self.read)
             .await
             .map_err(unavailable)?;
+            let Some(last) = rows.last() else { break };
+            after = Some((get(last, 5)?, get(last, 0)?));
+            let mut matching = Vec::new();
+            for row in &rows {
+                let ty: String = get(row, 1)?;
+                let routing = herald_domain::RoutingAttributes {
+                    agent_id: get(row, 2)?,
+                    conversation_id: get(row, 3)?,
+                    labels: parse_json(&get::<String>(row, 4)?)?,
+                };
+                if filters.wants(&types, &ty, &routing) {
+                    matching.push(serde_json::json!([DeliveryId::generate().as_str(), get::<String>(row, 0)?, ty]));
+                }
+            }
+            if !r.dry_run && !matching.is_empty() {
+                // One autocommitted statement per batch; none if the webhook was deleted meanwhile.
+                sqlx::query(
+                    "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
+                     max_attempts, next_retry_at, created_at, expires_at) \
+                     SELECT value ->> 0, ?1, ?2, value ->> 1, value ->> 2, 'pending', 0, ?3, ?4, ?4, ?5 \
+                     FROM json_each(?6) WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = ?2)",
+                )
+                .bind(r.account.as_str())
+                .bind(r.webhook.as_str())
+                .bind(i64::from(rules.max_attempts))
+                .bind(now_ms)
+                .bind(now_ms + rules.delivery_ttl.as_millis() as i64)
+                .bind(json(&matching))
+                .execute(&self.write)
+                .await
+                .map_err(unavailable)?;
+                self.wake();
+            }
+            total += matching.len() as u64;
+            tracing::debug!(webhook_id = %r.webhook, matched = total, "recovery batch done");
+            if rows.len() < RECOVER_BATCH as usize {
+                break;
+            }
+            // Let publishes and outcomes take the writer between batches.
+            tokio::task::yield_now().await;
         }
-        tx.commit().await.map_err(unavailable)?;
-        if !dry_run && n > 0 {
-            self.wake();
-        }
-        Ok(Some(n))
+        Ok(Some(total))
     }
 
     async fn list_events(&self, account: &AccountId, filter: EventFilter, page: Page) -> StoreResult<Vec<Event>> {
@@ -1043,10 +1067,7 @@ impl Store for SqliteStore {
         .fetch_optional(&self.write)
         .await
         .map_err(unavailable)?
-        .map(|stored: String| match &self.cipher {
-            Some(c) => c.open(&stored),
-            None => Ok(stored),
-        })
+        .map(|stored: String| herald_store::codec::open(self.cipher.as_deref(), stored))
         .transpose()
     }
 
@@ -1058,19 +1079,15 @@ impl Store for SqliteStore {
         response: &str,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO idempotency (account_id, scope, key, response, created_at) VALUES (?, ?, ?, ?, ?) \
-             ON CONFLICT (account_id, scope, key) DO UPDATE SET response = excluded.response, created_at = excluded.created_at",
-        )
-        .bind(account.as_str())
-        .bind(scope)
-        .bind(key)
-        .bind(herald_store::codec::seal(self.cipher.as_deref(), response))
-        .bind(to_millis(now))
-        .execute(&self.write)
-        .await
-        .map_err(unavailable)?;
-        Ok(())
+        let mut tx = self.begin().await?;
+        let answer = IdempotentAnswer {
+            scope: scope.to_owned(),
+            key: key.to_owned(),
+            since: now,
+            response: response.to_owned(),
+        };
+        save_answer(&mut tx, self.cipher.as_deref(), account, &answer, now).await?;
+        tx.commit().await.map_err(unavailable)
     }
 
     fn work_signal(&self) -> Arc<Notify> {
@@ -1078,9 +1095,32 @@ impl Store for SqliteStore {
     }
 }
 
+/// Stores (or replaces) the answer of an idempotent request inside the caller's transaction.
+async fn save_answer(
+    tx: &mut Transaction<'static, Sqlite>,
+    cipher: Option<&herald_store::codec::SecretCipher>,
+    account: &AccountId,
+    answer: &IdempotentAnswer,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO idempotency (account_id, scope, key, response, created_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (account_id, scope, key) DO UPDATE SET response = excluded.response, created_at = excluded.created_at",
+    )
+    .bind(account.as_str())
+    .bind(&answer.scope)
+    .bind(&answer.key)
+    .bind(herald_store::codec::seal(cipher, &answer.response))
+    .bind(to_millis(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}
+
 /// Group commit: every publish waiting when the writer is free goes into ONE transaction.
-/// Each caller is answered only after that transaction commits; if it fails, every caller
-/// in it gets the error and nothing of the batch is stored.
+/// Each caller is answered only after that transaction commits; if it fails, each publish of
+/// the batch is tried again on its own, so one bad publish fails only its own caller.
 async fn publish_loop(write: SqlitePool, signal: Arc<Notify>, mut rx: mpsc::UnboundedReceiver<PublishJob>) {
     let mut jobs = Vec::new();
     while rx.recv_many(&mut jobs, 256).await > 0 {
@@ -1093,10 +1133,19 @@ async fn publish_loop(write: SqlitePool, signal: Arc<Notify>, mut rx: mpsc::Unbo
                     let _ = job.reply.send(Ok(r));
                 }
             }
-            Err(e) => {
-                let msg = e.to_string();
+            Err(_) if jobs.len() > 1 => {
+                // One bad publish must not fail the others: commit each on its own.
                 for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone().into())));
+                    let r = publish_batch(&write, std::slice::from_ref(&job)).await.map(|mut v| v.remove(0));
+                    if r.as_ref().is_ok_and(|p| p.deliveries > 0 && !p.replayed) {
+                        signal.notify_one();
+                    }
+                    let _ = job.reply.send(r);
+                }
+            }
+            Err(e) => {
+                if let Some(job) = jobs.pop() {
+                    let _ = job.reply.send(Err(e));
                 }
             }
         }
@@ -1164,7 +1213,7 @@ async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<V
         }
         let targets: Vec<&String> = subscriptions[&account]
             .iter()
-            .filter(|(_, types, filters)| types.iter().any(|t| t == &new.event_type) && filters.matches(&new.routing))
+            .filter(|(_, types, filters)| filters.wants(types, &new.event_type, &new.routing))
             .map(|(id, _, _)| id)
             .collect();
         let envelope =

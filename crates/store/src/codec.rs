@@ -121,6 +121,14 @@ pub fn seal(cipher: Option<&SecretCipher>, plain: &str) -> String {
     cipher.map(|c| c.seal(plain)).unwrap_or_else(|| plain.to_owned())
 }
 
+/// The plain text of a value stored by [`seal`] (clear values pass through).
+pub fn open(cipher: Option<&SecretCipher>, stored: String) -> StoreResult<String> {
+    match cipher {
+        Some(c) => c.open(&stored),
+        None => Ok(stored),
+    }
+}
+
 /// [`secret_set`] for stores that may encrypt secrets.
 pub fn open_secret_set(cipher: Option<&SecretCipher>, current: String, previous_json: &str) -> StoreResult<SecretSet> {
     let mut set = secret_set(current, previous_json)?;

@@ -14,4 +14,9 @@ pub enum StoreError {
     /// A uniqueness rule was violated (e.g. account name taken).
     #[error("already exists")]
     AlreadyExists,
+    /// The database refused a value (a data error, not an outage): retrying the same
+    /// request cannot help. Input is checked before it reaches the store, so this means a
+    /// check is missing; callers answer 400 (API) or isolate the row (engine).
+    #[error("the store refused a value")]
+    Invalid(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -19,7 +19,7 @@ pub use error::StoreError;
 pub use records::*;
 
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, DeliveryStatus, EventId, SigningSecret, WebhookId};
+use herald_domain::{AccountId, DeliveryId, DeliveryStatus, EventId, WebhookId};
 use std::sync::Arc;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -96,16 +96,10 @@ pub trait Store: Send + Sync + 'static {
 
     // --- lifecycle ---
     /// Makes `new_secret` current; the old current secret keeps signing until `grace_until`.
-    /// Expired previous secrets are dropped and at most `keep` previous ones are kept.
-    async fn rotate_secret(
-        &self,
-        account: &AccountId,
-        id: &WebhookId,
-        new_secret: &SigningSecret,
-        grace_until: OffsetDateTime,
-        keep: usize,
-        now: OffsetDateTime,
-    ) -> StoreResult<bool>;
+    /// Expired previous secrets are dropped and at most `keep` previous ones are kept. The
+    /// read-modify-write is atomic (concurrent rotations never lose a secret), and with an
+    /// idempotency answer, a second rotation under the same key is answered from the first.
+    async fn rotate_secret(&self, rotation: Rotation) -> StoreResult<Rotated>;
     /// Disables every enabled webhook with ≥ `threshold` failed and no delivered deliveries
     /// among those created since `since`; returns their ids.
     async fn auto_disable(
@@ -125,18 +119,9 @@ pub trait Store: Send + Sync + 'static {
         rules: &FanoutRules,
     ) -> StoreResult<Option<DeliveryId>>;
     /// Re-delivers (or with `dry_run` only counts) the account's stored events created in
-    /// `[since, until)` that match the webhook now.
-    #[allow(clippy::too_many_arguments)]
-    async fn recover(
-        &self,
-        account: &AccountId,
-        webhook: &WebhookId,
-        since: OffsetDateTime,
-        until: OffsetDateTime,
-        dry_run: bool,
-        rules: &FanoutRules,
-        now: OffsetDateTime,
-    ) -> StoreResult<Option<u64>>;
+    /// `[since, until)` that match the webhook now, in batches of [`RECOVER_BATCH`] events
+    /// (one short write each, so other writers are never held up for long).
+    async fn recover(&self, request: Recovery, rules: &FanoutRules) -> StoreResult<Option<u64>>;
     async fn list_events(&self, account: &AccountId, filter: EventFilter, page: Page) -> StoreResult<Vec<Event>>;
     async fn get_event(&self, account: &AccountId, id: &EventId) -> StoreResult<Option<(Event, Vec<Delivery>)>>;
     async fn create_event_type(

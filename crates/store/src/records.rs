@@ -139,7 +139,9 @@ pub struct Claimed {
     pub event_type: String,
     pub url: String,
     pub secrets: SecretSet,
-    pub body: Vec<u8>,
+    /// The bytes to POST; `None` when the event they came from no longer exists (such a
+    /// delivery is never sent: it fails with a clear error).
+    pub body: Option<Vec<u8>>,
     /// The number this attempt will have (attempts so far + 1).
     pub attempt: u32,
     pub max_attempts: u32,
@@ -185,4 +187,52 @@ pub struct EventTypeRecord {
     pub name: String,
     pub description: String,
     pub created_at: OffsetDateTime,
+}
+
+/// A secret rotation, applied atomically with its idempotency record.
+#[derive(Clone, Debug)]
+pub struct Rotation {
+    pub account: AccountId,
+    pub webhook: WebhookId,
+    pub new_secret: SigningSecret,
+    /// Until when the replaced secret keeps signing.
+    pub grace_until: OffsetDateTime,
+    /// Most previous secrets kept.
+    pub keep: usize,
+    pub now: OffsetDateTime,
+    pub idempotency: Option<IdempotentAnswer>,
+}
+
+/// The answer to store under an idempotency key, and how far back an earlier one counts.
+#[derive(Clone, Debug)]
+pub struct IdempotentAnswer {
+    pub scope: String,
+    pub key: String,
+    pub since: OffsetDateTime,
+    pub response: String,
+}
+
+/// What a rotation did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotated {
+    /// No such webhook in the account.
+    NotFound,
+    /// The new secret is current.
+    Applied,
+    /// An earlier rotation under the same idempotency key happened; its stored answer.
+    Replayed(String),
+}
+
+/// How many events one recovery step reads (and deliveries it inserts) at a time.
+pub const RECOVER_BATCH: u32 = 1000;
+
+/// A recovery request: re-deliver the events of `[since, until)` to one webhook.
+#[derive(Clone, Debug)]
+pub struct Recovery {
+    pub account: AccountId,
+    pub webhook: WebhookId,
+    pub since: OffsetDateTime,
+    pub until: OffsetDateTime,
+    pub dry_run: bool,
+    pub now: OffsetDateTime,
 }

@@ -1,19 +1,35 @@
-//! Transient store errors: the real SQLite store behind a decorator that fails the first
-//! calls of the engine's two store operations.
+//! Store faults: the real store (SQLite or PostgreSQL) behind a decorator that fails the
+//! engine's calls, refuses some outcomes, or loses event bodies, as a plan says.
 
 use crate::support::*;
 use async_trait::async_trait;
 use herald_domain::{AccountId, DeliveryId, DeliveryStatus, WebhookId};
 use herald_store::*;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-struct Flaky {
-    inner: Arc<dyn Store>,
+/// What the decorator does wrong; shared with the test, which may change it as it goes.
+#[derive(Default)]
+struct Faults {
     claim_failures: AtomicU32,
     record_failures: AtomicU32,
+    /// Claims come back without bodies, as if the events had been deleted.
+    strip_bodies: AtomicBool,
+    /// Any outcome batch holding an outcome of this webhook is refused as invalid data.
+    refuse_outcomes_of: Mutex<Option<String>>,
+}
+
+struct Flaky {
+    inner: Arc<dyn Store>,
+    faults: Arc<Faults>,
+}
+
+fn flaky(faults: &Arc<Faults>) -> Option<herald::StoreWrapper> {
+    let faults = faults.clone();
+    Some(Box::new(move |inner| Arc::new(Flaky { inner, faults })))
 }
 
 fn injected() -> StoreError {
@@ -87,14 +103,22 @@ impl Store for Flaky {
         self.inner.retry_delivery(a, id, t).await
     }
     async fn claim_due(&self, t: OffsetDateTime, l: Duration, n: u32) -> StoreResult<Vec<Claimed>> {
-        if take(&self.claim_failures) {
+        if take(&self.faults.claim_failures) {
             return Err(injected());
         }
-        self.inner.claim_due(t, l, n).await
+        let mut claimed = self.inner.claim_due(t, l, n).await?;
+        if self.faults.strip_bodies.load(Ordering::SeqCst) {
+            claimed.iter_mut().for_each(|c| c.body = None);
+        }
+        Ok(claimed)
     }
     async fn record_outcomes(&self, o: &[Outcome], t: OffsetDateTime) -> StoreResult<Vec<bool>> {
-        if take(&self.record_failures) {
+        if take(&self.faults.record_failures) {
             return Err(injected());
+        }
+        let refused = self.faults.refuse_outcomes_of.lock().unwrap().clone();
+        if o.iter().any(|o| Some(o.webhook_id.as_str()) == refused.as_deref()) {
+            return Err(StoreError::Invalid("injected refusal".into()));
         }
         self.inner.record_outcomes(o, t).await
     }
@@ -107,16 +131,8 @@ impl Store for Flaky {
     async fn delete_expired(&self, t: OffsetDateTime, b: u32) -> StoreResult<u64> {
         self.inner.delete_expired(t, b).await
     }
-    async fn rotate_secret(
-        &self,
-        a: &AccountId,
-        id: &WebhookId,
-        s: &herald_domain::SigningSecret,
-        g: OffsetDateTime,
-        k: usize,
-        t: OffsetDateTime,
-    ) -> StoreResult<bool> {
-        self.inner.rotate_secret(a, id, s, g, k, t).await
+    async fn rotate_secret(&self, r: herald_store::Rotation) -> StoreResult<herald_store::Rotated> {
+        self.inner.rotate_secret(r).await
     }
     async fn auto_disable(&self, since: OffsetDateTime, n: u32, t: OffsetDateTime) -> StoreResult<Vec<WebhookId>> {
         self.inner.auto_disable(since, n, t).await
@@ -127,18 +143,8 @@ impl Store for Flaky {
     async fn enqueue_direct(&self, w: &WebhookId, e: NewEvent, r: &FanoutRules) -> StoreResult<Option<DeliveryId>> {
         self.inner.enqueue_direct(w, e, r).await
     }
-    #[allow(clippy::too_many_arguments)]
-    async fn recover(
-        &self,
-        a: &AccountId,
-        w: &WebhookId,
-        s: OffsetDateTime,
-        u: OffsetDateTime,
-        d: bool,
-        r: &FanoutRules,
-        t: OffsetDateTime,
-    ) -> StoreResult<Option<u64>> {
-        self.inner.recover(a, w, s, u, d, r, t).await
+    async fn recover(&self, r: herald_store::Recovery, f: &FanoutRules) -> StoreResult<Option<u64>> {
+        self.inner.recover(r, f).await
     }
     async fn list_events(&self, a: &AccountId, f: EventFilter, p: Page) -> StoreResult<Vec<Event>> {
         self.inner.list_events(a, f, p).await
@@ -186,16 +192,12 @@ impl Store for Flaky {
     }
 }
 
-#[tokio::test]
-async fn transient_store_errors_never_count_as_attempts_or_fail_deliveries() {
+async fn transient_store_errors_never_count_as_attempts_or_fail_deliveries(backend: Backend) {
     let rx = Receiver::start().await;
-    let app = spawn_app_with(Options {
-        wrap_store: Some(Box::new(|inner| {
-            Arc::new(Flaky { inner, claim_failures: AtomicU32::new(3), record_failures: AtomicU32::new(3) })
-        })),
-        ..Default::default()
-    })
-    .await;
+    let faults = Arc::new(Faults { claim_failures: 3.into(), record_failures: 3.into(), ..Default::default() });
+    let Some(app) = spawn_on(backend, Options { wrap_store: flaky(&faults), ..Default::default() }).await else {
+        return;
+    };
     let (wh, _) = app.webhook(&rx.url("flaky")).await;
     app.publish_received().await;
     let d = app.wait_delivery(&wh, "delivered despite store errors", |d| d["status"] == "delivered").await;
@@ -203,3 +205,76 @@ async fn transient_store_errors_never_count_as_attempts_or_fail_deliveries() {
     assert_eq!(d["attempt_log"].as_array().unwrap().len(), 1);
     assert_eq!(rx.received("flaky").len(), 1, "exactly one request: failed recordings are retried, not re-sent");
 }
+
+/// A delivery whose event is gone is never POSTed (an empty body would be signed and
+/// "delivered"): it fails at once with a clear error.
+async fn a_delivery_without_its_event_body_is_never_sent(backend: Backend) {
+    let rx = Receiver::start().await;
+    let faults = Arc::new(Faults { strip_bodies: true.into(), ..Default::default() });
+    let Some(app) = spawn_on(backend, Options { wrap_store: flaky(&faults), ..Default::default() }).await else {
+        return;
+    };
+    let (wh, _) = app.webhook(&rx.url("nobody")).await;
+    app.publish_received().await;
+    let d = app.wait_delivery(&wh, "failed without a send", |d| d["status"] == "failed").await;
+    assert_eq!(d["attempts"], 1);
+    assert!(d["last_error"].as_str().unwrap().contains("no longer exists"), "{d}");
+    assert!(rx.received("nobody").is_empty(), "nothing was POSTed");
+}
+
+/// Outcomes the store refuses (one webhook's) are isolated by splitting the batch: every
+/// other webhook's outcomes are recorded.
+async fn a_refused_outcome_never_blocks_the_others(backend: Backend) {
+    let rx = Receiver::start().await;
+    let faults = Arc::new(Faults::default());
+    let Some(app) = spawn_on(backend, Options { wrap_store: flaky(&faults), ..Default::default() }).await else {
+        return;
+    };
+    let bad = app
+        .create_webhook(serde_json::json!({"url": rx.url("bad"), "events": ["email.received"], "max_in_flight": 16}))
+        .await;
+    let bad = bad["id"].as_str().unwrap().to_owned();
+    let good = app
+        .create_webhook(serde_json::json!({"url": rx.url("good"), "events": ["email.received"], "max_in_flight": 16}))
+        .await;
+    let good = good["id"].as_str().unwrap().to_owned();
+    *faults.refuse_outcomes_of.lock().unwrap() = Some(bad.clone());
+    for _ in 0..20 {
+        app.publish_received().await;
+    }
+    // Its 16 slots stay leased (outcomes unrecorded) until the leases expire.
+    rx.wait_for("bad", 16).await;
+    eventually("every outcome of the healthy webhook recorded", || async {
+        let ds = app.deliveries(&good).await;
+        (ds.len() == 20 && ds.iter().all(|d| d["status"] == "delivered")).then_some(())
+    })
+    .await;
+    let ds = app.deliveries(&bad).await;
+    assert!(ds.iter().all(|d| d["status"] == "pending" && d["attempts"] == 0), "refused outcomes are not recorded");
+    assert_eq!(rx.received("bad").len(), 16, "and not re-sent while the leases hold");
+}
+
+/// With the store down, shutdown stops retrying unrecorded outcomes after the grace period
+/// instead of hanging (the leases expire and those deliveries are sent again).
+#[tokio::test]
+async fn shutdown_does_not_hang_on_outcomes_a_dead_store_refuses() {
+    let rx = Receiver::start().await;
+    let faults = Arc::new(Faults { record_failures: u32::MAX.into(), ..Default::default() });
+    let app = spawn_app_with(Options {
+        wrap_store: flaky(&faults),
+        tweak: Box::new(|s| s.shutdown_grace = Duration::from_millis(300)),
+        ..Default::default()
+    })
+    .await;
+    app.webhook(&rx.url("down")).await;
+    app.publish_received().await;
+    rx.wait_for("down", 1).await;
+    // Without the deadline the recorder retried for ~20 minutes; the test's deadline is 20 s.
+    tokio::time::timeout(DEADLINE, app.stop()).await.expect("shutdown finished within the deadline");
+}
+
+crate::on_both_stores!(
+    transient_store_errors_never_count_as_attempts_or_fail_deliveries,
+    a_delivery_without_its_event_body_is_never_sent,
+    a_refused_outcome_never_blocks_the_others,
+);

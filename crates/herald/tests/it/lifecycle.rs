@@ -210,6 +210,9 @@ async fn test_sends_and_rotations_are_rate_limited_per_account() {
     let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&wait), "{wait}");
     assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["status"], 429, "the problem body says what the status line says");
+    assert_eq!(body["type"], "/problems/rate-limited");
     let rotate = format!("/api/v1/webhooks/{wh}/rotate-secret");
     assert_eq!(app.call(Method::POST, &rotate, None).await.0, 200);
     assert_eq!(app.call(Method::POST, &rotate, None).await.0, 429);

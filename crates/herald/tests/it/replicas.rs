@@ -168,7 +168,11 @@ async fn a_killed_replicas_leased_work_is_completed_by_another_after_the_lease()
     a.wait().await.unwrap();
     rx.open_gate();
     // Replica B (lease 2 s, like A) finishes everything, A's leased rows after their lease.
-    let b = replicas(&db, 1, |s| s.lease = Duration::from_secs(2)).await;
+    let b = replicas(&db, 1, |s| {
+        s.lease = Duration::from_secs(2);
+        s.attempt_timeout = Duration::from_secs(1);
+    })
+    .await;
     let got = eventually("every acknowledged event delivered", || async {
         let got: std::collections::HashSet<String> =
             rx.received("kr").iter().map(|r| r.header("webhook-id").to_owned()).collect();

@@ -197,6 +197,30 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s
 }
 
+/// The store a test app runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates `<name>::on_sqlite` and `<name>::on_postgres` from `async fn <name>(Backend)`.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                super::$name($crate::support::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_postgres() {
+                super::$name($crate::support::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub http: reqwest::Client,
@@ -205,6 +229,8 @@ pub struct TestApp {
     pub store: Arc<dyn herald_store::Store>,
     pub _dir: Arc<tempfile::TempDir>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The scratch PostgreSQL database (dropped with the app).
+    _db: Option<herald_store_postgres::test_db::TestDb>,
 }
 
 pub struct Options {
@@ -224,6 +250,31 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(Options::default()).await
 }
 
+/// A test app on `backend`; `None` when PostgreSQL is asked for but not configured (outside
+/// CI only: in CI a missing PostgreSQL fails the test).
+pub async fn spawn_on(backend: Backend, opts: Options) -> Option<TestApp> {
+    match backend {
+        Backend::Sqlite => Some(spawn_app_with(opts).await),
+        Backend::Postgres => {
+            let db = herald_store_postgres::test_db::TestDb::create("api test").await?;
+            let url = db.url.clone();
+            let tweak = opts.tweak;
+            let mut app = spawn_app_with(Options {
+                tweak: Box::new(move |s| {
+                    s.database_url = Some(url);
+                    // Tests run side by side: stay well under the server's connection limit.
+                    s.pg_pool_size = 4;
+                    tweak(s);
+                }),
+                ..opts
+            })
+            .await;
+            app._db = Some(db);
+            Some(app)
+        }
+    }
+}
+
 pub async fn spawn_app_with(opts: Options) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut settings = test_settings(dir.path());
@@ -239,7 +290,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     let store = app.store();
     let cancel = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(cancel.clone()));
-    TestApp { addr, http: reqwest::Client::new(), clock, cancel, store, _dir: dir, task: Some(task) }
+    TestApp { addr, http: reqwest::Client::new(), clock, cancel, store, _dir: dir, task: Some(task), _db: None }
 }
 
 impl TestApp {

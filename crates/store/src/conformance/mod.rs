@@ -1,7 +1,12 @@
 //! The behaviour every store must have, as functions any implementation's tests call
-//! with a fresh, empty store. SQLite runs them now; PostgreSQL runs the same ones.
+//! with a fresh, empty store. [`conformance_tests!`](crate::conformance_tests) generates one
+//! test per case for a backend, so a new case cannot miss a backend: add the function here
+//! (or in a submodule) AND its name to the macro's list.
 
-use crate::{FanoutRules, NewEvent, NewWebhook, Outcome, Store, WebhookPatch};
+mod integrity;
+pub use integrity::*;
+
+use crate::{FanoutRules, NewEvent, NewWebhook, Outcome, Recovery, Rotated, Rotation, Store, WebhookPatch};
 use herald_domain::{
     AccountId, AttemptOutcome, Envelope, EventId, Filters, RoutingAttributes, SigningSecret, Verdict, WebhookId,
 };
@@ -61,6 +66,28 @@ async fn publish(store: &dyn Store, account: &AccountId, at: OffsetDateTime) -> 
     p.id
 }
 
+fn rotation(account: &AccountId, webhook: &WebhookId, secret: &SigningSecret, grace_secs: u64) -> Rotation {
+    Rotation {
+        account: account.clone(),
+        webhook: webhook.clone(),
+        new_secret: secret.clone(),
+        grace_until: t0() + Duration::from_secs(grace_secs),
+        keep: 5,
+        now: t0(),
+        idempotency: None,
+    }
+}
+
+fn recovery(
+    account: &AccountId,
+    webhook: &WebhookId,
+    since: OffsetDateTime,
+    until: OffsetDateTime,
+    dry_run: bool,
+) -> Recovery {
+    Recovery { account: account.clone(), webhook: webhook.clone(), since, until, dry_run, now: t0() }
+}
+
 fn outcome(c: &crate::Claimed, verdict: Verdict, at: OffsetDateTime) -> Outcome {
     Outcome {
         delivery_id: c.delivery_id.clone(),
@@ -88,7 +115,7 @@ pub async fn claim_hides_rows_until_the_lease_expires(store: &dyn Store) {
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].event_id, ev);
     assert_eq!(first[0].attempt, 1);
-    assert!(!first[0].body.is_empty(), "the claim carries the envelope");
+    assert!(first[0].body.as_ref().is_some_and(|b| !b.is_empty()), "the claim carries the envelope");
     assert!(store.claim_due(t0() + Duration::from_secs(299), LEASE, 10).await.unwrap().is_empty());
     let again = store.claim_due(t0() + LEASE, LEASE, 10).await.unwrap();
     assert_eq!(again.len(), 1);
@@ -189,20 +216,17 @@ pub async fn rotation_keeps_previous_secrets_until_their_own_expiry(store: &dyn 
     assert!(first.is_empty());
     let s1 = SigningSecret::generate();
     let s2 = SigningSecret::generate();
-    assert!(store.rotate_secret(&acc, &wh, &s1, t0() + Duration::from_secs(3600), 5, t0()).await.unwrap());
-    assert!(store.rotate_secret(&acc, &wh, &s2, t0() + Duration::from_secs(7200), 5, t0()).await.unwrap());
+    assert_eq!(store.rotate_secret(rotation(&acc, &wh, &s1, 3600)).await.unwrap(), Rotated::Applied);
+    assert_eq!(store.rotate_secret(rotation(&acc, &wh, &s2, 7200)).await.unwrap(), Rotated::Applied);
     publish(store, &acc, t0()).await;
     let c = store.claim_due(t0(), LEASE, 1).await.unwrap().remove(0);
     assert_eq!(c.secrets.current, s2);
     assert_eq!(c.secrets.active(t0()).count(), 3, "both earlier secrets still sign");
     assert_eq!(c.secrets.active(t0() + Duration::from_secs(3601)).count(), 2);
     let other = account(store, "b").await;
-    assert!(!store.rotate_secret(&other, &wh, &s1, t0(), 5, t0()).await.unwrap());
+    assert_eq!(store.rotate_secret(rotation(&other, &wh, &s1, 0)).await.unwrap(), Rotated::NotFound);
     for _ in 0..6 {
-        store
-            .rotate_secret(&acc, &wh, &SigningSecret::generate(), t0() + Duration::from_secs(9000), 5, t0())
-            .await
-            .unwrap();
+        store.rotate_secret(rotation(&acc, &wh, &SigningSecret::generate(), 9000)).await.unwrap();
     }
     assert_eq!(store.prune_secrets(t0() + Duration::from_secs(10_000)).await.unwrap(), 1);
 }
@@ -238,15 +262,15 @@ pub async fn recovery_redelivers_matching_events_in_the_window(store: &dyn Store
     let since = t0() + Duration::from_secs(60);
     let until = t0() + Duration::from_secs(180);
     let rules = FanoutRules::default();
-    let n = store.recover(&acc, &wh, since, until, true, &rules, t0()).await.unwrap();
+    let n = store.recover(recovery(&acc, &wh, since, until, true), &rules).await.unwrap();
     assert_eq!(n, Some(2), "two events in [1 min, 3 min)");
     assert!(store.claim_due(t0(), LEASE, 100).await.unwrap().is_empty(), "dry run stores nothing");
     let on = WebhookPatch { enabled: Some(true), ..Default::default() };
     store.update_webhook(&acc, &wh, on, t0()).await.unwrap();
-    assert_eq!(store.recover(&acc, &wh, since, until, false, &rules, t0()).await.unwrap(), Some(2));
+    assert_eq!(store.recover(recovery(&acc, &wh, since, until, false), &rules).await.unwrap(), Some(2));
     assert_eq!(store.claim_due(t0(), LEASE, 100).await.unwrap().len(), 2);
     let other = account(store, "b").await;
-    assert_eq!(store.recover(&other, &wh, since, until, true, &rules, t0()).await.unwrap(), None);
+    assert_eq!(store.recover(recovery(&other, &wh, since, until, true), &rules).await.unwrap(), None);
 }
 
 /// The events log lists newest first with filters; an event shows its deliveries.
@@ -357,4 +381,42 @@ pub async fn publish_fans_out_by_type_and_filters(store: &dyn Store) {
             assert!(herald_domain::DeliveryId::parse(d.id.as_str()).is_some(), "well-formed id {}", d.id);
         }
     }
+}
+
+/// One `#[tokio::test]` per conformance case for a backend. `$fixture` is an async fn taking
+/// the test's name and returning `Option<(store, guard)>` (`None` skips, e.g. no PostgreSQL
+/// outside CI); the guard lives until the case ends (a temp dir, a scratch database).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fixture:path) => {
+        $crate::conformance_tests!(@cases $fixture;
+            claim_hides_rows_until_the_lease_expires,
+            outcomes_are_compare_and_set_on_the_lease,
+            claims_respect_the_per_webhook_cap,
+            disabled_webhooks_are_skipped_until_enabled,
+            expired_rows_are_ignored_and_deleted_in_batches,
+            resources_are_scoped_by_account,
+            released_leases_are_due_again_without_an_attempt,
+            rotation_keeps_previous_secrets_until_their_own_expiry,
+            failing_webhooks_are_auto_disabled,
+            recovery_redelivers_matching_events_in_the_window,
+            events_log_lists_and_shows_events,
+            event_types_and_idempotency_are_per_account,
+            publish_fans_out_by_type_and_filters,
+            any_receiver_text_is_stored_and_read_back,
+            a_refused_value_is_reported_as_invalid_not_unavailable,
+            an_event_outlives_every_delivery_that_references_it,
+            concurrent_rotations_keep_every_secret,
+            concurrent_rotations_with_one_idempotency_key_rotate_once,
+            pruning_never_undoes_a_concurrent_rotation,
+            recovery_works_in_batches_across_a_large_window,
+        );
+    };
+    (@cases $fixture:path; $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some((store, _guard)) = $fixture(stringify!($name)).await else { return };
+            $crate::conformance::$name(&store).await;
+        }
+    )*};
 }

@@ -1,0 +1,186 @@
+//! What a receiver can do to Herald: binary, invalid-UTF-8 and NUL-laden bodies, endless
+//! bodies, malformed or huge headers, a connection closed mid-response. Each affects only
+//! its own delivery; every other delivery is recorded as usual. Run on both stores.
+
+use crate::on_both_stores;
+use crate::support::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How a raw receiver answers every request.
+#[derive(Clone, Copy)]
+enum Misbehaviour {
+    /// `200` with body `abc\0def` plus binary bytes.
+    NulBody,
+    /// `500` with invalid UTF-8.
+    InvalidUtf8,
+    /// `200` with a chunked body that never ends.
+    EndlessBody,
+    /// `200` announcing 100 bytes, sending 10, then closing.
+    ClosedMidResponse,
+    /// A status line followed by a header line without a colon.
+    MalformedHeaders,
+    /// `200` with a 1 MiB header.
+    HugeHeader,
+}
+
+/// A loopback TCP server speaking just enough HTTP/1.1 to misbehave; counts requests.
+async fn raw_receiver(how: Misbehaviour) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                if read_request(&mut sock).await.is_none() {
+                    return;
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = answer(&mut sock, how).await;
+            });
+        }
+    });
+    (format!("http://{addr}/"), hits)
+}
+
+/// Reads one request (head and `content-length` body).
+async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let len: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+    while buf.len() < head_end + len {
+        let n = sock.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some(())
+}
+
+async fn answer(sock: &mut tokio::net::TcpStream, how: Misbehaviour) -> std::io::Result<()> {
+    match how {
+        Misbehaviour::NulBody => {
+            let body = b"abc\0def\xff\xfe\x00\x01";
+            sock.write_all(format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len()).as_bytes()).await?;
+            sock.write_all(body).await
+        }
+        Misbehaviour::InvalidUtf8 => {
+            let body = b"\xc3\x28 bad \xa0\xa1 utf8";
+            let head = format!("HTTP/1.1 500 Internal Server Error\r\ncontent-length: {}\r\n\r\n", body.len());
+            sock.write_all(head.as_bytes()).await?;
+            sock.write_all(body).await
+        }
+        Misbehaviour::EndlessBody => {
+            sock.write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n").await?;
+            let piece = format!("1000\r\n{}\r\n", "x".repeat(4096));
+            // Until Herald hangs up (it reads 4 KiB and drops the connection).
+            loop {
+                sock.write_all(piece.as_bytes()).await?;
+            }
+        }
+        Misbehaviour::ClosedMidResponse => {
+            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789").await?;
+            sock.shutdown().await
+        }
+        Misbehaviour::MalformedHeaders => {
+            sock.write_all(b"HTTP/1.1 200 OK\r\nthis is not a header\r\n\r\n").await?;
+            sock.shutdown().await
+        }
+        Misbehaviour::HugeHeader => {
+            let head = format!("HTTP/1.1 200 OK\r\nx-huge: {}\r\ncontent-length: 0\r\n\r\n", "h".repeat(1 << 20));
+            sock.write_all(head.as_bytes()).await?;
+            sock.shutdown().await
+        }
+    }
+}
+
+async fn only_delivery(app: &TestApp, wh: &str) -> Option<Value> {
+    let ds = app.deliveries(wh).await;
+    let d = ds.first()?;
+    Some(app.delivery(d["id"].as_str().unwrap()).await)
+}
+
+async fn misbehaving_receivers_affect_only_their_own_delivery(backend: Backend) {
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
+    let healthy = Receiver::start().await;
+    let (healthy_wh, _) = app.webhook(&healthy.url("ok")).await;
+    let mut hostile = Vec::new();
+    for how in [
+        Misbehaviour::NulBody,
+        Misbehaviour::InvalidUtf8,
+        Misbehaviour::EndlessBody,
+        Misbehaviour::ClosedMidResponse,
+        Misbehaviour::MalformedHeaders,
+        Misbehaviour::HugeHeader,
+    ] {
+        let (url, hits) = raw_receiver(how).await;
+        let (wh, _) = app.webhook(&url).await;
+        hostile.push((how, wh, hits));
+    }
+    let events = 5;
+    for _ in 0..events {
+        app.publish_received().await;
+    }
+    healthy.wait_for("ok", events).await;
+    eventually("every healthy delivery recorded as delivered", || async {
+        let ds = app.deliveries(&healthy_wh).await;
+        (ds.len() == events && ds.iter().all(|d| d["status"] == "delivered")).then_some(())
+    })
+    .await;
+    for (how, wh, hits) in &hostile {
+        // Every attempt is recorded (attempts = 1 on each delivery), whatever came back.
+        let ds = eventually("each hostile delivery has its first attempt recorded", || async {
+            let ds = app.deliveries(wh).await;
+            (ds.len() == events && ds.iter().all(|d| d["attempts"] == 1)).then_some(ds)
+        })
+        .await;
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), events, "one request per delivery, no re-send");
+        let d = only_delivery(&app, wh).await.unwrap();
+        let attempt = &d["attempt_log"][0];
+        match how {
+            Misbehaviour::NulBody => {
+                assert!(ds.iter().all(|d| d["status"] == "delivered"));
+                let body = attempt["response_body"].as_str().unwrap();
+                assert!(body.starts_with("abc") && body.contains("def") && !body.contains('\0'), "{body:?}");
+            }
+            Misbehaviour::InvalidUtf8 => {
+                assert!(ds.iter().all(|d| d["status"] == "pending" && d["last_status_code"] == 500));
+                assert!(attempt["response_body"].as_str().unwrap().contains("bad"));
+            }
+            Misbehaviour::EndlessBody => {
+                assert!(ds.iter().all(|d| d["status"] == "delivered"));
+                assert_eq!(attempt["response_body"].as_str().unwrap().len(), 4096);
+            }
+            Misbehaviour::ClosedMidResponse => {
+                assert_eq!(attempt["status_code"], 200, "{attempt}");
+            }
+            Misbehaviour::MalformedHeaders | Misbehaviour::HugeHeader => {
+                assert!(ds.iter().all(|d| d["status"] == "pending"));
+                assert_eq!(attempt["status_code"], 0, "{attempt}");
+                assert!(attempt["error"].as_str().is_some_and(|e| !e.is_empty()));
+            }
+        }
+    }
+    // The API still answers for all of it, and nothing was re-sent to the healthy receiver.
+    assert_eq!(healthy.received("ok").len(), events);
+    let (s, _) = app.call(reqwest::Method::GET, "/api/v1/events?limit=100", None).await;
+    assert_eq!(s, 200);
+}
+
+on_both_stores!(misbehaving_receivers_affect_only_their_own_delivery);
