@@ -43,7 +43,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(k.to_owned()))
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<RotateIn>), responses((status = 200, body = RotateOut), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<RotateIn>), responses((status = 200, body = RotateOut), (status = 400, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem), (status = 429, body = crate::problem::Problem)))]
 pub async fn rotate_secret(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -228,8 +228,9 @@ pub async fn recover_webhook(
         return Err(ApiError::field("since", "must be before until"));
     }
     s.store.get_webhook(&account.id, &wh).await?.ok_or(ApiError::NotFound("webhook"))?;
+    // Dry runs read the whole window too: they count against the account's limit.
+    crate::ratelimit::check(&s.limits.recover_per_account, account.id.as_str())?;
     if !input.dry_run {
-        crate::ratelimit::check(&s.limits.recover_per_account, account.id.as_str())?;
         crate::ratelimit::check(&s.limits.recover_per_webhook, wh.as_str())?;
     }
     let recovery = Recovery { account: account.id, webhook: wh, since, until, dry_run: input.dry_run, now };
@@ -288,7 +289,7 @@ fn event_out(e: herald_store::Event) -> EventLogOut {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/events", tag = "events", security(("bearer" = [])), params(("type" = Option<String>, Query), ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<EventLogOut>)))]
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", security(("bearer" = [])), params(("type" = Option<String>, Query), ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<EventLogOut>), (status = 400, body = crate::problem::Problem, description = "a malformed type, time, limit or cursor")))]
 pub async fn list_events(
     State(s): State<AppState>,
     Authed(account): Authed,

@@ -11,8 +11,9 @@ use herald_domain::{AttemptOutcome, Clock, DeliveryId, RetryPolicy, Verdict, del
 use herald_store::{Claimed, Outcome, Store, StoreError};
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,6 +66,9 @@ pub struct Engine {
     sender: Arc<Sender>,
     clock: Arc<dyn Clock>,
     cfg: EngineConfig,
+    /// Cancellation time + shutdown grace, fixed when shutdown is first seen: in-flight
+    /// attempts and the recorder's retries share this one window.
+    stop_deadline: OnceLock<tokio::time::Instant>,
 }
 
 /// A running engine: await [`EngineHandle::stopped`] after cancelling its token.
@@ -85,7 +89,11 @@ type Inflight = Arc<Mutex<HashMap<DeliveryId, String>>>;
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, sender: Arc<Sender>, clock: Arc<dyn Clock>, cfg: EngineConfig) -> Self {
-        Self { store, sender, clock, cfg }
+        Self { store, sender, clock, cfg, stop_deadline: OnceLock::new() }
+    }
+
+    fn shutdown_deadline(&self) -> tokio::time::Instant {
+        *self.stop_deadline.get_or_init(|| tokio::time::Instant::now() + self.cfg.shutdown_grace)
     }
 
     pub fn start(self, cancel: CancellationToken) -> EngineHandle {
@@ -174,7 +182,7 @@ impl Engine {
         // Shutdown: finish in-flight attempts up to the grace period, then give the
         // remaining leases back so another process can take them at once.
         attempts.close();
-        if tokio::time::timeout(self.cfg.shutdown_grace, attempts.wait()).await.is_err() {
+        if tokio::time::timeout_at(self.shutdown_deadline(), attempts.wait()).await.is_err() {
             let leases: Vec<(DeliveryId, String)> =
                 inflight.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
             tracing::warn!(count = leases.len(), "shutdown grace elapsed; releasing leases of unfinished attempts");
@@ -194,7 +202,7 @@ impl Engine {
                 (result, verdict)
             }
             // The event is gone: sending an empty body would be signed and "delivered".
-            None => (not_sent(self.clock.now(), MISSING_BODY), Verdict::Failed { gone: false }),
+            None => (failure_without_response(self.clock.now(), MISSING_BODY), Verdict::Failed { gone: false }),
         };
         metrics::counter!("herald_attempts_total", "result" => if result.is_success() { "success" } else { "failure" })
             .increment(1);
@@ -217,65 +225,77 @@ impl Engine {
         }
     }
 
-    /// Records outcomes in batches. A store error is retried, never turned into an
-    /// attempt or a failure; the lease keeps the row safe meanwhile. A batch the store
-    /// refuses is split, so one bad row never holds up the others; at shutdown, retrying
-    /// stops after the grace period (unrecorded leases expire and those deliveries are sent
-    /// again).
+    /// Records outcomes in batches. An unavailable store is retried, never turned into an
+    /// attempt or a failure (the lease keeps the row safe meanwhile), until the lease would
+    /// have expired or the shutdown window closes. A batch the store refuses is split until
+    /// the refused row stands alone, so one row never holds up the others; that row is then
+    /// recorded without the receiver's text.
     async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Outcome>, cancel: CancellationToken) {
         let mut batch = Vec::new();
-        let mut stopping_since = None;
         while rx.recv_many(&mut batch, 512).await > 0 {
-            self.record(&batch, &cancel, &mut stopping_since).await;
+            self.record(batch.clone(), &cancel).await;
             batch.clear();
         }
     }
 
-    async fn record(&self, batch: &[Outcome], cancel: &CancellationToken, stopping_since: &mut Option<Instant>) {
-        let mut parts: Vec<&[Outcome]> = vec![batch];
+    async fn record(&self, batch: Vec<Outcome>, cancel: &CancellationToken) {
+        // Each part, and whether it was already stripped of the receiver's text.
+        let mut parts: Vec<(Vec<Outcome>, bool)> = vec![(batch, false)];
         let mut failures = 0u32;
-        while let Some(part) = parts.pop() {
-            match self.store.record_outcomes(part, self.clock.now()).await {
+        let mut failing_since: Option<tokio::time::Instant> = None;
+        while let Some((mut part, stripped)) = parts.pop() {
+            let err = match self.store.record_outcomes(&part, self.clock.now()).await {
                 Ok(applied) => {
-                    failures = 0;
+                    (failures, failing_since) = (0, None);
                     let stale = applied.iter().filter(|a| !**a).count();
                     if stale > 0 {
                         tracing::info!(stale, "outcomes not applied: lease taken over or delivery ended");
                     }
+                    continue;
                 }
-                // Refused data, or a part that keeps failing: split it to isolate the bad row.
-                Err(e) if part.len() > 1 && (matches!(e, StoreError::Invalid(_)) || failures >= 2) => {
-                    tracing::warn!(error = %e, rows = part.len(), "recording outcomes failed; splitting the batch");
-                    failures = 0;
-                    let (a, b) = part.split_at(part.len() / 2);
-                    parts.push(b);
-                    parts.push(a);
+                Err(e) => e,
+            };
+            let refused = !matches!(err, StoreError::Unavailable(_));
+            // Refused data, or a part that keeps failing (a row the store misreports): split.
+            if part.len() > 1 && (refused || failures >= 2) {
+                tracing::warn!(error = %err, rows = part.len(), "recording outcomes failed; splitting the batch");
+                (failures, failing_since) = (0, None);
+                let tail = part.split_off(part.len() / 2);
+                parts.push((tail, stripped));
+                parts.push((part, stripped));
+                continue;
+            }
+            if refused {
+                let o = &mut part[0];
+                if !stripped {
+                    tracing::warn!(error = %err, delivery_id = %o.delivery_id, "the store refused an outcome; recording it without the receiver's text");
+                    o.result.response_body = None;
+                    o.result.error = (!o.result.is_success()).then(|| UNSTORABLE.to_owned());
+                    parts.push((part, true));
+                } else {
+                    tracing::error!(error = %err, delivery_id = %o.delivery_id, "the store refused an outcome; its lease will expire and it is attempted again");
                 }
-                Err(StoreError::Invalid(e)) => {
-                    let o = &part[0];
-                    tracing::error!(
-                        error = %e,
-                        delivery_id = %o.delivery_id,
-                        "the store refused this outcome; its lease will expire and the delivery will be attempted again"
-                    );
-                }
-                Err(e) => {
-                    failures += 1;
-                    if cancel.is_cancelled()
-                        && stopping_since.get_or_insert_with(Instant::now).elapsed() >= self.cfg.shutdown_grace
-                    {
-                        let left = part.len() + parts.iter().map(|p| p.len()).sum::<usize>();
-                        tracing::error!(error = %e, outcomes = left, "shutting down with outcomes unrecorded; their leases expire and they are sent again");
-                        return;
-                    }
-                    tracing::warn!(error = %e, failures, "recording outcomes failed; retrying");
-                    parts.push(part);
-                    let backoff = Duration::from_millis(100 * u64::from(failures.min(20)));
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = cancel.cancelled(), if !cancel.is_cancelled() => {}
-                    }
-                }
+                continue;
+            }
+            failures += 1;
+            let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+            let give_up = if cancel.is_cancelled() {
+                tokio::time::Instant::now() >= self.shutdown_deadline()
+            } else {
+                // Past the lease the row is someone else's: the outcome could not apply anyway.
+                since.elapsed() >= self.cfg.lease
+            };
+            if give_up {
+                let left = part.len() + parts.iter().map(|(p, _)| p.len()).sum::<usize>();
+                tracing::error!(error = %err, outcomes = left, "giving up on recording outcomes; their leases expire and those deliveries are sent again");
+                return;
+            }
+            tracing::warn!(error = %err, failures, "recording outcomes failed; retrying");
+            parts.push((part, stripped));
+            let backoff = Duration::from_millis(100 * u64::from(failures.min(20)));
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = cancel.cancelled(), if !cancel.is_cancelled() => {}
             }
         }
     }
@@ -327,10 +347,13 @@ impl Engine {
 }
 
 /// The error of a delivery whose event no longer exists.
-const MISSING_BODY: &str = "not sent: the event of this delivery no longer exists (expired)";
+const MISSING_BODY: &str = "not sent: the event of this delivery no longer exists";
 
-/// An attempt that sent nothing.
-fn not_sent(at: time::OffsetDateTime, error: &str) -> AttemptOutcome {
+/// The error recorded in place of a receiver's answer that the store refused.
+const UNSTORABLE: &str = "the receiver's answer could not be stored";
+
+/// A failed attempt with no response to show (nothing sent, or the attempt broke).
+fn failure_without_response(at: time::OffsetDateTime, error: &str) -> AttemptOutcome {
     AttemptOutcome {
         started_at: at,
         duration: Duration::ZERO,
@@ -347,7 +370,7 @@ async fn shielded(attempt: impl Future<Output = AttemptOutcome>, started_at: tim
     use futures_util::FutureExt;
     std::panic::AssertUnwindSafe(attempt).catch_unwind().await.unwrap_or_else(|_| {
         tracing::error!("an attempt panicked; recorded as a failed attempt");
-        not_sent(started_at, "internal error during the attempt; it will be retried")
+        failure_without_response(started_at, "internal error during the attempt")
     })
 }
 
@@ -369,7 +392,7 @@ mod tests {
                 let mut s = "é".repeat(10);
                 let cut = std::hint::black_box(3);
                 s.truncate(cut); // panics: not a character boundary
-                not_sent(at, &s)
+                failure_without_response(at, &s)
             },
             at,
         )
@@ -382,7 +405,7 @@ mod tests {
     #[tokio::test]
     async fn a_normal_attempt_passes_through_the_shield() {
         let at = herald_domain::from_millis(1_700_000_000_000);
-        let out = shielded(async { not_sent(at, "x") }, at).await;
+        let out = shielded(async { failure_without_response(at, "x") }, at).await;
         assert_eq!(out.error.as_deref(), Some("x"));
     }
 }

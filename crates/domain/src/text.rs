@@ -15,7 +15,7 @@ pub fn snippet(bytes: &[u8], max_bytes: usize) -> String {
 
 /// `text` with every NUL replaced by U+FFFD (PostgreSQL `TEXT` and `jsonb` refuse NUL).
 pub fn storable(text: &str) -> String {
-    if text.contains('\0') { text.replace('\0', "\u{FFFD}") } else { text.to_owned() }
+    if text.contains('\0') { text.replace('\0', &REPLACEMENT.to_string()) } else { text.to_owned() }
 }
 
 /// Cuts `text` to at most `max_bytes`, on a character boundary (never panics).
@@ -28,12 +28,6 @@ pub fn truncate(text: &mut String, max_bytes: usize) {
         end -= 1;
     }
     text.truncate(end);
-}
-
-/// Whether a short user-given value (a name, an id, a label) is acceptable: not empty, at
-/// most `max_bytes`, and without control characters (NUL among them).
-pub fn is_plain(value: &str, max_bytes: usize) -> bool {
-    !value.is_empty() && value.len() <= max_bytes && !value.chars().any(char::is_control)
 }
 
 #[cfg(test)]
@@ -60,14 +54,6 @@ mod tests {
         let cut = snippet("é".repeat(10).as_bytes(), 5);
         assert_eq!(cut, "éé");
         assert!(!snippet(&[0u8; 100], 4096).contains('\0'));
-    }
-
-    #[test]
-    fn plain_values_have_no_control_characters() {
-        assert!(is_plain("order.paid", 255));
-        assert!(!is_plain("a\0b", 255));
-        assert!(!is_plain("", 255));
-        assert!(!is_plain(&"x".repeat(256), 255));
     }
 
     proptest::proptest! {

@@ -9,6 +9,9 @@ use std::time::Duration;
 /// How much longer than the attempt timeout a lease must be (time to record the outcome).
 pub const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
+/// The longest any duration setting may be.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 86_400);
+
 fn duration(s: &str) -> Result<Duration, String> {
     parse_duration(s.trim())
 }
@@ -145,6 +148,8 @@ impl Settings {
             ("HERALD_ATTEMPT_TIMEOUT", self.attempt_timeout),
             ("HERALD_POLL_INTERVAL", self.poll_interval),
             ("HERALD_AUTO_DISABLE_INTERVAL", self.auto_disable_interval),
+            ("HERALD_AUTO_DISABLE_WINDOW", self.auto_disable_window),
+            ("HERALD_RECOVER_INTERVAL", self.recover_interval),
             ("HERALD_PG_STATEMENT_TIMEOUT", self.pg_statement_timeout),
             ("HERALD_PG_ACQUIRE_TIMEOUT", self.pg_acquire_timeout),
         ] {
@@ -152,11 +157,28 @@ impl Settings {
                 return Err(format!("{name} must be longer than zero"));
             }
         }
-        if self.lease < self.attempt_timeout + LEASE_MARGIN {
+        let mut all = vec![
+            ("HERALD_LEASE", self.lease),
+            ("HERALD_ATTEMPT_TIMEOUT", self.attempt_timeout),
+            ("HERALD_POLL_INTERVAL", self.poll_interval),
+            ("HERALD_SHUTDOWN_GRACE", self.shutdown_grace),
+            ("HERALD_AUTO_DISABLE_INTERVAL", self.auto_disable_interval),
+            ("HERALD_AUTO_DISABLE_WINDOW", self.auto_disable_window),
+            ("HERALD_REENABLE_COOLDOWN", self.reenable_cooldown),
+            ("HERALD_RECOVER_INTERVAL", self.recover_interval),
+            ("HERALD_PG_STATEMENT_TIMEOUT", self.pg_statement_timeout),
+            ("HERALD_PG_ACQUIRE_TIMEOUT", self.pg_acquire_timeout),
+        ];
+        all.extend(self.retry_schedule.iter().map(|d| ("HERALD_RETRY_SCHEDULE", *d)));
+        // Instants are computed as now + a setting: keep every one far from time's range.
+        if let Some((name, _)) = all.iter().find(|(_, d)| *d > MAX_DURATION) {
+            return Err(format!("{name} must be at most 365 days"));
+        }
+        if self.lease < (self.attempt_timeout + LEASE_MARGIN).max(self.attempt_timeout * 2) {
             return Err(format!(
-                "HERALD_LEASE ({}) must exceed HERALD_ATTEMPT_TIMEOUT ({}) by at least {}: otherwise a lease can \
-                 expire while its attempt is still running, and the delivery is sent twice and its webhook's \
-                 max_in_flight exceeded",
+                "HERALD_LEASE ({}) must be at least twice HERALD_ATTEMPT_TIMEOUT ({}) and {} longer: otherwise a \
+                 lease can expire while its attempt runs or its outcome is being recorded, and the delivery is \
+                 sent twice and its webhook's max_in_flight exceeded",
                 humantime::format_duration(self.lease),
                 humantime::format_duration(self.attempt_timeout),
                 humantime::format_duration(LEASE_MARGIN),
@@ -246,5 +268,11 @@ mod tests {
         let mut s = Settings::defaults();
         s.retry_schedule = vec![Duration::from_secs(60), Duration::ZERO];
         assert!(s.validate().unwrap_err().contains("HERALD_RETRY_SCHEDULE"));
+        let mut s = Settings::defaults();
+        s.retry_schedule = vec![Duration::from_secs(60), Duration::from_secs(10_000 * 365 * 86_400)];
+        assert!(s.validate().unwrap_err().contains("365 days"));
+        let mut s = Settings::defaults();
+        s.lease = Duration::from_secs(20);
+        assert!(s.validate().unwrap_err().contains("twice"), "15 s attempts need a 30 s lease");
     }
 }

@@ -191,6 +191,53 @@ impl PgStore {
         })
     }
 
+    /// One recovery batch in one short transaction: the webhook row is share-locked (a
+    /// concurrent delete waits, then ends these deliveries too), the events' expiry is
+    /// extended to the deliveries' (so the janitor keeps them: it also skips locked rows),
+    /// and a delivery is inserted for each event still there. `None` if the webhook is gone.
+    async fn enqueue_recovered(
+        &self,
+        r: &Recovery,
+        matching: &[serde_json::Value],
+        max_attempts: u32,
+        expires: i64,
+    ) -> StoreResult<Option<u64>> {
+        let mut tx = self.begin().await?;
+        let alive: Option<String> = sqlx::query_scalar("SELECT id FROM webhooks WHERE id = $1 FOR KEY SHARE")
+            .bind(r.webhook.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if alive.is_none() {
+            return Ok(None);
+        }
+        let ids: Vec<&str> = matching.iter().filter_map(|v| v[1].as_str()).collect();
+        sqlx::query("UPDATE events SET expires_at = GREATEST(expires_at, $1) WHERE id = ANY($2)")
+            .bind(expires)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let n = sqlx::query(
+            "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
+             max_attempts, next_retry_at, created_at, expires_at) \
+             SELECT v ->> 0, $1, $2, e.id, e.type, 'pending', 0, $3, $4, $4, $5 \
+             FROM jsonb_array_elements($6::jsonb) AS v JOIN events e ON e.id = v ->> 1",
+        )
+        .bind(r.account.as_str())
+        .bind(r.webhook.as_str())
+        .bind(i64::from(max_attempts))
+        .bind(to_millis(r.now))
+        .bind(expires)
+        .bind(json(matching))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(n))
+    }
+
     /// Asks for one `NOTIFY` after the caller's commit; requests made while one is pending
     /// are folded into it. (If the process dies first, other replicas find the work on
     /// their next poll.)
@@ -653,6 +700,15 @@ impl Store for PgStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(unavailable)?;
+        // The event lives at least as long as the delivery (its body is sent from it).
+        sqlx::query(
+            "UPDATE events e SET expires_at = GREATEST(e.expires_at, d.expires_at) FROM deliveries d \
+             WHERE d.id = $1 AND e.id = d.event_id",
+        )
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         notify(&mut tx).await?;
         tx.commit().await.map_err(unavailable)?;
         self.wake_local();
@@ -769,7 +825,7 @@ impl Store for PgStore {
             bodies.push(o.result.response_body.as_deref().map(herald_domain::text::storable));
         }
         let mut tx = self.begin_soft().await?;
-        let applied: Vec<String> = sqlx::query_scalar(
+        let applied: Vec<(String, String)> = sqlx::query_as(
             "WITH o AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
                $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[]) \
                AS o(id, token, status, attempt, error, code, started, next, duration, body)), \
@@ -778,14 +834,14 @@ impl Store for PgStore {
                  last_status_code = NULLIF(o.code, 0), last_attempt_at = o.started, next_retry_at = o.next, \
                  lease_token = NULL \
                FROM o WHERE d.id = o.id AND d.lease_token = o.token AND d.status = 'pending' \
-               RETURNING d.id), \
+               RETURNING d.id, o.token), \
              ins AS ( \
                INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, error, response_body) \
-               SELECT o.id, o.attempt, o.started, o.duration, o.code, o.error, o.body FROM o JOIN upd ON upd.id = o.id \
+               SELECT o.id, o.attempt, o.started, o.duration, o.code, o.error, o.body FROM o JOIN upd ON upd.id = o.id AND upd.token = o.token \
                ON CONFLICT (delivery_id, number) DO UPDATE SET started_at = EXCLUDED.started_at, \
                  duration_ms = EXCLUDED.duration_ms, status_code = EXCLUDED.status_code, error = EXCLUDED.error, \
                  response_body = EXCLUDED.response_body) \
-             SELECT id FROM upd",
+             SELECT id, token FROM upd",
         )
         .bind(&ids)
         .bind(&tokens)
@@ -800,10 +856,13 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let applied: std::collections::HashSet<String> = applied.into_iter().collect();
+        // Keyed by (id, lease token): two outcomes of one delivery in a batch (a lease taken
+        // over) never both count.
+        let applied: std::collections::HashSet<(String, String)> = applied.into_iter().collect();
+        let was_applied = |o: &Outcome| applied.contains(&(o.delivery_id.to_string(), o.lease_token.clone()));
         let mut delivered: Vec<String> = Vec::new();
         let mut gone: Vec<String> = Vec::new();
-        for o in outcomes.iter().filter(|o| applied.contains(o.delivery_id.as_str())) {
+        for o in outcomes.iter().filter(|o| was_applied(o)) {
             let list = match &o.verdict {
                 Verdict::Delivered => &mut delivered,
                 Verdict::Failed { gone: true } => &mut gone,
@@ -840,7 +899,7 @@ impl Store for PgStore {
         // Slots were freed: any replica may claim more of these webhooks.
         self.wake_local();
         self.notify_soon();
-        Ok(outcomes.iter().map(|o| applied.contains(o.delivery_id.as_str())).collect())
+        Ok(outcomes.iter().map(was_applied).collect())
     }
 
     async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()> {
@@ -1078,26 +1137,27 @@ impl Store for PgStore {
         let types: Vec<String> = parse_json(&get::<String>(&w, 0)?)?;
         let filters: Filters = parse_json(&get::<String>(&w, 1)?)?;
         let now_ms = to_millis(r.now);
-        let mut after: Option<(i64, String)> = None;
+        let (mut after_at, mut after_id) = (to_millis(r.since), String::new());
         let mut total = 0u64;
         loop {
+            // A range scan from the cursor on (account_id, created_at, id): each batch
+            // costs its own rows, whatever the window's size.
             let rows = sqlx::query(
                 "SELECT id, type, agent_id, conversation_id, labels, created_at FROM events \
-                 WHERE account_id = $1 AND created_at >= $2 AND created_at < $3 AND expires_at > $4 \
-                   AND ($5::bigint IS NULL OR (created_at, id) > ($5, $6)) ORDER BY created_at, id LIMIT $7",
+                 WHERE account_id = $1 AND (created_at, id) > ($2, $3) AND created_at < $4 AND expires_at > $5 \
+                 ORDER BY created_at, id LIMIT $6",
             )
             .bind(r.account.as_str())
-            .bind(to_millis(r.since))
+            .bind(after_at)
+            .bind(&after_id)
             .bind(to_millis(r.until))
             .bind(now_ms)
-            .bind(after.as_ref().map(|a| a.0))
-            .bind(after.as_ref().map(|a| a.1.as_str()))
             .bind(i64::from(RECOVER_BATCH))
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?;
             let Some(last) = rows.last() else { break };
-            after = Some((get(last, 5)?, get(last, 0)?));
+            (after_at, after_id) = (get(last, 5)?, get(last, 0)?);
             let mut matching = Vec::new();
             for row in &rows {
                 let ty: String = get(row, 1)?;
@@ -1110,27 +1170,15 @@ impl Store for PgStore {
                     matching.push(serde_json::json!([DeliveryId::generate().as_str(), get::<String>(row, 0)?, ty]));
                 }
             }
-            if !r.dry_run && !matching.is_empty() {
-                // One autocommitted statement per batch; none if the webhook was deleted meanwhile.
-                sqlx::query(
-                    "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
-                     max_attempts, next_retry_at, created_at, expires_at) \
-                     SELECT v ->> 0, $1, $2, v ->> 1, v ->> 2, 'pending', 0, $3, $4, $4, $5 \
-                     FROM jsonb_array_elements($6::jsonb) AS v WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = $2)",
-                )
-                .bind(r.account.as_str())
-                .bind(r.webhook.as_str())
-                .bind(i64::from(rules.max_attempts))
-                .bind(now_ms)
-                .bind(now_ms + rules.delivery_ttl.as_millis() as i64)
-                .bind(json(&matching))
-                .execute(&self.pool)
-                .await
-                .map_err(unavailable)?;
+            if r.dry_run {
+                total += matching.len() as u64;
+            } else if !matching.is_empty() {
+                let expires = now_ms + rules.delivery_ttl.as_millis() as i64;
+                let Some(n) = self.enqueue_recovered(&r, &matching, rules.max_attempts, expires).await? else { break };
+                total += n;
                 self.wake_local();
                 self.notify_soon();
             }
-            total += matching.len() as u64;
             tracing::debug!(webhook_id = %r.webhook, matched = total, "recovery batch done");
             if rows.len() < RECOVER_BATCH as usize {
                 break;

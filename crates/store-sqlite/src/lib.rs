@@ -152,6 +152,54 @@ impl SqliteStore {
         Ok(claimed)
     }
 
+    /// One recovery batch in one short write transaction: the events' expiry is extended to
+    /// the deliveries' (so the janitor keeps them) and a delivery is inserted for each event
+    /// still there. `None` if the webhook was deleted meanwhile.
+    async fn enqueue_recovered(
+        &self,
+        r: &Recovery,
+        matching: &[serde_json::Value],
+        max_attempts: u32,
+        expires: i64,
+    ) -> StoreResult<Option<u64>> {
+        let mut tx = self.begin().await?;
+        let alive: Option<String> = sqlx::query_scalar("SELECT id FROM webhooks WHERE id = ?")
+            .bind(r.webhook.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if alive.is_none() {
+            return Ok(None);
+        }
+        let batch = json(matching);
+        sqlx::query(
+            "UPDATE events SET expires_at = MAX(expires_at, ?1) WHERE id IN (SELECT value ->> 1 FROM json_each(?2))",
+        )
+        .bind(expires)
+        .bind(&batch)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let n = sqlx::query(
+            "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
+             max_attempts, next_retry_at, created_at, expires_at) \
+             SELECT v.value ->> 0, ?1, ?2, e.id, e.type, 'pending', 0, ?3, ?4, ?4, ?5 \
+             FROM json_each(?6) AS v JOIN events e ON e.id = v.value ->> 1",
+        )
+        .bind(r.account.as_str())
+        .bind(r.webhook.as_str())
+        .bind(i64::from(max_attempts))
+        .bind(to_millis(r.now))
+        .bind(expires)
+        .bind(&batch)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .rows_affected();
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(n))
+    }
+
     /// Applies migrations only (`herald migrate`).
     pub async fn migrate(url: &str) -> StoreResult<()> {
         Self::open(url, Durability::Process).await.map(|_| ())
@@ -518,6 +566,15 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        // The event lives at least as long as the delivery (its body is sent from it).
+        sqlx::query(
+            "UPDATE events SET expires_at = MAX(expires_at, (SELECT expires_at FROM deliveries WHERE id = ?1)) \
+             WHERE id = (SELECT event_id FROM deliveries WHERE id = ?1)",
+        )
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         let sql = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = ?");
         let row = sqlx::query(sql).bind(id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
@@ -576,6 +633,16 @@ impl Store for SqliteStore {
     }
 
     async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+        let mut seen = std::collections::HashSet::new();
+        if !outcomes.iter().all(|o| seen.insert(o.delivery_id.as_str())) {
+            // Two outcomes of one delivery (its lease was taken over): record one at a time,
+            // so each is compared with the current lease on its own.
+            let mut applied = Vec::with_capacity(outcomes.len());
+            for o in outcomes {
+                applied.extend(self.record_outcomes(std::slice::from_ref(o), now).await?);
+            }
+            return Ok(applied);
+        }
         let now_ms = to_millis(now);
         // Set-based: one UPDATE for all outcomes (compare-and-set on id, lease token and
         // pending), one INSERT for the attempts of those that applied.
@@ -617,9 +684,11 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
+        // Ids are unique in the batch (checked above), so the returned ids say which applied.
         let applied: std::collections::HashSet<String> = applied.into_iter().collect();
+        let was_applied = |o: &Outcome| applied.contains(o.delivery_id.as_str());
         let done: Vec<&serde_json::Value> =
-            rows.iter().filter(|r| r[0].as_str().is_some_and(|id| applied.contains(id))).collect();
+            outcomes.iter().zip(&rows).filter(|(o, _)| was_applied(o)).map(|(_, r)| r).collect();
         if !done.is_empty() {
             sqlx::query(
                 "INSERT OR REPLACE INTO attempts (delivery_id, number, started_at, duration_ms, status_code, \
@@ -634,7 +703,7 @@ impl Store for SqliteStore {
         }
         let mut delivered: Vec<&str> = Vec::new();
         let mut gone: Vec<&str> = Vec::new();
-        for o in outcomes.iter().filter(|o| applied.contains(o.delivery_id.as_str())) {
+        for o in outcomes.iter().filter(|o| was_applied(o)) {
             match &o.verdict {
                 Verdict::Delivered => delivered.push(o.webhook_id.as_str()),
                 Verdict::Failed { gone: true } => gone.push(o.webhook_id.as_str()),
@@ -670,7 +739,7 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(unavailable)?;
         // Slots were freed: more work of these webhooks may be claimable.
         self.wake();
-        Ok(outcomes.iter().map(|o| applied.contains(o.delivery_id.as_str())).collect())
+        Ok(outcomes.iter().map(was_applied).collect())
     }
 
     async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()> {
@@ -907,28 +976,27 @@ impl Store for SqliteStore {
         let types: Vec<String> = parse_json(&get::<String>(&w, 0)?)?;
         let filters: Filters = parse_json(&get::<String>(&w, 1)?)?;
         let now_ms = to_millis(r.now);
-        let mut after: Option<(i64, String)> = None;
+        let (mut after_at, mut after_id) = (to_millis(r.since), String::new());
         let mut total = 0u64;
         loop {
-            // Reads on the read pool; the writer is taken only for each batch's insert.
+            // A range scan from the cursor on (account_id, created_at, id), on the read pool:
+            // each batch costs its own rows, and the writer is taken only for the insert.
             let rows = sqlx::query(
                 "SELECT id, type, agent_id, conversation_id, labels, created_at FROM events \
-                 WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 AND expires_at > ?4 \
-                   AND (?5 IS NULL OR created_at > ?5 OR (created_at = ?5 AND id > ?6)) \
-                 ORDER BY created_at, id LIMIT ?7",
+                 WHERE account_id = ?1 AND (created_at, id) > (?2, ?3) AND created_at < ?4 AND expires_at > ?5 \
+                 ORDER BY created_at, id LIMIT ?6",
             )
             .bind(r.account.as_str())
-            .bind(to_millis(r.since))
+            .bind(after_at)
+            .bind(&after_id)
             .bind(to_millis(r.until))
             .bind(now_ms)
-            .bind(after.as_ref().map(|a| a.0))
-            .bind(after.as_ref().map(|a| a.1.as_str()))
             .bind(i64::from(RECOVER_BATCH))
             .fetch_all(&self.read)
             .await
             .map_err(unavailable)?;
             let Some(last) = rows.last() else { break };
-            after = Some((get(last, 5)?, get(last, 0)?));
+            (after_at, after_id) = (get(last, 5)?, get(last, 0)?);
             let mut matching = Vec::new();
             for row in &rows {
                 let ty: String = get(row, 1)?;
@@ -941,32 +1009,18 @@ impl Store for SqliteStore {
                     matching.push(serde_json::json!([DeliveryId::generate().as_str(), get::<String>(row, 0)?, ty]));
                 }
             }
-            if !r.dry_run && !matching.is_empty() {
-                // One autocommitted statement per batch; none if the webhook was deleted meanwhile.
-                sqlx::query(
-                    "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
-                     max_attempts, next_retry_at, created_at, expires_at) \
-                     SELECT value ->> 0, ?1, ?2, value ->> 1, value ->> 2, 'pending', 0, ?3, ?4, ?4, ?5 \
-                     FROM json_each(?6) WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = ?2)",
-                )
-                .bind(r.account.as_str())
-                .bind(r.webhook.as_str())
-                .bind(i64::from(rules.max_attempts))
-                .bind(now_ms)
-                .bind(now_ms + rules.delivery_ttl.as_millis() as i64)
-                .bind(json(&matching))
-                .execute(&self.write)
-                .await
-                .map_err(unavailable)?;
+            if r.dry_run {
+                total += matching.len() as u64;
+            } else if !matching.is_empty() {
+                let expires = now_ms + rules.delivery_ttl.as_millis() as i64;
+                let Some(n) = self.enqueue_recovered(&r, &matching, rules.max_attempts, expires).await? else { break };
+                total += n;
                 self.wake();
             }
-            total += matching.len() as u64;
             tracing::debug!(webhook_id = %r.webhook, matched = total, "recovery batch done");
             if rows.len() < RECOVER_BATCH as usize {
                 break;
             }
-            // Let publishes and outcomes take the writer between batches.
-            tokio::task::yield_now().await;
         }
         Ok(Some(total))
     }

@@ -120,7 +120,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<DeliveryId>>;
     /// Re-delivers (or with `dry_run` only counts) the account's stored events created in
     /// `[since, until)` that match the webhook now, in batches of [`RECOVER_BATCH`] events
-    /// (one short write each, so other writers are never held up for long).
+    /// (one short write each, so other writers are never held up for long). Not all-or-nothing:
+    /// an error part-way leaves the earlier batches enqueued. Each recovered event's expiry is
+    /// extended to its new delivery's.
     async fn recover(&self, request: Recovery, rules: &FanoutRules) -> StoreResult<Option<u64>>;
     async fn list_events(&self, account: &AccountId, filter: EventFilter, page: Page) -> StoreResult<Vec<Event>>;
     async fn get_event(&self, account: &AccountId, id: &EventId) -> StoreResult<Option<(Event, Vec<Delivery>)>>;

@@ -19,7 +19,7 @@ pub(crate) async fn start_binary_with(dir: &std::path::Path, env: &[(&str, &str)
         .env("HERALD_BOOTSTRAP_API_KEY", KEY)
         // A short lease so a restart picks up held work quickly; it must exceed the attempt timeout.
         .env("HERALD_LEASE", "3s")
-        .env("HERALD_ATTEMPT_TIMEOUT", "2s")
+        .env("HERALD_ATTEMPT_TIMEOUT", "1500ms")
         .env("HERALD_RETRY_JITTER", "0")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

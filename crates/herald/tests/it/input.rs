@@ -36,8 +36,13 @@ async fn strings_the_database_cannot_hold_are_refused_with_400(backend: Backend)
     let (s, v) = app.call(Method::POST, "/api/v1/event-types", Some(json!({"name": "x.y", "description": nul}))).await;
     assert_eq!(s, 400, "{v}");
     // Nothing was written, and the store still serves.
-    let (s, v) = app.call(Method::GET, "/api/v1/webhooks", None).await;
-    assert_eq!((s, v["items"].as_array().unwrap().len()), (200, 0));
+    for list in ["/api/v1/webhooks", "/api/v1/events"] {
+        let (s, v) = app.call(Method::GET, list, None).await;
+        assert_eq!((s, v["items"].as_array().unwrap().len()), (200, 0), "{list}");
+    }
+    let (s, v) = app.call(Method::GET, "/api/v1/event-types", None).await;
+    assert_eq!(s, 200);
+    assert!(v["items"].as_array().unwrap().iter().all(|t| t["built_in"] == true), "{v}");
 }
 
 async fn a_mistyped_filter_key_is_refused_not_ignored(backend: Backend) {

@@ -34,8 +34,9 @@ pub async fn any_receiver_text_is_stored_and_read_back(store: &dyn Store) {
     assert_eq!(d.status, DeliveryStatus::Delivered);
 }
 
-/// A value the database cannot hold is `Invalid` (a client error), never `Unavailable`.
-pub async fn a_refused_value_is_reported_as_invalid_not_unavailable(store: &dyn Store) {
+/// A value the database cannot hold is `Invalid` (a client error) or stored, never reported
+/// as `Unavailable` (SQLite holds NUL; PostgreSQL refuses it).
+pub async fn a_refused_value_is_never_reported_as_unavailable(store: &dyn Store) {
     let acc = account(store, "a").await;
     let filter = EventFilter { event_type: Some("a\0b".into()), ..Default::default() };
     match store.list_events(&acc, filter, Page { after: None, limit: 10 }).await {
@@ -181,4 +182,20 @@ pub async fn recovery_works_in_batches_across_a_large_window(store: &dyn Store) 
     }
     assert_eq!(per_event.len(), n);
     assert!(per_event.values().all(|c| *c == 2), "every event recovered exactly once");
+}
+
+/// Two outcomes of one delivery in one batch (its lease was taken over while the first
+/// attempt ran): only the one holding the current lease applies, and one attempt row is kept.
+pub async fn two_outcomes_of_one_delivery_in_a_batch_apply_once(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    webhook(store, &acc, 10).await;
+    publish(store, &acc, t0()).await;
+    let old = store.claim_due(t0(), LEASE, 10).await.unwrap().remove(0);
+    let later = t0() + LEASE;
+    let new = store.claim_due(later, LEASE, 10).await.unwrap().remove(0);
+    let batch = [outcome(&old, Verdict::Delivered, later), outcome(&new, Verdict::Delivered, later)];
+    assert_eq!(store.record_outcomes(&batch, later).await.unwrap(), vec![false, true]);
+    let (d, attempts) = store.get_delivery(&acc, &new.delivery_id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(attempts.len(), 1);
 }

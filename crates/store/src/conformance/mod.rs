@@ -1,7 +1,7 @@
 //! The behaviour every store must have, as functions any implementation's tests call
 //! with a fresh, empty store. [`conformance_tests!`](crate::conformance_tests) generates one
-//! test per case for a backend, so a new case cannot miss a backend: add the function here
-//! (or in a submodule) AND its name to the macro's list.
+//! test per case for a backend, so a case in its list runs on every backend: add each new
+//! case function here (or in a submodule) AND its name to the macro's list.
 
 mod integrity;
 pub use integrity::*;
@@ -404,12 +404,13 @@ macro_rules! conformance_tests {
             event_types_and_idempotency_are_per_account,
             publish_fans_out_by_type_and_filters,
             any_receiver_text_is_stored_and_read_back,
-            a_refused_value_is_reported_as_invalid_not_unavailable,
+            a_refused_value_is_never_reported_as_unavailable,
             an_event_outlives_every_delivery_that_references_it,
             concurrent_rotations_keep_every_secret,
             concurrent_rotations_with_one_idempotency_key_rotate_once,
             pruning_never_undoes_a_concurrent_rotation,
             recovery_works_in_batches_across_a_large_window,
+            two_outcomes_of_one_delivery_in_a_batch_apply_once,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(
