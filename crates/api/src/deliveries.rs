@@ -9,6 +9,7 @@ use crate::webhooks::{list_out, page, webhook_id};
 use axum::extract::State;
 use axum::response::IntoResponse;
 use herald_domain::{DeliveryId, DeliveryStatus};
+use herald_store::DeliveryQuery;
 
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "deliveries", security(("bearer" = [])), params(("id" = String, Path), ("status" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<crate::dto::DeliveryOut>), (status = 404, body = crate::problem::Problem)))]
 pub async fn list_deliveries(
@@ -29,7 +30,8 @@ pub async fn list_deliveries(
     s.store.get_webhook(&account.id, &wh).await?.ok_or(ApiError::NotFound("webhook"))?;
     let limit = p.limit;
     p.limit += 1;
-    let rows = s.store.list_deliveries(&account.id, &wh, status, p).await?;
+    let query = DeliveryQuery { account: account.id, webhook: wh, status, page: p };
+    let rows = s.store.list_deliveries(query).await?;
     Ok(axum::Json(list_out(rows, limit, |d| d.id.to_string(), DeliveryOut::from)))
 }
 

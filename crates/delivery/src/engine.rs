@@ -8,7 +8,7 @@
 
 use crate::sender::Sender;
 use herald_domain::{AttemptOutcome, Clock, DeliveryId, RetryPolicy, Verdict, delivery::classify};
-use herald_store::{Claimed, Outcome, Store, StoreError};
+use herald_store::{Claimed, EngineStore, Outcome, StoreError};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::OnceLock;
@@ -62,7 +62,7 @@ impl Default for EngineConfig {
 
 /// The delivery engine; [`Engine::start`] runs it until the token is cancelled.
 pub struct Engine {
-    store: Arc<dyn Store>,
+    store: Arc<dyn EngineStore>,
     sender: Arc<Sender>,
     clock: Arc<dyn Clock>,
     cfg: EngineConfig,
@@ -88,7 +88,7 @@ impl EngineHandle {
 type Inflight = Arc<Mutex<HashMap<DeliveryId, String>>>;
 
 impl Engine {
-    pub fn new(store: Arc<dyn Store>, sender: Arc<Sender>, clock: Arc<dyn Clock>, cfg: EngineConfig) -> Self {
+    pub fn new(store: Arc<dyn EngineStore>, sender: Arc<Sender>, clock: Arc<dyn Clock>, cfg: EngineConfig) -> Self {
         Self { store, sender, clock, cfg, stop_deadline: OnceLock::new() }
     }
 
@@ -117,9 +117,6 @@ impl Engine {
             if cancel.is_cancelled() {
                 break;
             }
-            let notified = signal.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
 
             let free = slots.available_permits();
             if free == 0 {
@@ -174,7 +171,8 @@ impl Engine {
             }
             .min(self.cfg.poll_interval);
             tokio::select! {
-                _ = &mut notified => {}
+                // A raise since the last wait is stored, so none is missed while claiming.
+                _ = signal.raised() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = cancel.cancelled() => break,
             }

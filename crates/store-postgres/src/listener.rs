@@ -1,21 +1,20 @@
 //! LISTEN for work signals from every replica; reconnect by itself when the connection drops.
 
+use herald_store::WorkSignal;
 use sqlx::postgres::{PgListener, PgPool};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// Runs for the life of the process: every notification on [`crate::CHANNEL`] wakes the
 /// local engine. After a (re)connection the engine is woken once too, since notifications
 /// sent while disconnected are lost.
-pub(crate) async fn listen(pool: PgPool, signal: Arc<Notify>, stop: tokio_util::sync::CancellationToken) {
+pub(crate) async fn listen(pool: PgPool, signal: WorkSignal, stop: tokio_util::sync::CancellationToken) {
     tokio::select! {
         _ = run(pool, signal) => {}
         _ = stop.cancelled() => {}
     }
 }
 
-async fn run(pool: PgPool, signal: Arc<Notify>) {
+async fn run(pool: PgPool, signal: WorkSignal) {
     let mut backoff = Duration::from_millis(100);
     loop {
         match PgListener::connect_with(&pool).await {
@@ -24,14 +23,14 @@ async fn run(pool: PgPool, signal: Arc<Notify>) {
                     tracing::warn!(error = %e, "LISTEN failed; retrying");
                 } else {
                     backoff = Duration::from_millis(100);
-                    signal.notify_one();
+                    signal.raise();
                     loop {
                         match l.try_recv().await {
-                            Ok(Some(_)) => signal.notify_one(),
+                            Ok(Some(_)) => signal.raise(),
                             Ok(None) => {
                                 // The connection was lost and re-established by sqlx.
                                 tracing::info!("notification connection re-established");
-                                signal.notify_one();
+                                signal.raise();
                             }
                             Err(e) => {
                                 tracing::warn!(error = %e, "notification connection failed; reconnecting");

@@ -77,3 +77,24 @@ pub(crate) fn event_from_row(r: &SqliteRow) -> StoreResult<herald_store::Event> 
         envelope: get(r, 7)?,
     })
 }
+
+/// Column lists shared by the queries that map rows with the functions above.
+macro_rules! webhook_columns {
+    () => {
+        "id, account_id, url, description, events, filters, enabled, disabled_reason, \
+         auto_disabled_at, max_in_flight, created_at, updated_at, last_delivered_at"
+    };
+}
+
+macro_rules! event_columns {
+    () => {
+        "id, type, created_at, deliveries, agent_id, conversation_id, labels, payload"
+    };
+}
+
+macro_rules! delivery_columns {
+    () => {
+        "id, webhook_id, event_id, event_type, status, attempts, max_attempts, \
+         last_error, last_status_code, last_attempt_at, next_retry_at, created_at"
+    };
+}

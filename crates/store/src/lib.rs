@@ -14,36 +14,57 @@ pub mod codec;
 pub mod conformance;
 mod error;
 mod records;
+mod signal;
 
 pub use error::StoreError;
 pub use records::*;
+pub use signal::WorkSignal;
 
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, DeliveryStatus, EventId, WebhookId};
-use std::sync::Arc;
+use herald_domain::{AccountId, DeliveryId, EventId, WebhookId};
 use std::time::Duration;
 use time::OffsetDateTime;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The one storage interface. Object-safe: the app holds an `Arc<dyn Store>`.
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Checks the store answers (`/readyz`).
-    async fn ping(&self) -> StoreResult<()>;
+/// The whole storage interface: every intention below, on one backend. Object-safe: the
+/// app holds an `Arc<dyn Store>` and hands narrower views to the parts that need less
+/// (the engine takes an `Arc<dyn EngineStore>`, by trait upcasting).
+pub trait Store:
+    Health + Accounts + Webhooks + EventLog + Deliveries + Idempotency + EngineStore + Send + Sync + 'static
+{
+}
 
-    // --- accounts and keys ---
+impl<T> Store for T where
+    T: Health + Accounts + Webhooks + EventLog + Deliveries + Idempotency + EngineStore + Send + Sync + 'static
+{
+}
+
+/// What the delivery engine uses: the queue and the maintenance passes, nothing else.
+pub trait EngineStore: Queue + Maintenance + Send + Sync + 'static {}
+
+impl<T> EngineStore for T where T: Queue + Maintenance + Send + Sync + 'static {}
+
+/// Liveness of the store (`/readyz`).
+#[async_trait]
+pub trait Health {
+    /// Checks the store answers.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Accounts and their API keys (stored as hashes only).
+#[async_trait]
+pub trait Accounts {
     async fn create_account(&self, name: &str, key_hash: &str, now: OffsetDateTime) -> StoreResult<Account>;
     async fn add_api_key(&self, account: &AccountId, key_hash: &str, now: OffsetDateTime) -> StoreResult<()>;
     async fn account_count(&self) -> StoreResult<u64>;
     async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>>;
     async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>>;
+}
 
-    // --- event types ---
-    /// Whether `name` is one of the account's custom event types.
-    async fn custom_event_type_exists(&self, account: &AccountId, name: &str) -> StoreResult<bool>;
-
-    // --- webhooks ---
+/// Webhook subscriptions: CRUD and secret rotation.
+#[async_trait]
+pub trait Webhooks {
     /// Creates a webhook unless the account already has `limit` (atomic) → `LimitReached`.
     async fn create_webhook(&self, new: NewWebhook, limit: u32) -> StoreResult<Webhook>;
     async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>>;
@@ -58,58 +79,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Webhook>>;
     /// Deletes a webhook; its pending deliveries end as `failed` with `webhook deleted`.
     async fn delete_webhook(&self, account: &AccountId, id: &WebhookId, now: OffsetDateTime) -> StoreResult<bool>;
-
-    // --- publishing ---
-    /// Commits the event and one delivery per matching enabled webhook in ONE transaction.
-    /// An `idempotency_key` seen within `idempotency_window` returns the earlier event.
-    async fn publish(&self, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published>;
-
-    // --- deliveries (account-facing) ---
-    async fn list_deliveries(
-        &self,
-        account: &AccountId,
-        webhook: &WebhookId,
-        status: Option<DeliveryStatus>,
-        page: Page,
-    ) -> StoreResult<Vec<Delivery>>;
-    async fn get_delivery(&self, account: &AccountId, id: &DeliveryId)
-    -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
-    /// `failed` → `pending` with one more attempt allowed, due now. `Conflict` unless failed.
-    async fn retry_delivery(
-        &self,
-        account: &AccountId,
-        id: &DeliveryId,
-        now: OffsetDateTime,
-    ) -> StoreResult<Option<Delivery>>;
-
-    // --- the engine ---
-    /// Leases up to `limit` due deliveries of enabled webhooks below their cap.
-    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>>;
-    /// Records outcomes (compare-and-set each); returns, per outcome, whether it applied.
-    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>>;
-    /// Gives leases back unattempted (shutdown): due at `now`, no attempt counted.
-    async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()>;
-    /// The earliest `next_retry_at` strictly after `now` among pending deliveries.
-    async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
-    /// Deletes expired deliveries, attempts and events, at most `batch` rows a statement.
-    async fn delete_expired(&self, now: OffsetDateTime, batch: u32) -> StoreResult<u64>;
-
-    // --- lifecycle ---
     /// Makes `new_secret` current; the old current secret keeps signing until `grace_until`.
     /// Expired previous secrets are dropped and at most `keep` previous ones are kept. The
     /// read-modify-write is atomic (concurrent rotations never lose a secret), and with an
     /// idempotency answer, a second rotation under the same key is answered from the first.
     async fn rotate_secret(&self, rotation: Rotation) -> StoreResult<Rotated>;
-    /// Disables every enabled webhook with ≥ `threshold` failed and no delivered deliveries
-    /// among those created since `since`; returns their ids.
-    async fn auto_disable(
-        &self,
-        since: OffsetDateTime,
-        threshold: u32,
-        now: OffsetDateTime,
-    ) -> StoreResult<Vec<WebhookId>>;
-    /// Drops previous signing secrets whose grace has ended; returns how many webhooks changed.
-    async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64>;
+}
+
+/// Events: publishing with fan-out, direct (test) enqueue, recovery, the events log and
+/// the account's custom event types.
+#[async_trait]
+pub trait EventLog {
+    /// Commits the event and one delivery per matching enabled webhook in ONE transaction.
+    /// An `idempotency_key` seen within `idempotency_window` returns the earlier event.
+    async fn publish(&self, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published>;
     /// Stores an event and one delivery of it to this webhook only (test sends), whatever
     /// the webhook subscribes to. `None` if the webhook is not the account's.
     async fn enqueue_direct(
@@ -126,6 +109,8 @@ pub trait Store: Send + Sync + 'static {
     async fn recover(&self, request: Recovery, rules: &FanoutRules) -> StoreResult<Option<u64>>;
     async fn list_events(&self, account: &AccountId, filter: EventFilter, page: Page) -> StoreResult<Vec<Event>>;
     async fn get_event(&self, account: &AccountId, id: &EventId) -> StoreResult<Option<(Event, Vec<Delivery>)>>;
+    /// Whether `name` is one of the account's custom event types.
+    async fn custom_event_type_exists(&self, account: &AccountId, name: &str) -> StoreResult<bool>;
     async fn create_event_type(
         &self,
         account: &AccountId,
@@ -134,6 +119,26 @@ pub trait Store: Send + Sync + 'static {
         now: OffsetDateTime,
     ) -> StoreResult<EventTypeRecord>;
     async fn list_event_types(&self, account: &AccountId) -> StoreResult<Vec<EventTypeRecord>>;
+}
+
+/// Deliveries as the account sees them: listing, inspection, manual retry.
+#[async_trait]
+pub trait Deliveries {
+    async fn list_deliveries(&self, query: DeliveryQuery) -> StoreResult<Vec<Delivery>>;
+    async fn get_delivery(&self, account: &AccountId, id: &DeliveryId)
+    -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
+    /// `failed` → `pending` with one more attempt allowed, due now. `Conflict` unless failed.
+    async fn retry_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Delivery>>;
+}
+
+/// Answers of idempotent requests, kept for a window.
+#[async_trait]
+pub trait Idempotency {
     /// The response stored under an idempotency key within the window, if any.
     async fn idempotent_response(
         &self,
@@ -150,8 +155,37 @@ pub trait Store: Send + Sync + 'static {
         response: &str,
         now: OffsetDateTime,
     ) -> StoreResult<()>;
+}
 
-    /// Wake-ups: notified when work may have become claimable (a publish, an enable,
-    /// a retry, a freed slot) — in this process or, for shared stores, in another.
-    fn work_signal(&self) -> Arc<tokio::sync::Notify>;
+/// The engine's queue: lease due work, record outcomes, give leases back, know what is next.
+#[async_trait]
+pub trait Queue {
+    /// Leases up to `limit` due deliveries of enabled webhooks below their cap.
+    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>>;
+    /// Records outcomes (compare-and-set each); returns, per outcome, whether it applied.
+    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>>;
+    /// Gives leases back unattempted (shutdown): due at `now`, no attempt counted.
+    async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()>;
+    /// The earliest `next_retry_at` strictly after `now` among pending deliveries.
+    async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
+    /// Raised when work may have become claimable, here or (shared stores) in a replica.
+    fn work_signal(&self) -> WorkSignal;
+}
+
+/// Periodic upkeep: expiry, auto-disable, secret pruning.
+#[async_trait]
+pub trait Maintenance {
+    /// Deletes expired deliveries, attempts and events (an event only once no delivery
+    /// references it), at most `batch` rows a statement.
+    async fn delete_expired(&self, now: OffsetDateTime, batch: u32) -> StoreResult<u64>;
+    /// Disables every enabled webhook with ≥ `threshold` failed and no delivered deliveries
+    /// among those created since `since`; returns their ids.
+    async fn auto_disable(
+        &self,
+        since: OffsetDateTime,
+        threshold: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<WebhookId>>;
+    /// Drops previous signing secrets whose grace has ended; returns how many webhooks changed.
+    async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64>;
 }

@@ -236,3 +236,12 @@ pub struct Recovery {
     pub dry_run: bool,
     pub now: OffsetDateTime,
 }
+
+/// One page of a webhook's deliveries, optionally of one status.
+#[derive(Clone, Debug)]
+pub struct DeliveryQuery {
+    pub account: AccountId,
+    pub webhook: WebhookId,
+    pub status: Option<DeliveryStatus>,
+    pub page: Page,
+}

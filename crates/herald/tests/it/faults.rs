@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, DeliveryStatus, WebhookId};
+use herald_domain::{AccountId, DeliveryId, WebhookId};
 use herald_store::*;
 use serde_json::Value;
 use std::sync::Arc;
@@ -42,11 +42,16 @@ fn take(n: &AtomicU32) -> bool {
     n.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| v.checked_sub(1)).is_ok()
 }
 
+/// Passes everything through to the real store, except what the plan says.
 #[async_trait]
-impl Store for Flaky {
+impl Health for Flaky {
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
+}
+
+#[async_trait]
+impl Accounts for Flaky {
     async fn create_account(&self, n: &str, h: &str, t: OffsetDateTime) -> StoreResult<Account> {
         self.inner.create_account(n, h, t).await
     }
@@ -62,9 +67,10 @@ impl Store for Flaky {
     async fn account_by_name(&self, n: &str) -> StoreResult<Option<Account>> {
         self.inner.account_by_name(n).await
     }
-    async fn custom_event_type_exists(&self, a: &AccountId, n: &str) -> StoreResult<bool> {
-        self.inner.custom_event_type_exists(a, n).await
-    }
+}
+
+#[async_trait]
+impl Webhooks for Flaky {
     async fn create_webhook(&self, w: NewWebhook, l: u32) -> StoreResult<Webhook> {
         self.inner.create_webhook(w, l).await
     }
@@ -86,17 +92,53 @@ impl Store for Flaky {
     async fn delete_webhook(&self, a: &AccountId, id: &WebhookId, t: OffsetDateTime) -> StoreResult<bool> {
         self.inner.delete_webhook(a, id, t).await
     }
+    async fn rotate_secret(&self, r: Rotation) -> StoreResult<Rotated> {
+        self.inner.rotate_secret(r).await
+    }
+}
+
+#[async_trait]
+impl EventLog for Flaky {
     async fn publish(&self, e: NewEvent, r: &FanoutRules) -> StoreResult<Published> {
         self.inner.publish(e, r).await
     }
-    async fn list_deliveries(
+    async fn enqueue_direct(&self, w: &WebhookId, e: NewEvent, r: &FanoutRules) -> StoreResult<Option<DeliveryId>> {
+        self.inner.enqueue_direct(w, e, r).await
+    }
+    async fn recover(&self, r: Recovery, f: &FanoutRules) -> StoreResult<Option<u64>> {
+        self.inner.recover(r, f).await
+    }
+    async fn list_events(&self, a: &AccountId, f: EventFilter, p: Page) -> StoreResult<Vec<Event>> {
+        self.inner.list_events(a, f, p).await
+    }
+    async fn get_event(
         &self,
         a: &AccountId,
-        w: &WebhookId,
-        s: Option<DeliveryStatus>,
-        p: Page,
-    ) -> StoreResult<Vec<Delivery>> {
-        self.inner.list_deliveries(a, w, s, p).await
+        id: &herald_domain::EventId,
+    ) -> StoreResult<Option<(Event, Vec<Delivery>)>> {
+        self.inner.get_event(a, id).await
+    }
+    async fn custom_event_type_exists(&self, a: &AccountId, n: &str) -> StoreResult<bool> {
+        self.inner.custom_event_type_exists(a, n).await
+    }
+    async fn create_event_type(
+        &self,
+        a: &AccountId,
+        n: &str,
+        d: &str,
+        t: OffsetDateTime,
+    ) -> StoreResult<EventTypeRecord> {
+        self.inner.create_event_type(a, n, d, t).await
+    }
+    async fn list_event_types(&self, a: &AccountId) -> StoreResult<Vec<EventTypeRecord>> {
+        self.inner.list_event_types(a).await
+    }
+}
+
+#[async_trait]
+impl Deliveries for Flaky {
+    async fn list_deliveries(&self, q: DeliveryQuery) -> StoreResult<Vec<Delivery>> {
+        self.inner.list_deliveries(q).await
     }
     async fn get_delivery(&self, a: &AccountId, id: &DeliveryId) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
         self.inner.get_delivery(a, id).await
@@ -104,6 +146,33 @@ impl Store for Flaky {
     async fn retry_delivery(&self, a: &AccountId, id: &DeliveryId, t: OffsetDateTime) -> StoreResult<Option<Delivery>> {
         self.inner.retry_delivery(a, id, t).await
     }
+}
+
+#[async_trait]
+impl Idempotency for Flaky {
+    async fn idempotent_response(
+        &self,
+        a: &AccountId,
+        s: &str,
+        k: &str,
+        t: OffsetDateTime,
+    ) -> StoreResult<Option<String>> {
+        self.inner.idempotent_response(a, s, k, t).await
+    }
+    async fn save_idempotent_response(
+        &self,
+        a: &AccountId,
+        s: &str,
+        k: &str,
+        r: &str,
+        t: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.inner.save_idempotent_response(a, s, k, r, t).await
+    }
+}
+
+#[async_trait]
+impl Queue for Flaky {
     async fn claim_due(&self, t: OffsetDateTime, l: Duration, n: u32) -> StoreResult<Vec<Claimed>> {
         if take(&self.faults.claim_failures) {
             return Err(injected());
@@ -130,67 +199,21 @@ impl Store for Flaky {
     async fn next_due_after(&self, t: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>> {
         self.inner.next_due_after(t).await
     }
+    fn work_signal(&self) -> WorkSignal {
+        self.inner.work_signal()
+    }
+}
+
+#[async_trait]
+impl Maintenance for Flaky {
     async fn delete_expired(&self, t: OffsetDateTime, b: u32) -> StoreResult<u64> {
         self.inner.delete_expired(t, b).await
-    }
-    async fn rotate_secret(&self, r: herald_store::Rotation) -> StoreResult<herald_store::Rotated> {
-        self.inner.rotate_secret(r).await
     }
     async fn auto_disable(&self, since: OffsetDateTime, n: u32, t: OffsetDateTime) -> StoreResult<Vec<WebhookId>> {
         self.inner.auto_disable(since, n, t).await
     }
     async fn prune_secrets(&self, t: OffsetDateTime) -> StoreResult<u64> {
         self.inner.prune_secrets(t).await
-    }
-    async fn enqueue_direct(&self, w: &WebhookId, e: NewEvent, r: &FanoutRules) -> StoreResult<Option<DeliveryId>> {
-        self.inner.enqueue_direct(w, e, r).await
-    }
-    async fn recover(&self, r: herald_store::Recovery, f: &FanoutRules) -> StoreResult<Option<u64>> {
-        self.inner.recover(r, f).await
-    }
-    async fn list_events(&self, a: &AccountId, f: EventFilter, p: Page) -> StoreResult<Vec<Event>> {
-        self.inner.list_events(a, f, p).await
-    }
-    async fn get_event(
-        &self,
-        a: &AccountId,
-        id: &herald_domain::EventId,
-    ) -> StoreResult<Option<(Event, Vec<Delivery>)>> {
-        self.inner.get_event(a, id).await
-    }
-    async fn create_event_type(
-        &self,
-        a: &AccountId,
-        n: &str,
-        d: &str,
-        t: OffsetDateTime,
-    ) -> StoreResult<EventTypeRecord> {
-        self.inner.create_event_type(a, n, d, t).await
-    }
-    async fn list_event_types(&self, a: &AccountId) -> StoreResult<Vec<EventTypeRecord>> {
-        self.inner.list_event_types(a).await
-    }
-    async fn idempotent_response(
-        &self,
-        a: &AccountId,
-        s: &str,
-        k: &str,
-        t: OffsetDateTime,
-    ) -> StoreResult<Option<String>> {
-        self.inner.idempotent_response(a, s, k, t).await
-    }
-    async fn save_idempotent_response(
-        &self,
-        a: &AccountId,
-        s: &str,
-        k: &str,
-        r: &str,
-        t: OffsetDateTime,
-    ) -> StoreResult<()> {
-        self.inner.save_idempotent_response(a, s, k, r, t).await
-    }
-    fn work_signal(&self) -> Arc<tokio::sync::Notify> {
-        self.inner.work_signal()
     }
 }
 

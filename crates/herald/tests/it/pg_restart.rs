@@ -129,11 +129,11 @@ async fn a_postgres_restart_is_survived_with_503s_during_the_outage_and_no_losse
     .await;
     // Publish through another process: only the re-established LISTEN can wake this one.
     let other = herald_store_postgres::PgStore::open(&pg.url(), &Default::default()).await.unwrap();
-    let account = herald_store::Store::account_by_name(&other, "default").await.unwrap().unwrap();
+    let account = herald_store::Accounts::account_by_name(&other, "default").await.unwrap().unwrap();
     let id = herald_domain::EventId::generate();
     let now = time::OffsetDateTime::now_utc();
     let data = serde_json::value::RawValue::from_string("{}".into()).unwrap();
-    herald_store::Store::publish(
+    herald_store::EventLog::publish(
         &other,
         herald_store::NewEvent {
             id: id.clone(),

@@ -88,7 +88,7 @@ async fn the_per_webhook_cap_holds_across_replicas() {
     rx.wait_for("capped", 2).await;
     // Every replica has had a chance to claim (a publish on each woke all of them).
     for app in &apps {
-        app.store.work_signal().notify_one();
+        app.store.work_signal().raise();
     }
     rx.open_gate();
     rx.wait_for("capped", 12).await;
@@ -106,11 +106,11 @@ async fn a_publish_by_another_process_is_delivered_without_waiting_for_the_poll(
     apps[0].create_webhook(json!({"url": rx.url("woken"), "events": ["email.received"]})).await;
     // A second process: its own store, its own pool, no engine.
     let other = herald_store_postgres::PgStore::open(&db.url, &Default::default()).await.unwrap();
-    let account = herald_store::Store::account_by_name(&other, "default").await.unwrap().unwrap();
+    let account = herald_store::Accounts::account_by_name(&other, "default").await.unwrap().unwrap();
     let id = herald_domain::EventId::generate();
     let now = time::OffsetDateTime::now_utc();
     let data = serde_json::value::RawValue::from_string("{}".into()).unwrap();
-    let published = herald_store::Store::publish(
+    let published = herald_store::EventLog::publish(
         &other,
         herald_store::NewEvent {
             id: id.clone(),

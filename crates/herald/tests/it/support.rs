@@ -365,7 +365,7 @@ impl TestApp {
     /// Moves the manual clock and wakes the engine, as a real tick would.
     pub fn advance(&self, by: Duration) {
         self.clock.as_ref().expect("manual clock").advance(by);
-        self.store.work_signal().notify_one();
+        self.store.work_signal().raise();
     }
 
     pub async fn stop(mut self) {

@@ -174,7 +174,13 @@ pub async fn recovery_works_in_batches_across_a_large_window(store: &dyn Store) 
     assert_eq!(dry, Some(n as u64));
     let done = store.recover(recovery(&acc, &wh, t0(), until, false), &rules).await.unwrap();
     assert_eq!(done, Some(n as u64));
-    let all = store.list_deliveries(&acc, &wh, None, Page { after: None, limit: 10 * n as u32 }).await.unwrap();
+    let query = crate::DeliveryQuery {
+        account: acc,
+        webhook: wh,
+        status: None,
+        page: Page { after: None, limit: 10 * n as u32 },
+    };
+    let all = store.list_deliveries(query).await.unwrap();
     assert_eq!(all.len(), 2 * n, "the originals and one recovered delivery each");
     let mut per_event = std::collections::HashMap::<String, usize>::new();
     for d in &all {

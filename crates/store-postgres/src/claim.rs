@@ -1,0 +1,132 @@
+//! The engine's queue: lease due work (webhook locks first, then one leasing statement),
+//! give leases back, and find the next due time. Outcomes are in `outcomes.rs`.
+
+use crate::rows::*;
+use crate::{PgStore, notify, unavailable};
+use async_trait::async_trait;
+use herald_domain::{DeliveryId, EventId, WebhookId, to_millis};
+use herald_store::*;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+#[async_trait]
+impl Queue for PgStore {
+    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now_ms = to_millis(now);
+        let mut tx = self.begin_soft().await?;
+        // 1. Lock webhooks with due work; another replica claiming for one of them skips it.
+        let locked: Vec<String> = sqlx::query_scalar(
+            "SELECT w.id FROM webhooks w WHERE w.enabled AND EXISTS (SELECT 1 FROM deliveries d \
+               WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_retry_at <= $1 AND d.expires_at > $1) \
+             ORDER BY random() FOR UPDATE SKIP LOCKED",
+        )
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if locked.is_empty() {
+            return Ok(Vec::new());
+        }
+        // 2. One statement: free slots per webhook (live leases counted in a snapshot taken
+        //    after the locks), the due rows within them, leased with fresh tokens.
+        let rows = sqlx::query(
+            "WITH cap AS ( \
+               SELECT w.id, w.max_in_flight - (SELECT COUNT(*) FROM deliveries l WHERE l.webhook_id = w.id \
+                 AND l.status = 'pending' AND l.lease_token IS NOT NULL AND l.next_retry_at > $1) AS free \
+               FROM webhooks w WHERE w.id = ANY($2) \
+             ), picked AS ( \
+               SELECT p.id, cap.id AS webhook_id FROM cap CROSS JOIN LATERAL ( \
+                 SELECT d.id FROM deliveries d WHERE d.webhook_id = cap.id AND d.status = 'pending' \
+                   AND d.next_retry_at <= $1 AND d.expires_at > $1 \
+                 ORDER BY d.next_retry_at LIMIT GREATEST(cap.free, 0) FOR UPDATE SKIP LOCKED) p \
+               LIMIT $3 \
+             ) \
+             UPDATE deliveries d SET next_retry_at = $4, lease_token = md5(random()::text || clock_timestamp()::text) \
+             FROM picked JOIN webhooks w ON w.id = picked.webhook_id WHERE d.id = picked.id \
+             RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.max_attempts, d.lease_token, \
+               COALESCE(d.body, (SELECT e.payload FROM events e WHERE e.id = d.event_id)), \
+               w.url, w.secret, w.previous_secrets",
+        )
+        .bind(now_ms)
+        .bind(&locked)
+        .bind(i64::from(limit))
+        .bind(now_ms + lease.as_millis() as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        let mut secrets_of: std::collections::HashMap<String, herald_domain::SecretSet> = Default::default();
+        rows.iter()
+            .map(|r| {
+                let wh: String = get(r, 1)?;
+                let secrets = match secrets_of.get(&wh) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = herald_store::codec::open_secret_set(
+                            self.cipher.as_deref(),
+                            get(r, 9)?,
+                            &get::<String>(r, 10)?,
+                        )?;
+                        secrets_of.insert(wh.clone(), s.clone());
+                        s
+                    }
+                };
+                let url: String = get(r, 8)?;
+                Ok(Claimed {
+                    delivery_id: DeliveryId::from_trusted(get(r, 0)?),
+                    webhook_id: WebhookId::from_trusted(wh),
+                    event_id: EventId::from_trusted(get(r, 2)?),
+                    event_type: get(r, 3)?,
+                    url,
+                    secrets,
+                    attempt: get::<i64>(r, 4)? as u32 + 1,
+                    max_attempts: get::<i64>(r, 5)? as u32,
+                    lease_token: get(r, 6)?,
+                    body: get::<Option<Vec<u8>>>(r, 7)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+        self.apply_outcomes(outcomes, now).await
+    }
+
+    async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()> {
+        let ids: Vec<String> = leases.iter().map(|(id, _)| id.to_string()).collect();
+        let tokens: Vec<String> = leases.iter().map(|(_, t)| t.clone()).collect();
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE deliveries d SET next_retry_at = $1, lease_token = NULL \
+             FROM UNNEST($2::text[], $3::text[]) AS l(id, token) \
+             WHERE d.id = l.id AND d.lease_token = l.token AND d.status = 'pending'",
+        )
+        .bind(to_millis(now))
+        .bind(&ids)
+        .bind(&tokens)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        notify(&mut tx).await?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>> {
+        let ms: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_retry_at) FROM deliveries WHERE status = 'pending' AND next_retry_at > $1",
+        )
+        .bind(to_millis(now))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(ms.map(herald_domain::from_millis))
+    }
+
+    fn work_signal(&self) -> WorkSignal {
+        self.signal.clone()
+    }
+}

@@ -1,0 +1,74 @@
+//! Answers of idempotent requests (rotate-secret), kept for a window.
+
+use crate::{PgStore, unavailable};
+use async_trait::async_trait;
+use herald_domain::{AccountId, to_millis};
+use herald_store::*;
+use sqlx::{Postgres, Transaction};
+use time::OffsetDateTime;
+
+#[async_trait]
+impl Idempotency for PgStore {
+    async fn idempotent_response(
+        &self,
+        account: &AccountId,
+        scope: &str,
+        key: &str,
+        since: OffsetDateTime,
+    ) -> StoreResult<Option<String>> {
+        sqlx::query_scalar(
+            "SELECT response FROM idempotency WHERE account_id = $1 AND scope = $2 AND key = $3 AND created_at >= $4",
+        )
+        .bind(account.as_str())
+        .bind(scope)
+        .bind(key)
+        .bind(to_millis(since))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?
+        .map(|stored: String| herald_store::codec::open(self.cipher.as_deref(), stored))
+        .transpose()
+    }
+
+    async fn save_idempotent_response(
+        &self,
+        account: &AccountId,
+        scope: &str,
+        key: &str,
+        response: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let answer = IdempotentAnswer {
+            scope: scope.to_owned(),
+            key: key.to_owned(),
+            since: now,
+            response: response.to_owned(),
+        };
+        save_answer(&mut tx, self.cipher.as_deref(), account, &answer, now).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+}
+
+/// Stores (or replaces) the answer of an idempotent request inside the caller's transaction.
+pub(crate) async fn save_answer(
+    tx: &mut Transaction<'static, Postgres>,
+    cipher: Option<&herald_store::codec::SecretCipher>,
+    account: &AccountId,
+    answer: &IdempotentAnswer,
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO idempotency (account_id, scope, key, response, created_at) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (account_id, scope, key) DO UPDATE SET response = EXCLUDED.response, created_at = EXCLUDED.created_at",
+    )
+    .bind(account.as_str())
+    .bind(&answer.scope)
+    .bind(&answer.key)
+    .bind(herald_store::codec::seal(cipher, &answer.response))
+    .bind(to_millis(now))
+    .execute(&mut **tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
+}

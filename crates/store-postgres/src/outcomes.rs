@@ -1,0 +1,115 @@
+//! Recording attempt outcomes: one set-based compare-and-set on (id, lease token, pending).
+
+use crate::{PgStore, unavailable};
+use herald_domain::{Verdict, to_millis};
+use herald_store::*;
+use time::OffsetDateTime;
+
+impl PgStore {
+    pub(crate) async fn apply_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+        let now_ms = to_millis(now);
+        let mut ids = Vec::new();
+        let mut tokens = Vec::new();
+        let mut statuses = Vec::new();
+        let mut attempts = Vec::new();
+        let mut errors: Vec<Option<String>> = Vec::new();
+        let mut codes: Vec<i64> = Vec::new();
+        let mut started = Vec::new();
+        let mut nexts = Vec::new();
+        let mut durations = Vec::new();
+        let mut bodies: Vec<Option<String>> = Vec::new();
+        for o in outcomes {
+            let (status, next) = match &o.verdict {
+                Verdict::Delivered => ("delivered", now_ms),
+                Verdict::RetryAt(at) => ("pending", to_millis(*at)),
+                Verdict::Failed { .. } => ("failed", now_ms),
+            };
+            ids.push(o.delivery_id.to_string());
+            tokens.push(o.lease_token.clone());
+            statuses.push(status.to_owned());
+            attempts.push(i64::from(o.attempt));
+            errors.push(o.result.error.as_deref().map(herald_domain::text::storable));
+            codes.push(i64::from(o.result.status_code));
+            started.push(to_millis(o.result.started_at));
+            nexts.push(next);
+            durations.push(o.result.duration.as_millis() as i64);
+            bodies.push(o.result.response_body.as_deref().map(herald_domain::text::storable));
+        }
+        let mut tx = self.begin_soft().await?;
+        let applied: Vec<(String, String)> = sqlx::query_as(
+            "WITH o AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
+               $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[]) \
+               AS o(id, token, status, attempt, error, code, started, next, duration, body)), \
+             upd AS ( \
+               UPDATE deliveries d SET status = o.status, attempts = o.attempt, last_error = o.error, \
+                 last_status_code = NULLIF(o.code, 0), last_attempt_at = o.started, next_retry_at = o.next, \
+                 lease_token = NULL \
+               FROM o WHERE d.id = o.id AND d.lease_token = o.token AND d.status = 'pending' \
+               RETURNING d.id, o.token), \
+             ins AS ( \
+               INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, error, response_body) \
+               SELECT o.id, o.attempt, o.started, o.duration, o.code, o.error, o.body FROM o JOIN upd ON upd.id = o.id AND upd.token = o.token \
+               ON CONFLICT (delivery_id, number) DO UPDATE SET started_at = EXCLUDED.started_at, \
+                 duration_ms = EXCLUDED.duration_ms, status_code = EXCLUDED.status_code, error = EXCLUDED.error, \
+                 response_body = EXCLUDED.response_body) \
+             SELECT id, token FROM upd",
+        )
+        .bind(&ids)
+        .bind(&tokens)
+        .bind(&statuses)
+        .bind(&attempts)
+        .bind(&errors)
+        .bind(&codes)
+        .bind(&started)
+        .bind(&nexts)
+        .bind(&durations)
+        .bind(&bodies)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        // Keyed by (id, lease token): two outcomes of one delivery in a batch (a lease taken
+        // over) never both count.
+        let applied: std::collections::HashSet<(String, String)> = applied.into_iter().collect();
+        let was_applied = |o: &Outcome| applied.contains(&(o.delivery_id.to_string(), o.lease_token.clone()));
+        let mut delivered: Vec<String> = Vec::new();
+        let mut gone: Vec<String> = Vec::new();
+        for o in outcomes.iter().filter(|o| was_applied(o)) {
+            let list = match &o.verdict {
+                Verdict::Delivered => &mut delivered,
+                Verdict::Failed { gone: true } => &mut gone,
+                _ => continue,
+            };
+            if !list.iter().any(|w| w == o.webhook_id.as_str()) {
+                list.push(o.webhook_id.to_string());
+            }
+        }
+        if !delivered.is_empty() {
+            // At most once a second per webhook: the row is hot (claims lock it).
+            sqlx::query(
+                "UPDATE webhooks SET last_delivered_at = $1 WHERE id = ANY($2) \
+                 AND (last_delivered_at IS NULL OR last_delivered_at < $1 - 1000)",
+            )
+            .bind(now_ms)
+            .bind(&delivered)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        if !gone.is_empty() {
+            sqlx::query(
+                "UPDATE webhooks SET enabled = false, disabled_reason = 'gone', auto_disabled_at = $1, \
+                 updated_at = $1 WHERE id = ANY($2)",
+            )
+            .bind(now_ms)
+            .bind(&gone)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        // Slots were freed: any replica may claim more of these webhooks.
+        self.wake_local();
+        self.notify_soon();
+        Ok(outcomes.iter().map(was_applied).collect())
+    }
+}

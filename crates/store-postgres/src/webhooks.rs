@@ -1,0 +1,212 @@
+//! Webhooks: create (within the account limit), read, patch, delete, rotate the secret.
+
+use crate::idempotency::save_answer;
+use crate::rows::*;
+use crate::{PgStore, notify, unavailable};
+use async_trait::async_trait;
+use herald_domain::{AccountId, WebhookId, to_millis};
+use herald_store::codec::to_json as json;
+use herald_store::*;
+use time::OffsetDateTime;
+
+#[async_trait]
+impl Webhooks for PgStore {
+    async fn create_webhook(&self, new: NewWebhook, limit: u32) -> StoreResult<Webhook> {
+        let now = to_millis(new.created_at);
+        let mut tx = self.begin().await?;
+        // Serialise creations of one account so the limit holds across replicas.
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+            .bind(new.account_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE account_id = $1")
+            .bind(new.account_id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if n >= i64::from(limit) {
+            return Err(StoreError::LimitReached);
+        }
+        sqlx::query(
+            "INSERT INTO webhooks (id, account_id, url, description, events, filters, enabled, max_in_flight, \
+             secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+        )
+        .bind(new.id.as_str())
+        .bind(new.account_id.as_str())
+        .bind(&new.url)
+        .bind(&new.description)
+        .bind(json(&new.events))
+        .bind(json(&new.filters))
+        .bind(new.enabled)
+        .bind(i64::from(new.max_in_flight))
+        .bind(herald_store::codec::seal(self.cipher.as_deref(), new.secret.expose()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Webhook {
+            id: new.id,
+            account_id: new.account_id,
+            url: new.url,
+            description: new.description,
+            events: new.events,
+            filters: new.filters,
+            enabled: new.enabled,
+            disabled_reason: None,
+            auto_disabled_at: None,
+            max_in_flight: new.max_in_flight,
+            created_at: new.created_at,
+            updated_at: new.created_at,
+            last_delivered_at: None,
+        })
+    }
+
+    async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>> {
+        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = $1 AND id = $2");
+        let row = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.map(|r| webhook_from_row(&r)).transpose()
+    }
+
+    async fn list_webhooks(&self, account: &AccountId, page: Page) -> StoreResult<Vec<Webhook>> {
+        let sql = concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE account_id = $1 AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        );
+        let rows = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(page.after.as_deref())
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(webhook_from_row).collect()
+    }
+
+    async fn update_webhook(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        patch: WebhookPatch,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Webhook>> {
+        let enabling = patch.enabled == Some(true);
+        let mut tx = self.begin().await?;
+        let sql = concat!(
+            "UPDATE webhooks SET \
+               url = COALESCE($1, url), description = COALESCE($2, description), events = COALESCE($3, events), \
+               filters = COALESCE($4, filters), max_in_flight = COALESCE($5, max_in_flight), \
+               enabled = COALESCE($6, enabled), \
+               disabled_reason = CASE WHEN $6::boolean IS NULL THEN disabled_reason WHEN $6 THEN NULL ELSE 'manual' END, \
+               auto_disabled_at = CASE WHEN $7 THEN NULL ELSE auto_disabled_at END, \
+               updated_at = $8 \
+             WHERE account_id = $9 AND id = $10 RETURNING ",
+            webhook_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(patch.url.as_deref())
+            .bind(patch.description.as_deref())
+            .bind(patch.events.as_ref().map(json))
+            .bind(patch.filters.as_ref().map(json))
+            .bind(patch.max_in_flight.map(i64::from))
+            .bind(patch.enabled)
+            .bind(enabling)
+            .bind(to_millis(now))
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let woke = enabling || patch.max_in_flight.is_some();
+        if woke {
+            notify(&mut tx).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        if woke {
+            self.wake_local();
+        }
+        webhook_from_row(&row).map(Some)
+    }
+
+    async fn delete_webhook(&self, account: &AccountId, id: &WebhookId, now: OffsetDateTime) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("DELETE FROM webhooks WHERE account_id = $1 AND id = $2")
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "UPDATE deliveries SET status = 'failed', last_error = 'webhook deleted', lease_token = NULL, \
+             next_retry_at = $1 WHERE webhook_id = $2 AND status = 'pending'",
+        )
+        .bind(to_millis(now))
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(true)
+    }
+
+    async fn rotate_secret(&self, r: Rotation) -> StoreResult<Rotated> {
+        let mut tx = self.begin().await?;
+        // The row lock makes the read-modify-write atomic: concurrent rotations queue here.
+        let Some(row) =
+            sqlx::query("SELECT secret, previous_secrets FROM webhooks WHERE account_id = $1 AND id = $2 FOR UPDATE")
+                .bind(r.account.as_str())
+                .bind(r.webhook.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?
+        else {
+            return Ok(Rotated::NotFound);
+        };
+        if let Some(i) = &r.idempotency {
+            let prior: Option<String> = sqlx::query_scalar(
+                "SELECT response FROM idempotency WHERE account_id = $1 AND scope = $2 AND key = $3 AND created_at >= $4",
+            )
+            .bind(r.account.as_str())
+            .bind(&i.scope)
+            .bind(&i.key)
+            .bind(to_millis(i.since))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if let Some(prior) = prior {
+                return Ok(Rotated::Replayed(herald_store::codec::open(self.cipher.as_deref(), prior)?));
+            }
+        }
+        let previous = herald_store::codec::rotated(
+            &get::<String>(&row, 1)?,
+            &get::<String>(&row, 0)?,
+            to_millis(r.grace_until),
+            to_millis(r.now),
+            r.keep,
+        )?;
+        sqlx::query("UPDATE webhooks SET secret = $1, previous_secrets = $2, updated_at = $3 WHERE id = $4")
+            .bind(herald_store::codec::seal(self.cipher.as_deref(), r.new_secret.expose()))
+            .bind(previous)
+            .bind(to_millis(r.now))
+            .bind(r.webhook.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if let Some(i) = &r.idempotency {
+            save_answer(&mut tx, self.cipher.as_deref(), &r.account, i, r.now).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Rotated::Applied)
+    }
+}

@@ -1,0 +1,121 @@
+//! Deliveries as an account sees them: list, inspect, retry by hand.
+
+use crate::rows::*;
+use crate::{SqliteStore, unavailable};
+use async_trait::async_trait;
+use herald_domain::{AccountId, DeliveryId, to_millis};
+use herald_store::*;
+use time::OffsetDateTime;
+
+#[async_trait]
+impl Deliveries for SqliteStore {
+    async fn list_deliveries(&self, query: DeliveryQuery) -> StoreResult<Vec<Delivery>> {
+        let DeliveryQuery { account, webhook, status, page } = query;
+        let sql = concat!(
+            "SELECT ",
+            delivery_columns!(),
+            " FROM deliveries WHERE account_id = ? AND webhook_id = ? AND (? IS NULL OR status = ?) \
+              AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+        );
+        let st = status.map(|s| s.as_str());
+        let rows = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(webhook.as_str())
+            .bind(st)
+            .bind(st)
+            .bind(page.after.as_deref())
+            .bind(page.after.as_deref())
+            .bind(i64::from(page.limit))
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(delivery_from_row).collect()
+    }
+
+    async fn get_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+    ) -> StoreResult<Option<(Delivery, Vec<Attempt>)>> {
+        let sql = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE account_id = ? AND id = ?");
+        let Some(row) = sqlx::query(sql)
+            .bind(account.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(unavailable)?
+        else {
+            return Ok(None);
+        };
+        let d = delivery_from_row(&row)?;
+        let attempts = sqlx::query(
+            "SELECT number, started_at, duration_ms, status_code, error, response_body FROM attempts \
+             WHERE delivery_id = ? ORDER BY number",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        let attempts = attempts.iter().map(attempt_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some((d, attempts)))
+    }
+
+    async fn retry_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Delivery>> {
+        let mut tx = self.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM deliveries WHERE account_id = ? AND id = ?")
+                .bind(account.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        match status.as_deref() {
+            None => return Ok(None),
+            Some("failed") => {}
+            Some(other) => {
+                return Err(StoreError::Conflict(format!(
+                    "delivery is {other}, only failed deliveries can be retried"
+                )));
+            }
+        }
+        let exists: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM webhooks w JOIN deliveries d ON d.webhook_id = w.id WHERE d.id = ?",
+        )
+        .bind(id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if exists == 0 {
+            return Err(StoreError::Conflict("the webhook of this delivery was deleted".into()));
+        }
+        sqlx::query(
+            "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_retry_at = ?, \
+             lease_token = NULL, expires_at = MAX(expires_at, ?) WHERE id = ? AND status = 'failed'",
+        )
+        .bind(to_millis(now))
+        .bind(to_millis(now) + 86_400_000)
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        // The event lives at least as long as the delivery (its body is sent from it).
+        sqlx::query(
+            "UPDATE events SET expires_at = MAX(expires_at, (SELECT expires_at FROM deliveries WHERE id = ?1)) \
+             WHERE id = (SELECT event_id FROM deliveries WHERE id = ?1)",
+        )
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let sql = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = ?");
+        let row = sqlx::query(sql).bind(id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        self.wake();
+        delivery_from_row(&row).map(Some)
+    }
+}

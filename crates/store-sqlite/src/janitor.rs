@@ -1,0 +1,102 @@
+//! Upkeep: delete expired rows in batches, auto-disable failing webhooks, prune secrets.
+
+use crate::rows::*;
+use crate::{SqliteStore, unavailable};
+use async_trait::async_trait;
+use herald_domain::{WebhookId, to_millis};
+use herald_store::*;
+use time::OffsetDateTime;
+
+#[async_trait]
+impl Maintenance for SqliteStore {
+    async fn delete_expired(&self, now: OffsetDateTime, batch: u32) -> StoreResult<u64> {
+        let now_ms = to_millis(now);
+        let mut total = 0;
+        loop {
+            let mut tx = self.begin().await?;
+            sqlx::query(
+                "DELETE FROM attempts WHERE delivery_id IN \
+                 (SELECT id FROM deliveries WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            let d = sqlx::query(
+                "DELETE FROM deliveries WHERE id IN \
+                 (SELECT id FROM deliveries WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+            // An event outlives every delivery that references it (a recovered or retried
+            // delivery may live longer than its event's own expiry).
+            let e = sqlx::query(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE e.expires_at <= ? \
+                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) ORDER BY e.expires_at LIMIT ?)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
+            tx.commit().await.map_err(unavailable)?;
+            total += d + e;
+            if d < u64::from(batch) && e < u64::from(batch) {
+                return Ok(total);
+            }
+            // Let other writers in between batches.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    async fn auto_disable(
+        &self,
+        since: OffsetDateTime,
+        threshold: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<Vec<WebhookId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "UPDATE webhooks SET enabled = 0, disabled_reason = 'failing', auto_disabled_at = ?1, updated_at = ?1 \
+             WHERE enabled = 1 AND id IN (SELECT webhook_id FROM deliveries WHERE created_at >= ?2 \
+               GROUP BY webhook_id HAVING SUM(status = 'failed') >= ?3 AND SUM(status = 'delivered') = 0) \
+             RETURNING id",
+        )
+        .bind(to_millis(now))
+        .bind(to_millis(since))
+        .bind(i64::from(threshold))
+        .fetch_all(&self.write)
+        .await
+        .map_err(unavailable)?;
+        Ok(ids.into_iter().map(WebhookId::from_trusted).collect())
+    }
+
+    async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        let rows = sqlx::query("SELECT id, previous_secrets FROM webhooks WHERE previous_secrets <> '[]'")
+            .fetch_all(&self.read)
+            .await
+            .map_err(unavailable)?;
+        let mut changed = 0;
+        for r in &rows {
+            let before: String = get(r, 1)?;
+            if let Some(p) = herald_store::codec::pruned(&before, to_millis(now))? {
+                // Compare-and-set: a rotation in between wins; the next pass prunes again.
+                let done =
+                    sqlx::query("UPDATE webhooks SET previous_secrets = ? WHERE id = ? AND previous_secrets = ?")
+                        .bind(p)
+                        .bind(get::<String>(r, 0)?)
+                        .bind(&before)
+                        .execute(&self.write)
+                        .await
+                        .map_err(unavailable)?;
+                changed += done.rows_affected();
+            }
+        }
+        Ok(changed)
+    }
+}

@@ -1,0 +1,181 @@
+//! Group commit of publishes: every publish waiting for the writer goes into one transaction.
+
+use crate::rows::*;
+use crate::unavailable;
+use herald_domain::{DeliveryId, EventId, Filters, to_millis};
+use herald_store::codec::{parse_json, to_json as json};
+use herald_store::*;
+use sqlx::SqlitePool;
+use tokio::sync::mpsc;
+
+/// One publish waiting for the group commit.
+pub(crate) struct PublishJob {
+    pub(crate) new: NewEvent,
+    pub(crate) rules: FanoutRules,
+    pub(crate) reply: tokio::sync::oneshot::Sender<StoreResult<Published>>,
+}
+
+/// Group commit: every publish waiting when the writer is free goes into ONE transaction.
+/// Each caller is answered only after that transaction commits; if it fails, each publish of
+/// the batch is tried again on its own, so one bad publish fails only its own caller.
+pub(crate) async fn publish_loop(write: SqlitePool, signal: WorkSignal, mut rx: mpsc::UnboundedReceiver<PublishJob>) {
+    let mut jobs = Vec::new();
+    while rx.recv_many(&mut jobs, 256).await > 0 {
+        match publish_batch(&write, &jobs).await {
+            Ok(results) => {
+                if results.iter().any(|p| p.deliveries > 0 && !p.replayed) {
+                    signal.raise();
+                }
+                for (job, r) in jobs.drain(..).zip(results) {
+                    let _ = job.reply.send(Ok(r));
+                }
+            }
+            Err(_) if jobs.len() > 1 => {
+                // One bad publish must not fail the others: commit each on its own.
+                for job in jobs.drain(..) {
+                    let r = publish_batch(&write, std::slice::from_ref(&job)).await.map(|mut v| v.remove(0));
+                    if r.as_ref().is_ok_and(|p| p.deliveries > 0 && !p.replayed) {
+                        signal.raise();
+                    }
+                    let _ = job.reply.send(r);
+                }
+            }
+            Err(e) => {
+                if let Some(job) = jobs.pop() {
+                    let _ = job.reply.send(Err(e));
+                }
+            }
+        }
+    }
+}
+
+async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<Vec<Published>> {
+    use std::collections::HashMap;
+    let mut tx = write.begin().await.map_err(unavailable)?;
+    let mut subscriptions: HashMap<String, Vec<(String, Vec<String>, Filters)>> = HashMap::new();
+    let mut keys_in_batch: HashMap<(String, String), Published> = HashMap::new();
+    let mut events = Vec::new();
+    let mut deliveries = Vec::new();
+    let mut out = Vec::with_capacity(jobs.len());
+    for PublishJob { new, rules, .. } in jobs {
+        let now = to_millis(new.created_at);
+        let account = new.account_id.as_str().to_owned();
+        if let Some(key) = &new.idempotency_key {
+            if let Some(p) = keys_in_batch.get(&(account.clone(), key.clone())) {
+                out.push(Published { replayed: true, ..p.clone() });
+                continue;
+            }
+            let prior = sqlx::query(
+                "SELECT id, type, created_at, deliveries FROM events WHERE account_id = ? AND idempotency_key = ?",
+            )
+            .bind(&account)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if let Some(r) = prior {
+                let created: i64 = get(&r, 2)?;
+                if created > now - rules.idempotency_window.as_millis() as i64 {
+                    out.push(Published {
+                        id: EventId::from_trusted(get(&r, 0)?),
+                        event_type: get(&r, 1)?,
+                        created_at: herald_domain::from_millis(created),
+                        deliveries: get::<i64>(&r, 3)? as u32,
+                        replayed: true,
+                    });
+                    continue;
+                }
+                // The key's window has passed: it may name a new event.
+                sqlx::query("UPDATE events SET idempotency_key = NULL WHERE account_id = ? AND idempotency_key = ?")
+                    .bind(&account)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        if !subscriptions.contains_key(&account) {
+            let rows = sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = ? AND enabled = 1")
+                .bind(&account)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let subs = rows
+                .iter()
+                .map(|r| {
+                    Ok((get::<String>(r, 0)?, parse_json(&get::<String>(r, 1)?)?, parse_json(&get::<String>(r, 2)?)?))
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            subscriptions.insert(account.clone(), subs);
+        }
+        let targets: Vec<&String> = subscriptions[&account]
+            .iter()
+            .filter(|(_, types, filters)| filters.wants(types, &new.event_type, &new.routing))
+            .map(|(id, _, _)| id)
+            .collect();
+        let envelope =
+            std::str::from_utf8(new.envelope.as_bytes()).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        events.push(serde_json::json!([
+            new.id.as_str(),
+            account,
+            new.event_type,
+            envelope,
+            new.routing.agent_id,
+            new.routing.conversation_id,
+            json(&new.routing.labels),
+            new.idempotency_key,
+            targets.len(),
+            now,
+            now + rules.event_ttl.as_millis() as i64,
+        ]));
+        for wh in &targets {
+            deliveries.push(serde_json::json!([
+                DeliveryId::generate().as_str(),
+                account,
+                wh,
+                new.id.as_str(),
+                new.event_type,
+                rules.max_attempts,
+                now,
+                now + rules.delivery_ttl.as_millis() as i64,
+            ]));
+        }
+        let p = Published {
+            id: new.id.clone(),
+            event_type: new.event_type.clone(),
+            created_at: new.created_at,
+            deliveries: targets.len() as u32,
+            replayed: false,
+        };
+        if let Some(key) = &new.idempotency_key {
+            keys_in_batch.insert((account.clone(), key.clone()), p.clone());
+        }
+        out.push(p);
+    }
+    if !events.is_empty() {
+        sqlx::query(
+            "INSERT INTO events (id, account_id, type, payload, agent_id, conversation_id, labels, idempotency_key, \
+             deliveries, created_at, expires_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, CAST(value ->> 3 AS BLOB), value ->> 4, value ->> 5, \
+                    value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each(?)",
+        )
+        .bind(json(&events))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    if !deliveries.is_empty() {
+        sqlx::query(
+            "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
+             max_attempts, next_retry_at, created_at, expires_at) \
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'pending', 0, \
+                    value ->> 5, value ->> 6, value ->> 6, value ->> 7 FROM json_each(?)",
+        )
+        .bind(json(&deliveries))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    tx.commit().await.map_err(unavailable)?;
+    Ok(out)
+}

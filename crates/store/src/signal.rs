@@ -1,0 +1,26 @@
+//! The engine's wake-up: raised when work may have become claimable (a publish, an enable,
+//! a retry, a freed slot), in this process or, for shared stores, in another replica.
+
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// A wake-up signal shared by a store and the engine. Raising it while nobody waits keeps
+/// one wake-up stored, so a raise between two waits is never lost.
+#[derive(Clone, Debug, Default)]
+pub struct WorkSignal(Arc<Notify>);
+
+impl WorkSignal {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Wakes the engine (or its next wait).
+    pub fn raise(&self) {
+        self.0.notify_one();
+    }
+
+    /// Resolves at the next raise (or at once if one is stored).
+    pub async fn raised(&self) {
+        self.0.notified().await
+    }
+}
