@@ -64,7 +64,7 @@ impl From<Webhook> for WebhookOut {
             events: w.events,
             filters: w.filters,
             enabled: w.enabled,
-            disabled_reason: w.disabled_reason,
+            disabled_reason: w.disabled_reason.map(|r| r.as_str().to_owned()),
             auto_disabled_at: w.auto_disabled_at.map(rfc3339),
             max_in_flight: w.max_in_flight,
             created_at: rfc3339(w.created_at),

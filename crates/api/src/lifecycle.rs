@@ -173,7 +173,7 @@ pub async fn test_webhook(
     if !q.wait.unwrap_or(false) {
         return Ok((StatusCode::ACCEPTED, axum::Json(out)).into_response());
     }
-    // The seed's DeliverSync: wait for the first attempt's recorded outcome.
+    // Synchronous delivery for the caller: wait for the first attempt's recorded outcome.
     let deadline = tokio::time::Instant::now() + s.config.test_wait;
     loop {
         if let Some((_, attempts)) = s.store.get_delivery(&account.id, &delivery).await?

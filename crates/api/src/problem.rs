@@ -43,7 +43,11 @@ impl From<StoreError> for ApiError {
                 ApiError::Unavailable
             }
             StoreError::LimitReached => ApiError::Conflict("limit reached".into()),
-            StoreError::Conflict(m) => ApiError::Conflict(m),
+            StoreError::RetryRefused(why) => ApiError::Conflict(why.to_string()),
+            e @ (StoreError::Corrupt(_) | StoreError::Misconfigured(_)) => {
+                tracing::error!(error = %e, "the store cannot serve this request");
+                ApiError::Internal
+            }
             StoreError::AlreadyExists => ApiError::Conflict("already exists".into()),
             StoreError::Invalid(source) => {
                 tracing::warn!(error = %source, "the store refused a value that passed the API's checks");

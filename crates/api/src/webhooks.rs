@@ -242,7 +242,7 @@ pub async fn patch_webhook(
         if since < s.config.reenable_cooldown {
             return Err(ApiError::Conflict(format!(
                 "the webhook was disabled automatically ({}) {} s ago; it can be re-enabled {} s after that",
-                current.disabled_reason.as_deref().unwrap_or("automatic"),
+                current.disabled_reason.map_or("automatic", |r| r.as_str()),
                 since.whole_seconds().max(0),
                 s.config.reenable_cooldown.as_secs()
             )));

@@ -315,7 +315,7 @@ impl Engine {
 
 impl Engine {
     /// One pass of webhook maintenance: auto-disable chronically failing webhooks and drop
-    /// previous signing secrets whose grace has ended. Exposed for tests (the seed's `Tick`).
+    /// previous signing secrets whose grace has ended. Exposed for tests and for callers that drive time themselves.
     pub async fn maintenance_tick(&self) {
         let now = self.clock.now();
         match self.store.auto_disable(now - self.cfg.auto_disable_window, self.cfg.auto_disable_threshold, now).await {

@@ -31,6 +31,29 @@ impl DeliveryStatus {
     }
 }
 
+/// Why a manual retry is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RetryRefused {
+    #[error("delivery is {}, only failed deliveries can be retried", .0.as_str())]
+    NotFailed(DeliveryStatus),
+    #[error("the webhook of this delivery was deleted")]
+    WebhookDeleted,
+}
+
+/// How long a manually retried delivery lives at least, from the retry.
+pub const MANUAL_RETRY_LIFETIME: Duration = Duration::from_secs(86_400);
+
+/// The manual-retry rule: only a `failed` delivery of a webhook that still exists may be
+/// retried; it becomes `pending`, due now, with one more attempt allowed, and lives at least
+/// [`MANUAL_RETRY_LIFETIME`] from now.
+pub fn check_manual_retry(status: DeliveryStatus, webhook_exists: bool) -> Result<(), RetryRefused> {
+    match (status, webhook_exists) {
+        (DeliveryStatus::Failed, true) => Ok(()),
+        (DeliveryStatus::Failed, false) => Err(RetryRefused::WebhookDeleted),
+        (other, _) => Err(RetryRefused::NotFailed(other)),
+    }
+}
+
 /// What one HTTP attempt produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttemptOutcome {

@@ -22,7 +22,7 @@ pub mod webhook;
 
 pub use api_key::ApiKey;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use delivery::{AttemptOutcome, DeliveryStatus, Verdict};
+pub use delivery::{AttemptOutcome, DeliveryStatus, RetryRefused, Verdict};
 pub use envelope::Envelope;
 pub use event_type::EventType;
 pub use ids::{AccountId, DeliveryId, EventId, WebhookId};
@@ -30,7 +30,7 @@ pub use ip_policy::IpPolicy;
 pub use retry::RetryPolicy;
 pub use signing::{SecretSet, SigningSecret};
 pub use target_url::{TargetUrl, UrlError};
-pub use webhook::{Filters, RoutingAttributes};
+pub use webhook::{DisabledReason, Filters, RoutingAttributes};
 
 /// Milliseconds since the Unix epoch, the unit stores use for instants.
 pub fn to_millis(t: time::OffsetDateTime) -> i64 {

@@ -1,4 +1,5 @@
-//! Request signing: the seed's `X-E2A-Signature` and the Standard Webhooks headers.
+//! Request signing: the `X-E2A-Signature` scheme (HMAC-SHA256 keyed by the whole secret)
+//! and the Standard Webhooks headers.
 
 use base64::Engine;
 use hmac::{KeyInit, Mac};

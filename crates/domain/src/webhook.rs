@@ -18,6 +18,32 @@ pub struct Filters {
     pub labels: Vec<String>,
 }
 
+/// Why a webhook is disabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DisabledReason {
+    /// Disabled through the API.
+    Manual,
+    /// Disabled by the auto-disable pass: failing deliveries and none delivered.
+    Failing,
+    /// The receiver answered `410 Gone`.
+    Gone,
+}
+
+impl DisabledReason {
+    /// The stored and shown name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::Failing => "failing",
+            Self::Gone => "gone",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Manual, Self::Failing, Self::Gone].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
 /// What an event says about where it belongs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoutingAttributes {

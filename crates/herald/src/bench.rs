@@ -161,7 +161,7 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         settings.allow_private_targets = true;
         settings.sqlite_synchronous = args.sqlite_synchronous.clone();
         settings.max_webhooks_per_account = settings.max_webhooks_per_account.max(wl.webhooks as u32);
-        settings.bootstrap_api_key = Some(key.expose().to_owned());
+        settings.bootstrap_api_key = Some(crate::settings::SecretText::new(key.expose()));
         let app = Application::build(settings, Deps::default()).await?;
         bases.push(format!("http://{}", app.local_addr()));
         servers.push(tokio::spawn(app.run_until_stopped(cancel.clone())));

@@ -75,7 +75,9 @@ pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle>
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let url = settings.database_url();
     let cipher = match &settings.secret_key {
-        Some(k) => Some(Arc::new(herald_store::codec::SecretCipher::from_key_text(k).map_err(anyhow::Error::msg)?)),
+        Some(k) => {
+            Some(Arc::new(herald_store::codec::SecretCipher::from_key_text(k.expose()).map_err(anyhow::Error::msg)?))
+        }
         None => None,
     };
     if url.starts_with("sqlite:") {
@@ -109,7 +111,8 @@ pub async fn bootstrap(store: &dyn Store, settings: &Settings, clock: &dyn Clock
     }
     let (key, generated) = match &settings.bootstrap_api_key {
         Some(k) => (
-            ApiKey::parse(k).context("HERALD_BOOTSTRAP_API_KEY must be hk_ followed by 48 lowercase hex characters")?,
+            ApiKey::parse(k.expose())
+                .context("HERALD_BOOTSTRAP_API_KEY must be hk_ followed by 48 lowercase hex characters")?,
             false,
         ),
         None => (ApiKey::generate(), true),

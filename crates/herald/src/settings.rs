@@ -21,6 +21,30 @@ fn jitter(s: &str) -> Result<f64, String> {
     if (0.0..=1.0).contains(&v) { Ok(v) } else { Err("jitter must be between 0 and 1".into()) }
 }
 
+/// A setting that holds a secret: its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(***)")
+    }
+}
+
+fn secret_text(s: &str) -> Result<SecretText, String> {
+    Ok(SecretText::new(s))
+}
+
 fn cidr(s: &str) -> Result<ipnet::IpNet, String> {
     s.trim().parse::<ipnet::IpNet>().map_err(|e| format!("invalid CIDR {s:?}: {e}"))
 }
@@ -112,11 +136,11 @@ pub struct Settings {
     #[arg(long, env = "HERALD_MAX_WEBHOOKS_PER_ACCOUNT", default_value_t = 50)]
     pub max_webhooks_per_account: u32,
     /// Encrypt signing secrets at rest with this 32-byte key (64 hex characters or base64).
-    #[arg(long, env = "HERALD_SECRET_KEY", hide_env_values = true)]
-    pub secret_key: Option<String>,
+    #[arg(long, env = "HERALD_SECRET_KEY", hide_env_values = true, value_parser = secret_text)]
+    pub secret_key: Option<SecretText>,
     /// Key of the `default` account created on first start (else one is generated and printed).
-    #[arg(long, env = "HERALD_BOOTSTRAP_API_KEY", hide_env_values = true)]
-    pub bootstrap_api_key: Option<String>,
+    #[arg(long, env = "HERALD_BOOTSTRAP_API_KEY", hide_env_values = true, value_parser = secret_text)]
+    pub bootstrap_api_key: Option<SecretText>,
 }
 
 impl Settings {
@@ -246,6 +270,16 @@ pub fn argv_with_config_file(cmd: clap::Command, argv: Vec<String>) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_never_show_in_debug_output() {
+        let mut s = Settings::defaults();
+        s.secret_key = Some(SecretText::new("ab".repeat(32)));
+        s.bootstrap_api_key = Some(SecretText::new("hk_000000000000000000000000000000000000000000000042"));
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("abab") && !shown.contains("42"), "{shown}");
+        assert!(shown.contains("SecretText(***)"));
+    }
 
     #[test]
     fn defaults_are_consistent() {

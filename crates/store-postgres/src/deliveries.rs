@@ -75,13 +75,9 @@ impl Deliveries for PgStore {
         .map_err(unavailable)?;
         let Some(row) = row else { return Ok(None) };
         let status: String = get(&row, 0)?;
-        let webhook_exists: bool = get(&row, 1)?;
-        if status != "failed" {
-            return Err(StoreError::Conflict(format!("delivery is {status}, only failed deliveries can be retried")));
-        }
-        if !webhook_exists {
-            return Err(StoreError::Conflict("the webhook of this delivery was deleted".into()));
-        }
+        let status =
+            herald_domain::DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", &status))?;
+        herald_domain::delivery::check_manual_retry(status, get(&row, 1)?)?;
         let sql = concat!(
             "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_retry_at = $1, \
              lease_token = NULL, expires_at = GREATEST(expires_at, $2) WHERE id = $3 RETURNING ",
@@ -89,7 +85,7 @@ impl Deliveries for PgStore {
         );
         let row = sqlx::query(sql)
             .bind(to_millis(now))
-            .bind(to_millis(now) + 86_400_000)
+            .bind(to_millis(now + herald_domain::delivery::MANUAL_RETRY_LIFETIME))
             .bind(id.as_str())
             .fetch_one(&mut *tx)
             .await

@@ -59,7 +59,7 @@ impl Maintenance for PgStore {
         now: OffsetDateTime,
     ) -> StoreResult<Vec<WebhookId>> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "UPDATE webhooks SET enabled = false, disabled_reason = 'failing', auto_disabled_at = $1, updated_at = $1 \
+            "UPDATE webhooks SET enabled = false, disabled_reason = $4, auto_disabled_at = $1, updated_at = $1 \
              WHERE enabled AND id IN (SELECT webhook_id FROM deliveries WHERE created_at >= $2 \
                GROUP BY webhook_id HAVING COUNT(*) FILTER (WHERE status = 'failed') >= $3 AND COUNT(*) FILTER (WHERE status = 'delivered') = 0) \
              RETURNING id",
@@ -67,6 +67,7 @@ impl Maintenance for PgStore {
         .bind(to_millis(now))
         .bind(to_millis(since))
         .bind(i64::from(threshold))
+        .bind(herald_domain::DisabledReason::Failing.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;

@@ -97,11 +97,12 @@ impl PgStore {
         }
         if !gone.is_empty() {
             sqlx::query(
-                "UPDATE webhooks SET enabled = false, disabled_reason = 'gone', auto_disabled_at = $1, \
+                "UPDATE webhooks SET enabled = false, disabled_reason = $3, auto_disabled_at = $1, \
                  updated_at = $1 WHERE id = ANY($2)",
             )
             .bind(now_ms)
             .bind(&gone)
+            .bind(herald_domain::DisabledReason::Gone.as_str())
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;

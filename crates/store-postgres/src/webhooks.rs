@@ -104,7 +104,7 @@ impl Webhooks for PgStore {
                url = COALESCE($1, url), description = COALESCE($2, description), events = COALESCE($3, events), \
                filters = COALESCE($4, filters), max_in_flight = COALESCE($5, max_in_flight), \
                enabled = COALESCE($6, enabled), \
-               disabled_reason = CASE WHEN $6::boolean IS NULL THEN disabled_reason WHEN $6 THEN NULL ELSE 'manual' END, \
+               disabled_reason = CASE WHEN $6::boolean IS NULL THEN disabled_reason WHEN $6 THEN NULL ELSE $11 END, \
                auto_disabled_at = CASE WHEN $7 THEN NULL ELSE auto_disabled_at END, \
                updated_at = $8 \
              WHERE account_id = $9 AND id = $10 RETURNING ",
@@ -121,6 +121,7 @@ impl Webhooks for PgStore {
             .bind(to_millis(now))
             .bind(account.as_str())
             .bind(id.as_str())
+            .bind(herald_domain::DisabledReason::Manual.as_str())
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?;

@@ -74,15 +74,9 @@ impl Deliveries for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-        match status.as_deref() {
-            None => return Ok(None),
-            Some("failed") => {}
-            Some(other) => {
-                return Err(StoreError::Conflict(format!(
-                    "delivery is {other}, only failed deliveries can be retried"
-                )));
-            }
-        }
+        let Some(status) = status else { return Ok(None) };
+        let status =
+            herald_domain::DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", &status))?;
         let exists: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM webhooks w JOIN deliveries d ON d.webhook_id = w.id WHERE d.id = ?",
         )
@@ -90,15 +84,13 @@ impl Deliveries for SqliteStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(unavailable)?;
-        if exists == 0 {
-            return Err(StoreError::Conflict("the webhook of this delivery was deleted".into()));
-        }
+        herald_domain::delivery::check_manual_retry(status, exists > 0)?;
         sqlx::query(
             "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_retry_at = ?, \
              lease_token = NULL, expires_at = MAX(expires_at, ?) WHERE id = ? AND status = 'failed'",
         )
         .bind(to_millis(now))
-        .bind(to_millis(now) + 86_400_000)
+        .bind(to_millis(now + herald_domain::delivery::MANUAL_RETRY_LIFETIME))
         .bind(id.as_str())
         .execute(&mut *tx)
         .await

@@ -62,7 +62,7 @@ impl Maintenance for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<Vec<WebhookId>> {
         let ids: Vec<String> = sqlx::query_scalar(
-            "UPDATE webhooks SET enabled = 0, disabled_reason = 'failing', auto_disabled_at = ?1, updated_at = ?1 \
+            "UPDATE webhooks SET enabled = 0, disabled_reason = ?4, auto_disabled_at = ?1, updated_at = ?1 \
              WHERE enabled = 1 AND id IN (SELECT webhook_id FROM deliveries WHERE created_at >= ?2 \
                GROUP BY webhook_id HAVING SUM(status = 'failed') >= ?3 AND SUM(status = 'delivered') = 0) \
              RETURNING id",
@@ -70,6 +70,7 @@ impl Maintenance for SqliteStore {
         .bind(to_millis(now))
         .bind(to_millis(since))
         .bind(i64::from(threshold))
+        .bind(herald_domain::DisabledReason::Failing.as_str())
         .fetch_all(&self.write)
         .await
         .map_err(unavailable)?;

@@ -101,9 +101,10 @@ impl SqliteStore {
         }
         if !gone.is_empty() {
             sqlx::query(
-                "UPDATE webhooks SET enabled = 0, disabled_reason = 'gone', auto_disabled_at = ?, updated_at = ? \
+                "UPDATE webhooks SET enabled = 0, disabled_reason = ?, auto_disabled_at = ?, updated_at = ? \
                  WHERE id IN (SELECT value FROM json_each(?))",
             )
+            .bind(herald_domain::DisabledReason::Gone.as_str())
             .bind(now_ms)
             .bind(now_ms)
             .bind(json(&gone))

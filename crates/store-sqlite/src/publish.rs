@@ -114,7 +114,7 @@ async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<V
             .map(|(id, _, _)| id)
             .collect();
         let envelope =
-            std::str::from_utf8(new.envelope.as_bytes()).map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            std::str::from_utf8(new.envelope.as_bytes()).map_err(|e| StoreError::corrupt("an envelope", e))?;
         events.push(serde_json::json!([
             new.id.as_str(),
             account,

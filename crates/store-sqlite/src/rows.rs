@@ -1,6 +1,6 @@
 //! Row wrappers: turn SQLite rows into store records, keeping sqlx out of the domain.
 
-use herald_domain::{AccountId, DeliveryId, DeliveryStatus, EventId, WebhookId, from_millis};
+use herald_domain::{AccountId, DeliveryId, DeliveryStatus, DisabledReason, EventId, WebhookId, from_millis};
 use herald_store::{Account, Attempt, Delivery, StoreError, StoreResult, Webhook};
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
@@ -9,10 +9,15 @@ pub(crate) fn get<'r, T>(r: &'r SqliteRow, i: usize) -> StoreResult<T>
 where
     T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
 {
-    r.try_get(i).map_err(|e| StoreError::Unavailable(Box::new(e)))
+    r.try_get(i).map_err(|e| StoreError::corrupt("a column", e))
 }
 
 pub(crate) use herald_store::codec::parse_json;
+
+/// A stored `what` that does not parse.
+pub(crate) fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::corrupt(what, format!("{value:?}"))
+}
 
 pub(crate) fn account_from_row(r: &SqliteRow) -> StoreResult<Account> {
     Ok(Account { id: AccountId::from_trusted(get(r, 0)?), name: get(r, 1)?, created_at: from_millis(get(r, 2)?) })
@@ -27,7 +32,9 @@ pub(crate) fn webhook_from_row(r: &SqliteRow) -> StoreResult<Webhook> {
         events: parse_json(&get::<String>(r, 4)?)?,
         filters: parse_json(&get::<String>(r, 5)?)?,
         enabled: get(r, 6)?,
-        disabled_reason: get(r, 7)?,
+        disabled_reason: get::<Option<String>>(r, 7)?
+            .map(|s| DisabledReason::parse(&s).ok_or_else(|| corrupt("disabled reason", &s)))
+            .transpose()?,
         auto_disabled_at: get::<Option<i64>>(r, 8)?.map(from_millis),
         max_in_flight: get::<i64>(r, 9)? as u32,
         created_at: from_millis(get(r, 10)?),
@@ -43,7 +50,7 @@ pub(crate) fn delivery_from_row(r: &SqliteRow) -> StoreResult<Delivery> {
         webhook_id: WebhookId::from_trusted(get(r, 1)?),
         event_id: EventId::from_trusted(get(r, 2)?),
         event_type: get(r, 3)?,
-        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Pending),
+        status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", &status))?,
         attempts: get::<i64>(r, 5)? as u32,
         max_attempts: get::<i64>(r, 6)? as u32,
         last_error: get(r, 7)?,

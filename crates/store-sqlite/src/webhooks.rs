@@ -101,7 +101,7 @@ impl Webhooks for SqliteStore {
                url = COALESCE(?, url), description = COALESCE(?, description), events = COALESCE(?, events), \
                filters = COALESCE(?, filters), max_in_flight = COALESCE(?, max_in_flight), \
                enabled = COALESCE(?, enabled), \
-               disabled_reason = CASE WHEN ? IS NULL THEN disabled_reason WHEN ? THEN NULL ELSE 'manual' END, \
+               disabled_reason = CASE WHEN ? IS NULL THEN disabled_reason WHEN ? THEN NULL ELSE ? END, \
                auto_disabled_at = CASE WHEN ? THEN NULL ELSE auto_disabled_at END, \
                updated_at = ? \
              WHERE account_id = ? AND id = ?",
@@ -114,6 +114,7 @@ impl Webhooks for SqliteStore {
         .bind(patch.enabled)
         .bind(patch.enabled)
         .bind(patch.enabled)
+        .bind(herald_domain::DisabledReason::Manual.as_str())
         .bind(enabling)
         .bind(to_millis(now))
         .bind(account.as_str())

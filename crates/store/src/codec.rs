@@ -5,7 +5,7 @@ use herald_domain::{SecretSet, SigningSecret};
 
 /// Parses a JSON column; a bad value is reported as a store fault.
 pub fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
-    serde_json::from_str(s).map_err(|e| StoreError::Unavailable(Box::new(e)))
+    serde_json::from_str(s).map_err(|e| StoreError::corrupt("a JSON column", e))
 }
 
 /// Serialises plain data for a JSON column or a JSON parameter.
@@ -103,7 +103,8 @@ impl SecretCipher {
     pub fn open(&self, stored: &str) -> StoreResult<String> {
         use base64::Engine;
         let Some(b64) = stored.strip_prefix(ENC_PREFIX) else { return Ok(stored.to_owned()) };
-        let fail = || StoreError::Unavailable("a stored secret does not decrypt with HERALD_SECRET_KEY".into());
+        let fail =
+            || StoreError::Misconfigured("a stored signing secret does not decrypt with HERALD_SECRET_KEY".into());
         let raw = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|_| fail())?;
         if raw.len() < 12 + 16 {
             return Err(fail());
@@ -142,7 +143,7 @@ pub fn open_secret_set(cipher: Option<&SecretCipher>, current: String, previous_
             }
         }
     } else if set.current.expose().starts_with(ENC_PREFIX) {
-        return Err(StoreError::Unavailable("signing secrets are encrypted: set HERALD_SECRET_KEY".into()));
+        return Err(StoreError::Misconfigured("signing secrets are stored encrypted: set HERALD_SECRET_KEY".into()));
     }
     Ok(set)
 }

@@ -8,9 +8,17 @@ pub enum StoreError {
     /// A per-account limit would be exceeded.
     #[error("limit reached")]
     LimitReached,
-    /// The request conflicts with the current state.
-    #[error("conflict: {0}")]
-    Conflict(String),
+    /// A stored value could not be read (a bug, or a database edited by hand): retrying
+    /// cannot help; callers report an internal error.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+    /// The store cannot work with the settings it was given (e.g. signing secrets encrypted
+    /// under another `HERALD_SECRET_KEY`): an operator must act; retrying cannot help.
+    #[error("misconfigured: {0}")]
+    Misconfigured(String),
+    /// A manual retry the delivery's state does not allow.
+    #[error("{0}")]
+    RetryRefused(#[from] herald_domain::RetryRefused),
     /// A uniqueness rule was violated (e.g. account name taken).
     #[error("already exists")]
     AlreadyExists,
@@ -19,4 +27,11 @@ pub enum StoreError {
     /// check is missing; callers answer 400 (API) or isolate the row (engine).
     #[error("the store refused a value")]
     Invalid(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// A stored `what` that does not parse.
+    pub fn corrupt(what: &str, detail: impl std::fmt::Display) -> Self {
+        Self::Corrupt(format!("{what}: {detail}"))
+    }
 }

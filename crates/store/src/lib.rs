@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
 mod records;

@@ -30,7 +30,7 @@ pub struct Webhook {
     pub events: Vec<String>,
     pub filters: Filters,
     pub enabled: bool,
-    pub disabled_reason: Option<String>,
+    pub disabled_reason: Option<herald_domain::DisabledReason>,
     pub auto_disabled_at: Option<OffsetDateTime>,
     pub max_in_flight: u32,
     pub created_at: OffsetDateTime,

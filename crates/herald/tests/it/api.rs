@@ -26,10 +26,9 @@ async fn every_api_route_needs_a_valid_key() {
     assert_eq!(r.status(), 200);
 }
 
-#[tokio::test]
-async fn another_accounts_resources_are_not_found() {
+async fn another_accounts_resources_are_not_found(backend: Backend) {
     let rx = Receiver::start().await;
-    let app = spawn_app().await;
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let (wh, _) = app.webhook(&rx.url("t")).await;
     app.publish_received().await;
     let d = app.wait_delivery(&wh, "delivered", |d| d["status"] == "delivered").await;
@@ -78,9 +77,8 @@ async fn another_accounts_resources_are_not_found() {
     assert_eq!(w["enabled"], true);
 }
 
-#[tokio::test]
-async fn webhook_crud_follows_the_contract() {
-    let app = spawn_app().await;
+async fn webhook_crud_follows_the_contract(backend: Backend) {
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let v = app
         .create_webhook(json!({"url": "http://127.0.0.1:9/in", "events": ["email.sent", "email.sent", "email.received"], "description": "mine"}))
         .await;
@@ -113,9 +111,8 @@ async fn webhook_crud_follows_the_contract() {
     assert_eq!(s, 404);
 }
 
-#[tokio::test]
-async fn bad_input_gets_a_problem_and_changes_nothing() {
-    let app = spawn_app().await;
+async fn bad_input_gets_a_problem_and_changes_nothing(backend: Backend) {
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let cases = [
         json!({"url": "http://127.0.0.1:9/", "events": ["nope.never"]}),
         json!({"url": "http://127.0.0.1:9/", "events": []}),
@@ -179,9 +176,8 @@ async fn bad_input_gets_a_problem_and_changes_nothing() {
     assert_eq!(s, 400);
 }
 
-#[tokio::test]
-async fn the_fifty_first_webhook_is_refused() {
-    let app = spawn_app().await;
+async fn the_fifty_first_webhook_is_refused(backend: Backend) {
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     for i in 0..50 {
         app.create_webhook(json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["email.sent"]})).await;
     }
@@ -191,9 +187,8 @@ async fn the_fifty_first_webhook_is_refused() {
     assert_eq!(s, 409, "{v}");
 }
 
-#[tokio::test]
-async fn lists_page_with_cursors() {
-    let app = spawn_app().await;
+async fn lists_page_with_cursors(backend: Backend) {
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let mut ids = Vec::new();
     for i in 0..5 {
         let v = app.create_webhook(json!({"url": format!("http://127.0.0.1:9/{i}"), "events": ["email.sent"]})).await;
@@ -269,9 +264,8 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
     assert!(!html.contains("cdn.") && !html.contains("unpkg"), "the reference is served from the binary");
 }
 
-#[tokio::test]
-async fn hostile_bodies_get_a_4xx_problem_and_never_a_5xx() {
-    let app = spawn_app().await;
+async fn hostile_bodies_get_a_4xx_problem_and_never_a_5xx(backend: Backend) {
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let deep = format!("{{\"type\":\"email.sent\",\"data\":{}{}}}", "{\"a\":".repeat(200), "}".repeat(201));
     let bodies: Vec<Vec<u8>> = vec![
         deep.into_bytes(),
@@ -398,7 +392,8 @@ async fn with_a_secret_key_the_database_never_holds_signing_secrets_in_clear() {
     for (key, expect_clear) in [(None, true), (Some("ab".repeat(32)), false)] {
         let rx = Receiver::start().await;
         let k = key.clone();
-        let app = spawn_app_with(Options { tweak: Box::new(move |s| s.secret_key = k), ..Default::default() }).await;
+        let tweak = Box::new(move |s: &mut herald::Settings| s.secret_key = k.map(herald::settings::SecretText::new));
+        let app = spawn_app_with(Options { tweak, ..Default::default() }).await;
         let (wh, secret) = app.webhook(&rx.url("enc")).await;
         // With an Idempotency-Key, so the stored answer (which holds the secret) is covered too.
         let r: serde_json::Value = app
@@ -422,3 +417,12 @@ async fn with_a_secret_key_the_database_never_holds_signing_secrets_in_clear() {
         }
     }
 }
+
+crate::on_both_stores!(
+    another_accounts_resources_are_not_found,
+    webhook_crud_follows_the_contract,
+    bad_input_gets_a_problem_and_changes_nothing,
+    the_fifty_first_webhook_is_refused,
+    lists_page_with_cursors,
+    hostile_bodies_get_a_4xx_problem_and_never_a_5xx,
+);

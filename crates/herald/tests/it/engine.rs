@@ -1,4 +1,5 @@
-//! SPEC §2, rule by rule, through the real app.
+//! The delivery rules one by one, through the real app: durable publish, immediate first
+//! attempt, leases, caps, retries, receiver signals, expiry.
 
 use crate::support::*;
 use herald_domain::SigningSecret;
@@ -11,10 +12,9 @@ fn ts(v: &serde_json::Value) -> time::OffsetDateTime {
     time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
 }
 
-#[tokio::test]
-async fn published_event_is_delivered_verbatim_with_both_signatures_and_headers() {
+async fn published_event_is_delivered_verbatim_with_both_signatures_and_headers(backend: Backend) {
     let rx = Receiver::start().await;
-    let app = spawn_app().await;
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let (wh, secret) = app.webhook(&rx.url("a")).await;
     let ev = app.publish(json!({"type": "email.received", "data": {"b": 1, "a": [1, 2]}})).await;
     assert_eq!(ev["deliveries"], 1);
@@ -48,11 +48,12 @@ async fn published_event_is_delivered_verbatim_with_both_signatures_and_headers(
     assert_eq!(d["attempt_log"][0]["status_code"], 200);
 }
 
-#[tokio::test]
-async fn stored_bytes_are_posted_verbatim_on_every_attempt() {
+async fn stored_bytes_are_posted_verbatim_on_every_attempt(backend: Backend) {
     let rx = Receiver::start().await;
     rx.script("v", vec![Reply::status(500)]);
-    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
+    let Some(app) = spawn_on(backend, Options { manual_clock: true, ..Default::default() }).await else {
+        return;
+    };
     app.webhook(&rx.url("v")).await;
     let raw = r#"{"type": "email.received", "data": {"z": "ü", "n": 1.50}}"#;
     let r = app
@@ -73,31 +74,41 @@ async fn stored_bytes_are_posted_verbatim_on_every_attempt() {
     assert!(std::str::from_utf8(&first.body).unwrap().contains(r#""data":{"z": "ü", "n": 1.50}"#));
 }
 
-#[tokio::test]
-async fn first_attempt_does_not_wait_for_a_poll_tick() {
+async fn first_attempt_does_not_wait_for_a_poll_tick(backend: Backend) {
     let rx = Receiver::start().await;
-    let app = spawn_app_with(Options {
-        tweak: Box::new(|s| s.poll_interval = Duration::from_secs(3600)),
-        ..Default::default()
-    })
-    .await;
-    app.webhook(&rx.url("now")).await;
-    // Let the dispatcher fall asleep on its (one-hour) poll first.
-    app.publish(json!({"type": "email.sent", "data": {}})).await;
+    let Some(app) = spawn_on(
+        backend,
+        Options { tweak: Box::new(|s| s.poll_interval = Duration::from_secs(3600)), ..Default::default() },
+    )
+    .await
+    else {
+        return;
+    };
+    let (wh, _) = app.webhook(&rx.url("now")).await;
     app.publish_received().await;
     rx.wait_for("now", 1).await;
+    // Past its start-up claim, the dispatcher now sleeps on its one-hour poll: only the
+    // work signal of the next publish can wake it within the test's deadline.
+    app.wait_delivery(&wh, "first recorded", |d| d["status"] == "delivered").await;
+    app.publish_received().await;
+    rx.wait_for("now", 2).await;
 }
 
-#[tokio::test]
-async fn failed_attempt_is_retried_after_one_minute_then_on_schedule_until_failed() {
+async fn failed_attempt_is_retried_after_one_minute_then_on_schedule_until_failed(backend: Backend) {
     let rx = Receiver::start().await;
     rx.always("f", Reply::status(500).body("nope"));
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        tweak: Box::new(|s| s.retry_schedule = vec![Duration::from_secs(60), Duration::from_secs(300)]),
-        ..Default::default()
-    })
-    .await;
+    let Some(app) = spawn_on(
+        backend,
+        Options {
+            manual_clock: true,
+            tweak: Box::new(|s| s.retry_schedule = vec![Duration::from_secs(60), Duration::from_secs(300)]),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
     let (wh, _) = app.webhook(&rx.url("f")).await;
     app.publish_received().await;
     rx.wait_for("f", 1).await;
@@ -121,11 +132,12 @@ async fn failed_attempt_is_retried_after_one_minute_then_on_schedule_until_faile
     assert_eq!(d["attempt_log"].as_array().unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn retry_after_on_429_pushes_the_next_attempt_out() {
+async fn retry_after_on_429_pushes_the_next_attempt_out(backend: Backend) {
     let rx = Receiver::start().await;
     rx.script("r", vec![Reply::status(429).header("retry-after", "600")]);
-    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
+    let Some(app) = spawn_on(backend, Options { manual_clock: true, ..Default::default() }).await else {
+        return;
+    };
     let (wh, _) = app.webhook(&rx.url("r")).await;
     app.publish_received().await;
     let d = app.wait_delivery(&wh, "429 recorded", |d| d["attempts"] == 1).await;
@@ -134,11 +146,10 @@ async fn retry_after_on_429_pushes_the_next_attempt_out() {
     app.wait_delivery(&wh, "delivered after Retry-After", |d| d["status"] == "delivered").await;
 }
 
-#[tokio::test]
-async fn gone_fails_the_delivery_at_once_and_disables_the_webhook() {
+async fn gone_fails_the_delivery_at_once_and_disables_the_webhook(backend: Backend) {
     let rx = Receiver::start().await;
     rx.always("g", Reply::status(410));
-    let app = spawn_app().await;
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let (wh, _) = app.webhook(&rx.url("g")).await;
     app.publish_received().await;
     let d = app.wait_delivery(&wh, "failed on 410", |d| d["status"] == "failed").await;
@@ -180,11 +191,12 @@ async fn connection_refused_is_recorded_with_status_zero() {
     assert!(!a["error"].as_str().unwrap().contains("127.0.0.1"), "no URL in errors: {a}");
 }
 
-#[tokio::test]
-async fn disabled_webhook_defers_without_burning_attempts_and_resumes_when_enabled() {
+async fn disabled_webhook_defers_without_burning_attempts_and_resumes_when_enabled(backend: Backend) {
     let rx = Receiver::start().await;
     rx.script("d", vec![Reply::status(500)]);
-    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
+    let Some(app) = spawn_on(backend, Options { manual_clock: true, ..Default::default() }).await else {
+        return;
+    };
     let (wh, _) = app.webhook(&rx.url("d")).await;
     app.publish_received().await;
     app.wait_delivery(&wh, "first failure", |d| d["attempts"] == 1).await;
@@ -201,11 +213,12 @@ async fn disabled_webhook_defers_without_burning_attempts_and_resumes_when_enabl
     assert_eq!(rx.received("d").len(), 2);
 }
 
-#[tokio::test]
-async fn deleting_a_webhook_ends_its_pending_deliveries() {
+async fn deleting_a_webhook_ends_its_pending_deliveries(backend: Backend) {
     let rx = Receiver::start().await;
     rx.always("del", Reply::status(500));
-    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
+    let Some(app) = spawn_on(backend, Options { manual_clock: true, ..Default::default() }).await else {
+        return;
+    };
     let (wh, _) = app.webhook(&rx.url("del")).await;
     app.publish_received().await;
     let d = app.wait_delivery(&wh, "first failure", |d| d["attempts"] == 1).await;
@@ -220,16 +233,17 @@ async fn deleting_a_webhook_ends_its_pending_deliveries() {
     assert_eq!(s, 409);
 }
 
-#[tokio::test]
-async fn manual_retry_of_a_failed_delivery_allows_one_more_attempt() {
+async fn manual_retry_of_a_failed_delivery_allows_one_more_attempt(backend: Backend) {
     let rx = Receiver::start().await;
     rx.script("m", vec![Reply::status(500)]);
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        tweak: Box::new(|s| s.retry_schedule = vec![]),
-        ..Default::default()
-    })
-    .await;
+    let Some(app) = spawn_on(
+        backend,
+        Options { manual_clock: true, tweak: Box::new(|s| s.retry_schedule = vec![]), ..Default::default() },
+    )
+    .await
+    else {
+        return;
+    };
     let (wh, _) = app.webhook(&rx.url("m")).await;
     app.publish_received().await;
     let d = app.wait_delivery(&wh, "failed", |d| d["status"] == "failed").await;
@@ -245,16 +259,21 @@ async fn manual_retry_of_a_failed_delivery_allows_one_more_attempt() {
     assert_eq!(s, 409, "only failed deliveries can be retried");
 }
 
-#[tokio::test]
-async fn a_slow_webhook_at_its_cap_does_not_delay_a_fast_one() {
+async fn a_slow_webhook_at_its_cap_does_not_delay_a_fast_one(backend: Backend) {
     let rx = Receiver::start().await;
     rx.always("slow", Reply::status(200).gated());
-    let app = spawn_app_with(Options {
-        // Two global slots: if waiting slow deliveries held slots, the fast one would starve.
-        tweak: Box::new(|s| s.max_in_flight = 2),
-        ..Default::default()
-    })
-    .await;
+    let Some(app) = spawn_on(
+        backend,
+        Options {
+            // Two global slots: if waiting slow deliveries held slots, the fast one would starve.
+            tweak: Box::new(|s| s.max_in_flight = 2),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
     app.create_webhook(json!({"url": rx.url("slow"), "events": ["email.sent"]})).await;
     app.create_webhook(json!({"url": rx.url("fast"), "events": ["email.received"]})).await;
     for _ in 0..5 {
@@ -271,11 +290,10 @@ async fn a_slow_webhook_at_its_cap_does_not_delay_a_fast_one() {
     assert_eq!(rx.max_in_flight("slow"), 1);
 }
 
-#[tokio::test]
-async fn per_webhook_cap_bounds_concurrency() {
+async fn per_webhook_cap_bounds_concurrency(backend: Backend) {
     let rx = Receiver::start().await;
     rx.always("cap", Reply::status(200).gated());
-    let app = spawn_app().await;
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     app.create_webhook(json!({"url": rx.url("cap"), "events": ["email.received"], "max_in_flight": 3})).await;
     for _ in 0..10 {
         app.publish_received().await;
@@ -287,10 +305,9 @@ async fn per_webhook_cap_bounds_concurrency() {
     assert_eq!(rx.max_in_flight("cap"), 3);
 }
 
-#[tokio::test]
-async fn filters_route_events_by_their_attributes() {
+async fn filters_route_events_by_their_attributes(backend: Backend) {
     let rx = Receiver::start().await;
-    let app = spawn_app().await;
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     app.create_webhook(json!({
         "url": rx.url("flt"), "events": ["email.received"],
         "filters": {"agent_ids": ["bot@a.example"], "labels": ["vip", "vip"]}
@@ -309,10 +326,11 @@ async fn filters_route_events_by_their_attributes() {
     assert_eq!(rx.wait_for("flt", 1).await[0].json()["id"], hit["id"]);
 }
 
-#[tokio::test]
-async fn idempotency_key_returns_the_same_event_without_new_deliveries() {
+async fn idempotency_key_returns_the_same_event_without_new_deliveries(backend: Backend) {
     let rx = Receiver::start().await;
-    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
+    let Some(app) = spawn_on(backend, Options { manual_clock: true, ..Default::default() }).await else {
+        return;
+    };
     let (wh, _) = app.webhook(&rx.url("idem")).await;
     let body = json!({"type": "email.received", "data": {}, "idempotency_key": "order-1"});
     let a = app.publish(body.clone()).await;
@@ -325,11 +343,12 @@ async fn idempotency_key_returns_the_same_event_without_new_deliveries() {
     assert_eq!(app.deliveries(&wh).await.len(), 2);
 }
 
-#[tokio::test]
-async fn expired_pending_deliveries_are_never_attempted() {
+async fn expired_pending_deliveries_are_never_attempted(backend: Backend) {
     let rx = Receiver::start().await;
     rx.always("exp", Reply::status(500));
-    let app = spawn_app_with(Options { manual_clock: true, ..Default::default() }).await;
+    let Some(app) = spawn_on(backend, Options { manual_clock: true, ..Default::default() }).await else {
+        return;
+    };
     let (wh, _) = app.webhook(&rx.url("exp")).await;
     app.publish_received().await;
     app.wait_delivery(&wh, "first failure", |d| d["attempts"] == 1).await;
@@ -342,19 +361,26 @@ async fn expired_pending_deliveries_are_never_attempted() {
     assert_eq!(rx.received("exp").len(), 1);
 }
 
-#[tokio::test]
-async fn graceful_shutdown_finishes_the_attempt_in_flight_and_records_it() {
+async fn graceful_shutdown_finishes_the_attempt_in_flight_and_records_it(backend: Backend) {
     let rx = Receiver::start().await;
     rx.always("sd", Reply::status(200).gated());
-    let app = spawn_app().await;
+    let Some(mut app) = spawn_on(backend, Options::default()).await else { return };
     let (wh, _) = app.webhook(&rx.url("sd")).await;
     app.publish_received().await;
     let d = app.wait_delivery(&wh, "delivery created", |_| true).await;
     rx.wait_for("sd", 1).await;
     let store = app.store.clone();
     let _keep_dir = app._dir.clone();
+    let _keep_db = app.take_db();
+    let addr = app.addr;
     app.cancel.cancel();
     let stopping = tokio::spawn(app.stop());
+    // The API has stopped accepting, yet the process waits for the attempt in flight.
+    eventually("the API stops accepting", || async {
+        tokio::net::TcpStream::connect(addr).await.is_err().then_some(())
+    })
+    .await;
+    assert!(!stopping.is_finished(), "shutdown must wait (up to the grace) for the attempt in flight");
     rx.open_gate();
     stopping.await.unwrap();
     let account = store.account_by_key_hash(&herald_domain::ApiKey::parse(KEY).unwrap().hash()).await.unwrap().unwrap();
@@ -383,3 +409,21 @@ async fn an_attempt_that_outlives_its_timeout_is_a_failure_with_status_zero() {
     assert!(a["error"].as_str().unwrap().starts_with("timeout"), "{a}");
     rx.open_gate();
 }
+
+crate::on_both_stores!(
+    published_event_is_delivered_verbatim_with_both_signatures_and_headers,
+    stored_bytes_are_posted_verbatim_on_every_attempt,
+    first_attempt_does_not_wait_for_a_poll_tick,
+    failed_attempt_is_retried_after_one_minute_then_on_schedule_until_failed,
+    retry_after_on_429_pushes_the_next_attempt_out,
+    gone_fails_the_delivery_at_once_and_disables_the_webhook,
+    disabled_webhook_defers_without_burning_attempts_and_resumes_when_enabled,
+    deleting_a_webhook_ends_its_pending_deliveries,
+    manual_retry_of_a_failed_delivery_allows_one_more_attempt,
+    a_slow_webhook_at_its_cap_does_not_delay_a_fast_one,
+    per_webhook_cap_bounds_concurrency,
+    filters_route_events_by_their_attributes,
+    idempotency_key_returns_the_same_event_without_new_deliveries,
+    expired_pending_deliveries_are_never_attempted,
+    graceful_shutdown_finishes_the_attempt_in_flight_and_records_it,
+);

@@ -8,10 +8,9 @@ use reqwest::Method;
 use serde_json::json;
 use std::time::Duration;
 
-#[tokio::test]
-async fn rotation_keeps_earlier_secrets_signing_through_their_grace() {
+async fn rotation_keeps_earlier_secrets_signing_through_their_grace(backend: Backend) {
     let rx = Receiver::start().await;
-    let app = spawn_app().await;
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let (wh, first) = app.webhook(&rx.url("rot")).await;
     let path = format!("/api/v1/webhooks/{wh}/rotate-secret");
     let (s, r1) = app.call(Method::POST, &path, None).await;
@@ -34,9 +33,8 @@ async fn rotation_keeps_earlier_secrets_signing_through_their_grace() {
     assert!(!w.to_string().contains("whsec_"), "no secret outside create and rotate");
 }
 
-#[tokio::test]
-async fn rotation_with_the_same_idempotency_key_returns_the_same_secret() {
-    let app = spawn_app().await;
+async fn rotation_with_the_same_idempotency_key_returns_the_same_secret(backend: Backend) {
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let (wh, _) = app.webhook("http://127.0.0.1:9/x").await;
     let rotate = || async {
         let r = app
@@ -55,11 +53,10 @@ async fn rotation_with_the_same_idempotency_key_returns_the_same_secret() {
     assert_eq!(a["signing_secret"], b["signing_secret"]);
 }
 
-#[tokio::test]
-async fn test_send_returns_the_delivery_and_with_wait_the_first_attempts_outcome() {
+async fn test_send_returns_the_delivery_and_with_wait_the_first_attempts_outcome(backend: Backend) {
     let rx = Receiver::start().await;
     rx.script("t", vec![Reply::status(200).body("hello"), Reply::status(500).body("boom")]);
-    let app = spawn_app().await;
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let (wh, _) = app.webhook(&rx.url("t")).await;
     let path = format!("/api/v1/webhooks/{wh}/test");
     let (s, v) = app.call(Method::POST, &format!("{path}?wait=true"), None).await;
@@ -84,20 +81,25 @@ async fn test_send_returns_the_delivery_and_with_wait_the_first_attempts_outcome
     assert_eq!(s, 409, "disabled webhook");
 }
 
-#[tokio::test]
-async fn failing_webhooks_are_auto_disabled_and_re_enabling_waits_for_the_cooldown() {
+async fn failing_webhooks_are_auto_disabled_and_re_enabling_waits_for_the_cooldown(backend: Backend) {
     let rx = Receiver::start().await;
     rx.always("ad", Reply::status(500));
-    let app = spawn_app_with(Options {
-        manual_clock: true,
-        tweak: Box::new(|s| {
-            s.retry_schedule = vec![];
-            s.auto_disable_threshold = 3;
-            s.auto_disable_interval = Duration::from_millis(50);
-        }),
-        ..Default::default()
-    })
-    .await;
+    let Some(app) = spawn_on(
+        backend,
+        Options {
+            manual_clock: true,
+            tweak: Box::new(|s| {
+                s.retry_schedule = vec![];
+                s.auto_disable_threshold = 3;
+                s.auto_disable_interval = Duration::from_millis(50);
+            }),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
     let (wh, _) = app.webhook(&rx.url("ad")).await;
     for _ in 0..3 {
         app.publish_received().await;
@@ -119,10 +121,9 @@ async fn failing_webhooks_are_auto_disabled_and_re_enabling_waits_for_the_cooldo
     assert!(v.get("disabled_reason").is_none());
 }
 
-#[tokio::test]
-async fn recovery_redelivers_events_published_while_disabled() {
+async fn recovery_redelivers_events_published_while_disabled(backend: Backend) {
     let rx = Receiver::start().await;
-    let app = spawn_app().await;
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let (wh, _) = app.webhook(&rx.url("rec")).await;
     let since = herald_domain::rfc3339(time::OffsetDateTime::now_utc() - time::Duration::seconds(5));
     app.call(Method::PATCH, &format!("/api/v1/webhooks/{wh}"), Some(json!({"enabled": false}))).await;
@@ -146,10 +147,9 @@ async fn recovery_redelivers_events_published_while_disabled() {
     assert_eq!(s, 400);
 }
 
-#[tokio::test]
-async fn the_events_log_lists_filters_and_shows_deliveries() {
+async fn the_events_log_lists_filters_and_shows_deliveries(backend: Backend) {
     let rx = Receiver::start().await;
-    let app = spawn_app().await;
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     app.webhook(&rx.url("log")).await;
     let a = app.publish_received().await;
     let b = app.publish(json!({"type": "email.sent", "data": {"k": "v"}})).await;
@@ -169,10 +169,9 @@ async fn the_events_log_lists_filters_and_shows_deliveries() {
     assert_eq!(s, 404);
 }
 
-#[tokio::test]
-async fn custom_event_types_can_be_registered_subscribed_and_published() {
+async fn custom_event_types_can_be_registered_subscribed_and_published(backend: Backend) {
     let rx = Receiver::start().await;
-    let app = spawn_app().await;
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     let (s, v) = app
         .call(Method::POST, "/api/v1/event-types", Some(json!({"name": "invoice.paid", "description": "paid"})))
         .await;
@@ -217,3 +216,13 @@ async fn test_sends_and_rotations_are_rate_limited_per_account() {
     assert_eq!(app.call(Method::POST, &rotate, None).await.0, 200);
     assert_eq!(app.call(Method::POST, &rotate, None).await.0, 429);
 }
+
+crate::on_both_stores!(
+    rotation_keeps_earlier_secrets_signing_through_their_grace,
+    rotation_with_the_same_idempotency_key_returns_the_same_secret,
+    test_send_returns_the_delivery_and_with_wait_the_first_attempts_outcome,
+    failing_webhooks_are_auto_disabled_and_re_enabling_waits_for_the_cooldown,
+    recovery_redelivers_events_published_while_disabled,
+    the_events_log_lists_filters_and_shows_deliveries,
+    custom_event_types_can_be_registered_subscribed_and_published,
+);

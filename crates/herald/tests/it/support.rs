@@ -193,7 +193,7 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.data_dir = dir.to_path_buf();
     s.allow_private_targets = true;
     s.retry_jitter = 0.0;
-    s.bootstrap_api_key = Some(KEY.into());
+    s.bootstrap_api_key = Some(herald::settings::SecretText::new(KEY));
     s
 }
 
@@ -366,6 +366,11 @@ impl TestApp {
     pub fn advance(&self, by: Duration) {
         self.clock.as_ref().expect("manual clock").advance(by);
         self.store.work_signal().raise();
+    }
+
+    /// Keeps the scratch database (if any) past the app's end, for checks after a stop.
+    pub fn take_db(&mut self) -> Option<herald_store_postgres::test_db::TestDb> {
+        self._db.take()
     }
 
     pub async fn stop(mut self) {

@@ -4,7 +4,9 @@
 //! case function here (or in a submodule) AND its name to the macro's list.
 
 mod integrity;
+mod rules;
 pub use integrity::*;
+pub use rules::*;
 
 use crate::{FanoutRules, NewEvent, NewWebhook, Outcome, Recovery, Rotated, Rotation, Store, WebhookPatch};
 use herald_domain::{
@@ -246,7 +248,7 @@ pub async fn failing_webhooks_are_auto_disabled(store: &dyn Store) {
     assert_eq!(store.auto_disable(since, 3, t0()).await.unwrap(), vec![bad.clone()]);
     let w = store.get_webhook(&acc, &bad).await.unwrap().unwrap();
     assert!(!w.enabled);
-    assert_eq!(w.disabled_reason.as_deref(), Some("failing"));
+    assert_eq!(w.disabled_reason, Some(herald_domain::DisabledReason::Failing));
     assert_eq!(w.auto_disabled_at, Some(t0()));
 }
 
@@ -411,6 +413,14 @@ macro_rules! conformance_tests {
             pruning_never_undoes_a_concurrent_rotation,
             recovery_works_in_batches_across_a_large_window,
             two_outcomes_of_one_delivery_in_a_batch_apply_once,
+            publish_with_an_idempotency_key_returns_the_first_event,
+            manual_retry_allows_one_more_attempt_of_a_failed_delivery,
+            the_webhook_limit_holds_under_concurrent_creates,
+            gone_fails_the_delivery_and_disables_the_webhook,
+            deleting_a_webhook_ends_its_pending_deliveries,
+            lists_page_with_cursors_and_filter_by_status,
+            next_due_after_names_the_earliest_future_retry,
+            direct_enqueue_reaches_one_webhook_whatever_it_subscribes_to,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(
