@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -136,7 +137,8 @@ impl Engine {
                 }
                 Err(e) => {
                     store_errors += 1;
-                    tracing::warn!(error = %e, "claim failed; retrying");
+                    // The whole cause chain, under a stable field name.
+                    tracing::warn!(error = %herald_store::error_chain(&e), "claim failed; retrying");
                     let backoff = Duration::from_millis(100 * u64::from(store_errors.min(50)));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -152,12 +154,22 @@ impl Engine {
                 let this = self.clone();
                 let tx = outcomes.clone();
                 let inflight = inflight.clone();
-                attempts.spawn(async move {
-                    let outcome = this.run_attempt(c).await;
-                    drop(permit);
-                    inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&outcome.delivery_id);
-                    let _ = tx.send(outcome);
-                });
+                // One span per attempt: every line it logs names the delivery.
+                let span = tracing::debug_span!(
+                    "attempt",
+                    delivery_id = %c.delivery_id,
+                    webhook_id = %c.webhook_id,
+                    number = c.attempt
+                );
+                attempts.spawn(
+                    async move {
+                        let outcome = this.run_attempt(c).await;
+                        drop(permit);
+                        inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&outcome.delivery_id);
+                        let _ = tx.send(outcome);
+                    }
+                    .instrument(span),
+                );
             }
             if full {
                 continue;
@@ -202,15 +214,15 @@ impl Engine {
             // The event is gone: sending an empty body would be signed and "delivered".
             None => (failure_without_response(self.clock.now(), MISSING_BODY), Verdict::Failed { gone: false }),
         };
-        metrics::counter!("herald_attempts_total", "result" => if result.is_success() { "success" } else { "failure" })
+        let result_label = if result.is_success() { "success" } else { "failure" };
+        metrics::counter!("herald_attempts_total", "result" => result_label, "kind" => result.kind.as_str())
             .increment(1);
         metrics::histogram!("herald_attempt_duration_seconds").record(result.duration.as_secs_f64());
         tracing::debug!(
-            delivery_id = %c.delivery_id,
-            webhook_id = %c.webhook_id,
-            attempt = c.attempt,
+            kind = result.kind.as_str(),
             status = result.status_code,
             ms = result.duration.as_millis() as u64,
+            error = result.error.as_deref(),
             "attempt finished"
         );
         Outcome {
@@ -353,6 +365,7 @@ const UNSTORABLE: &str = "the receiver's answer could not be stored";
 /// A failed attempt with no response to show (nothing sent, or the attempt broke).
 fn failure_without_response(at: time::OffsetDateTime, error: &str) -> AttemptOutcome {
     AttemptOutcome {
+        kind: herald_domain::AttemptKind::NotSent,
         started_at: at,
         duration: Duration::ZERO,
         status_code: 0,

@@ -1,7 +1,7 @@
 //! One attempt: POST the stored bytes with the signature headers, classify the result.
 
-use crate::resolver::GuardedResolver;
-use herald_domain::{AttemptOutcome, Clock, TargetUrl, retry::parse_retry_after, text};
+use crate::resolver::{GuardedResolver, RefusedDestination};
+use herald_domain::{AttemptKind, AttemptOutcome, Clock, TargetUrl, UrlError, retry::parse_retry_after, text};
 use herald_store::Claimed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,7 +61,8 @@ impl Sender {
     pub async fn attempt(&self, c: &Claimed, body: Vec<u8>) -> AttemptOutcome {
         let started_at = self.clock.now();
         let t0 = Instant::now();
-        let fail = |error: String| AttemptOutcome {
+        let fail = |kind: AttemptKind, error: String| AttemptOutcome {
+            kind,
             started_at,
             duration: t0.elapsed(),
             status_code: 0,
@@ -72,7 +73,10 @@ impl Sender {
         // IP literals skip the resolver: apply the same policy here, at connect time.
         let url = match TargetUrl::parse(&c.url, self.cfg.require_https, self.resolver.policy()) {
             Ok(u) => u,
-            Err(e) => return fail(format!("invalid target: {e}")),
+            Err(e @ UrlError::Refused(_)) => {
+                return fail(AttemptKind::RefusedByPolicy, format!("destination refused: {e}"));
+            }
+            Err(e) => return fail(AttemptKind::NotSent, format!("invalid target: {e}")),
         };
         let sig = c.secrets.sign(c.event_id.as_str(), &body, started_at);
         let req = self
@@ -90,7 +94,7 @@ impl Sender {
             .body(body);
         let mut resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return fail(describe(&e)),
+            Err(e) => return fail(kind_of(&e), describe(&e)),
         };
         let status = resp.status().as_u16();
         let retry_after = resp
@@ -119,6 +123,7 @@ impl Sender {
         }
         let success = (200..300).contains(&status);
         AttemptOutcome {
+            kind: if body_error.is_some() { AttemptKind::BodyError } else { AttemptKind::Response },
             started_at,
             duration: t0.elapsed(),
             status_code: status,
@@ -128,6 +133,19 @@ impl Sender {
             retry_after,
         }
     }
+}
+
+/// What kind of failure a request error is; a refusal by the guarded resolver is told apart
+/// from the network failing by its type, never by its text.
+fn kind_of(e: &reqwest::Error) -> AttemptKind {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<RefusedDestination>() {
+            return AttemptKind::RefusedByPolicy;
+        }
+        source = s.source();
+    }
+    if e.is_timeout() { AttemptKind::Timeout } else { AttemptKind::ConnectError }
 }
 
 /// A short error string: the kind and the innermost cause, never the URL.

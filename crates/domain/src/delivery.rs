@@ -54,9 +54,41 @@ pub fn check_manual_retry(status: DeliveryStatus, webhook_exists: bool) -> Resul
     }
 }
 
+/// What kind of thing happened in one attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttemptKind {
+    /// The receiver answered with a status (`status_code`).
+    Response,
+    /// The receiver answered a status, then the body broke off.
+    BodyError,
+    /// No complete answer within the attempt timeout.
+    Timeout,
+    /// No connection (refused, reset, DNS failure, TLS failure).
+    ConnectError,
+    /// The address policy refused every address of the target: nothing was sent.
+    RefusedByPolicy,
+    /// Herald did not send it (the event is gone, or the attempt broke inside Herald).
+    NotSent,
+}
+
+impl AttemptKind {
+    /// A stable name for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Response => "response",
+            Self::BodyError => "body_error",
+            Self::Timeout => "timeout",
+            Self::ConnectError => "connect_error",
+            Self::RefusedByPolicy => "refused_by_policy",
+            Self::NotSent => "not_sent",
+        }
+    }
+}
+
 /// What one HTTP attempt produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AttemptOutcome {
+    pub kind: AttemptKind,
     pub started_at: OffsetDateTime,
     pub duration: Duration,
     /// 0 when no response arrived (connection error, timeout, refused address).
@@ -102,6 +134,11 @@ pub fn classify(
     if outcome.status_code == 410 {
         return Verdict::Failed { gone: true };
     }
+    // Refused by our own address policy: the network did not fail, so a network failure's
+    // retry schedule does not apply. Fail now, with the reason.
+    if outcome.kind == AttemptKind::RefusedByPolicy {
+        return Verdict::Failed { gone: false };
+    }
     if attempt >= max_attempts {
         return Verdict::Failed { gone: false };
     }
@@ -121,6 +158,7 @@ mod tests {
 
     fn outcome(code: u16, retry_after: Option<u64>) -> AttemptOutcome {
         AttemptOutcome {
+            kind: if code == 0 { AttemptKind::ConnectError } else { AttemptKind::Response },
             started_at: datetime!(2024-01-01 0:00 UTC),
             duration: Duration::from_millis(3),
             status_code: code,
@@ -135,6 +173,14 @@ mod tests {
     }
 
     const NOW: OffsetDateTime = datetime!(2024-01-01 0:00 UTC);
+
+    #[test]
+    fn a_destination_refused_by_the_address_policy_fails_at_once() {
+        let refused = AttemptOutcome { kind: AttemptKind::RefusedByPolicy, ..outcome(0, None) };
+        assert_eq!(classify(&refused, 1, 8, &policy(), NOW, 0.5), Verdict::Failed { gone: false });
+        let network = outcome(0, None);
+        assert!(matches!(classify(&network, 1, 8, &policy(), NOW, 0.5), Verdict::RetryAt(_)));
+    }
 
     #[test]
     fn any_2xx_is_delivered() {

@@ -22,7 +22,7 @@ pub mod webhook;
 
 pub use api_key::ApiKey;
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use delivery::{AttemptOutcome, DeliveryStatus, RetryRefused, Verdict};
+pub use delivery::{AttemptKind, AttemptOutcome, DeliveryStatus, RetryRefused, Verdict};
 pub use envelope::Envelope;
 pub use event_type::EventType;
 pub use ids::{AccountId, DeliveryId, EventId, WebhookId};

@@ -35,3 +35,15 @@ impl StoreError {
         Self::Corrupt(format!("{what}: {detail}"))
     }
 }
+
+/// `error` and every cause under it, joined by ": " (for logs: one field, the whole chain).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

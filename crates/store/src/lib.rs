@@ -17,7 +17,7 @@ mod error;
 mod records;
 mod signal;
 
-pub use error::StoreError;
+pub use error::{StoreError, error_chain};
 pub use records::*;
 pub use signal::WorkSignal;
 

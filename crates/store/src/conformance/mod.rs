@@ -97,6 +97,7 @@ fn outcome(c: &crate::Claimed, verdict: Verdict, at: OffsetDateTime) -> Outcome 
         lease_token: c.lease_token.clone(),
         attempt: c.attempt,
         result: AttemptOutcome {
+            kind: herald_domain::AttemptKind::Response,
             started_at: at,
             duration: Duration::from_millis(2),
             status_code: if verdict == Verdict::Delivered { 200 } else { 500 },
