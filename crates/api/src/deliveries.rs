@@ -27,11 +27,10 @@ pub async fn list_deliveries(
         ),
     };
     let mut p = page(&q)?;
-    s.store.get_webhook(&account.id, &wh).await?.ok_or(ApiError::NotFound("webhook"))?;
     let limit = p.limit;
     p.limit += 1;
     let query = DeliveryQuery { account: account.id, webhook: wh, status, page: p };
-    let rows = s.store.list_deliveries(query).await?;
+    let rows = s.app.deliveries(query).await?;
     Ok(axum::Json(list_out(rows, limit, |d| d.id.to_string(), DeliveryOut::from)))
 }
 
@@ -46,7 +45,7 @@ pub async fn get_delivery(
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = delivery_id(&id)?;
-    let (d, attempts) = s.store.get_delivery(&account.id, &id).await?.ok_or(ApiError::NotFound("delivery"))?;
+    let (d, attempts) = s.app.delivery(&account.id, &id).await?;
     let mut out = DeliveryOut::from(d);
     out.attempt_log = Some(attempts.into_iter().map(AttemptOut::from).collect());
     Ok(axum::Json(out))
@@ -59,6 +58,6 @@ pub async fn retry_delivery(
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = delivery_id(&id)?;
-    let d = s.store.retry_delivery(&account.id, &id, s.clock.now()).await?.ok_or(ApiError::NotFound("delivery"))?;
+    let d = s.app.retry_delivery(&account.id, &id).await?;
     Ok((axum::http::StatusCode::ACCEPTED, axum::Json(DeliveryOut::from(d))))
 }

@@ -21,48 +21,32 @@ pub use problem::ApiError;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use herald_domain::{Clock, TargetUrl, UrlError};
-use herald_store::{FanoutRules, Store};
-use std::future::Future;
-use std::pin::Pin;
+use herald_app::Herald;
+use herald_domain::Clock;
+use herald_store::Store;
 use std::sync::Arc;
 
-/// Checks a webhook URL at registration: shape, scheme, and every resolved address.
-pub trait TargetCheck: Send + Sync + 'static {
-    fn check<'a>(&'a self, url: &'a str) -> Pin<Box<dyn Future<Output = Result<TargetUrl, UrlError>> + Send + 'a>>;
-}
+pub use herald_app::TargetCheck;
 
-/// Limits and rules the API enforces.
+/// Limits the HTTP adapter enforces itself (the application's rules are in `AppConfig`).
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
-    pub webhooks_per_account: u32,
-    pub max_in_flight_limit: u32,
     pub event_body_limit: usize,
     pub body_limit: usize,
-    pub fanout: FanoutRules,
-    /// Re-enabling within this long after an automatic disable is refused (409).
-    pub reenable_cooldown: std::time::Duration,
     /// One recovery per webhook per this interval (429 otherwise).
     pub recover_interval: std::time::Duration,
     /// Per-account limits (per minute) on test sends, rotations and recoveries.
     pub test_sends_per_minute: u32,
     pub rotations_per_minute: u32,
     pub recoveries_per_minute: u32,
-    /// How long `?wait=true` on a test send waits for the first attempt.
-    pub test_wait: std::time::Duration,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
-            webhooks_per_account: 50,
-            max_in_flight_limit: 256,
             event_body_limit: 256 * 1024,
             body_limit: 64 * 1024,
-            fanout: FanoutRules::default(),
-            reenable_cooldown: std::time::Duration::from_secs(300),
             recover_interval: std::time::Duration::from_secs(60),
-            test_wait: std::time::Duration::from_secs(20),
             test_sends_per_minute: 30,
             rotations_per_minute: 10,
             recoveries_per_minute: 10,
@@ -73,9 +57,10 @@ impl Default for ApiConfig {
 /// What handlers share.
 #[derive(Clone)]
 pub struct AppState {
+    /// The application layer every handler calls.
+    pub app: Herald,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
-    pub targets: Arc<dyn TargetCheck>,
     pub config: Arc<ApiConfig>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) keys: Arc<auth::KeyCache>,
@@ -83,17 +68,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(
-        store: Arc<dyn Store>,
-        clock: Arc<dyn Clock>,
-        targets: Arc<dyn TargetCheck>,
-        config: ApiConfig,
-        metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-    ) -> Self {
+    pub fn new(app: Herald, config: ApiConfig, metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) -> Self {
         Self {
-            store,
-            clock,
-            targets,
+            store: app.store.clone(),
+            clock: app.clock.clone(),
+            app,
             limits: Arc::new(ratelimit::Limits::new(&config)),
             config: Arc::new(config),
             metrics,

@@ -35,6 +35,20 @@ impl ApiError {
     }
 }
 
+impl From<herald_app::AppError> for ApiError {
+    fn from(e: herald_app::AppError) -> Self {
+        use herald_app::AppError;
+        match e {
+            AppError::NotFound(what) => ApiError::NotFound(what),
+            AppError::Invalid(errs) => ApiError::Validation(
+                errs.into_iter().map(|f| FieldError { field: f.field, message: f.message }).collect(),
+            ),
+            AppError::Conflict(m) => ApiError::Conflict(m),
+            AppError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {

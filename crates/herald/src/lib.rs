@@ -12,7 +12,8 @@ pub mod settings;
 pub use settings::Settings;
 
 use anyhow::Context;
-use herald_api::{ApiConfig, AppState, TargetCheck};
+use herald_api::{ApiConfig, AppState};
+use herald_app::{AppConfig, Herald, TargetCheck};
 use herald_delivery::{Engine, EngineConfig, GuardedResolver, HickoryLookup, Lookup, Sender, SenderConfig};
 use herald_domain::{ApiKey, Clock, IpPolicy, TargetUrl, UrlError};
 use herald_store::{FanoutRules, Store};
@@ -165,14 +166,20 @@ impl Application {
                 ..EngineConfig::default()
             },
         );
-        let state = AppState::new(
+        let app = Herald::new(
             store.clone(),
             deps.clock.clone(),
             Arc::new(UrlVetter { resolver, require_https: settings.require_https }),
-            ApiConfig {
+            AppConfig {
                 fanout: FanoutRules { max_attempts: retry.max_attempts(), ..FanoutRules::default() },
                 webhooks_per_account: settings.max_webhooks_per_account,
                 reenable_cooldown: settings.reenable_cooldown,
+                ..AppConfig::default()
+            },
+        );
+        let state = AppState::new(
+            app,
+            ApiConfig {
                 recover_interval: settings.recover_interval,
                 test_sends_per_minute: settings.test_sends_per_minute,
                 rotations_per_minute: settings.rotations_per_minute,

@@ -1,0 +1,36 @@
+//! What a use case can answer instead of its result, named for what the caller can do.
+
+use herald_store::StoreError;
+
+/// One invalid field of an input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// Why a use case did not happen. Adapters map it once (HTTP: 404, 400, 409, 503/500).
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No such resource in the caller's account.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The input is invalid; nothing was changed.
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    /// The resource's state does not allow it now.
+    #[error("{0}")]
+    Conflict(String),
+    /// The store failed (see [`StoreError`] for what can be retried).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl AppError {
+    /// An input error on one field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError { field: field.into(), message: message.into() }])
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

@@ -1,0 +1,126 @@
+//! Events: publish (validated once for every adapter), the events log, custom event types.
+
+use crate::{AppError, AppResult, FieldError, Herald, validate};
+use herald_domain::event_type::BUILT_IN;
+use herald_domain::{AccountId, Envelope, EventId, EventType, RoutingAttributes};
+use herald_store::{Delivery, Event, EventFilter, NewEvent, Page, Published, StoreError};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+/// An event to publish, as the caller gave it.
+#[derive(Clone, Debug)]
+pub struct EventDraft {
+    pub event_type: String,
+    pub data: Box<RawValue>,
+    pub idempotency_key: Option<String>,
+    pub agent_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub labels: Vec<String>,
+}
+
+/// One event type an account can use.
+#[derive(Clone, Debug)]
+pub struct EventTypeView {
+    pub name: String,
+    pub description: String,
+    pub built_in: bool,
+    pub created_at: Option<OffsetDateTime>,
+}
+
+impl Herald {
+    /// Validates and publishes: the event and all its deliveries are committed together.
+    pub async fn publish(&self, account: &AccountId, d: EventDraft) -> AppResult<Published> {
+        let mut errs = Vec::new();
+        let event_type = self.known_event_type(account, &d.event_type).await?;
+        if event_type.is_none() {
+            errs.push(FieldError { field: "type".into(), message: validate::unknown_type_message(&d.event_type) });
+        }
+        if let Err(m) = validate::check_data(&d.data) {
+            errs.push(FieldError { field: "data".into(), message: m.into() });
+        }
+        validate::short_text("idempotency_key", d.idempotency_key.as_deref(), 255, &mut errs);
+        validate::short_text("agent_id", d.agent_id.as_deref(), 320, &mut errs);
+        validate::short_text("conversation_id", d.conversation_id.as_deref(), 255, &mut errs);
+        validate::labels(&d.labels, &mut errs);
+        let Some(event_type) = event_type.filter(|_| errs.is_empty()) else {
+            return Err(AppError::Invalid(errs));
+        };
+        let id = EventId::generate();
+        let created_at = self.clock.now();
+        let envelope = Envelope::build(&id, event_type.as_str(), created_at, &d.data);
+        let new = NewEvent {
+            id,
+            account_id: account.clone(),
+            event_type: event_type.as_str().to_owned(),
+            envelope,
+            routing: RoutingAttributes { agent_id: d.agent_id, conversation_id: d.conversation_id, labels: d.labels },
+            idempotency_key: d.idempotency_key,
+            created_at,
+        };
+        Ok(self.store.publish(new, &self.config.fanout).await?)
+    }
+
+    /// A page of the events log; a type filter must be a type name.
+    pub async fn events(&self, account: &AccountId, filter: EventFilter, page: Page) -> AppResult<Vec<Event>> {
+        if let Some(t) = &filter.event_type
+            && EventType::parse(t).is_none()
+        {
+            return Err(AppError::field("type", "must be an event type name (dot-separated a-z, 0-9, _ and -)"));
+        }
+        Ok(self.store.list_events(account, filter, page).await?)
+    }
+
+    /// One event with the deliveries it made.
+    pub async fn event(&self, account: &AccountId, id: &EventId) -> AppResult<(Event, Vec<Delivery>)> {
+        self.store.get_event(account, id).await?.ok_or(AppError::NotFound("event"))
+    }
+
+    /// Built-in types first, then the account's own.
+    pub async fn event_types(&self, account: &AccountId) -> AppResult<Vec<EventTypeView>> {
+        let mut out: Vec<EventTypeView> = BUILT_IN
+            .iter()
+            .map(|n| EventTypeView { name: (*n).into(), description: String::new(), built_in: true, created_at: None })
+            .collect();
+        for t in self.store.list_event_types(account).await? {
+            out.push(EventTypeView {
+                name: t.name,
+                description: t.description,
+                built_in: false,
+                created_at: Some(t.created_at),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Registers a custom event type for the account.
+    pub async fn create_event_type(
+        &self,
+        account: &AccountId,
+        name: &str,
+        description: &str,
+    ) -> AppResult<EventTypeView> {
+        let Some(t) = EventType::parse(name) else {
+            return Err(AppError::field("name", "dot-separated segments of a-z, 0-9, _ and -, at most 100 characters"));
+        };
+        let mut errs = Vec::new();
+        if t.is_built_in() {
+            errs.push(FieldError { field: "name".into(), message: "is a built-in type".into() });
+        }
+        validate::description("description", description, &mut errs);
+        if !errs.is_empty() {
+            return Err(AppError::Invalid(errs));
+        }
+        let rec = self.store.create_event_type(account, t.as_str(), description, self.clock.now()).await.map_err(
+            |e| match e {
+                StoreError::AlreadyExists => AppError::Conflict(format!("event type {} already exists", t.as_str())),
+                e => e.into(),
+            },
+        )?;
+        Ok(EventTypeView {
+            name: rec.name,
+            description: rec.description,
+            built_in: false,
+            created_at: Some(rec.created_at),
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! Herald's application layer: what a request means, once, for every adapter.
+//!
+//! The HTTP API, the CLI's server-side commands and, next, the SMTP listener and the portal
+//! are thin adapters: they parse their wire format into the inputs here, call [`Herald`],
+//! and render its answers or [`AppError`]s. Validation, event-type checks, the re-enable
+//! cooldown, idempotent rotation and "wait for the first attempt" live here; persistence
+//! lives behind the store traits; pure rules live in `herald-domain`.
+#![forbid(unsafe_code)]
+
+mod deliveries;
+mod error;
+mod events;
+mod recovery;
+mod test_sends;
+pub mod validate;
+mod webhooks;
+
+pub use error::{AppError, AppResult, FieldError};
+pub use events::{EventDraft, EventTypeView};
+pub use recovery::RecoveryRequest;
+pub use test_sends::{TestSend, TestSent};
+pub use webhooks::{RotateAnswer, WebhookChange, WebhookDraft};
+
+use herald_domain::{Clock, TargetUrl, UrlError};
+use herald_store::{FanoutRules, Store};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Checks a webhook URL at registration: shape, scheme, and every resolved address.
+pub trait TargetCheck: Send + Sync + 'static {
+    fn check<'a>(&'a self, url: &'a str) -> Pin<Box<dyn Future<Output = Result<TargetUrl, UrlError>> + Send + 'a>>;
+}
+
+/// The rules the application enforces (all settings).
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    pub webhooks_per_account: u32,
+    pub max_in_flight_limit: u32,
+    pub fanout: FanoutRules,
+    /// Re-enabling within this long after an automatic disable is refused.
+    pub reenable_cooldown: Duration,
+    /// How long a test send with `wait` waits for the first attempt.
+    pub test_wait: Duration,
+    /// How many previous signing secrets a webhook keeps.
+    pub previous_secrets_kept: usize,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            webhooks_per_account: 50,
+            max_in_flight_limit: 256,
+            fanout: FanoutRules::default(),
+            reenable_cooldown: Duration::from_secs(300),
+            test_wait: Duration::from_secs(20),
+            previous_secrets_kept: 5,
+        }
+    }
+}
+
+/// The application: every use case, over one store. Cheap to clone.
+#[derive(Clone)]
+pub struct Herald {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    targets: Arc<dyn TargetCheck>,
+    pub config: Arc<AppConfig>,
+}
+
+impl Herald {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, targets: Arc<dyn TargetCheck>, config: AppConfig) -> Self {
+        Self { store, clock, targets, config: Arc::new(config) }
+    }
+}

@@ -1,0 +1,197 @@
+//! Webhooks: create, change (re-enable cooldown included), delete, read, rotate the secret.
+
+use crate::{AppError, AppResult, FieldError, Herald, validate};
+use herald_domain::{AccountId, Filters, SigningSecret, WebhookId, rfc3339};
+use herald_store::{IdempotentAnswer, NewWebhook, Page, Rotated, Rotation, StoreError, Webhook, WebhookPatch};
+use std::time::Duration;
+
+/// A webhook to create, as the caller gave it.
+#[derive(Clone, Debug)]
+pub struct WebhookDraft {
+    pub url: String,
+    pub events: Vec<String>,
+    pub description: Option<String>,
+    pub filters: Option<Filters>,
+    pub enabled: Option<bool>,
+    pub max_in_flight: Option<u32>,
+}
+
+/// A partial change; `None` keeps a field.
+#[derive(Clone, Debug, Default)]
+pub struct WebhookChange {
+    pub url: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub description: Option<String>,
+    pub filters: Option<Filters>,
+    pub enabled: Option<bool>,
+    pub max_in_flight: Option<u32>,
+}
+
+/// The answer of a rotation; stored as is under an idempotency key and replayed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RotateAnswer {
+    pub signing_secret: String,
+    pub previous_secret_expires_at: String,
+}
+
+/// Longest grace a rotated-out secret may get.
+pub const MAX_GRACE: Duration = Duration::from_secs(7 * 86_400);
+
+impl Herald {
+    /// Creates a webhook with a fresh signing secret (returned once, here).
+    pub async fn create_webhook(&self, account: &AccountId, d: WebhookDraft) -> AppResult<(Webhook, SigningSecret)> {
+        let mut errs = Vec::new();
+        let events = self.subscription(account, &d.events, &mut errs).await?;
+        let description = d.description.unwrap_or_default();
+        validate::description("description", &description, &mut errs);
+        let mut filters = d.filters.unwrap_or_default();
+        validate::filters(&mut filters, &mut errs);
+        let max_in_flight = d.max_in_flight.unwrap_or(1);
+        self.check_max_in_flight(max_in_flight, &mut errs);
+        let url = self.check_url(&d.url, &mut errs).await;
+        let Some(url) = url.filter(|_| errs.is_empty()) else {
+            return Err(AppError::Invalid(errs));
+        };
+        let secret = SigningSecret::generate();
+        let new = NewWebhook {
+            id: WebhookId::generate(),
+            account_id: account.clone(),
+            url,
+            description,
+            events,
+            filters,
+            enabled: d.enabled.unwrap_or(true),
+            max_in_flight,
+            secret: secret.clone(),
+            created_at: self.clock.now(),
+        };
+        let limit = self.config.webhooks_per_account;
+        let created = self.store.create_webhook(new, limit).await.map_err(|e| match e {
+            StoreError::LimitReached => AppError::Conflict(format!("an account may have at most {limit} webhooks")),
+            e => e.into(),
+        })?;
+        Ok((created, secret))
+    }
+
+    pub async fn webhook(&self, account: &AccountId, id: &WebhookId) -> AppResult<Webhook> {
+        self.store.get_webhook(account, id).await?.ok_or(AppError::NotFound("webhook"))
+    }
+
+    pub async fn webhooks(&self, account: &AccountId, page: Page) -> AppResult<Vec<Webhook>> {
+        Ok(self.store.list_webhooks(account, page).await?)
+    }
+
+    /// Applies a change. The URL is re-checked only when it changes; re-enabling sooner than
+    /// the cooldown after an automatic disable is a conflict.
+    pub async fn change_webhook(&self, account: &AccountId, id: &WebhookId, c: WebhookChange) -> AppResult<Webhook> {
+        let current = self.webhook(account, id).await?;
+        let mut errs = Vec::new();
+        let mut patch = WebhookPatch::default();
+        if let Some(events) = &c.events {
+            patch.events = Some(self.subscription(account, events, &mut errs).await?);
+        }
+        if let Some(d) = c.description {
+            validate::description("description", &d, &mut errs);
+            patch.description = Some(d);
+        }
+        if let Some(mut f) = c.filters {
+            validate::filters(&mut f, &mut errs);
+            patch.filters = Some(f);
+        }
+        if let Some(m) = c.max_in_flight {
+            self.check_max_in_flight(m, &mut errs);
+            patch.max_in_flight = Some(m);
+        }
+        if let Some(url) = c.url.filter(|u| *u != current.url) {
+            patch.url = self.check_url(&url, &mut errs).await;
+        }
+        if c.enabled == Some(true)
+            && !current.enabled
+            && let Some(at) = current.auto_disabled_at
+        {
+            let since = self.clock.now() - at;
+            if since < self.config.reenable_cooldown {
+                return Err(AppError::Conflict(format!(
+                    "the webhook was disabled automatically ({}) {} s ago; it can be re-enabled {} s after that",
+                    current.disabled_reason.map_or("automatic", |r| r.as_str()),
+                    since.whole_seconds().max(0),
+                    self.config.reenable_cooldown.as_secs()
+                )));
+            }
+        }
+        patch.enabled = c.enabled;
+        if !errs.is_empty() {
+            return Err(AppError::Invalid(errs));
+        }
+        self.store.update_webhook(account, id, patch, self.clock.now()).await?.ok_or(AppError::NotFound("webhook"))
+    }
+
+    /// Deletes a webhook; its pending deliveries end as failed.
+    pub async fn delete_webhook(&self, account: &AccountId, id: &WebhookId) -> AppResult<()> {
+        if self.store.delete_webhook(account, id, self.clock.now()).await? {
+            Ok(())
+        } else {
+            Err(AppError::NotFound("webhook"))
+        }
+    }
+
+    /// Rotates the signing secret; the old one signs for `grace` more. With an idempotency
+    /// key, a repeat within the window (even a concurrent one) gets the first answer.
+    pub async fn rotate_secret(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        grace: Duration,
+        idempotency_key: Option<String>,
+    ) -> AppResult<RotateAnswer> {
+        if grace > MAX_GRACE {
+            return Err(AppError::field("grace_period_seconds", "must be between 0 and 604800 (7 days)"));
+        }
+        let now = self.clock.now();
+        let secret = SigningSecret::generate();
+        let expires = now + grace;
+        let answer =
+            RotateAnswer { signing_secret: secret.expose().to_owned(), previous_secret_expires_at: rfc3339(expires) };
+        let idempotency = idempotency_key.map(|key| IdempotentAnswer {
+            scope: format!("rotate:{id}"),
+            key,
+            since: now - self.config.fanout.idempotency_window,
+            response: serde_json::to_string(&answer).expect("plain data serialises"),
+        });
+        let rotation = Rotation {
+            account: account.clone(),
+            webhook: id.clone(),
+            new_secret: secret,
+            grace_until: expires,
+            keep: self.config.previous_secrets_kept,
+            now,
+            idempotency,
+        };
+        match self.store.rotate_secret(rotation).await? {
+            Rotated::NotFound => Err(AppError::NotFound("webhook")),
+            Rotated::Applied => Ok(answer),
+            Rotated::Replayed(prior) => serde_json::from_str(&prior)
+                .map_err(|e| AppError::Store(StoreError::corrupt("a stored rotation answer", e))),
+        }
+    }
+
+    fn check_max_in_flight(&self, m: u32, errs: &mut Vec<FieldError>) {
+        if m == 0 || m > self.config.max_in_flight_limit {
+            errs.push(FieldError {
+                field: "max_in_flight".into(),
+                message: format!("must be between 1 and {}", self.config.max_in_flight_limit),
+            });
+        }
+    }
+
+    /// The URL as it will be stored (normalised), if the target policy accepts it.
+    async fn check_url(&self, url: &str, errs: &mut Vec<FieldError>) -> Option<String> {
+        match self.targets.check(url).await {
+            Ok(u) => Some(u.as_str().to_owned()),
+            Err(e) => {
+                errs.push(FieldError { field: "url".into(), message: e.to_string() });
+                None
+            }
+        }
+    }
+}
