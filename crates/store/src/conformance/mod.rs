@@ -422,6 +422,8 @@ macro_rules! conformance_tests {
             lists_page_with_cursors_and_filter_by_status,
             next_due_after_names_the_earliest_future_retry,
             direct_enqueue_reaches_one_webhook_whatever_it_subscribes_to,
+            accounts_are_found_by_key_and_name,
+            a_publish_raises_the_work_signal,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(

@@ -224,3 +224,30 @@ pub async fn direct_enqueue_reaches_one_webhook_whatever_it_subscribes_to(store:
     foreign.event_type = "webhook.test".into();
     assert!(store.enqueue_direct(&wh, foreign, &rules).await.unwrap().is_none());
 }
+
+/// Accounts: created with a first key, found by key hash and by name, more keys added; a
+/// name is unique; the store answers a ping.
+pub async fn accounts_are_found_by_key_and_name(store: &dyn Store) {
+    store.ping().await.unwrap();
+    assert_eq!(store.account_count().await.unwrap(), 0);
+    let a = store.create_account("acme", "hash-1", t0()).await.unwrap();
+    assert_eq!(store.account_count().await.unwrap(), 1);
+    assert!(matches!(store.create_account("acme", "hash-2", t0()).await, Err(StoreError::AlreadyExists)));
+    assert_eq!(store.account_by_key_hash("hash-1").await.unwrap().map(|x| x.id), Some(a.id.clone()));
+    assert!(store.account_by_key_hash("hash-2").await.unwrap().is_none());
+    store.add_api_key(&a.id, "hash-2", t0()).await.unwrap();
+    assert_eq!(store.account_by_key_hash("hash-2").await.unwrap().map(|x| x.id), Some(a.id.clone()));
+    assert_eq!(store.account_by_name("acme").await.unwrap().map(|x| x.id), Some(a.id));
+    assert!(store.account_by_name("other").await.unwrap().is_none());
+}
+
+/// A publish that creates claimable work raises the work signal (the engine's wake-up).
+pub async fn a_publish_raises_the_work_signal(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    webhook(store, &acc, 10).await;
+    let signal = store.work_signal();
+    // Drain a wake-up stored by the set-up, then expect a fresh one from the publish.
+    let _ = tokio::time::timeout(Duration::from_millis(50), signal.raised()).await;
+    publish(store, &acc, t0()).await;
+    tokio::time::timeout(Duration::from_secs(10), signal.raised()).await.expect("the publish raised the signal");
+}
