@@ -1,6 +1,7 @@
 //! Herald's management API: JSON over HTTP under `/api/v1`, problem+json errors.
 //!
-//! The API only talks to the store; the engine is woken through the store's work
+//! A thin adapter: handlers parse the wire format, call the application layer
+//! (`herald-app`) and render its answers; the engine is woken through the store's work
 //! signal, never called directly.
 #![forbid(unsafe_code)]
 
@@ -22,7 +23,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use herald_app::Herald;
-use herald_domain::Clock;
 use herald_store::Store;
 use std::sync::Arc;
 
@@ -59,8 +59,8 @@ impl Default for ApiConfig {
 pub struct AppState {
     /// The application layer every handler calls.
     pub app: Herald,
-    pub store: Arc<dyn Store>,
-    pub clock: Arc<dyn Clock>,
+    /// For authentication and readiness only; every use case goes through `app`.
+    pub(crate) store: Arc<dyn Store>,
     pub config: Arc<ApiConfig>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     pub(crate) keys: Arc<auth::KeyCache>,
@@ -71,7 +71,6 @@ impl AppState {
     pub fn new(app: Herald, config: ApiConfig, metrics: Option<metrics_exporter_prometheus::PrometheusHandle>) -> Self {
         Self {
             store: app.store.clone(),
-            clock: app.clock.clone(),
             app,
             limits: Arc::new(ratelimit::Limits::new(&config)),
             config: Arc::new(config),

@@ -52,8 +52,8 @@ pub async fn rotate_secret(
     let id = webhook_id(&id)?;
     let grace = Duration::from_secs(body.unwrap_or_default().grace_period_seconds.unwrap_or(86_400));
     let key = idempotency_key(&headers)?;
-    crate::ratelimit::check(&s.limits.rotate_per_account, account.id.as_str())?;
-    let answer = s.app.rotate_secret(&account.id, &id, grace, key).await?;
+    let admit = || crate::ratelimit::admit(&s.limits.rotate_per_account, account.id.as_str());
+    let answer = s.app.rotate_secret(&account.id, &id, grace, key, admit).await?;
     Ok(axum::Json(RotateOut {
         signing_secret: answer.signing_secret,
         previous_secret_expires_at: answer.previous_secret_expires_at,
@@ -101,12 +101,11 @@ pub async fn test_webhook(
 ) -> Result<Response, ApiError> {
     let wh = webhook_id(&id)?;
     let input = body.unwrap_or_default();
-    // The limit counts sends, so an unknown webhook is answered first.
-    s.app.webhook(&account.id, &wh).await?;
-    crate::ratelimit::check(&s.limits.test_per_account, account.id.as_str())?;
     let wait = q.wait.unwrap_or(false);
     let send = TestSend { event_type: input.event_type, data: input.data, wait };
-    let sent = s.app.send_test(&account.id, &wh, send).await?;
+    // The limit counts sends: only a request that passed every check takes a token.
+    let admit = || crate::ratelimit::admit(&s.limits.test_per_account, account.id.as_str());
+    let sent = s.app.send_test(&account.id, &wh, send, admit).await?;
     let mut out = TestOut {
         delivery_id: sent.delivery_id.to_string(),
         success: None,
@@ -156,13 +155,16 @@ pub async fn recover_webhook(
     let wh = webhook_id(&id)?;
     let since = parse_time("since", &input.since)?;
     let until = input.until.as_deref().map(|u| parse_time("until", u)).transpose()?;
-    s.app.webhook(&account.id, &wh).await?;
     // Dry runs read the whole window too: they count against the account's limit.
-    crate::ratelimit::check(&s.limits.recover_per_account, account.id.as_str())?;
-    if !input.dry_run {
-        crate::ratelimit::check(&s.limits.recover_per_webhook, wh.as_str())?;
-    }
-    let count = s.app.recover(&account.id, &wh, RecoveryRequest { since, until, dry_run: input.dry_run }).await?;
+    let admit = || {
+        crate::ratelimit::admit(&s.limits.recover_per_account, account.id.as_str())?;
+        if !input.dry_run {
+            crate::ratelimit::admit(&s.limits.recover_per_webhook, wh.as_str())?;
+        }
+        Ok(())
+    };
+    let request = RecoveryRequest { since, until, dry_run: input.dry_run };
+    let count = s.app.recover(&account.id, &wh, request, admit).await?;
     let status = if input.dry_run { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, axum::Json(RecoverOut { count, dry_run: input.dry_run })).into_response())
 }

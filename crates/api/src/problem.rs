@@ -44,6 +44,7 @@ impl From<herald_app::AppError> for ApiError {
                 errs.into_iter().map(|f| FieldError { field: f.field, message: f.message }).collect(),
             ),
             AppError::Conflict(m) => ApiError::Conflict(m),
+            AppError::RateLimited(wait) => ApiError::TooManyRequests(wait),
             AppError::Store(e) => e.into(),
         }
     }
@@ -53,7 +54,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(source) => {
-                tracing::error!(error = %source, "store unavailable");
+                tracing::error!(error = %herald_store::error_chain(source.as_ref()), "store unavailable");
                 ApiError::Unavailable
             }
             StoreError::LimitReached => ApiError::Conflict("limit reached".into()),
@@ -64,7 +65,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::AlreadyExists => ApiError::Conflict("already exists".into()),
             StoreError::Invalid(source) => {
-                tracing::warn!(error = %source, "the store refused a value that passed the API's checks");
+                tracing::warn!(error = %herald_store::error_chain(source.as_ref()), "the store refused a value that passed the API's checks");
                 ApiError::BadRequest("a value in the request cannot be stored".into())
             }
         }

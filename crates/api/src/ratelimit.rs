@@ -2,9 +2,9 @@
 //! and one recovery per webhook per interval. Exceeding one answers 429 with `Retry-After`.
 
 use crate::ApiConfig;
-use crate::problem::ApiError;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
+use herald_app::AppError;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
@@ -37,10 +37,11 @@ impl Limits {
     }
 }
 
-/// Takes one from `limiter` for `key`, or says how long to wait.
-pub(crate) fn check(limiter: &Keyed, key: &str) -> Result<(), ApiError> {
+/// Takes one from `limiter` for `key`, or says how long to wait (the application's
+/// admission step, asked after every other check passed).
+pub(crate) fn admit(limiter: &Keyed, key: &str) -> Result<(), AppError> {
     limiter.check_key(&key.to_owned()).map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
-        ApiError::TooManyRequests(wait.max(Duration::from_secs(1)))
+        AppError::RateLimited(wait.max(Duration::from_secs(1)))
     })
 }

@@ -21,6 +21,9 @@ pub enum AppError {
     /// The resource's state does not allow it now.
     #[error("{0}")]
     Conflict(String),
+    /// The adapter's admission (a rate limit) refused it: try again after this long.
+    #[error("rate limited")]
+    RateLimited(std::time::Duration),
     /// The store failed (see [`StoreError`] for what can be retried).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -34,3 +37,9 @@ impl AppError {
 }
 
 pub type AppResult<T> = Result<T, AppError>;
+
+/// The adapter's say, asked once every check has passed and before anything is written:
+/// a rate limit counts only requests that would otherwise succeed.
+pub trait Admit: FnOnce() -> AppResult<()> + Send {}
+
+impl<F: FnOnce() -> AppResult<()> + Send> Admit for F {}

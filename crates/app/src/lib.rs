@@ -1,7 +1,7 @@
 //! Herald's application layer: what a request means, once, for every adapter.
 //!
-//! The HTTP API, the CLI's server-side commands and, next, the SMTP listener and the portal
-//! are thin adapters: they parse their wire format into the inputs here, call [`Herald`],
+//! The HTTP API and, next, the SMTP listener and the portal are thin adapters (the CLI talks
+//! to a running server over HTTP): they parse their wire format into the inputs here, call [`Herald`],
 //! and render its answers or [`AppError`]s. Validation, event-type checks, the re-enable
 //! cooldown, idempotent rotation and "wait for the first attempt" live here; persistence
 //! lives behind the store traits; pure rules live in `herald-domain`.
@@ -15,7 +15,7 @@ mod test_sends;
 pub mod validate;
 mod webhooks;
 
-pub use error::{AppError, AppResult, FieldError};
+pub use error::{Admit, AppError, AppResult, FieldError};
 pub use events::{EventDraft, EventTypeView};
 pub use recovery::RecoveryRequest;
 pub use test_sends::{TestSend, TestSent};

@@ -1,6 +1,6 @@
 //! Recovery: re-deliver the stored events of a window to one webhook.
 
-use crate::{AppError, AppResult, Herald};
+use crate::{Admit, AppError, AppResult, Herald};
 use herald_domain::{AccountId, WebhookId};
 use herald_store::Recovery;
 use time::OffsetDateTime;
@@ -15,12 +15,20 @@ pub struct RecoveryRequest {
 
 impl Herald {
     /// Re-enqueues (or with `dry_run` counts) the window's events that match the webhook now.
-    pub async fn recover(&self, account: &AccountId, webhook: &WebhookId, r: RecoveryRequest) -> AppResult<u64> {
+    pub async fn recover(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        r: RecoveryRequest,
+        admit: impl Admit,
+    ) -> AppResult<u64> {
         let now = self.clock.now();
         let until = r.until.unwrap_or(now);
         if r.since >= until {
             return Err(AppError::field("since", "must be before until"));
         }
+        self.webhook(account, webhook).await?;
+        admit()?;
         let request = Recovery {
             account: account.clone(),
             webhook: webhook.clone(),

@@ -1,7 +1,7 @@
 //! Test sends: one event to one webhook whatever it subscribes to, optionally waiting for
 //! the first attempt's outcome (synchronous feedback for the caller).
 
-use crate::{AppError, AppResult, Herald, validate};
+use crate::{Admit, AppError, AppResult, Herald, validate};
 use herald_domain::{AccountId, DeliveryId, Envelope, EventId, WebhookId};
 use herald_store::{Attempt, NewEvent};
 use serde_json::value::RawValue;
@@ -27,7 +27,13 @@ pub struct TestSent {
 }
 
 impl Herald {
-    pub async fn send_test(&self, account: &AccountId, webhook: &WebhookId, t: TestSend) -> AppResult<TestSent> {
+    pub async fn send_test(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        t: TestSend,
+        admit: impl Admit,
+    ) -> AppResult<TestSent> {
         let w = self.webhook(account, webhook).await?;
         if !w.enabled {
             return Err(AppError::Conflict("the webhook is disabled; enable it to send a test".into()));
@@ -41,6 +47,7 @@ impl Herald {
             None => RawValue::from_string(r#"{"message":"test event from herald"}"#.into()).expect("valid JSON"),
         };
         validate::check_data(&data).map_err(|m| AppError::field("data", m))?;
+        admit()?;
         let id = EventId::generate();
         let now = self.clock.now();
         let new = NewEvent {

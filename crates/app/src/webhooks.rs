@@ -1,6 +1,6 @@
 //! Webhooks: create, change (re-enable cooldown included), delete, read, rotate the secret.
 
-use crate::{AppError, AppResult, FieldError, Herald, validate};
+use crate::{Admit, AppError, AppResult, FieldError, Herald, validate};
 use herald_domain::{AccountId, Filters, SigningSecret, WebhookId, rfc3339};
 use herald_store::{IdempotentAnswer, NewWebhook, Page, Rotated, Rotation, StoreError, Webhook, WebhookPatch};
 use std::time::Duration;
@@ -27,11 +27,21 @@ pub struct WebhookChange {
     pub max_in_flight: Option<u32>,
 }
 
-/// The answer of a rotation; stored as is under an idempotency key and replayed.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The answer of a rotation; stored as is under an idempotency key and replayed. (Its
+/// `Debug` hides the secret.)
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RotateAnswer {
     pub signing_secret: String,
     pub previous_secret_expires_at: String,
+}
+
+impl std::fmt::Debug for RotateAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotateAnswer")
+            .field("signing_secret", &"***")
+            .field("previous_secret_expires_at", &self.previous_secret_expires_at)
+            .finish()
+    }
 }
 
 /// Longest grace a rotated-out secret may get.
@@ -143,10 +153,12 @@ impl Herald {
         id: &WebhookId,
         grace: Duration,
         idempotency_key: Option<String>,
+        admit: impl Admit,
     ) -> AppResult<RotateAnswer> {
         if grace > MAX_GRACE {
             return Err(AppError::field("grace_period_seconds", "must be between 0 and 604800 (7 days)"));
         }
+        admit()?;
         let now = self.clock.now();
         let secret = SigningSecret::generate();
         let expires = now + grace;

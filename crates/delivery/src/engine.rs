@@ -197,7 +197,7 @@ impl Engine {
                 inflight.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
             tracing::warn!(count = leases.len(), "shutdown grace elapsed; releasing leases of unfinished attempts");
             if let Err(e) = self.store.release_leases(&leases, self.clock.now()).await {
-                tracing::warn!(error = %e, "could not release leases; they expire on their own");
+                tracing::warn!(error = %herald_store::error_chain(&e), "could not release leases; they expire on their own");
             }
         }
         drop(outcomes);
@@ -268,7 +268,7 @@ impl Engine {
             let refused = !matches!(err, StoreError::Unavailable(_));
             // Refused data, or a part that keeps failing (a row the store misreports): split.
             if part.len() > 1 && (refused || failures >= 2) {
-                tracing::warn!(error = %err, rows = part.len(), "recording outcomes failed; splitting the batch");
+                tracing::warn!(error = %herald_store::error_chain(&err), rows = part.len(), "recording outcomes failed; splitting the batch");
                 (failures, failing_since) = (0, None);
                 let tail = part.split_off(part.len() / 2);
                 parts.push((tail, stripped));
@@ -278,12 +278,12 @@ impl Engine {
             if refused {
                 let o = &mut part[0];
                 if !stripped {
-                    tracing::warn!(error = %err, delivery_id = %o.delivery_id, "the store refused an outcome; recording it without the receiver's text");
+                    tracing::warn!(error = %herald_store::error_chain(&err), delivery_id = %o.delivery_id, "the store refused an outcome; recording it without the receiver's text");
                     o.result.response_body = None;
                     o.result.error = (!o.result.is_success()).then(|| UNSTORABLE.to_owned());
                     parts.push((part, true));
                 } else {
-                    tracing::error!(error = %err, delivery_id = %o.delivery_id, "the store refused an outcome; its lease will expire and it is attempted again");
+                    tracing::error!(error = %herald_store::error_chain(&err), delivery_id = %o.delivery_id, "the store refused an outcome; its lease will expire and it is attempted again");
                 }
                 continue;
             }
@@ -297,10 +297,10 @@ impl Engine {
             };
             if give_up {
                 let left = part.len() + parts.iter().map(|(p, _)| p.len()).sum::<usize>();
-                tracing::error!(error = %err, outcomes = left, "giving up on recording outcomes; their leases expire and those deliveries are sent again");
+                tracing::error!(error = %herald_store::error_chain(&err), outcomes = left, "giving up on recording outcomes; their leases expire and those deliveries are sent again");
                 return;
             }
-            tracing::warn!(error = %err, failures, "recording outcomes failed; retrying");
+            tracing::warn!(error = %herald_store::error_chain(&err), failures, "recording outcomes failed; retrying");
             parts.push((part, stripped));
             let backoff = Duration::from_millis(100 * u64::from(failures.min(20)));
             tokio::select! {
@@ -319,7 +319,7 @@ impl Engine {
             match self.store.delete_expired(self.clock.now(), self.cfg.janitor_batch).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(deleted = n, "janitor removed expired rows"),
-                Err(e) => tracing::warn!(error = %e, "janitor failed; will try again"),
+                Err(e) => tracing::warn!(error = %herald_store::error_chain(&e), "janitor failed; will try again"),
             }
         }
     }
@@ -338,10 +338,12 @@ impl Engine {
                 metrics::counter!("herald_webhooks_auto_disabled_total").increment(ids.len() as u64);
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "auto-disable pass failed; will try again"),
+            Err(e) => {
+                tracing::warn!(error = %herald_store::error_chain(&e), "auto-disable pass failed; will try again")
+            }
         }
         if let Err(e) = self.store.prune_secrets(now).await {
-            tracing::warn!(error = %e, "pruning expired secrets failed; will try again");
+            tracing::warn!(error = %herald_store::error_chain(&e), "pruning expired secrets failed; will try again");
         }
     }
 

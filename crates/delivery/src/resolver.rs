@@ -80,6 +80,10 @@ impl GuardedResolver {
     /// Resolves `host` and keeps only allowed addresses; an error if none is left.
     pub async fn resolve_allowed(&self, host: &str) -> Result<Vec<IpAddr>, BoxError> {
         let ips = self.lookup.lookup(host.to_owned()).await?;
+        if ips.is_empty() {
+            // No address at all is a DNS failure (retried), not a refusal by the policy.
+            return Err(format!("{host} has no address").into());
+        }
         let allowed: Vec<IpAddr> = ips.into_iter().filter(|ip| self.policy.check(*ip).is_ok()).collect();
         if allowed.is_empty() {
             return Err(Box::new(RefusedDestination { host: host.to_owned() }));

@@ -40,6 +40,9 @@ pub enum RetryRefused {
     WebhookDeleted,
 }
 
+/// The error a pending delivery ends with when its webhook is deleted.
+pub const WEBHOOK_DELETED: &str = "webhook deleted";
+
 /// How long a manually retried delivery lives at least, from the retry.
 pub const MANUAL_RETRY_LIFETIME: Duration = Duration::from_secs(86_400);
 

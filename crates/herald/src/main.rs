@@ -112,7 +112,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(settings) => {
             init_tracing(cli.log_json);
             herald::open_store(&settings).await?;
-            println!("migrations applied to {}", settings.database_url());
+            println!("migrations applied to {}", settings.database_url_redacted());
             Ok(())
         }
         Command::Accounts { command: AccountsCommand::Create { name, settings } } => {

@@ -60,7 +60,7 @@ pub struct Settings {
     #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// `sqlite://path` or `postgres://…`; default: `<data-dir>/herald.db`.
-    #[arg(long, env = "HERALD_DATABASE_URL")]
+    #[arg(long, env = "HERALD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
     /// Directory holding the SQLite file.
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
@@ -156,6 +156,18 @@ impl Settings {
 
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("herald.db").display()))
+    }
+
+    /// The database URL with any password replaced by `***`, for messages.
+    pub fn database_url_redacted(&self) -> String {
+        let url = self.database_url();
+        match url::Url::parse(&url) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("***"));
+                u.to_string()
+            }
+            _ => url,
+        }
     }
 
     pub fn sqlite_durability(&self) -> Durability {
@@ -279,6 +291,14 @@ mod tests {
         let shown = format!("{s:?}");
         assert!(!shown.contains("abab") && !shown.contains("42"), "{shown}");
         assert!(shown.contains("SecretText(***)"));
+    }
+
+    #[test]
+    fn database_passwords_are_redacted_in_messages() {
+        let mut s = Settings::defaults();
+        s.database_url = Some("postgres://herald:s3cret@127.0.0.1:5432/herald".into());
+        let shown = s.database_url_redacted();
+        assert!(!shown.contains("s3cret") && shown.contains("herald:***@127.0.0.1"), "{shown}");
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //!   snapshot sees every lease committed before the lock was granted: the per-webhook cap
 //!   holds across replicas.
 //! * Outcomes are one set-based compare-and-set `UPDATE … FROM UNNEST(…)`.
-//! * Wake-ups: writes that create claimable work `NOTIFY herald_work` inside their
-//!   transaction; every replica LISTENs (reconnecting by itself) and also polls as a fallback.
+//! * Wake-ups: publishes, outcomes and recovery batches ask for one coalesced `NOTIFY
+//!   herald_work` after their commit; rarer writes (enable, retry, test send, lease release)
+//!   notify inside their transaction. Every replica LISTENs (reconnecting by itself) and
+//!   also polls as a fallback.
 #![forbid(unsafe_code)]
 
 #[macro_use]

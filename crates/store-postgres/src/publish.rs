@@ -116,7 +116,7 @@ impl PgStore {
     }
 
     /// A publish without an idempotency key as ONE statement (atomic on its own): match the
-    /// subscriptions (the same rules as `Filters::matches`, in SQL), insert the event and its
+    /// subscriptions (the same rules as `Filters::wants`, in SQL), insert the event and its
     /// deliveries. Delivery ids are made in SQL in the same shape as `DeliveryId::generate`
     /// (millisecond time first, so they sort by creation).
     async fn publish_one_statement(&self, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published> {

@@ -149,11 +149,12 @@ impl Webhooks for PgStore {
             return Ok(false);
         }
         sqlx::query(
-            "UPDATE deliveries SET status = 'failed', last_error = 'webhook deleted', lease_token = NULL, \
+            "UPDATE deliveries SET status = 'failed', last_error = $3, lease_token = NULL, \
              next_retry_at = $1 WHERE webhook_id = $2 AND status = 'pending'",
         )
         .bind(to_millis(now))
         .bind(id.as_str())
+        .bind(herald_domain::delivery::WEBHOOK_DELETED)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;

@@ -113,8 +113,7 @@ async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<V
             .filter(|(_, types, filters)| filters.wants(types, &new.event_type, &new.routing))
             .map(|(id, _, _)| id)
             .collect();
-        let envelope =
-            std::str::from_utf8(new.envelope.as_bytes()).map_err(|e| StoreError::corrupt("an envelope", e))?;
+        let envelope = std::str::from_utf8(new.envelope.as_bytes()).map_err(|e| StoreError::Invalid(Box::new(e)))?;
         events.push(serde_json::json!([
             new.id.as_str(),
             account,

@@ -146,9 +146,10 @@ impl Webhooks for SqliteStore {
             return Ok(false);
         }
         sqlx::query(
-            "UPDATE deliveries SET status = 'failed', last_error = 'webhook deleted', lease_token = NULL, \
+            "UPDATE deliveries SET status = 'failed', last_error = ?, lease_token = NULL, \
              next_retry_at = ? WHERE webhook_id = ? AND status = 'pending'",
         )
+        .bind(herald_domain::delivery::WEBHOOK_DELETED)
         .bind(to_millis(now))
         .bind(id.as_str())
         .execute(&mut *tx)

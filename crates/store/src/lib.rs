@@ -128,7 +128,8 @@ pub trait Deliveries {
     async fn list_deliveries(&self, query: DeliveryQuery) -> StoreResult<Vec<Delivery>>;
     async fn get_delivery(&self, account: &AccountId, id: &DeliveryId)
     -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
-    /// `failed` → `pending` with one more attempt allowed, due now. `Conflict` unless failed.
+    /// `failed` → `pending` with one more attempt allowed, due now; otherwise
+    /// `RetryRefused` (not failed, or its webhook deleted) — the domain's manual-retry rule.
     async fn retry_delivery(
         &self,
         account: &AccountId,

@@ -204,7 +204,8 @@ pub struct Rotation {
 }
 
 /// The answer to store under an idempotency key, and how far back an earlier one counts.
-#[derive(Clone, Debug)]
+/// (Its `Debug` hides the answer: a rotation's holds a signing secret.)
+#[derive(Clone)]
 pub struct IdempotentAnswer {
     pub scope: String,
     pub key: String,
@@ -212,8 +213,8 @@ pub struct IdempotentAnswer {
     pub response: String,
 }
 
-/// What a rotation did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a rotation did. (Its `Debug` hides a replayed answer: it holds a signing secret.)
+#[derive(Clone, PartialEq, Eq)]
 pub enum Rotated {
     /// No such webhook in the account.
     NotFound,
@@ -244,4 +245,25 @@ pub struct DeliveryQuery {
     pub webhook: WebhookId,
     pub status: Option<DeliveryStatus>,
     pub page: Page,
+}
+
+impl std::fmt::Debug for IdempotentAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdempotentAnswer")
+            .field("scope", &self.scope)
+            .field("key", &self.key)
+            .field("since", &self.since)
+            .field("response", &"***")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Rotated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("NotFound"),
+            Self::Applied => f.write_str("Applied"),
+            Self::Replayed(_) => f.write_str("Replayed(***)"),
+        }
+    }
 }

@@ -4,9 +4,8 @@ use crate::support::*;
 use reqwest::Method;
 use serde_json::json;
 
-#[tokio::test]
-async fn every_api_route_needs_a_valid_key() {
-    let app = spawn_app().await;
+async fn every_api_route_needs_a_valid_key(backend: Backend) {
+    let Some(app) = spawn_on(backend, Options::default()).await else { return };
     for (m, p) in [
         (Method::GET, "/api/v1/webhooks"),
         (Method::POST, "/api/v1/webhooks"),
@@ -419,6 +418,7 @@ async fn with_a_secret_key_the_database_never_holds_signing_secrets_in_clear() {
 }
 
 crate::on_both_stores!(
+    every_api_route_needs_a_valid_key,
     another_accounts_resources_are_not_found,
     webhook_crud_follows_the_contract,
     bad_input_gets_a_problem_and_changes_nothing,

@@ -188,18 +188,34 @@ async fn custom_event_types_can_be_registered_subscribed_and_published(backend: 
     rx.wait_for("inv", 1).await;
 }
 
-#[tokio::test]
-async fn test_sends_and_rotations_are_rate_limited_per_account() {
-    let app = spawn_app_with(Options {
-        tweak: Box::new(|s| {
-            s.test_sends_per_minute = 2;
-            s.rotations_per_minute = 1;
-        }),
-        ..Default::default()
-    })
-    .await;
+async fn test_sends_and_rotations_are_rate_limited_per_account(backend: Backend) {
+    let tweak = Box::new(|s: &mut herald::Settings| {
+        s.test_sends_per_minute = 2;
+        s.rotations_per_minute = 1;
+        s.recoveries_per_minute = 1;
+    });
+    let Some(app) = spawn_on(backend, Options { tweak, ..Default::default() }).await else { return };
     let (wh, _) = app.webhook("http://127.0.0.1:9/rl").await;
     let test = format!("/api/v1/webhooks/{wh}/test");
+    // Refused requests take no token: a disabled webhook's test sends, a bad grace period,
+    // a bad recovery window.
+    let off = app
+        .create_webhook(json!({"url": "http://127.0.0.1:9/off", "events": ["email.received"], "enabled": false}))
+        .await;
+    let off_test = format!("/api/v1/webhooks/{}/test", off["id"].as_str().unwrap());
+    for _ in 0..3 {
+        assert_eq!(app.call(Method::POST, &off_test, None).await.0, 409);
+    }
+    let rotate = format!("/api/v1/webhooks/{wh}/rotate-secret");
+    let bad_grace = json!({"grace_period_seconds": 999_999_999});
+    for _ in 0..2 {
+        assert_eq!(app.call(Method::POST, &rotate, Some(bad_grace.clone())).await.0, 400);
+    }
+    let recover = format!("/api/v1/webhooks/{wh}/recover");
+    let backwards = json!({"since": "2999-01-01T00:00:00Z", "dry_run": true});
+    assert_eq!(app.call(Method::POST, &recover, Some(backwards)).await.0, 400);
+    let real = json!({"since": "2020-01-01T00:00:00Z"});
+    assert_eq!(app.call(Method::POST, &recover, Some(real)).await.0, 202, "the bad window used no token");
     for _ in 0..2 {
         let (s, _) = app.call(Method::POST, &test, None).await;
         assert_eq!(s, 202);
@@ -212,12 +228,12 @@ async fn test_sends_and_rotations_are_rate_limited_per_account() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["status"], 429, "the problem body says what the status line says");
     assert_eq!(body["type"], "/problems/rate-limited");
-    let rotate = format!("/api/v1/webhooks/{wh}/rotate-secret");
     assert_eq!(app.call(Method::POST, &rotate, None).await.0, 200);
     assert_eq!(app.call(Method::POST, &rotate, None).await.0, 429);
 }
 
 crate::on_both_stores!(
+    test_sends_and_rotations_are_rate_limited_per_account,
     rotation_keeps_earlier_secrets_signing_through_their_grace,
     rotation_with_the_same_idempotency_key_returns_the_same_secret,
     test_send_returns_the_delivery_and_with_wait_the_first_attempts_outcome,

@@ -194,6 +194,9 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     s.allow_private_targets = true;
     s.retry_jitter = 0.0;
     s.bootstrap_api_key = Some(herald::settings::SecretText::new(KEY));
+    // Many PostgreSQL tests share one loaded 2-core machine: a publish may wait for a pooled
+    // connection longer than a production 503 would allow (the outage test sets its own).
+    s.pg_acquire_timeout = Duration::from_secs(30);
     s
 }
 

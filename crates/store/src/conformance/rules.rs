@@ -124,6 +124,10 @@ pub async fn gone_fails_the_delivery_and_disables_the_webhook(store: &dyn Store)
     let (d, _) = store.get_delivery(&acc, &c.delivery_id).await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Failed);
     assert!(store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty(), "the other waits, unclaimed");
+    let on = WebhookPatch { enabled: Some(true), ..Default::default() };
+    let w = store.update_webhook(&acc, &wh, on, t0()).await.unwrap().unwrap();
+    assert!(w.enabled);
+    assert_eq!((w.disabled_reason, w.auto_disabled_at), (None, None), "enabling clears the reason");
     let manual = WebhookPatch { enabled: Some(false), ..Default::default() };
     let w = store.update_webhook(&acc, &wh, manual, t0()).await.unwrap().unwrap();
     assert_eq!(w.disabled_reason, Some(DisabledReason::Manual));
@@ -246,8 +250,12 @@ pub async fn a_publish_raises_the_work_signal(store: &dyn Store) {
     let acc = account(store, "a").await;
     webhook(store, &acc, 10).await;
     let signal = store.work_signal();
-    // Drain a wake-up stored by the set-up, then expect a fresh one from the publish.
-    let _ = tokio::time::timeout(Duration::from_millis(50), signal.raised()).await;
+    // Drain wake-ups from the set-up (and, on PostgreSQL, the listener's first connect)
+    // until the signal has been quiet for 300 ms; then only the publish can raise it.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while tokio::time::timeout(Duration::from_millis(300), signal.raised()).await.is_ok() {}
+    });
+    drained.await.expect("the signal goes quiet");
     publish(store, &acc, t0()).await;
     tokio::time::timeout(Duration::from_secs(10), signal.raised()).await.expect("the publish raised the signal");
 }
