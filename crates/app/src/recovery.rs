@@ -37,6 +37,8 @@ impl Herald {
             dry_run: r.dry_run,
             now,
         };
-        self.store.recover(request, &self.config.fanout).await?.ok_or(AppError::NotFound("webhook"))
+        herald_store::recover(self.store.as_ref(), request, &self.config.fanout)
+            .await?
+            .ok_or(AppError::NotFound("webhook"))
     }
 }

@@ -1,7 +1,8 @@
 //! Recording attempt outcomes: one set-based compare-and-set on (id, lease token, pending).
 
 use crate::{PgStore, unavailable};
-use herald_domain::{Verdict, to_millis};
+use herald_domain::to_millis;
+use herald_store::plan::{self, OutcomeRow, touched_webhooks};
 use herald_store::*;
 use time::OffsetDateTime;
 
@@ -18,22 +19,17 @@ impl PgStore {
         let mut nexts = Vec::new();
         let mut durations = Vec::new();
         let mut bodies: Vec<Option<String>> = Vec::new();
-        for o in outcomes {
-            let (status, next) = match &o.verdict {
-                Verdict::Delivered => ("delivered", now_ms),
-                Verdict::RetryAt(at) => ("pending", to_millis(*at)),
-                Verdict::Failed { .. } => ("failed", now_ms),
-            };
-            ids.push(o.delivery_id.to_string());
-            tokens.push(o.lease_token.clone());
-            statuses.push(status.to_owned());
-            attempts.push(i64::from(o.attempt));
-            errors.push(o.result.error.as_deref().map(herald_domain::text::storable));
-            codes.push(i64::from(o.result.status_code));
-            started.push(to_millis(o.result.started_at));
-            nexts.push(next);
-            durations.push(o.result.duration.as_millis() as i64);
-            bodies.push(o.result.response_body.as_deref().map(herald_domain::text::storable));
+        for r in outcomes.iter().map(|o| OutcomeRow::of(o, now_ms)) {
+            ids.push(r.id);
+            tokens.push(r.token);
+            statuses.push(r.status.to_owned());
+            attempts.push(r.attempt);
+            errors.push(r.error);
+            codes.push(r.status_code);
+            started.push(r.started_ms);
+            nexts.push(r.next_ms);
+            durations.push(r.duration_ms);
+            bodies.push(r.response_body);
         }
         let mut tx = self.begin_soft().await?;
         let applied: Vec<(String, String)> = sqlx::query_as(
@@ -71,26 +67,16 @@ impl PgStore {
         // over) never both count.
         let applied: std::collections::HashSet<(String, String)> = applied.into_iter().collect();
         let was_applied = |o: &Outcome| applied.contains(&(o.delivery_id.to_string(), o.lease_token.clone()));
-        let mut delivered: Vec<String> = Vec::new();
-        let mut gone: Vec<String> = Vec::new();
-        for o in outcomes.iter().filter(|o| was_applied(o)) {
-            let list = match &o.verdict {
-                Verdict::Delivered => &mut delivered,
-                Verdict::Failed { gone: true } => &mut gone,
-                _ => continue,
-            };
-            if !list.iter().any(|w| w == o.webhook_id.as_str()) {
-                list.push(o.webhook_id.to_string());
-            }
-        }
+        let (delivered, gone) = touched_webhooks(outcomes, was_applied);
         if !delivered.is_empty() {
             // At most once a second per webhook: the row is hot (claims lock it).
             sqlx::query(
                 "UPDATE webhooks SET last_delivered_at = $1 WHERE id = ANY($2) \
-                 AND (last_delivered_at IS NULL OR last_delivered_at < $1 - 1000)",
+                 AND (last_delivered_at IS NULL OR last_delivered_at < $1 - $3)",
             )
             .bind(now_ms)
             .bind(&delivered)
+            .bind(plan::LAST_DELIVERED_RESOLUTION_MS)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;

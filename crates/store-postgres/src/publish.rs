@@ -33,7 +33,7 @@ impl PgStore {
             .map_err(unavailable)?;
             if let Some(r) = prior {
                 let created: i64 = get(&r, 2)?;
-                if created > now - rules.idempotency_window.as_millis() as i64 {
+                if rules.idempotency_holds(created, now) {
                     return Ok(Published {
                         id: EventId::from_trusted(get(&r, 0)?),
                         event_type: get(&r, 1)?,
@@ -77,7 +77,7 @@ impl PgStore {
         .bind(new.idempotency_key.as_deref())
         .bind(targets.len() as i64)
         .bind(now)
-        .bind(now + rules.event_ttl.as_millis() as i64)
+        .bind(rules.event_expiry(now))
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -96,7 +96,7 @@ impl PgStore {
             .bind(&new.event_type)
             .bind(i64::from(rules.max_attempts))
             .bind(now)
-            .bind(now + rules.delivery_ttl.as_millis() as i64)
+            .bind(rules.delivery_expiry(now))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -148,9 +148,9 @@ impl PgStore {
         .bind(new.envelope.as_bytes())
         .bind(json(&new.routing.labels))
         .bind(now)
-        .bind(now + rules.event_ttl.as_millis() as i64)
+        .bind(rules.event_expiry(now))
         .bind(i64::from(rules.max_attempts))
-        .bind(now + rules.delivery_ttl.as_millis() as i64)
+        .bind(rules.delivery_expiry(now))
         .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;

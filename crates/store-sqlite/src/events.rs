@@ -5,7 +5,7 @@ use crate::publish::PublishJob;
 use crate::rows::*;
 use crate::{SqliteStore, unavailable};
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, EventId, Filters, WebhookId, to_millis};
+use herald_domain::{AccountId, DeliveryId, EventId, WebhookId, to_millis};
 use herald_store::codec::{parse_json, to_json as json};
 use herald_store::*;
 use time::OffsetDateTime;
@@ -47,7 +47,7 @@ impl EventLog for SqliteStore {
         .bind(&new.event_type)
         .bind(new.envelope.as_bytes())
         .bind(now)
-        .bind(now + rules.event_ttl.as_millis() as i64)
+        .bind(rules.event_expiry(now))
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -64,7 +64,7 @@ impl EventLog for SqliteStore {
         .bind(i64::from(rules.max_attempts))
         .bind(now)
         .bind(now)
-        .bind(now + rules.delivery_ttl.as_millis() as i64)
+        .bind(rules.delivery_expiry(now))
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -73,66 +73,59 @@ impl EventLog for SqliteStore {
         Ok(Some(id))
     }
 
-    async fn recover(&self, r: Recovery, rules: &FanoutRules) -> StoreResult<Option<u64>> {
-        let Some(w) = sqlx::query("SELECT events, filters FROM webhooks WHERE account_id = ? AND id = ?")
-            .bind(r.account.as_str())
-            .bind(r.webhook.as_str())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(unavailable)?
-        else {
-            return Ok(None);
-        };
-        let types: Vec<String> = parse_json(&get::<String>(&w, 0)?)?;
-        let filters: Filters = parse_json(&get::<String>(&w, 1)?)?;
-        let now_ms = to_millis(r.now);
-        let (mut after_at, mut after_id) = (to_millis(r.since), String::new());
-        let mut total = 0u64;
-        loop {
-            // A range scan from the cursor on (account_id, created_at, id), on the read pool:
-            // each batch costs its own rows, and the writer is taken only for the insert.
-            let rows = sqlx::query(
-                "SELECT id, type, agent_id, conversation_id, labels, created_at FROM events \
-                 WHERE account_id = ?1 AND (created_at, id) > (?2, ?3) AND created_at < ?4 AND expires_at > ?5 \
-                 ORDER BY created_at, id LIMIT ?6",
-            )
-            .bind(r.account.as_str())
-            .bind(after_at)
-            .bind(&after_id)
-            .bind(to_millis(r.until))
-            .bind(now_ms)
-            .bind(i64::from(RECOVER_BATCH))
-            .fetch_all(&self.read)
-            .await
-            .map_err(unavailable)?;
-            let Some(last) = rows.last() else { break };
-            (after_at, after_id) = (get(last, 5)?, get(last, 0)?);
-            let mut matching = Vec::new();
-            for row in &rows {
-                let ty: String = get(row, 1)?;
-                let routing = herald_domain::RoutingAttributes {
-                    agent_id: get(row, 2)?,
-                    conversation_id: get(row, 3)?,
-                    labels: parse_json(&get::<String>(row, 4)?)?,
-                };
-                if filters.wants(&types, &ty, &routing) {
-                    matching.push(serde_json::json!([DeliveryId::generate().as_str(), get::<String>(row, 0)?, ty]));
-                }
-            }
-            if r.dry_run {
-                total += matching.len() as u64;
-            } else if !matching.is_empty() {
-                let expires = now_ms + rules.delivery_ttl.as_millis() as i64;
-                let Some(n) = self.enqueue_recovered(&r, &matching, rules.max_attempts, expires).await? else { break };
-                total += n;
-                self.wake();
-            }
-            tracing::debug!(webhook_id = %r.webhook, matched = total, "recovery batch done");
-            if rows.len() < RECOVER_BATCH as usize {
-                break;
-            }
+    async fn events_after(
+        &self,
+        account: &AccountId,
+        cursor: &EventCursor,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRouting>> {
+        // A range scan from the cursor on (account_id, created_at, id).
+        let rows = sqlx::query(
+            "SELECT id, type, agent_id, conversation_id, labels, created_at FROM events \
+             WHERE account_id = ?1 AND (created_at, id) > (?2, ?3) AND created_at < ?4 AND expires_at > ?5 \
+             ORDER BY created_at, id LIMIT ?6",
+        )
+        .bind(account.as_str())
+        .bind(cursor.created_at_ms)
+        .bind(&cursor.id)
+        .bind(to_millis(until))
+        .bind(to_millis(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        rows.iter()
+            .map(|row| {
+                Ok(EventRouting {
+                    id: EventId::from_trusted(get(row, 0)?),
+                    event_type: get(row, 1)?,
+                    routing: herald_domain::RoutingAttributes {
+                        agent_id: get(row, 2)?,
+                        conversation_id: get(row, 3)?,
+                        labels: parse_json(&get::<String>(row, 4)?)?,
+                    },
+                    created_at_ms: get(row, 5)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn enqueue_recovered(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        batch: RecoveredBatch,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<u64>> {
+        let pairs: Vec<serde_json::Value> =
+            batch.deliveries.iter().map(|(d, e)| serde_json::json!([d.as_str(), e.as_str()])).collect();
+        let n = self.insert_recovered(account, webhook, &pairs, batch.max_attempts, batch.expires_ms, now).await?;
+        if n.is_some_and(|n| n > 0) {
+            self.wake();
         }
-        Ok(Some(total))
+        Ok(n)
     }
 
     async fn list_events(&self, account: &AccountId, filter: EventFilter, page: Page) -> StoreResult<Vec<Event>> {
@@ -229,16 +222,18 @@ impl SqliteStore {
     /// One recovery batch in one short write transaction: the events' expiry is extended to
     /// the deliveries' (so the janitor keeps them) and a delivery is inserted for each event
     /// still there. `None` if the webhook was deleted meanwhile.
-    async fn enqueue_recovered(
+    async fn insert_recovered(
         &self,
-        r: &Recovery,
+        account: &AccountId,
+        webhook: &WebhookId,
         matching: &[serde_json::Value],
         max_attempts: u32,
         expires: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<Option<u64>> {
         let mut tx = self.begin().await?;
         let alive: Option<String> = sqlx::query_scalar("SELECT id FROM webhooks WHERE id = ?")
-            .bind(r.webhook.as_str())
+            .bind(webhook.as_str())
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -260,10 +255,10 @@ impl SqliteStore {
              SELECT v.value ->> 0, ?1, ?2, e.id, e.type, 'pending', 0, ?3, ?4, ?4, ?5 \
              FROM json_each(?6) AS v JOIN events e ON e.id = v.value ->> 1",
         )
-        .bind(r.account.as_str())
-        .bind(r.webhook.as_str())
+        .bind(account.as_str())
+        .bind(webhook.as_str())
         .bind(i64::from(max_attempts))
-        .bind(to_millis(r.now))
+        .bind(to_millis(now))
         .bind(expires)
         .bind(&batch)
         .execute(&mut *tx)

@@ -1,8 +1,9 @@
 //! Recording attempt outcomes: set-based compare-and-set on (id, lease token, pending).
 
 use crate::{SqliteStore, unavailable};
-use herald_domain::{Verdict, to_millis};
+use herald_domain::to_millis;
 use herald_store::codec::to_json as json;
+use herald_store::plan::{self, OutcomeRow, touched_webhooks};
 use herald_store::*;
 use time::OffsetDateTime;
 
@@ -24,24 +25,19 @@ impl SqliteStore {
         let rows: Vec<serde_json::Value> = outcomes
             .iter()
             .map(|o| {
-                let (status, next) = match &o.verdict {
-                    Verdict::Delivered => ("delivered", now_ms),
-                    Verdict::RetryAt(at) => ("pending", to_millis(*at)),
-                    Verdict::Failed { .. } => ("failed", now_ms),
-                };
-                let r = &o.result;
+                let r = OutcomeRow::of(o, now_ms);
                 serde_json::json!([
-                    o.delivery_id.as_str(),
-                    o.lease_token,
-                    status,
-                    o.attempt,
-                    r.error.as_deref().map(herald_domain::text::storable),
+                    r.id,
+                    r.token,
+                    r.status,
+                    r.attempt,
+                    r.error,
                     (r.status_code != 0).then_some(r.status_code),
-                    to_millis(r.started_at),
-                    next,
-                    r.duration.as_millis() as i64,
+                    r.started_ms,
+                    r.next_ms,
+                    r.duration_ms,
                     r.status_code,
-                    r.response_body.as_deref().map(herald_domain::text::storable),
+                    r.response_body,
                 ])
             })
             .collect();
@@ -76,25 +72,16 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         }
-        let mut delivered: Vec<&str> = Vec::new();
-        let mut gone: Vec<&str> = Vec::new();
-        for o in outcomes.iter().filter(|o| was_applied(o)) {
-            match &o.verdict {
-                Verdict::Delivered => delivered.push(o.webhook_id.as_str()),
-                Verdict::Failed { gone: true } => gone.push(o.webhook_id.as_str()),
-                _ => {}
-            }
-        }
-        delivered.sort_unstable();
-        delivered.dedup();
+        let (delivered, gone) = touched_webhooks(outcomes, was_applied);
         if !delivered.is_empty() {
             // At most once a second per webhook: no write amplification on busy webhooks.
             sqlx::query(
                 "UPDATE webhooks SET last_delivered_at = ?1 WHERE id IN (SELECT value FROM json_each(?2)) \
-                 AND (last_delivered_at IS NULL OR last_delivered_at < ?1 - 1000)",
+                 AND (last_delivered_at IS NULL OR last_delivered_at < ?1 - ?3)",
             )
             .bind(now_ms)
             .bind(json(&delivered))
+            .bind(plan::LAST_DELIVERED_RESOLUTION_MS)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;

@@ -75,7 +75,7 @@ async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<V
             .map_err(unavailable)?;
             if let Some(r) = prior {
                 let created: i64 = get(&r, 2)?;
-                if created > now - rules.idempotency_window.as_millis() as i64 {
+                if rules.idempotency_holds(created, now) {
                     out.push(Published {
                         id: EventId::from_trusted(get(&r, 0)?),
                         event_type: get(&r, 1)?,
@@ -125,7 +125,7 @@ async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<V
             new.idempotency_key,
             targets.len(),
             now,
-            now + rules.event_ttl.as_millis() as i64,
+            rules.event_expiry(now),
         ]));
         for wh in &targets {
             deliveries.push(serde_json::json!([
@@ -136,7 +136,7 @@ async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<V
                 new.event_type,
                 rules.max_attempts,
                 now,
-                now + rules.delivery_ttl.as_millis() as i64,
+                rules.delivery_expiry(now),
             ]));
         }
         let p = Published {

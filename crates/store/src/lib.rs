@@ -14,6 +14,7 @@ pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod plan;
 mod records;
 mod signal;
 
@@ -102,12 +103,26 @@ pub trait EventLog {
         new: NewEvent,
         rules: &FanoutRules,
     ) -> StoreResult<Option<DeliveryId>>;
-    /// Re-delivers (or with `dry_run` only counts) the account's stored events created in
-    /// `[since, until)` that match the webhook now, in batches of [`RECOVER_BATCH`] events
-    /// (one short write each, so other writers are never held up for long). Not all-or-nothing:
-    /// an error part-way leaves the earlier batches enqueued. Each recovered event's expiry is
-    /// extended to its new delivery's.
-    async fn recover(&self, request: Recovery, rules: &FanoutRules) -> StoreResult<Option<u64>>;
+    /// The account's stored, unexpired events created before `until`, after `cursor` in
+    /// `(created_at, id)` order, at most `limit` (an index range scan: a page costs its rows).
+    async fn events_after(
+        &self,
+        account: &AccountId,
+        cursor: &EventCursor,
+        until: OffsetDateTime,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<EventRouting>>;
+    /// Inserts one batch of recovered deliveries to `webhook` in one short write, extending
+    /// each event's expiry to its delivery's; events gone meanwhile get none. Wakes the
+    /// engine. `None` if the webhook no longer exists.
+    async fn enqueue_recovered(
+        &self,
+        account: &AccountId,
+        webhook: &WebhookId,
+        batch: RecoveredBatch,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<u64>>;
     async fn list_events(&self, account: &AccountId, filter: EventFilter, page: Page) -> StoreResult<Vec<Event>>;
     async fn get_event(&self, account: &AccountId, id: &EventId) -> StoreResult<Option<(Event, Vec<Delivery>)>>;
     /// Whether `name` is one of the account's custom event types.
@@ -120,6 +135,43 @@ pub trait EventLog {
         now: OffsetDateTime,
     ) -> StoreResult<EventTypeRecord>;
     async fn list_event_types(&self, account: &AccountId) -> StoreResult<Vec<EventTypeRecord>>;
+}
+
+/// Re-delivers (or with `dry_run` only counts) the account's stored events created in
+/// `[since, until)` that match the webhook now (the fan-out rule, `Filters::wants`), in
+/// batches of [`RECOVER_BATCH`] events, one short write each, so other writers are never
+/// held up for long. Not all-or-nothing: an error part-way leaves the earlier batches
+/// enqueued. `None` if the webhook is not the account's.
+pub async fn recover(store: &dyn Store, r: Recovery, rules: &FanoutRules) -> StoreResult<Option<u64>> {
+    let Some(w) = store.get_webhook(&r.account, &r.webhook).await? else { return Ok(None) };
+    let mut cursor = EventCursor { created_at_ms: herald_domain::to_millis(r.since), id: String::new() };
+    let mut total = 0u64;
+    loop {
+        let page = store.events_after(&r.account, &cursor, r.until, r.now, RECOVER_BATCH).await?;
+        let Some(last) = page.last() else { break };
+        cursor = EventCursor { created_at_ms: last.created_at_ms, id: last.id.to_string() };
+        let deliveries: Vec<(DeliveryId, EventId)> = page
+            .iter()
+            .filter(|e| w.filters.wants(&w.events, &e.event_type, &e.routing))
+            .map(|e| (DeliveryId::generate(), e.id.clone()))
+            .collect();
+        if r.dry_run {
+            total += deliveries.len() as u64;
+        } else if !deliveries.is_empty() {
+            let now_ms = herald_domain::to_millis(r.now);
+            let batch = RecoveredBatch {
+                deliveries,
+                max_attempts: rules.max_attempts,
+                expires_ms: rules.delivery_expiry(now_ms),
+            };
+            let Some(n) = store.enqueue_recovered(&r.account, &r.webhook, batch, r.now).await? else { break };
+            total += n;
+        }
+        if page.len() < RECOVER_BATCH as usize {
+            break;
+        }
+    }
+    Ok(Some(total))
 }
 
 /// Deliveries as the account sees them: listing, inspection, manual retry.

@@ -267,3 +267,29 @@ impl std::fmt::Debug for Rotated {
         }
     }
 }
+
+/// Where a recovery walk is: past this `(created_at, id)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventCursor {
+    pub created_at_ms: i64,
+    pub id: String,
+}
+
+/// A stored event as recovery sees it: enough to apply the fan-out rule.
+#[derive(Clone, Debug)]
+pub struct EventRouting {
+    pub id: EventId,
+    pub event_type: String,
+    pub routing: RoutingAttributes,
+    pub created_at_ms: i64,
+}
+
+/// One batch of recovered deliveries to insert.
+#[derive(Clone, Debug)]
+pub struct RecoveredBatch {
+    /// (new delivery id, event id) per matching event.
+    pub deliveries: Vec<(DeliveryId, EventId)>,
+    pub max_attempts: u32,
+    /// Expiry of the new deliveries (their events are kept at least as long).
+    pub expires_ms: i64,
+}

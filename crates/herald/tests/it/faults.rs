@@ -105,8 +105,24 @@ impl EventLog for Flaky {
     async fn enqueue_direct(&self, w: &WebhookId, e: NewEvent, r: &FanoutRules) -> StoreResult<Option<DeliveryId>> {
         self.inner.enqueue_direct(w, e, r).await
     }
-    async fn recover(&self, r: Recovery, f: &FanoutRules) -> StoreResult<Option<u64>> {
-        self.inner.recover(r, f).await
+    async fn events_after(
+        &self,
+        a: &AccountId,
+        c: &EventCursor,
+        u: OffsetDateTime,
+        t: OffsetDateTime,
+        n: u32,
+    ) -> StoreResult<Vec<EventRouting>> {
+        self.inner.events_after(a, c, u, t, n).await
+    }
+    async fn enqueue_recovered(
+        &self,
+        a: &AccountId,
+        w: &WebhookId,
+        b: RecoveredBatch,
+        t: OffsetDateTime,
+    ) -> StoreResult<Option<u64>> {
+        self.inner.enqueue_recovered(a, w, b, t).await
     }
     async fn list_events(&self, a: &AccountId, f: EventFilter, p: Page) -> StoreResult<Vec<Event>> {
         self.inner.list_events(a, f, p).await

@@ -66,7 +66,7 @@ pub async fn an_event_outlives_every_delivery_that_references_it(store: &dyn Sto
     let day29 = t0() + DAY * 29;
     let window = recovery(&acc, &wh, t0(), t0() + Duration::from_secs(1), false);
     let rules = crate::FanoutRules::default();
-    assert_eq!(store.recover(crate::Recovery { now: day29, ..window }, &rules).await.unwrap(), Some(1));
+    assert_eq!(crate::recover(store, crate::Recovery { now: day29, ..window }, &rules).await.unwrap(), Some(1));
     let after_expiry = t0() + DAY * 30 + Duration::from_secs(3600);
     store.delete_expired(after_expiry, 5000).await.unwrap();
     let due = store.claim_due(after_expiry, LEASE, 10).await.unwrap();
@@ -170,9 +170,9 @@ pub async fn recovery_works_in_batches_across_a_large_window(store: &dyn Store) 
     }
     let until = t0() + Duration::from_secs(10);
     let rules = crate::FanoutRules::default();
-    let dry = store.recover(recovery(&acc, &wh, t0(), until, true), &rules).await.unwrap();
+    let dry = crate::recover(store, recovery(&acc, &wh, t0(), until, true), &rules).await.unwrap();
     assert_eq!(dry, Some(n as u64));
-    let done = store.recover(recovery(&acc, &wh, t0(), until, false), &rules).await.unwrap();
+    let done = crate::recover(store, recovery(&acc, &wh, t0(), until, false), &rules).await.unwrap();
     assert_eq!(done, Some(n as u64));
     let query = crate::DeliveryQuery {
         account: acc,

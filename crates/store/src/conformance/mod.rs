@@ -265,15 +265,15 @@ pub async fn recovery_redelivers_matching_events_in_the_window(store: &dyn Store
     let since = t0() + Duration::from_secs(60);
     let until = t0() + Duration::from_secs(180);
     let rules = FanoutRules::default();
-    let n = store.recover(recovery(&acc, &wh, since, until, true), &rules).await.unwrap();
+    let n = crate::recover(store, recovery(&acc, &wh, since, until, true), &rules).await.unwrap();
     assert_eq!(n, Some(2), "two events in [1 min, 3 min)");
     assert!(store.claim_due(t0(), LEASE, 100).await.unwrap().is_empty(), "dry run stores nothing");
     let on = WebhookPatch { enabled: Some(true), ..Default::default() };
     store.update_webhook(&acc, &wh, on, t0()).await.unwrap();
-    assert_eq!(store.recover(recovery(&acc, &wh, since, until, false), &rules).await.unwrap(), Some(2));
+    assert_eq!(crate::recover(store, recovery(&acc, &wh, since, until, false), &rules).await.unwrap(), Some(2));
     assert_eq!(store.claim_due(t0(), LEASE, 100).await.unwrap().len(), 2);
     let other = account(store, "b").await;
-    assert_eq!(store.recover(recovery(&other, &wh, since, until, true), &rules).await.unwrap(), None);
+    assert_eq!(crate::recover(store, recovery(&other, &wh, since, until, true), &rules).await.unwrap(), None);
 }
 
 /// The events log lists newest first with filters; an event shows its deliveries.
