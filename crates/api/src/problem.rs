@@ -43,9 +43,16 @@ impl From<herald_app::AppError> for ApiError {
             AppError::Invalid(errs) => ApiError::Validation(
                 errs.into_iter().map(|f| FieldError { field: f.field, message: f.message }).collect(),
             ),
-            AppError::Conflict(m) => ApiError::Conflict(m),
+            AppError::Conflict(c) => ApiError::Conflict(c.to_string()),
             AppError::RateLimited(wait) => ApiError::TooManyRequests(wait),
-            AppError::Store(e) => e.into(),
+            AppError::Unavailable(e) => {
+                tracing::error!(error = %herald_store::error_chain(&e), "store unavailable");
+                ApiError::Unavailable
+            }
+            AppError::Internal(e) => {
+                tracing::error!(error = %herald_store::error_chain(&e), "the store cannot serve this request");
+                ApiError::Internal
+            }
         }
     }
 }

@@ -1,6 +1,9 @@
 //! What a use case can answer instead of its result, named for what the caller can do.
+//! Adapters map these, and only these, to their protocol (HTTP 404/400/409/429/503/500).
 
+use herald_domain::{DisabledReason, RetryRefused};
 use herald_store::StoreError;
+use std::time::Duration;
 
 /// One invalid field of an input.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -9,7 +12,27 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// Why a use case did not happen. Adapters map it once (HTTP: 404, 400, 409, 503/500).
+/// Why the resource's state does not allow the request now.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    #[error("an account may have at most {limit} webhooks")]
+    WebhookLimit { limit: u32 },
+    #[error(
+        "the webhook was disabled automatically ({}) {since_secs} s ago; it can be re-enabled {cooldown_secs} s after that",
+        reason.map_or("automatic", |r| r.as_str())
+    )]
+    ReenableCooldown { reason: Option<DisabledReason>, since_secs: i64, cooldown_secs: u64 },
+    #[error("the webhook is disabled; enable it to send a test")]
+    WebhookDisabled,
+    #[error("event type {0} already exists")]
+    EventTypeExists(String),
+    #[error("{0}")]
+    Retry(#[from] RetryRefused),
+    #[error("already exists")]
+    AlreadyExists,
+}
+
+/// Why a use case did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// No such resource in the caller's account.
@@ -19,14 +42,32 @@ pub enum AppError {
     #[error("invalid input")]
     Invalid(Vec<FieldError>),
     /// The resource's state does not allow it now.
-    #[error("{0}")]
-    Conflict(String),
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
     /// The adapter's admission (a rate limit) refused it: try again after this long.
     #[error("rate limited")]
-    RateLimited(std::time::Duration),
-    /// The store failed (see [`StoreError`] for what can be retried).
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    RateLimited(Duration),
+    /// The store is unreachable or failed transiently: nothing was changed, try again.
+    #[error("the store is unavailable")]
+    Unavailable(#[source] StoreError),
+    /// Herald cannot serve this (unreadable stored data, a misconfiguration): an operator
+    /// must act; retrying does not help.
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::RetryRefused(why) => Conflict::Retry(why).into(),
+            StoreError::AlreadyExists => Conflict::AlreadyExists.into(),
+            StoreError::Invalid(_) => AppError::field("body", "a value in the request cannot be stored"),
+            e @ StoreError::Unavailable(_) => AppError::Unavailable(e),
+            e @ (StoreError::LimitReached | StoreError::Corrupt(_) | StoreError::Misconfigured(_)) => {
+                AppError::Internal(e)
+            }
+        }
+    }
 }
 
 impl AppError {

@@ -1,6 +1,6 @@
 //! Events: publish (validated once for every adapter), the events log, custom event types.
 
-use crate::{AppError, AppResult, FieldError, Herald, validate};
+use crate::{AppError, AppResult, Conflict, FieldError, Herald, validate};
 use herald_domain::event_type::BUILT_IN;
 use herald_domain::{AccountId, Envelope, EventId, EventType, RoutingAttributes};
 use herald_store::{Delivery, Event, EventFilter, NewEvent, Page, Published, StoreError};
@@ -112,7 +112,7 @@ impl Herald {
         }
         let rec = self.store.create_event_type(account, t.as_str(), description, self.clock.now()).await.map_err(
             |e| match e {
-                StoreError::AlreadyExists => AppError::Conflict(format!("event type {} already exists", t.as_str())),
+                StoreError::AlreadyExists => AppError::Conflict(Conflict::EventTypeExists(t.as_str().to_owned())),
                 e => e.into(),
             },
         )?;

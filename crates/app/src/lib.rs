@@ -15,7 +15,7 @@ mod test_sends;
 pub mod validate;
 mod webhooks;
 
-pub use error::{Admit, AppError, AppResult, FieldError};
+pub use error::{Admit, AppError, AppResult, Conflict, FieldError};
 pub use events::{EventDraft, EventTypeView};
 pub use recovery::RecoveryRequest;
 pub use test_sends::{TestSend, TestSent};

@@ -1,7 +1,7 @@
 //! Test sends: one event to one webhook whatever it subscribes to, optionally waiting for
 //! the first attempt's outcome (synchronous feedback for the caller).
 
-use crate::{Admit, AppError, AppResult, Herald, validate};
+use crate::{Admit, AppError, AppResult, Conflict, Herald, validate};
 use herald_domain::{AccountId, DeliveryId, Envelope, EventId, WebhookId};
 use herald_store::{Attempt, NewEvent};
 use serde_json::value::RawValue;
@@ -36,7 +36,7 @@ impl Herald {
     ) -> AppResult<TestSent> {
         let w = self.webhook(account, webhook).await?;
         if !w.enabled {
-            return Err(AppError::Conflict("the webhook is disabled; enable it to send a test".into()));
+            return Err(Conflict::WebhookDisabled.into());
         }
         let name = t.event_type.unwrap_or_else(|| "webhook.test".into());
         let Some(event_type) = self.known_event_type(account, &name).await? else {

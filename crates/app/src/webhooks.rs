@@ -1,6 +1,6 @@
 //! Webhooks: create, change (re-enable cooldown included), delete, read, rotate the secret.
 
-use crate::{Admit, AppError, AppResult, FieldError, Herald, validate};
+use crate::{Admit, AppError, AppResult, Conflict, FieldError, Herald, validate};
 use herald_domain::{AccountId, Filters, SigningSecret, WebhookId, rfc3339};
 use herald_store::{IdempotentAnswer, NewWebhook, Page, Rotated, Rotation, StoreError, Webhook, WebhookPatch};
 use std::time::Duration;
@@ -77,7 +77,7 @@ impl Herald {
         };
         let limit = self.config.webhooks_per_account;
         let created = self.store.create_webhook(new, limit).await.map_err(|e| match e {
-            StoreError::LimitReached => AppError::Conflict(format!("an account may have at most {limit} webhooks")),
+            StoreError::LimitReached => AppError::Conflict(Conflict::WebhookLimit { limit }),
             e => e.into(),
         })?;
         Ok((created, secret))
@@ -121,12 +121,12 @@ impl Herald {
         {
             let since = self.clock.now() - at;
             if since < self.config.reenable_cooldown {
-                return Err(AppError::Conflict(format!(
-                    "the webhook was disabled automatically ({}) {} s ago; it can be re-enabled {} s after that",
-                    current.disabled_reason.map_or("automatic", |r| r.as_str()),
-                    since.whole_seconds().max(0),
-                    self.config.reenable_cooldown.as_secs()
-                )));
+                return Err(Conflict::ReenableCooldown {
+                    reason: current.disabled_reason,
+                    since_secs: since.whole_seconds().max(0),
+                    cooldown_secs: self.config.reenable_cooldown.as_secs(),
+                }
+                .into());
             }
         }
         patch.enabled = c.enabled;
@@ -183,7 +183,7 @@ impl Herald {
             Rotated::NotFound => Err(AppError::NotFound("webhook")),
             Rotated::Applied => Ok(answer),
             Rotated::Replayed(prior) => serde_json::from_str(&prior)
-                .map_err(|e| AppError::Store(StoreError::corrupt("a stored rotation answer", e))),
+                .map_err(|e| AppError::Internal(StoreError::corrupt("a stored rotation answer", e))),
         }
     }
 
