@@ -13,8 +13,9 @@
 //!   also polls as a fallback.
 #![forbid(unsafe_code)]
 
-#[macro_use]
 mod rows;
+
+use rows::unavailable;
 mod accounts;
 mod claim;
 mod deliveries;
@@ -65,17 +66,6 @@ pub struct PgStore {
     /// Stops the LISTEN task when the last clone of the store is dropped.
     pub(crate) _listening: Arc<tokio_util::sync::DropGuard>,
     pub(crate) cipher: Option<Arc<herald_store::codec::SecretCipher>>,
-}
-
-pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::AlreadyExists,
-        // SQLSTATE class 22, data exception (NUL in TEXT, a bad jsonb escape…): the value is
-        // at fault, not the database; retrying cannot help.
-        sqlx::Error::Database(d) if d.code().is_some_and(|c| c.starts_with("22")) => StoreError::Invalid(Box::new(e)),
-        sqlx::Error::Encode(_) => StoreError::Invalid(Box::new(e)),
-        _ => StoreError::Unavailable(Box::new(e)),
-    }
 }
 
 impl PgStore {

@@ -6,8 +6,9 @@
 //! claims). Work signals are in-process only: SQLite is a one-process store.
 #![forbid(unsafe_code)]
 
-#[macro_use]
 mod rows;
+
+use rows::unavailable;
 mod accounts;
 mod claim;
 mod deliveries;
@@ -47,13 +48,6 @@ pub struct SqliteStore {
     pub(crate) signal: WorkSignal,
     pub(crate) publisher: mpsc::UnboundedSender<PublishJob>,
     pub(crate) cipher: Option<Arc<herald_store::codec::SecretCipher>>,
-}
-
-pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::AlreadyExists,
-        _ => StoreError::Unavailable(Box::new(e)),
-    }
 }
 
 impl SqliteStore {

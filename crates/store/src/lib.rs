@@ -17,6 +17,10 @@ mod error;
 pub mod plan;
 mod records;
 mod signal;
+pub mod sql;
+
+#[doc(hidden)]
+pub use sql::__private;
 
 pub use error::{StoreError, error_chain};
 pub use records::*;
