@@ -205,6 +205,13 @@ impl Engine {
 
     async fn run_attempt(&self, mut c: Claimed) -> Outcome {
         let (result, verdict) = match c.body.take() {
+            // The secrets cannot be opened (another HERALD_SECRET_KEY): never send unsigned.
+            Some(_) if c.secrets.is_none() => {
+                let result = failure_without_response(self.clock.now(), UNSIGNABLE);
+                let verdict =
+                    classify(&result, c.attempt, c.max_attempts, &self.cfg.retry, self.clock.now(), unit_random());
+                (result, verdict)
+            }
             Some(body) => {
                 let result = shielded(self.sender.attempt(&c, body), self.clock.now()).await;
                 let verdict =
@@ -360,6 +367,9 @@ impl Engine {
 
 /// The error of a delivery whose event no longer exists.
 const MISSING_BODY: &str = "not sent: the event of this delivery no longer exists";
+
+/// The error of a delivery whose webhook's signing secrets cannot be opened.
+const UNSIGNABLE: &str = "not sent: the signing secret cannot be decrypted (check HERALD_SECRET_KEY)";
 
 /// The error recorded in place of a receiver's answer that the store refused.
 const UNSTORABLE: &str = "the receiver's answer could not be stored";

@@ -78,7 +78,10 @@ impl Sender {
             }
             Err(e) => return fail(AttemptKind::NotSent, format!("invalid target: {e}")),
         };
-        let sig = c.secrets.sign(c.event_id.as_str(), &body, started_at);
+        let Some(secrets) = &c.secrets else {
+            return fail(AttemptKind::NotSent, "not sent: no signing secret".into());
+        };
+        let sig = secrets.sign(c.event_id.as_str(), &body, started_at);
         let req = self
             .client
             .post(url.as_url().clone())

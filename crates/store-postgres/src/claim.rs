@@ -58,18 +58,19 @@ impl Queue for PgStore {
         .await
         .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        let mut secrets_of: std::collections::HashMap<String, herald_domain::SecretSet> = Default::default();
+        let mut secrets_of: std::collections::HashMap<String, Option<herald_domain::SecretSet>> = Default::default();
         rows.iter()
             .map(|r| {
                 let wh: String = get(r, 1)?;
                 let secrets = match secrets_of.get(&wh) {
                     Some(s) => s.clone(),
                     None => {
-                        let s = herald_store::codec::open_secret_set(
+                        let s = herald_store::codec::open_for_claim(
                             self.cipher.as_deref(),
+                            &wh,
                             get(r, 9)?,
                             &get::<String>(r, 10)?,
-                        )?;
+                        );
                         secrets_of.insert(wh.clone(), s.clone());
                         s
                     }

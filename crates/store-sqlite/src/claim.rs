@@ -133,7 +133,7 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
             left -= rows.len() as i64;
-            let secrets = herald_store::codec::open_secret_set(self.cipher.as_deref(), secret, &prev)?;
+            let secrets = herald_store::codec::open_for_claim(self.cipher.as_deref(), &wh, secret, &prev);
             for r in &rows {
                 claimed.push(Claimed {
                     delivery_id: DeliveryId::from_trusted(get(r, 0)?),

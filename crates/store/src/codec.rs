@@ -130,6 +130,23 @@ pub fn open(cipher: Option<&SecretCipher>, stored: String) -> StoreResult<String
     }
 }
 
+/// [`open_secret_set`] for a claim: a webhook whose secrets cannot be opened gets `None`
+/// (logged) instead of failing the whole claim, so one webhook never blocks the others.
+pub fn open_for_claim(
+    cipher: Option<&SecretCipher>,
+    webhook: &str,
+    current: String,
+    previous_json: &str,
+) -> Option<SecretSet> {
+    match open_secret_set(cipher, current, previous_json) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(webhook_id = webhook, error = %e, "signing secrets cannot be opened; its deliveries are not sent");
+            None
+        }
+    }
+}
+
 /// [`secret_set`] for stores that may encrypt secrets.
 pub fn open_secret_set(cipher: Option<&SecretCipher>, current: String, previous_json: &str) -> StoreResult<SecretSet> {
     let mut set = secret_set(current, previous_json)?;

@@ -138,7 +138,9 @@ pub struct Claimed {
     pub event_id: EventId,
     pub event_type: String,
     pub url: String,
-    pub secrets: SecretSet,
+    /// The signing secrets; `None` when they cannot be opened (encrypted under another
+    /// `HERALD_SECRET_KEY`): such a delivery is not sent, and other webhooks are unaffected.
+    pub secrets: Option<SecretSet>,
     /// The bytes to POST; `None` when the event they came from no longer exists (such a
     /// delivery is never sent: it fails with a clear error).
     pub body: Option<Vec<u8>>,

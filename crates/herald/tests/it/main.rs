@@ -9,6 +9,7 @@ mod crash;
 mod engine;
 mod faults;
 mod input;
+mod keys;
 mod lifecycle;
 mod pg_restart;
 mod receivers;

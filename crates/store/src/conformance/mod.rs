@@ -223,9 +223,9 @@ pub async fn rotation_keeps_previous_secrets_until_their_own_expiry(store: &dyn 
     assert_eq!(store.rotate_secret(rotation(&acc, &wh, &s2, 7200)).await.unwrap(), Rotated::Applied);
     publish(store, &acc, t0()).await;
     let c = store.claim_due(t0(), LEASE, 1).await.unwrap().remove(0);
-    assert_eq!(c.secrets.current, s2);
-    assert_eq!(c.secrets.active(t0()).count(), 3, "both earlier secrets still sign");
-    assert_eq!(c.secrets.active(t0() + Duration::from_secs(3601)).count(), 2);
+    assert_eq!(c.secrets.as_ref().unwrap().current, s2);
+    assert_eq!(c.secrets.as_ref().unwrap().active(t0()).count(), 3, "both earlier secrets still sign");
+    assert_eq!(c.secrets.as_ref().unwrap().active(t0() + Duration::from_secs(3601)).count(), 2);
     let other = account(store, "b").await;
     assert_eq!(store.rotate_secret(rotation(&other, &wh, &s1, 0)).await.unwrap(), Rotated::NotFound);
     for _ in 0..6 {
