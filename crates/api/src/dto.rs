@@ -144,6 +144,10 @@ impl From<Delivery> for DeliveryOut {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AttemptOut {
     pub number: u32,
+    /// What happened: `response`, `body_error`, `timeout`, `connect_error`, `protocol_error`,
+    /// `refused_by_policy` or `not_sent` (absent for attempts recorded by older versions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
     pub started_at: String,
     pub duration_ms: u64,
     pub status_code: u16,
@@ -157,6 +161,7 @@ impl From<Attempt> for AttemptOut {
     fn from(a: Attempt) -> Self {
         Self {
             number: a.number,
+            outcome: a.kind.map(|k| k.as_str()),
             started_at: rfc3339(a.started_at),
             duration_ms: a.duration_ms,
             status_code: a.status_code,

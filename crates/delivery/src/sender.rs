@@ -148,7 +148,13 @@ fn kind_of(e: &reqwest::Error) -> AttemptKind {
         }
         source = s.source();
     }
-    if e.is_timeout() { AttemptKind::Timeout } else { AttemptKind::ConnectError }
+    if e.is_timeout() {
+        AttemptKind::Timeout
+    } else if e.is_connect() {
+        AttemptKind::ConnectError
+    } else {
+        AttemptKind::ProtocolError
+    }
 }
 
 /// A short error string: the kind and the innermost cause, never the URL.

@@ -68,6 +68,8 @@ pub enum AttemptKind {
     Timeout,
     /// No connection (refused, reset, DNS failure, TLS failure).
     ConnectError,
+    /// Connected, but the answer was not valid HTTP (malformed or oversized head, reset).
+    ProtocolError,
     /// The address policy refused every address of the target: nothing was sent.
     RefusedByPolicy,
     /// Herald did not send it (the event is gone, or the attempt broke inside Herald).
@@ -82,9 +84,24 @@ impl AttemptKind {
             Self::BodyError => "body_error",
             Self::Timeout => "timeout",
             Self::ConnectError => "connect_error",
+            Self::ProtocolError => "protocol_error",
             Self::RefusedByPolicy => "refused_by_policy",
             Self::NotSent => "not_sent",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Response,
+            Self::BodyError,
+            Self::Timeout,
+            Self::ConnectError,
+            Self::ProtocolError,
+            Self::RefusedByPolicy,
+            Self::NotSent,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
     }
 }
 

@@ -19,6 +19,7 @@ impl PgStore {
         let mut nexts = Vec::new();
         let mut durations = Vec::new();
         let mut bodies: Vec<Option<String>> = Vec::new();
+        let mut kinds: Vec<&str> = Vec::new();
         for r in outcomes.iter().map(|o| OutcomeRow::of(o, now_ms)) {
             ids.push(r.id);
             tokens.push(r.token);
@@ -30,12 +31,13 @@ impl PgStore {
             nexts.push(r.next_ms);
             durations.push(r.duration_ms);
             bodies.push(r.response_body);
+            kinds.push(r.kind);
         }
         let mut tx = self.begin_soft().await?;
         let applied: Vec<(String, String)> = sqlx::query_as(
             "WITH o AS (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], \
-               $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[]) \
-               AS o(id, token, status, attempt, error, code, started, next, duration, body)), \
+               $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::text[], $11::text[]) \
+               AS o(id, token, status, attempt, error, code, started, next, duration, body, kind)), \
              upd AS ( \
                UPDATE deliveries d SET status = o.status, attempts = o.attempt, last_error = o.error, \
                  last_status_code = NULLIF(o.code, 0), last_attempt_at = o.started, next_retry_at = o.next, \
@@ -43,11 +45,11 @@ impl PgStore {
                FROM o WHERE d.id = o.id AND d.lease_token = o.token AND d.status = 'pending' \
                RETURNING d.id, o.token), \
              ins AS ( \
-               INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, error, response_body) \
-               SELECT o.id, o.attempt, o.started, o.duration, o.code, o.error, o.body FROM o JOIN upd ON upd.id = o.id AND upd.token = o.token \
+               INSERT INTO attempts (delivery_id, number, started_at, duration_ms, status_code, error, response_body, kind) \
+               SELECT o.id, o.attempt, o.started, o.duration, o.code, o.error, o.body, o.kind FROM o JOIN upd ON upd.id = o.id AND upd.token = o.token \
                ON CONFLICT (delivery_id, number) DO UPDATE SET started_at = EXCLUDED.started_at, \
                  duration_ms = EXCLUDED.duration_ms, status_code = EXCLUDED.status_code, error = EXCLUDED.error, \
-                 response_body = EXCLUDED.response_body) \
+                 response_body = EXCLUDED.response_body, kind = EXCLUDED.kind) \
              SELECT id, token FROM upd",
         )
         .bind(&ids)
@@ -60,6 +62,7 @@ impl PgStore {
         .bind(&nexts)
         .bind(&durations)
         .bind(&bodies)
+        .bind(&kinds)
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;

@@ -49,7 +49,7 @@ impl Deliveries for SqliteStore {
         };
         let d = delivery_from_row(&row)?;
         let attempts = sqlx::query(
-            "SELECT number, started_at, duration_ms, status_code, error, response_body FROM attempts \
+            "SELECT number, started_at, duration_ms, status_code, error, response_body, kind FROM attempts \
              WHERE delivery_id = ? ORDER BY number",
         )
         .bind(id.as_str())

@@ -38,6 +38,7 @@ impl SqliteStore {
                     r.duration_ms,
                     r.status_code,
                     r.response_body,
+                    r.kind,
                 ])
             })
             .collect();
@@ -63,8 +64,9 @@ impl SqliteStore {
         if !done.is_empty() {
             sqlx::query(
                 "INSERT OR REPLACE INTO attempts (delivery_id, number, started_at, duration_ms, status_code, \
-                   error, response_body) \
-                 SELECT value ->> 0, value ->> 3, value ->> 6, value ->> 8, value ->> 9, value ->> 4, value ->> 10 \
+                   error, response_body, kind) \
+                 SELECT value ->> 0, value ->> 3, value ->> 6, value ->> 8, value ->> 9, value ->> 4, value ->> 10, \
+                   value ->> 11 \
                  FROM json_each(?)",
             )
             .bind(json(&done))

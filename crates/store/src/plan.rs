@@ -9,6 +9,8 @@ use herald_domain::{Verdict, to_millis};
 pub struct OutcomeRow {
     pub id: String,
     pub token: String,
+    /// What happened ([`herald_domain::AttemptKind::as_str`]).
+    pub kind: &'static str,
     /// The delivery's new status.
     pub status: &'static str,
     pub attempt: i64,
@@ -35,6 +37,7 @@ impl OutcomeRow {
         Self {
             id: o.delivery_id.to_string(),
             token: o.lease_token.clone(),
+            kind: r.kind.as_str(),
             status,
             attempt: i64::from(o.attempt),
             error: r.error.as_deref().map(herald_domain::text::storable),

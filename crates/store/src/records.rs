@@ -123,6 +123,8 @@ pub struct Delivery {
 #[derive(Clone, Debug)]
 pub struct Attempt {
     pub number: u32,
+    /// What happened (`None` for attempts recorded before kinds were stored).
+    pub kind: Option<herald_domain::AttemptKind>,
     pub started_at: OffsetDateTime,
     pub duration_ms: u64,
     pub status_code: u16,

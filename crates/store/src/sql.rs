@@ -112,9 +112,13 @@ macro_rules! sql_rows {
             })
         }
 
+        /// A row of `number, started_at, duration_ms, status_code, error, response_body, kind`.
         pub(crate) fn attempt_from_row(r: &$row) -> StoreResult<Attempt> {
             Ok(Attempt {
                 number: get::<i64>(r, 0)? as u32,
+                kind: get::<Option<String>>(r, 6)?
+                    .map(|k| AttemptKind::parse(&k).ok_or_else(|| corrupt("attempt kind", &k)))
+                    .transpose()?,
                 started_at: from_millis(get(r, 1)?),
                 duration_ms: get::<i64>(r, 2)? as u64,
                 status_code: get::<i64>(r, 3)? as u16,
@@ -143,5 +147,7 @@ macro_rules! sql_rows {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::{Account, Attempt, Delivery, Event, StoreError, StoreResult, Webhook};
-    pub use herald_domain::{AccountId, DeliveryId, DeliveryStatus, DisabledReason, EventId, WebhookId, from_millis};
+    pub use herald_domain::{
+        AccountId, AttemptKind, DeliveryId, DeliveryStatus, DisabledReason, EventId, WebhookId, from_millis,
+    };
 }

@@ -188,6 +188,7 @@ async fn connection_refused_is_recorded_with_status_zero() {
     let a = &d["attempt_log"][0];
     assert_eq!(a["status_code"], 0);
     assert!(a["error"].as_str().unwrap().starts_with("connection failed"), "{a}");
+    assert_eq!(a["outcome"], "connect_error", "{a}");
     assert!(!a["error"].as_str().unwrap().contains("127.0.0.1"), "no URL in errors: {a}");
 }
 
@@ -407,6 +408,7 @@ async fn an_attempt_that_outlives_its_timeout_is_a_failure_with_status_zero() {
     let a = &d["attempt_log"][0];
     assert_eq!(a["status_code"], 0);
     assert!(a["error"].as_str().unwrap().starts_with("timeout"), "{a}");
+    assert_eq!(a["outcome"], "timeout", "{a}");
     rx.open_gate();
 }
 

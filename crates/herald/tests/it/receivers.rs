@@ -156,6 +156,7 @@ async fn misbehaving_receivers_affect_only_their_own_delivery(backend: Backend) 
         match how {
             Misbehaviour::NulBody => {
                 assert!(ds.iter().all(|d| d["status"] == "delivered"));
+                assert_eq!(attempt["outcome"], "response");
                 let body = attempt["response_body"].as_str().unwrap();
                 assert!(body.starts_with("abc") && body.contains("def") && !body.contains('\0'), "{body:?}");
             }
@@ -175,6 +176,7 @@ async fn misbehaving_receivers_affect_only_their_own_delivery(backend: Backend) 
             Misbehaviour::MalformedHeaders | Misbehaviour::HugeHeader => {
                 assert!(ds.iter().all(|d| d["status"] == "pending"));
                 assert_eq!(attempt["status_code"], 0, "{attempt}");
+                assert_eq!(attempt["outcome"], "protocol_error", "{attempt}");
                 assert!(attempt["error"].as_str().is_some_and(|e| !e.is_empty()));
             }
         }

@@ -47,6 +47,7 @@ async fn a_name_rebound_to_loopback_after_registration_is_refused_at_connect_tim
     let a = &d["attempt_log"][0];
     assert_eq!(a["status_code"], 0);
     assert!(a["error"].as_str().unwrap().contains("destination refused"), "{a}");
+    assert_eq!(a["outcome"], "refused_by_policy", "{a}");
     assert_eq!(d["status"], "failed", "a refusal by the address policy is not retried like a network failure");
     assert!(rx.received("rb").is_empty(), "no connection was made");
 }
