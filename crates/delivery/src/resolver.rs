@@ -25,6 +25,20 @@ impl HickoryLookup {
     pub fn from_system() -> Result<Self, BoxError> {
         Ok(Self(hickory_resolver::TokioResolver::builder_tokio()?.build()?))
     }
+
+    /// Every lookup goes to the DNS server at `server` (UDP, then TCP), never the system's
+    /// configuration (`HERALD_DNS_SERVER`: a local caching resolver, or a test's).
+    pub fn with_server(server: SocketAddr) -> Result<Self, BoxError> {
+        use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+        let mut udp = ConnectionConfig::udp();
+        udp.port = server.port();
+        let mut tcp = ConnectionConfig::tcp();
+        tcp.port = server.port();
+        let config =
+            ResolverConfig::from_parts(None, vec![], vec![NameServerConfig::new(server.ip(), true, vec![udp, tcp])]);
+        let provider = hickory_resolver::net::runtime::TokioRuntimeProvider::default();
+        Ok(Self(hickory_resolver::TokioResolver::builder_with_config(config, provider).build()?))
+    }
 }
 
 impl Lookup for HickoryLookup {

@@ -137,7 +137,13 @@ impl Application {
         let policy = IpPolicy { allow_private: settings.allow_private_targets, allow: settings.allow_cidrs.clone() };
         let lookup: Arc<dyn Lookup> = match deps.lookup {
             Some(l) => l,
-            None => Arc::new(HickoryLookup::from_system().map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?),
+            None => Arc::new(
+                match settings.dns_server {
+                    Some(server) => HickoryLookup::with_server(server),
+                    None => HickoryLookup::from_system(),
+                }
+                .map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?,
+            ),
         };
         let resolver = GuardedResolver::new(lookup, policy);
         let sender = Sender::new(

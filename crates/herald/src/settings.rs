@@ -93,6 +93,10 @@ pub struct Settings {
     /// retried) before leases are given back.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = duration)]
     pub shutdown_grace: Duration,
+    /// `IP:port` of the DNS server for every lookup Herald makes (webhook targets; mail
+    /// authentication next); default: the system's resolver.
+    #[arg(long, env = "HERALD_DNS_SERVER")]
+    pub dns_server: Option<std::net::SocketAddr>,
     /// Fallback poll for due work when no wake-up arrives.
     #[arg(long, env = "HERALD_POLL_INTERVAL", default_value = "5s", value_parser = duration)]
     pub poll_interval: Duration,

@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod cli;
 mod crash;
+mod dns;
 mod engine;
 mod faults;
 mod input;
