@@ -16,18 +16,8 @@ impl Idempotency for SqliteStore {
         key: &str,
         since: OffsetDateTime,
     ) -> StoreResult<Option<String>> {
-        sqlx::query_scalar(
-            "SELECT response FROM idempotency WHERE account_id = ? AND scope = ? AND key = ? AND created_at >= ?",
-        )
-        .bind(account.as_str())
-        .bind(scope)
-        .bind(key)
-        .bind(to_millis(since))
-        .fetch_optional(&self.write)
-        .await
-        .map_err(unavailable)?
-        .map(|stored: String| herald_store::codec::open(self.cipher.as_deref(), stored))
-        .transpose()
+        let mut conn = self.write.acquire().await.map_err(unavailable)?;
+        find_answer(&mut conn, self.cipher.as_deref(), account, scope, key, since).await
     }
 
     async fn save_idempotent_response(
@@ -71,4 +61,27 @@ pub(crate) async fn save_answer(
     .await
     .map_err(unavailable)?;
     Ok(())
+}
+
+/// The answer stored under an idempotency key since `since`, opened, if any (on the
+/// caller's connection or transaction, so a read-check-write can be one transaction).
+pub(crate) async fn find_answer(
+    conn: &mut sqlx::SqliteConnection,
+    cipher: Option<&herald_store::codec::SecretCipher>,
+    account: &AccountId,
+    scope: &str,
+    key: &str,
+    since: OffsetDateTime,
+) -> StoreResult<Option<String>> {
+    let stored: Option<String> = sqlx::query_scalar(
+        "SELECT response FROM idempotency WHERE account_id = ? AND scope = ? AND key = ? AND created_at >= ?",
+    )
+    .bind(account.as_str())
+    .bind(scope)
+    .bind(key)
+    .bind(to_millis(since))
+    .fetch_optional(conn)
+    .await
+    .map_err(unavailable)?;
+    stored.map(|s| herald_store::codec::open(cipher, s)).transpose()
 }

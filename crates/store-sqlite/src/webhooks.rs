@@ -1,6 +1,6 @@
 //! Webhooks: create (within the account limit), read, patch, delete, rotate the secret.
 
-use crate::idempotency::save_answer;
+use crate::idempotency::{find_answer, save_answer};
 use crate::rows::*;
 use crate::{SqliteStore, unavailable};
 use async_trait::async_trait;
@@ -171,20 +171,11 @@ impl Webhooks for SqliteStore {
         else {
             return Ok(Rotated::NotFound);
         };
-        if let Some(i) = &r.idempotency {
-            let prior: Option<String> = sqlx::query_scalar(
-                "SELECT response FROM idempotency WHERE account_id = ? AND scope = ? AND key = ? AND created_at >= ?",
-            )
-            .bind(r.account.as_str())
-            .bind(&i.scope)
-            .bind(&i.key)
-            .bind(to_millis(i.since))
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            if let Some(prior) = prior {
-                return Ok(Rotated::Replayed(herald_store::codec::open(self.cipher.as_deref(), prior)?));
-            }
+        if let Some(i) = &r.idempotency
+            && let Some(prior) =
+                find_answer(&mut tx, self.cipher.as_deref(), &r.account, &i.scope, &i.key, i.since).await?
+        {
+            return Ok(Rotated::Replayed(prior));
         }
         let previous = herald_store::codec::rotated(
             &get::<String>(&row, 1)?,
