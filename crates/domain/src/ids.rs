@@ -62,6 +62,12 @@ prefixed_id!(
 prefixed_id!(
     /// One event owed to one webhook.
     DeliveryId, "whd_");
+prefixed_id!(
+    /// One inbound email accepted for one agent.
+    MessageId, "msg_");
+prefixed_id!(
+    /// A conversation: inbound messages that belong together.
+    ConversationId, "cnv_");
 
 #[cfg(test)]
 mod tests {
