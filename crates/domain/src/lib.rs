@@ -5,6 +5,7 @@
 //! address policy, filter matching — are unit-tested with fixed vectors.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod api_key;
 pub mod clock;
 pub mod delivery;
@@ -13,6 +14,7 @@ pub mod event_type;
 #[cfg(test)]
 mod fuzz;
 pub mod ids;
+pub mod inbound;
 pub mod ip_policy;
 pub mod mail;
 pub mod retry;
@@ -21,6 +23,7 @@ pub mod target_url;
 pub mod text;
 pub mod webhook;
 
+pub use agent::{AcceptedDomains, AddressError, AgentAddress};
 pub use api_key::ApiKey;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use delivery::{AttemptKind, AttemptOutcome, DeliveryStatus, RetryRefused, Verdict};

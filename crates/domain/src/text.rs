@@ -30,6 +30,12 @@ pub fn truncate(text: &mut String, max_bytes: usize) {
     text.truncate(end);
 }
 
+/// `text` as an HTTP header value: every character outside printable ASCII (CR, LF and
+/// other controls, non-ASCII) becomes `?`, so the value can be neither split nor refused.
+pub fn header_safe(text: &str) -> String {
+    text.chars().map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
