@@ -48,7 +48,7 @@ impl Queue for PgStore {
              FROM picked JOIN webhooks w ON w.id = picked.webhook_id WHERE d.id = picked.id \
              RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.max_attempts, d.lease_token, \
                COALESCE(d.body, (SELECT e.payload FROM events e WHERE e.id = d.event_id)), \
-               w.url, w.secret, w.previous_secrets",
+               w.url, w.secret, w.previous_secrets, d.agent IS NOT NULL",
         )
         .bind(now_ms)
         .bind(&locked)
@@ -83,6 +83,7 @@ impl Queue for PgStore {
                     event_type: get(r, 3)?,
                     url,
                     secrets,
+                    agent_payload: get(r, 11)?,
                     attempt: get::<i64>(r, 4)? as u32 + 1,
                     max_attempts: get::<i64>(r, 5)? as u32,
                     lease_token: get(r, 6)?,

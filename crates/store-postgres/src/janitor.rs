@@ -43,10 +43,20 @@ impl Maintenance for PgStore {
             .await
             .map_err(unavailable)?
             .rows_affected();
+            let m = sqlx::query(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE expires_at <= $1 \
+                 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
             tx.commit().await.map_err(unavailable)?;
             let d = gone.len() as u64;
-            total += d + e;
-            if d < u64::from(batch) && e < u64::from(batch) {
+            total += d + e + m;
+            if d < u64::from(batch) && e < u64::from(batch) && m < u64::from(batch) {
                 return Ok(total);
             }
         }
@@ -60,7 +70,7 @@ impl Maintenance for PgStore {
     ) -> StoreResult<Vec<WebhookId>> {
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE webhooks SET enabled = false, disabled_reason = $4, auto_disabled_at = $1, updated_at = $1 \
-             WHERE enabled AND id IN (SELECT webhook_id FROM deliveries WHERE created_at >= $2 \
+             WHERE enabled AND agent IS NULL AND id IN (SELECT webhook_id FROM deliveries WHERE created_at >= $2 \
                GROUP BY webhook_id HAVING COUNT(*) FILTER (WHERE status = 'failed') >= $3 AND COUNT(*) FILTER (WHERE status = 'delivered') = 0) \
              RETURNING id",
         )

@@ -17,10 +17,12 @@ mod rows;
 
 use rows::unavailable;
 mod accounts;
+mod agents;
 mod claim;
 mod deliveries;
 mod events;
 mod idempotency;
+mod inbox;
 mod janitor;
 mod listener;
 mod outcomes;

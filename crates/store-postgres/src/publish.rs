@@ -50,69 +50,13 @@ impl PgStore {
                     .map_err(unavailable)?;
             }
         }
-        let subs = sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = $1 AND enabled")
-            .bind(account)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        let mut targets = Vec::new();
-        for r in &subs {
-            let types: Vec<String> = parse_json(&get::<String>(r, 1)?)?;
-            let filters: Filters = parse_json(&get::<String>(r, 2)?)?;
-            if filters.wants(&types, &new.event_type, &new.routing) {
-                targets.push(get::<String>(r, 0)?);
-            }
-        }
-        sqlx::query(
-            "INSERT INTO events (id, account_id, type, payload, agent_id, conversation_id, labels, idempotency_key, \
-             deliveries, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(new.id.as_str())
-        .bind(account)
-        .bind(&new.event_type)
-        .bind(new.envelope.as_bytes())
-        .bind(new.routing.agent_id.as_deref())
-        .bind(new.routing.conversation_id.as_deref())
-        .bind(json(&new.routing.labels))
-        .bind(new.idempotency_key.as_deref())
-        .bind(targets.len() as i64)
-        .bind(now)
-        .bind(rules.event_expiry(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        if !targets.is_empty() {
-            let ids: Vec<String> = targets.iter().map(|_| DeliveryId::generate().to_string()).collect();
-            sqlx::query(
-                "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
-                 max_attempts, next_retry_at, created_at, expires_at) \
-                 SELECT d.id, $3, d.webhook_id, $4, $5, 'pending', 0, $6, $7, $7, $8 \
-                 FROM UNNEST($1::text[], $2::text[]) AS d(id, webhook_id)",
-            )
-            .bind(&ids)
-            .bind(&targets)
-            .bind(account)
-            .bind(new.id.as_str())
-            .bind(&new.event_type)
-            .bind(i64::from(rules.max_attempts))
-            .bind(now)
-            .bind(rules.delivery_expiry(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
+        let n = publish_in(&mut tx, &new, rules).await?;
         tx.commit().await.map_err(unavailable)?;
-        if !targets.is_empty() {
+        if n > 0 {
             self.wake_local();
             self.notify_soon();
         }
-        Ok(Published {
-            id: new.id,
-            event_type: new.event_type,
-            created_at: new.created_at,
-            deliveries: targets.len() as u32,
-            replayed: false,
-        })
+        Ok(Published { id: new.id, event_type: new.event_type, created_at: new.created_at, deliveries: n, replayed: false })
     }
 
     /// A publish without an idempotency key as ONE statement (atomic on its own): match the
@@ -166,4 +110,67 @@ impl PgStore {
             replayed: false,
         })
     }
+}
+
+/// Publishes one event inside the caller's transaction: the event and one delivery per
+/// matching enabled subscription; returns how many deliveries.
+pub(crate) async fn publish_in(
+    tx: &mut sqlx::PgConnection,
+    new: &NewEvent,
+    rules: &FanoutRules,
+) -> StoreResult<u32> {
+    let now = to_millis(new.created_at);
+    let account = new.account_id.as_str();
+    let subs = sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = $1 AND enabled")
+        .bind(account)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    let mut targets = Vec::new();
+    for r in &subs {
+        let types: Vec<String> = parse_json(&get::<String>(r, 1)?)?;
+        let filters: Filters = parse_json(&get::<String>(r, 2)?)?;
+        if filters.wants(&types, &new.event_type, &new.routing) {
+            targets.push(get::<String>(r, 0)?);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO events (id, account_id, type, payload, agent_id, conversation_id, labels, idempotency_key, \
+         deliveries, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(new.id.as_str())
+    .bind(account)
+    .bind(&new.event_type)
+    .bind(new.envelope.as_bytes())
+    .bind(new.routing.agent_id.as_deref())
+    .bind(new.routing.conversation_id.as_deref())
+    .bind(json(&new.routing.labels))
+    .bind(new.idempotency_key.as_deref())
+    .bind(targets.len() as i64)
+    .bind(now)
+    .bind(rules.event_expiry(now))
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    if !targets.is_empty() {
+        let ids: Vec<String> = targets.iter().map(|_| DeliveryId::generate().to_string()).collect();
+        sqlx::query(
+            "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
+             max_attempts, next_retry_at, created_at, expires_at) \
+             SELECT d.id, $3, d.webhook_id, $4, $5, 'pending', 0, $6, $7, $7, $8 \
+             FROM UNNEST($1::text[], $2::text[]) AS d(id, webhook_id)",
+        )
+        .bind(&ids)
+        .bind(&targets)
+        .bind(account)
+        .bind(new.id.as_str())
+        .bind(&new.event_type)
+        .bind(i64::from(rules.max_attempts))
+        .bind(now)
+        .bind(rules.delivery_expiry(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(targets.len() as u32)
 }

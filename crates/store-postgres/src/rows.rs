@@ -3,4 +3,4 @@
 
 herald_store::sql_rows!(sqlx::postgres::PgRow, sqlx::Postgres);
 
-pub(crate) use herald_store::{delivery_columns, event_columns, webhook_columns};
+pub(crate) use herald_store::{agent_columns, delivery_columns, event_columns, message_columns, webhook_columns};

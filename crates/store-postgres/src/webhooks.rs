@@ -20,7 +20,7 @@ impl Webhooks for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE account_id = $1")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE account_id = $1 AND agent IS NULL")
             .bind(new.account_id.as_str())
             .fetch_one(&mut *tx)
             .await
@@ -64,7 +64,7 @@ impl Webhooks for PgStore {
     }
 
     async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>> {
-        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = $1 AND id = $2");
+        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = $1 AND id = $2 AND agent IS NULL");
         let row = sqlx::query(sql)
             .bind(account.as_str())
             .bind(id.as_str())
@@ -78,7 +78,7 @@ impl Webhooks for PgStore {
         let sql = concat!(
             "SELECT ",
             webhook_columns!(),
-            " FROM webhooks WHERE account_id = $1 AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            " FROM webhooks WHERE account_id = $1 AND agent IS NULL AND ($2::text IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
         );
         let rows = sqlx::query(sql)
             .bind(account.as_str())
@@ -107,7 +107,7 @@ impl Webhooks for PgStore {
                disabled_reason = CASE WHEN $6::boolean IS NULL THEN disabled_reason WHEN $6 THEN NULL ELSE $11 END, \
                auto_disabled_at = CASE WHEN $7 THEN NULL ELSE auto_disabled_at END, \
                updated_at = $8 \
-             WHERE account_id = $9 AND id = $10 RETURNING ",
+             WHERE account_id = $9 AND id = $10 AND agent IS NULL RETURNING ",
             webhook_columns!()
         );
         let row = sqlx::query(sql)
@@ -139,7 +139,7 @@ impl Webhooks for PgStore {
 
     async fn delete_webhook(&self, account: &AccountId, id: &WebhookId, now: OffsetDateTime) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM webhooks WHERE account_id = $1 AND id = $2")
+        let done = sqlx::query("DELETE FROM webhooks WHERE account_id = $1 AND id = $2 AND agent IS NULL")
             .bind(account.as_str())
             .bind(id.as_str())
             .execute(&mut *tx)

@@ -122,7 +122,8 @@ impl SqliteStore {
                  WHERE id IN (SELECT id FROM deliveries WHERE webhook_id = ? AND status = 'pending' \
                    AND next_retry_at <= ? AND expires_at > ? ORDER BY next_retry_at LIMIT ?) \
                  RETURNING id, event_id, event_type, attempts, max_attempts, lease_token, \
-                   COALESCE(body, (SELECT payload FROM events e WHERE e.id = deliveries.event_id))",
+                   COALESCE(body, (SELECT payload FROM events e WHERE e.id = deliveries.event_id)), \
+                   agent IS NOT NULL",
             )
             .bind(lease_until)
             .bind(&wh)
@@ -143,6 +144,7 @@ impl SqliteStore {
                     url: url.clone(),
                     secrets: secrets.clone(),
                     body: get::<Option<Vec<u8>>>(r, 6)?,
+                    agent_payload: get(r, 7)?,
                     attempt: get::<i64>(r, 3)? as u32 + 1,
                     max_attempts: get::<i64>(r, 4)? as u32,
                     lease_token: get(r, 5)?,

@@ -29,7 +29,7 @@ impl EventLog for SqliteStore {
     ) -> StoreResult<Option<DeliveryId>> {
         let now = to_millis(new.created_at);
         let mut tx = self.begin().await?;
-        let found: Option<String> = sqlx::query_scalar("SELECT id FROM webhooks WHERE account_id = ? AND id = ?")
+        let found: Option<String> = sqlx::query_scalar("SELECT id FROM webhooks WHERE account_id = ? AND id = ? AND agent IS NULL")
             .bind(new.account_id.as_str())
             .bind(webhook.as_str())
             .fetch_optional(&mut *tx)

@@ -45,9 +45,19 @@ impl Maintenance for SqliteStore {
             .await
             .map_err(unavailable)?
             .rows_affected();
+            let m = sqlx::query(
+                "DELETE FROM messages WHERE id IN \
+                 (SELECT id FROM messages WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
             tx.commit().await.map_err(unavailable)?;
-            total += d + e;
-            if d < u64::from(batch) && e < u64::from(batch) {
+            total += d + e + m;
+            if d < u64::from(batch) && e < u64::from(batch) && m < u64::from(batch) {
                 return Ok(total);
             }
             // Let other writers in between batches.
@@ -63,7 +73,7 @@ impl Maintenance for SqliteStore {
     ) -> StoreResult<Vec<WebhookId>> {
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE webhooks SET enabled = 0, disabled_reason = ?4, auto_disabled_at = ?1, updated_at = ?1 \
-             WHERE enabled = 1 AND id IN (SELECT webhook_id FROM deliveries WHERE created_at >= ?2 \
+             WHERE enabled = 1 AND agent IS NULL AND id IN (SELECT webhook_id FROM deliveries WHERE created_at >= ?2 \
                GROUP BY webhook_id HAVING SUM(status = 'failed') >= ?3 AND SUM(status = 'delivered') = 0) \
              RETURNING id",
         )

@@ -50,14 +50,25 @@ pub(crate) async fn publish_loop(write: SqlitePool, signal: WorkSignal, mut rx: 
 }
 
 async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<Vec<Published>> {
-    use std::collections::HashMap;
     let mut tx = write.begin().await.map_err(unavailable)?;
+    let out = publish_in(&mut tx, jobs.iter().map(|j| (&j.new, &j.rules))).await?;
+    tx.commit().await.map_err(unavailable)?;
+    Ok(out)
+}
+
+/// Publishes events inside the caller's transaction: each event and one delivery per
+/// matching enabled subscription (idempotency keys honoured across the batch).
+pub(crate) async fn publish_in<'a>(
+    tx: &mut sqlx::SqliteConnection,
+    jobs: impl Iterator<Item = (&'a NewEvent, &'a FanoutRules)>,
+) -> StoreResult<Vec<Published>> {
+    use std::collections::HashMap;
     let mut subscriptions: HashMap<String, Vec<(String, Vec<String>, Filters)>> = HashMap::new();
     let mut keys_in_batch: HashMap<(String, String), Published> = HashMap::new();
     let mut events = Vec::new();
     let mut deliveries = Vec::new();
-    let mut out = Vec::with_capacity(jobs.len());
-    for PublishJob { new, rules, .. } in jobs {
+    let mut out = Vec::new();
+    for (new, rules) in jobs {
         let now = to_millis(new.created_at);
         let account = new.account_id.as_str().to_owned();
         if let Some(key) = &new.idempotency_key {
@@ -175,6 +186,5 @@ async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<V
         .await
         .map_err(unavailable)?;
     }
-    tx.commit().await.map_err(unavailable)?;
     Ok(out)
 }

@@ -15,7 +15,7 @@ impl Webhooks for SqliteStore {
         let now = to_millis(new.created_at);
         let mut tx = self.begin().await?;
         // The single writer makes count-then-insert atomic.
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE account_id = ?")
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE account_id = ? AND agent IS NULL")
             .bind(new.account_id.as_str())
             .fetch_one(&mut *tx)
             .await
@@ -60,7 +60,7 @@ impl Webhooks for SqliteStore {
     }
 
     async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>> {
-        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = ? AND id = ?");
+        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = ? AND id = ? AND agent IS NULL");
         let row = sqlx::query(sql)
             .bind(account.as_str())
             .bind(id.as_str())
@@ -74,7 +74,7 @@ impl Webhooks for SqliteStore {
         let sql = concat!(
             "SELECT ",
             webhook_columns!(),
-            " FROM webhooks WHERE account_id = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
+            " FROM webhooks WHERE account_id = ? AND agent IS NULL AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
         );
         let rows = sqlx::query(sql)
             .bind(account.as_str())
@@ -104,7 +104,7 @@ impl Webhooks for SqliteStore {
                disabled_reason = CASE WHEN ? IS NULL THEN disabled_reason WHEN ? THEN NULL ELSE ? END, \
                auto_disabled_at = CASE WHEN ? THEN NULL ELSE auto_disabled_at END, \
                updated_at = ? \
-             WHERE account_id = ? AND id = ?",
+             WHERE account_id = ? AND id = ? AND agent IS NULL",
         )
         .bind(patch.url.as_deref())
         .bind(patch.description.as_deref())
@@ -136,7 +136,7 @@ impl Webhooks for SqliteStore {
 
     async fn delete_webhook(&self, account: &AccountId, id: &WebhookId, now: OffsetDateTime) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query("DELETE FROM webhooks WHERE account_id = ? AND id = ?")
+        let done = sqlx::query("DELETE FROM webhooks WHERE account_id = ? AND id = ? AND agent IS NULL")
             .bind(account.as_str())
             .bind(id.as_str())
             .execute(&mut *tx)

@@ -14,6 +14,7 @@ pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod inbound;
 pub mod plan;
 mod records;
 mod signal;
@@ -23,11 +24,12 @@ pub mod sql;
 pub use sql::__private;
 
 pub use error::{StoreError, error_chain};
+pub use inbound::*;
 pub use records::*;
 pub use signal::WorkSignal;
 
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, EventId, WebhookId};
+use herald_domain::{AccountId, AgentAddress, DeliveryId, EventId, MessageId, WebhookId};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -37,12 +39,23 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// app holds an `Arc<dyn Store>` and hands narrower views to the parts that need less
 /// (the engine takes an `Arc<dyn EngineStore>`, by trait upcasting).
 pub trait Store:
-    Health + Accounts + Webhooks + EventLog + Deliveries + Idempotency + EngineStore + Send + Sync + 'static
+    Health + Accounts + Webhooks + Agents + Inbox + EventLog + Deliveries + Idempotency + EngineStore + Send + Sync + 'static
 {
 }
 
 impl<T> Store for T where
-    T: Health + Accounts + Webhooks + EventLog + Deliveries + Idempotency + EngineStore + Send + Sync + 'static
+    T: Health
+        + Accounts
+        + Webhooks
+        + Agents
+        + Inbox
+        + EventLog
+        + Deliveries
+        + Idempotency
+        + EngineStore
+        + Send
+        + Sync
+        + 'static
 {
 }
 
@@ -90,6 +103,47 @@ pub trait Webhooks {
     /// read-modify-write is atomic (concurrent rotations never lose a secret), and with an
     /// idempotency answer, a second rotation under the same key is answered from the first.
     async fn rotate_secret(&self, rotation: Rotation) -> StoreResult<Rotated>;
+}
+
+/// Agents: addresses hosted here, each with an optional own endpoint and its own secret.
+#[async_trait]
+pub trait Agents {
+    /// Creates the agent and its delivery target. An address taken in any account →
+    /// `AlreadyExists`; the account already has `limit` agents → `LimitReached`.
+    async fn create_agent(&self, new: NewAgent, limit: u32) -> StoreResult<Agent>;
+    async fn get_agent(&self, account: &AccountId, address: &AgentAddress) -> StoreResult<Option<Agent>>;
+    /// The account's agents in address order, after `page.after` (an address).
+    async fn list_agents(&self, account: &AccountId, page: Page) -> StoreResult<Vec<Agent>>;
+    async fn update_agent(
+        &self,
+        account: &AccountId,
+        address: &AgentAddress,
+        patch: AgentPatch,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Agent>>;
+    /// Deletes the agent; its pending deliveries end as `failed` with `agent deleted`.
+    async fn delete_agent(&self, account: &AccountId, address: &AgentAddress, now: OffsetDateTime)
+    -> StoreResult<bool>;
+    /// Where mail for `address` (already lowercased) goes, whichever account owns it.
+    async fn find_recipient(&self, address: &AgentAddress) -> StoreResult<Option<Recipient>>;
+}
+
+/// Inbound messages: ingest (message, event, deliveries in one transaction), conversations,
+/// and reading them back.
+#[async_trait]
+pub trait Inbox {
+    /// Commits every item in ONE transaction: per item, unless the same message reached
+    /// the same agent within the dedupe window, the message, its event with one delivery per
+    /// matching subscription, and the per-agent delivery. All or nothing. Wakes the engine.
+    async fn ingest(&self, items: Vec<InboundItem>, rules: &InboundRules) -> StoreResult<Vec<Ingested>>;
+    /// The conversation of the agent's most recent stored message whose `Message-ID` is
+    /// one of `message_ids`.
+    async fn conversation_of(&self, agent: &AgentAddress, message_ids: &[String]) -> StoreResult<Option<String>>;
+    /// The agent's messages, newest first, after `page.after` (a message id).
+    async fn list_messages(&self, account: &AccountId, agent: &AgentAddress, page: Page) -> StoreResult<Vec<Message>>;
+    async fn get_message(&self, account: &AccountId, id: &MessageId) -> StoreResult<Option<Message>>;
+    /// The stored bytes of a message.
+    async fn raw_message(&self, account: &AccountId, id: &MessageId) -> StoreResult<Option<Vec<u8>>>;
 }
 
 /// Events: publishing with fan-out, direct (test) enqueue, recovery, the events log and

@@ -108,6 +108,8 @@ pub struct Published {
 pub struct Delivery {
     pub id: DeliveryId,
     pub webhook_id: WebhookId,
+    /// The agent, for a per-agent delivery (its `webhook_id` is then the agent's target).
+    pub agent: Option<String>,
     pub event_id: EventId,
     pub event_type: String,
     pub status: DeliveryStatus,
@@ -146,6 +148,9 @@ pub struct Claimed {
     /// The bytes to POST; `None` when the event they came from no longer exists (such a
     /// delivery is never sent: it fails with a clear error).
     pub body: Option<Vec<u8>>,
+    /// True for a per-agent delivery: the body is a stored `Payload` whose auth headers
+    /// each attempt re-signs (`inbound::payload_for_attempt`).
+    pub agent_payload: bool,
     /// The number this attempt will have (attempts so far + 1).
     pub attempt: u32,
     pub max_attempts: u32,

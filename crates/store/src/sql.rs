@@ -22,7 +22,22 @@ macro_rules! event_columns {
 macro_rules! delivery_columns {
     () => {
         "id, webhook_id, event_id, event_type, status, attempts, max_attempts, \
-         last_error, last_status_code, last_attempt_at, next_retry_at, created_at"
+         last_error, last_status_code, last_attempt_at, next_retry_at, created_at, agent"
+    };
+}
+
+/// The columns of an agent: `agents a JOIN webhooks w ON w.id = a.target_id`.
+#[macro_export]
+macro_rules! agent_columns {
+    () => {
+        "a.address, a.account_id, a.name, w.url, w.max_in_flight, a.created_at, a.target_id"
+    };
+}
+
+#[macro_export]
+macro_rules! message_columns {
+    () => {
+        "id, account_id, agent, conversation_id, parsed, auth, size, received_at"
     };
 }
 
@@ -99,6 +114,7 @@ macro_rules! sql_rows {
             Ok(Delivery {
                 id: DeliveryId::from_trusted(get(r, 0)?),
                 webhook_id: WebhookId::from_trusted(get(r, 1)?),
+                agent: get(r, 12)?,
                 event_id: EventId::from_trusted(get(r, 2)?),
                 event_type: get(r, 3)?,
                 status: DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", &status))?,
@@ -127,6 +143,34 @@ macro_rules! sql_rows {
             })
         }
 
+        /// A row of [`agent_columns!`]($crate::agent_columns).
+        pub(crate) fn agent_from_row(r: &$row) -> StoreResult<Agent> {
+            let url: String = get(r, 3)?;
+            Ok(Agent {
+                address: AgentAddress::from_trusted(get(r, 0)?),
+                account_id: AccountId::from_trusted(get(r, 1)?),
+                name: get(r, 2)?,
+                webhook_url: (!url.is_empty()).then_some(url),
+                max_in_flight: get::<i64>(r, 4)? as u32,
+                created_at: from_millis(get(r, 5)?),
+                target: WebhookId::from_trusted(get(r, 6)?),
+            })
+        }
+
+        /// A row of [`message_columns!`]($crate::message_columns).
+        pub(crate) fn message_from_row(r: &$row) -> StoreResult<Message> {
+            Ok(Message {
+                id: MessageId::from_trusted(get(r, 0)?),
+                account_id: AccountId::from_trusted(get(r, 1)?),
+                agent: get(r, 2)?,
+                conversation_id: get(r, 3)?,
+                parsed: parse_json(&get::<String>(r, 4)?)?,
+                auth: parse_json(&get::<String>(r, 5)?)?,
+                size: get::<i64>(r, 6)? as u64,
+                received_at: from_millis(get(r, 7)?),
+            })
+        }
+
         /// A row of [`event_columns!`]($crate::event_columns).
         pub(crate) fn event_from_row(r: &$row) -> StoreResult<Event> {
             Ok(Event {
@@ -146,8 +190,9 @@ macro_rules! sql_rows {
 /// What [`sql_rows!`](crate::sql_rows) expansions name (not an API).
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::{Account, Attempt, Delivery, Event, StoreError, StoreResult, Webhook};
+    pub use crate::{Account, Agent, Attempt, Delivery, Event, Message, StoreError, StoreResult, Webhook};
     pub use herald_domain::{
-        AccountId, AttemptKind, DeliveryId, DeliveryStatus, DisabledReason, EventId, WebhookId, from_millis,
+        AccountId, AgentAddress, AttemptKind, DeliveryId, DeliveryStatus, DisabledReason, EventId, MessageId,
+        WebhookId, from_millis,
     };
 }

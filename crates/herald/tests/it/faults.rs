@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, WebhookId};
+use herald_domain::{AccountId, AgentAddress, DeliveryId, MessageId, WebhookId};
 use herald_store::*;
 use serde_json::Value;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ struct Faults {
     /// Any outcome batch holding an outcome of this webhook that carries the receiver's
     /// answer is refused as invalid data.
     refuse_outcomes_of: Mutex<Option<String>>,
+    /// Ingests (inbound mail) fail as if the store were down.
+    ingest_failures: AtomicU32,
 }
 
 struct Flaky {
@@ -94,6 +96,56 @@ impl Webhooks for Flaky {
     }
     async fn rotate_secret(&self, r: Rotation) -> StoreResult<Rotated> {
         self.inner.rotate_secret(r).await
+    }
+}
+
+#[async_trait]
+impl Agents for Flaky {
+    async fn create_agent(&self, n: NewAgent, l: u32) -> StoreResult<Agent> {
+        self.inner.create_agent(n, l).await
+    }
+    async fn get_agent(&self, a: &AccountId, x: &AgentAddress) -> StoreResult<Option<Agent>> {
+        self.inner.get_agent(a, x).await
+    }
+    async fn list_agents(&self, a: &AccountId, p: Page) -> StoreResult<Vec<Agent>> {
+        self.inner.list_agents(a, p).await
+    }
+    async fn update_agent(
+        &self,
+        a: &AccountId,
+        x: &AgentAddress,
+        p: AgentPatch,
+        t: OffsetDateTime,
+    ) -> StoreResult<Option<Agent>> {
+        self.inner.update_agent(a, x, p, t).await
+    }
+    async fn delete_agent(&self, a: &AccountId, x: &AgentAddress, t: OffsetDateTime) -> StoreResult<bool> {
+        self.inner.delete_agent(a, x, t).await
+    }
+    async fn find_recipient(&self, x: &AgentAddress) -> StoreResult<Option<Recipient>> {
+        self.inner.find_recipient(x).await
+    }
+}
+
+#[async_trait]
+impl Inbox for Flaky {
+    async fn ingest(&self, items: Vec<InboundItem>, r: &InboundRules) -> StoreResult<Vec<Ingested>> {
+        if take(&self.faults.ingest_failures) {
+            return Err(injected());
+        }
+        self.inner.ingest(items, r).await
+    }
+    async fn conversation_of(&self, x: &AgentAddress, ids: &[String]) -> StoreResult<Option<String>> {
+        self.inner.conversation_of(x, ids).await
+    }
+    async fn list_messages(&self, a: &AccountId, x: &AgentAddress, p: Page) -> StoreResult<Vec<Message>> {
+        self.inner.list_messages(a, x, p).await
+    }
+    async fn get_message(&self, a: &AccountId, id: &MessageId) -> StoreResult<Option<Message>> {
+        self.inner.get_message(a, id).await
+    }
+    async fn raw_message(&self, a: &AccountId, id: &MessageId) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.raw_message(a, id).await
     }
 }
 

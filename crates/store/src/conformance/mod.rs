@@ -3,8 +3,10 @@
 //! test per case for a backend, so a case in its list runs on every backend: add each new
 //! case function here (or in a submodule) AND its name to the macro's list.
 
+mod inbound;
 mod integrity;
 mod rules;
+pub use inbound::*;
 pub use integrity::*;
 pub use rules::*;
 
@@ -424,6 +426,12 @@ macro_rules! conformance_tests {
             direct_enqueue_reaches_one_webhook_whatever_it_subscribes_to,
             accounts_are_found_by_key_and_name,
             a_publish_raises_the_work_signal,
+            agents_are_unique_scoped_and_never_listed_as_webhooks,
+            ingest_commits_message_event_and_agent_delivery_together,
+            a_failed_ingest_stores_nothing,
+            duplicates_within_the_window_create_nothing,
+            concurrent_copies_of_one_message_are_stored_once,
+            messages_expire_with_the_janitor,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(
