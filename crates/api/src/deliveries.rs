@@ -19,19 +19,23 @@ pub async fn list_deliveries(
     Query(q): Query<ListQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let wh = webhook_id(&id)?;
-    let status = match q.status.as_deref() {
-        None | Some("") => None,
-        Some(st) => Some(
-            DeliveryStatus::parse(st)
-                .ok_or_else(|| ApiError::field("status", "must be pending, delivered or failed"))?,
-        ),
-    };
+    let status = status_filter(q.status.as_deref())?;
     let mut p = page(&q)?;
     let limit = p.limit;
     p.limit += 1;
     let query = DeliveryQuery { account: account.id, webhook: wh, status, page: p };
     let rows = s.app.deliveries(query).await?;
     Ok(axum::Json(list_out(rows, limit, |d| d.id.to_string(), DeliveryOut::from)))
+}
+
+/// The `status` query of a delivery list.
+pub(crate) fn status_filter(status: Option<&str>) -> Result<Option<DeliveryStatus>, ApiError> {
+    match status {
+        None | Some("") => Ok(None),
+        Some(st) => DeliveryStatus::parse(st)
+            .map(Some)
+            .ok_or_else(|| ApiError::field("status", "must be pending, delivered or failed")),
+    }
 }
 
 fn delivery_id(id: &str) -> Result<DeliveryId, ApiError> {

@@ -1,7 +1,7 @@
 //! Wire shapes: `…In` (requests), `…Out` (responses), `…Patch`. Field names are the contract.
 
 use herald_domain::{Filters, rfc3339};
-use herald_store::{Attempt, Delivery, Webhook};
+use herald_store::{Agent, Attempt, Delivery, Message, Webhook};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -103,7 +103,12 @@ pub struct EventOut {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DeliveryOut {
     pub id: String,
-    pub webhook_id: String,
+    /// The webhook (absent for a per-agent delivery).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_id: Option<String>,
+    /// The agent, for a per-agent delivery (its own `webhook_url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     pub event_id: String,
     pub event_type: String,
     pub status: &'static str,
@@ -125,7 +130,8 @@ impl From<Delivery> for DeliveryOut {
     fn from(d: Delivery) -> Self {
         Self {
             id: d.id.to_string(),
-            webhook_id: d.webhook_id.to_string(),
+            webhook_id: d.agent.is_none().then(|| d.webhook_id.to_string()),
+            agent: d.agent,
             event_id: d.event_id.to_string(),
             event_type: d.event_type,
             status: d.status.as_str(),
@@ -184,4 +190,97 @@ pub struct ListQuery {
     pub limit: Option<u32>,
     pub cursor: Option<String>,
     pub status: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentIn {
+    pub address: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentPatchIn {
+    pub name: Option<String>,
+    /// `null` removes the URL (deliveries wait until one is set again).
+    #[serde(default, deserialize_with = "present_or_null")]
+    #[schema(value_type = Option<String>)]
+    pub webhook_url: Option<Option<String>>,
+    pub max_in_flight: Option<u32>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct AgentOut {
+    pub address: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    pub max_in_flight: u32,
+    pub created_at: String,
+    /// Only on create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+}
+
+impl From<Agent> for AgentOut {
+    fn from(a: Agent) -> Self {
+        Self {
+            address: a.address.to_string(),
+            name: a.name,
+            webhook_url: a.webhook_url,
+            max_in_flight: a.max_in_flight,
+            created_at: rfc3339(a.created_at),
+            signing_secret: None,
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MessageOut {
+    pub id: String,
+    pub agent: String,
+    pub conversation_id: String,
+    pub message_id_header: Option<String>,
+    pub from: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub reply_to: Vec<String>,
+    pub subject: String,
+    pub received_at: String,
+    #[schema(value_type = Object)]
+    pub auth: herald_domain::AuthResults,
+    #[schema(value_type = Vec<Object>)]
+    pub attachments: Vec<herald_domain::Attachment>,
+    pub size: u64,
+}
+
+impl From<Message> for MessageOut {
+    fn from(m: Message) -> Self {
+        Self {
+            id: m.id.to_string(),
+            agent: m.agent,
+            conversation_id: m.conversation_id,
+            message_id_header: m.parsed.message_id,
+            from: m.parsed.from,
+            to: m.parsed.to,
+            cc: m.parsed.cc,
+            reply_to: m.parsed.reply_to,
+            subject: m.parsed.subject,
+            received_at: rfc3339(m.received_at),
+            auth: m.auth,
+            attachments: m.parsed.attachments,
+            size: m.size,
+        }
+    }
 }

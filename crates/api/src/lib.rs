@@ -5,6 +5,7 @@
 //! signal, never called directly.
 #![forbid(unsafe_code)]
 
+mod agents;
 mod auth;
 mod deliveries;
 mod dto;
@@ -12,6 +13,7 @@ mod events;
 mod extract;
 mod health;
 mod lifecycle;
+mod messages;
 pub mod openapi;
 mod problem;
 mod ratelimit;
@@ -102,9 +104,25 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/deliveries/{id}", get(deliveries::get_delivery))
         .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry_delivery))
         .layer(DefaultBodyLimit::max(body_limit));
+    let inject = Router::new()
+        .route("/api/v1/agents/{address}/messages", post(messages::inject_message).get(messages::list_messages))
+        .layer(DefaultBodyLimit::max(state.app.config.inbound.max_message_size));
+    let mail = Router::new()
+        .route("/api/v1/agents", post(agents::create_agent).get(agents::list_agents))
+        .route(
+            "/api/v1/agents/{address}",
+            get(agents::get_agent).patch(agents::patch_agent).delete(agents::delete_agent),
+        )
+        .route("/api/v1/agents/{address}/rotate-secret", post(agents::rotate_agent_secret))
+        .route("/api/v1/agents/{address}/deliveries", get(agents::list_agent_deliveries))
+        .route("/api/v1/messages/{id}", get(messages::get_message))
+        .route("/api/v1/messages/{id}/raw", get(messages::get_raw_message))
+        .layer(DefaultBodyLimit::max(body_limit));
     Router::new()
         .merge(events)
         .merge(api)
+        .merge(inject)
+        .merge(mail)
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -30,6 +30,10 @@ pub enum Conflict {
     Retry(#[from] RetryRefused),
     #[error("already exists")]
     AlreadyExists,
+    #[error("an account may have at most {limit} agents")]
+    AgentLimit { limit: u32 },
+    #[error("this address is already an agent (addresses are unique across the server)")]
+    AddressTaken,
 }
 
 /// Why a use case did not happen.

@@ -7,22 +7,27 @@
 //! lives behind the store traits; pure rules live in `herald-domain`.
 #![forbid(unsafe_code)]
 
+mod agents;
 mod deliveries;
 mod error;
 mod events;
+mod inbound;
 mod recovery;
 mod test_sends;
 pub mod validate;
 mod webhooks;
 
+pub use agents::{AgentChange, AgentDraft};
 pub use error::{Admit, AppError, AppResult, Conflict, FieldError};
 pub use events::{EventDraft, EventTypeView};
+pub use herald_mail::SmtpClient;
+pub use inbound::Injected;
 pub use recovery::RecoveryRequest;
 pub use test_sends::{TestSend, TestSent};
 pub use webhooks::{RotateAnswer, WebhookChange, WebhookDraft};
 
-use herald_domain::{Clock, TargetUrl, UrlError};
-use herald_store::{FanoutRules, Store};
+use herald_domain::{AcceptedDomains, Clock, TargetUrl, UrlError};
+use herald_store::{FanoutRules, InboundRules, Store};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,6 +50,31 @@ pub struct AppConfig {
     pub test_wait: Duration,
     /// How many previous signing secrets a webhook keeps.
     pub previous_secrets_kept: usize,
+    pub inbound: InboundConfig,
+}
+
+/// The rules of inbound mail.
+#[derive(Clone, Debug)]
+pub struct InboundConfig {
+    /// The domains agents may be created on and mail is accepted for.
+    pub domains: AcceptedDomains,
+    /// This server's name (SMTP greeting, `Authentication-Results`).
+    pub hostname: String,
+    pub max_message_size: usize,
+    pub agents_per_account: u32,
+    pub rules: InboundRules,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            domains: AcceptedDomains::default(),
+            hostname: "localhost".into(),
+            max_message_size: 10 * 1024 * 1024,
+            agents_per_account: 1000,
+            rules: InboundRules::default(),
+        }
+    }
 }
 
 impl Default for AppConfig {
@@ -56,6 +86,7 @@ impl Default for AppConfig {
             reenable_cooldown: Duration::from_secs(300),
             test_wait: Duration::from_secs(20),
             previous_secrets_kept: 5,
+            inbound: InboundConfig::default(),
         }
     }
 }
@@ -67,10 +98,18 @@ pub struct Herald {
     pub clock: Arc<dyn Clock>,
     targets: Arc<dyn TargetCheck>,
     pub config: Arc<AppConfig>,
+    /// SPF/DKIM/DMARC for inbound mail; without one, every result is `none`.
+    mail: Option<Arc<herald_mail::Authenticator>>,
 }
 
 impl Herald {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, targets: Arc<dyn TargetCheck>, config: AppConfig) -> Self {
-        Self { store, clock, targets, config: Arc::new(config) }
+        Self { store, clock, targets, config: Arc::new(config), mail: None }
+    }
+
+    /// Authenticates inbound mail with `mail` (its DNS answers decide SPF, DKIM and DMARC).
+    pub fn with_authenticator(mut self, mail: Arc<herald_mail::Authenticator>) -> Self {
+        self.mail = Some(mail);
+        self
     }
 }

@@ -67,7 +67,7 @@ impl Herald {
 
     /// Waits (up to `test_wait`) for the delivery's first recorded attempt. The engine runs
     /// apart from the adapters, so this watches the store, backing off from 5 ms to 100 ms.
-    async fn first_attempt(&self, account: &AccountId, id: &DeliveryId) -> AppResult<Option<Attempt>> {
+    pub(crate) async fn first_attempt(&self, account: &AccountId, id: &DeliveryId) -> AppResult<Option<Attempt>> {
         let deadline = tokio::time::Instant::now() + self.config.test_wait;
         let mut pause = Duration::from_millis(5);
         loop {

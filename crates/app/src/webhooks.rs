@@ -155,6 +155,19 @@ impl Herald {
         idempotency_key: Option<String>,
         admit: impl Admit,
     ) -> AppResult<RotateAnswer> {
+        self.rotate(account, id, "webhook", grace, idempotency_key, admit).await
+    }
+
+    /// Rotates the secret of a delivery target (a webhook, or an agent's endpoint).
+    pub(crate) async fn rotate(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        what: &'static str,
+        grace: Duration,
+        idempotency_key: Option<String>,
+        admit: impl Admit,
+    ) -> AppResult<RotateAnswer> {
         if grace > MAX_GRACE {
             return Err(AppError::field("grace_period_seconds", "must be between 0 and 604800 (7 days)"));
         }
@@ -180,14 +193,14 @@ impl Herald {
             idempotency,
         };
         match self.store.rotate_secret(rotation).await? {
-            Rotated::NotFound => Err(AppError::NotFound("webhook")),
+            Rotated::NotFound => Err(AppError::NotFound(what)),
             Rotated::Applied => Ok(answer),
             Rotated::Replayed(prior) => serde_json::from_str(&prior)
                 .map_err(|e| AppError::Internal(StoreError::corrupt("a stored rotation answer", e))),
         }
     }
 
-    fn check_max_in_flight(&self, m: u32, errs: &mut Vec<FieldError>) {
+    pub(crate) fn check_max_in_flight(&self, m: u32, errs: &mut Vec<FieldError>) {
         if m == 0 || m > self.config.max_in_flight_limit {
             errs.push(FieldError {
                 field: "max_in_flight".into(),
@@ -197,7 +210,7 @@ impl Herald {
     }
 
     /// The URL as it will be stored (normalised), if the target policy accepts it.
-    async fn check_url(&self, url: &str, errs: &mut Vec<FieldError>) -> Option<String> {
+    pub(crate) async fn check_url(&self, url: &str, errs: &mut Vec<FieldError>) -> Option<String> {
         match self.targets.check(url).await {
             Ok(u) => Some(u.as_str().to_owned()),
             Err(e) => {

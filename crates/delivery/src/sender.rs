@@ -81,8 +81,18 @@ impl Sender {
         let Some(secrets) = &c.secrets else {
             return fail(AttemptKind::NotSent, "not sent: no signing secret".into());
         };
+        // A per-agent delivery: the stored Payload gets this attempt's auth timestamp and
+        // signature, in the body and as headers.
+        let (body, auth_headers) = if c.agent_payload {
+            match herald_domain::inbound::payload_for_attempt(&body, &secrets.current, started_at) {
+                Ok(signed) => signed,
+                Err(e) => return fail(AttemptKind::NotSent, format!("not sent: {e}")),
+            }
+        } else {
+            (body, Vec::new())
+        };
         let sig = secrets.sign(c.event_id.as_str(), &body, started_at);
-        let req = self
+        let mut req = self
             .client
             .post(url.as_url().clone())
             .header("content-type", "application/json")
@@ -93,8 +103,11 @@ impl Sender {
             .header("x-e2a-event-type", c.event_type.as_str())
             .header("x-e2a-event-id", c.event_id.as_str())
             .header("x-e2a-delivery-id", c.delivery_id.as_str())
-            .header("x-e2a-attempt", c.attempt.to_string())
-            .body(body);
+            .header("x-e2a-attempt", c.attempt.to_string());
+        for (name, value) in auth_headers {
+            req = req.header(name, value);
+        }
+        let req = req.body(body);
         let mut resp = match req.send().await {
             Ok(r) => r,
             Err(e) => return fail(kind_of(&e), describe(&e)),

@@ -120,7 +120,8 @@ mod tests {
 
     #[test]
     fn malformed_addresses_are_refused() {
-        for bad in ["", "bot", "@x.test", "bot@", "a..b@x.test", "bot@x", "bot@-x.test", "b ot@x.test", "bot@x_y.test"] {
+        for bad in ["", "bot", "@x.test", "bot@", "a..b@x.test", "bot@x", "bot@-x.test", "b ot@x.test", "bot@x_y.test"]
+        {
             assert_eq!(AgentAddress::parse(bad), Err(AddressError::Malformed), "{bad:?}");
         }
         let long = format!("{}@x.test", "a".repeat(65));

@@ -67,11 +67,7 @@ pub fn reply_candidates(parsed: &ParsedMail) -> Vec<String> {
 /// The conversation a message joins: the `X-E2A-Conversation-Id` header when the envelope
 /// sender's domain is one of ours (a message our own agents sent), else the conversation of
 /// the agent's earlier message the reply names, else a new one.
-pub fn choose_conversation(
-    parsed: &ParsedMail,
-    sender_domain_is_ours: bool,
-    earlier: Option<String>,
-) -> String {
+pub fn choose_conversation(parsed: &ParsedMail, sender_domain_is_ours: bool, earlier: Option<String>) -> String {
     if sender_domain_is_ours
         && let Some(c) = parsed.conversation_header.as_deref().map(str::trim)
         && !c.is_empty()
@@ -175,6 +171,9 @@ impl Received<'_> {
 #[error("the stored payload is not valid: {0}")]
 pub struct PayloadError(#[from] serde_json::Error);
 
+/// The `X-E2A-Auth-*` headers of one attempt, name and value.
+pub type AuthHeaders = Vec<(&'static str, String)>;
+
 /// One attempt's body and auth headers: the stored payload with a fresh
 /// `X-E2A-Auth-Timestamp` (RFC 3339 seconds, UTC) and `X-E2A-Auth-Signature` (hex
 /// HMAC-SHA256 keyed by the agent's secret over the newline-joined values: verified, sender,
@@ -183,7 +182,7 @@ pub fn payload_for_attempt(
     stored: &[u8],
     secret: &SigningSecret,
     now: OffsetDateTime,
-) -> Result<(Vec<u8>, Vec<(&'static str, String)>), PayloadError> {
+) -> Result<(Vec<u8>, AuthHeaders), PayloadError> {
     let mut p: Payload = serde_json::from_slice(stored)?;
     let ts = rfc3339_seconds(now);
     p.auth_headers.insert(header::TIMESTAMP.to_owned(), ts);

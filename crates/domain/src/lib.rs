@@ -30,8 +30,8 @@ pub use delivery::{AttemptKind, AttemptOutcome, DeliveryStatus, RetryRefused, Ve
 pub use envelope::Envelope;
 pub use event_type::EventType;
 pub use ids::{AccountId, ConversationId, DeliveryId, EventId, MessageId, WebhookId};
-pub use mail::{Attachment, AuthResults, DkimResult, ParsedMail};
 pub use ip_policy::IpPolicy;
+pub use mail::{Attachment, AuthResults, DkimResult, ParsedMail};
 pub use retry::RetryPolicy;
 pub use signing::{SecretSet, SigningSecret};
 pub use target_url::{TargetUrl, UrlError};

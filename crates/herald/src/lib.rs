@@ -13,10 +13,10 @@ pub use settings::Settings;
 
 use anyhow::Context;
 use herald_api::{ApiConfig, AppState};
-use herald_app::{AppConfig, Herald, TargetCheck};
+use herald_app::{AppConfig, Herald, InboundConfig, TargetCheck};
 use herald_delivery::{Engine, EngineConfig, GuardedResolver, HickoryLookup, Lookup, Sender, SenderConfig};
 use herald_domain::{ApiKey, Clock, IpPolicy, TargetUrl, UrlError};
-use herald_store::{FanoutRules, Store};
+use herald_store::{FanoutRules, InboundRules, Store};
 use herald_store_sqlite::SqliteStore;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,8 +47,18 @@ pub struct Application {
     store: Arc<dyn Store>,
     router: axum::Router,
     engine: Engine,
+    smtp: Option<SmtpListener>,
+    shutdown_grace: std::time::Duration,
     /// The key of the `default` account when this start created it without a bootstrap key.
     pub created_key: Option<ApiKey>,
+}
+
+/// The bound SMTP listener and what it serves.
+struct SmtpListener {
+    listener: tokio::net::TcpListener,
+    addr: SocketAddr,
+    config: herald_smtp::SmtpConfig,
+    inbound: Arc<dyn herald_smtp::Inbound>,
 }
 
 struct UrlVetter {
@@ -172,17 +182,52 @@ impl Application {
                 ..EngineConfig::default()
             },
         );
+        let fanout = FanoutRules { max_attempts: retry.max_attempts(), ..FanoutRules::default() };
+        let authenticator = herald_mail::Authenticator::new(settings.dns_server)
+            .map_err(|e| anyhow::anyhow!("mail authentication: {e}"))?;
         let app = Herald::new(
             store.clone(),
             deps.clock.clone(),
             Arc::new(UrlVetter { resolver, require_https: settings.require_https }),
             AppConfig {
-                fanout: FanoutRules { max_attempts: retry.max_attempts(), ..FanoutRules::default() },
+                fanout: fanout.clone(),
                 webhooks_per_account: settings.max_webhooks_per_account,
                 reenable_cooldown: settings.reenable_cooldown,
+                inbound: InboundConfig {
+                    domains: herald_domain::AcceptedDomains::parse(&settings.smtp_domains),
+                    hostname: settings.smtp_hostname.clone(),
+                    max_message_size: settings.smtp_max_message_size,
+                    rules: InboundRules { fanout, ..InboundRules::default() },
+                    ..InboundConfig::default()
+                },
                 ..AppConfig::default()
             },
-        );
+        )
+        .with_authenticator(Arc::new(authenticator));
+        let smtp = match settings.smtp_listen {
+            Some(at) => {
+                let tls = match (&settings.smtp_tls_cert, &settings.smtp_tls_key) {
+                    (Some(cert), Some(key)) => Some(herald_smtp::load_tls(cert, key).context("STARTTLS certificate")?),
+                    _ => None,
+                };
+                let listener =
+                    tokio::net::TcpListener::bind(at).await.with_context(|| format!("binding SMTP on {at}"))?;
+                Some(SmtpListener {
+                    addr: listener.local_addr()?,
+                    listener,
+                    config: herald_smtp::SmtpConfig {
+                        hostname: settings.smtp_hostname.clone(),
+                        max_message_size: settings.smtp_max_message_size,
+                        idle_timeout: settings.smtp_idle_timeout,
+                        max_connections: settings.smtp_max_connections,
+                        tls,
+                        ..herald_smtp::SmtpConfig::default()
+                    },
+                    inbound: Arc::new(herald_smtp::AppInbound { app: app.clone() }),
+                })
+            }
+            None => None,
+        };
         let state = AppState::new(
             app,
             ApiConfig {
@@ -199,11 +244,17 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         let addr = listener.local_addr()?;
-        Ok(Self { listener, addr, store, router, engine, created_key })
+        let shutdown_grace = settings.shutdown_grace;
+        Ok(Self { listener, addr, store, router, engine, smtp, shutdown_grace, created_key })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The SMTP listener's address, when one is configured.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.smtp.as_ref().map(|s| s.addr)
     }
 
     pub fn store(&self) -> Arc<dyn Store> {
@@ -213,10 +264,17 @@ impl Application {
     /// Serves API and engine until `cancel`; then drains gracefully.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         let engine = self.engine.start(cancel.clone());
+        let smtp = self.smtp.map(|s| tokio::spawn(herald_smtp::serve(s.listener, s.config, s.inbound, cancel.clone())));
         let shutdown = cancel.clone();
         axum::serve(self.listener, self.router)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await?;
+        if let Some(smtp) = smtp {
+            // Open sessions answer 421 after their current command; a message being
+            // committed finishes first. A client trickling bytes is not waited for past
+            // the grace.
+            let _ = tokio::time::timeout(self.shutdown_grace, smtp).await;
+        }
         engine.stopped().await;
         Ok(())
     }

@@ -145,6 +145,30 @@ pub struct Settings {
     /// Key of the `default` account created on first start (else one is generated and printed).
     #[arg(long, env = "HERALD_BOOTSTRAP_API_KEY", hide_env_values = true, value_parser = secret_text)]
     pub bootstrap_api_key: Option<SecretText>,
+    /// Address of the SMTP listener for inbound mail (off unless set).
+    #[arg(long, env = "HERALD_SMTP_LISTEN")]
+    pub smtp_listen: Option<std::net::SocketAddr>,
+    /// The domains mail is accepted for; agents can only be created on them (comma list).
+    #[arg(long, env = "HERALD_SMTP_DOMAINS", default_value = "")]
+    pub smtp_domains: String,
+    /// This server's name, in the SMTP greeting and in `Authentication-Results`.
+    #[arg(long, env = "HERALD_SMTP_HOSTNAME", default_value = "localhost")]
+    pub smtp_hostname: String,
+    /// The largest message accepted, in bytes (SMTP and the API).
+    #[arg(long, env = "HERALD_SMTP_MAX_MESSAGE_SIZE", default_value_t = 10 * 1024 * 1024)]
+    pub smtp_max_message_size: usize,
+    /// Most SMTP connections at once; more are answered `421`.
+    #[arg(long, env = "HERALD_SMTP_MAX_CONNECTIONS", default_value_t = 256)]
+    pub smtp_max_connections: usize,
+    /// How long an SMTP session may stay silent before `421`.
+    #[arg(long, env = "HERALD_SMTP_IDLE_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub smtp_idle_timeout: Duration,
+    /// PEM certificate chain for STARTTLS (with `HERALD_SMTP_TLS_KEY`).
+    #[arg(long, env = "HERALD_SMTP_TLS_CERT")]
+    pub smtp_tls_cert: Option<PathBuf>,
+    /// PEM private key for STARTTLS (with `HERALD_SMTP_TLS_CERT`).
+    #[arg(long, env = "HERALD_SMTP_TLS_KEY")]
+    pub smtp_tls_key: Option<PathBuf>,
 }
 
 impl Settings {
@@ -229,6 +253,17 @@ impl Settings {
         }
         if self.auto_disable_threshold == 0 {
             return Err("HERALD_AUTO_DISABLE_THRESHOLD must be at least 1".into());
+        }
+        if self.smtp_tls_cert.is_some() != self.smtp_tls_key.is_some() {
+            return Err("HERALD_SMTP_TLS_CERT and HERALD_SMTP_TLS_KEY must be set together".into());
+        }
+        if self.smtp_listen.is_some() && herald_domain::AcceptedDomains::parse(&self.smtp_domains).is_empty() {
+            return Err("HERALD_SMTP_LISTEN needs HERALD_SMTP_DOMAINS (the domains mail is accepted for)".into());
+        }
+        if self.smtp_max_message_size < 1024 || self.smtp_idle_timeout.is_zero() || self.smtp_max_connections == 0 {
+            return Err("HERALD_SMTP_MAX_MESSAGE_SIZE must be at least 1024, HERALD_SMTP_IDLE_TIMEOUT longer than \
+                        zero and HERALD_SMTP_MAX_CONNECTIONS at least 1"
+                .into());
         }
         if self.retry_schedule.iter().any(Duration::is_zero) {
             return Err("HERALD_RETRY_SCHEDULE: every wait must be longer than zero".into());

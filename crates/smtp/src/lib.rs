@@ -34,6 +34,7 @@
 
 mod conn;
 mod data;
+mod ingest;
 mod listener;
 mod reply;
 mod session;
@@ -43,6 +44,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use ingest::AppInbound;
 pub use listener::serve;
 pub use tls::{TlsError, load_tls};
 

@@ -145,7 +145,12 @@ impl Agents for PgStore {
         agent_from_row(&row).map(Some)
     }
 
-    async fn delete_agent(&self, account: &AccountId, address: &AgentAddress, now: OffsetDateTime) -> StoreResult<bool> {
+    async fn delete_agent(
+        &self,
+        account: &AccountId,
+        address: &AgentAddress,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let Some(target) = sqlx::query_scalar::<_, String>(
             "DELETE FROM agents WHERE account_id = $1 AND address = $2 RETURNING target_id",

@@ -23,12 +23,13 @@ impl EventLog for PgStore {
     ) -> StoreResult<Option<DeliveryId>> {
         let now = to_millis(new.created_at);
         let mut tx = self.begin().await?;
-        let found: Option<String> = sqlx::query_scalar("SELECT id FROM webhooks WHERE account_id = $1 AND id = $2 AND agent IS NULL")
-            .bind(new.account_id.as_str())
-            .bind(webhook.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM webhooks WHERE account_id = $1 AND id = $2 AND agent IS NULL")
+                .bind(new.account_id.as_str())
+                .bind(webhook.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
         if found.is_none() {
             return Ok(None);
         }

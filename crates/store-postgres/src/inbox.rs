@@ -43,12 +43,13 @@ impl Inbox for PgStore {
             let mut stored = insert().execute(&mut *tx).await.map_err(unavailable)?.rows_affected() == 1;
             if !stored {
                 // A copy exists (perhaps committed a moment ago by another session).
-                let r = sqlx::query("SELECT id, received_at FROM messages WHERE agent = $1 AND dedupe_key = $2 FOR UPDATE")
-                    .bind(m.agent.as_str())
-                    .bind(&m.dedupe_key)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
+                let r =
+                    sqlx::query("SELECT id, received_at FROM messages WHERE agent = $1 AND dedupe_key = $2 FOR UPDATE")
+                        .bind(m.agent.as_str())
+                        .bind(&m.dedupe_key)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(unavailable)?;
                 let id: String = get(&r, 0)?;
                 if now - get::<i64>(&r, 1)? < rules.dedupe_window.as_millis() as i64 {
                     out.push(Ingested::Duplicate { message: MessageId::from_trusted(id) });

@@ -56,7 +56,13 @@ impl PgStore {
             self.wake_local();
             self.notify_soon();
         }
-        Ok(Published { id: new.id, event_type: new.event_type, created_at: new.created_at, deliveries: n, replayed: false })
+        Ok(Published {
+            id: new.id,
+            event_type: new.event_type,
+            created_at: new.created_at,
+            deliveries: n,
+            replayed: false,
+        })
     }
 
     /// A publish without an idempotency key as ONE statement (atomic on its own): match the
@@ -114,11 +120,7 @@ impl PgStore {
 
 /// Publishes one event inside the caller's transaction: the event and one delivery per
 /// matching enabled subscription; returns how many deliveries.
-pub(crate) async fn publish_in(
-    tx: &mut sqlx::PgConnection,
-    new: &NewEvent,
-    rules: &FanoutRules,
-) -> StoreResult<u32> {
+pub(crate) async fn publish_in(tx: &mut sqlx::PgConnection, new: &NewEvent, rules: &FanoutRules) -> StoreResult<u32> {
     let now = to_millis(new.created_at);
     let account = new.account_id.as_str();
     let subs = sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = $1 AND enabled")

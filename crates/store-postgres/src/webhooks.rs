@@ -64,7 +64,11 @@ impl Webhooks for PgStore {
     }
 
     async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>> {
-        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = $1 AND id = $2 AND agent IS NULL");
+        let sql = concat!(
+            "SELECT ",
+            webhook_columns!(),
+            " FROM webhooks WHERE account_id = $1 AND id = $2 AND agent IS NULL"
+        );
         let row = sqlx::query(sql)
             .bind(account.as_str())
             .bind(id.as_str())

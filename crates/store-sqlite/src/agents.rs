@@ -29,17 +29,15 @@ impl Agents for SqliteStore {
         if n >= i64::from(limit) {
             return Err(StoreError::LimitReached);
         }
-        sqlx::query(
-            "INSERT INTO agents (address, account_id, name, target_id, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(new.address.as_str())
-        .bind(new.account_id.as_str())
-        .bind(&new.name)
-        .bind(new.target.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        sqlx::query("INSERT INTO agents (address, account_id, name, target_id, created_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(new.address.as_str())
+            .bind(new.account_id.as_str())
+            .bind(&new.name)
+            .bind(new.target.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO webhooks (id, account_id, url, description, events, filters, enabled, max_in_flight, \
              secret, created_at, updated_at, agent) VALUES (?, ?, ?, '', '[]', ?, ?, ?, ?, ?, ?, ?)",
@@ -80,7 +78,9 @@ impl Agents for SqliteStore {
     }
 
     async fn list_agents(&self, account: &AccountId, page: Page) -> StoreResult<Vec<Agent>> {
-        let rows = sqlx::query(select_agents!("WHERE a.account_id = ? AND (? IS NULL OR a.address > ?) ORDER BY a.address LIMIT ?"))
+        let rows = sqlx::query(select_agents!(
+            "WHERE a.account_id = ? AND (? IS NULL OR a.address > ?) ORDER BY a.address LIMIT ?"
+        ))
         .bind(account.as_str())
         .bind(page.after.as_deref())
         .bind(page.after.as_deref())
@@ -138,7 +138,12 @@ impl Agents for SqliteStore {
         agent_from_row(&row).map(Some)
     }
 
-    async fn delete_agent(&self, account: &AccountId, address: &AgentAddress, now: OffsetDateTime) -> StoreResult<bool> {
+    async fn delete_agent(
+        &self,
+        account: &AccountId,
+        address: &AgentAddress,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         let Some(target) = sqlx::query_scalar::<_, String>(
             "DELETE FROM agents WHERE account_id = ? AND address = ? RETURNING target_id",

@@ -29,12 +29,13 @@ impl EventLog for SqliteStore {
     ) -> StoreResult<Option<DeliveryId>> {
         let now = to_millis(new.created_at);
         let mut tx = self.begin().await?;
-        let found: Option<String> = sqlx::query_scalar("SELECT id FROM webhooks WHERE account_id = ? AND id = ? AND agent IS NULL")
-            .bind(new.account_id.as_str())
-            .bind(webhook.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT id FROM webhooks WHERE account_id = ? AND id = ? AND agent IS NULL")
+                .bind(new.account_id.as_str())
+                .bind(webhook.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
         if found.is_none() {
             return Ok(None);
         }

@@ -60,7 +60,8 @@ impl Webhooks for SqliteStore {
     }
 
     async fn get_webhook(&self, account: &AccountId, id: &WebhookId) -> StoreResult<Option<Webhook>> {
-        let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = ? AND id = ? AND agent IS NULL");
+        let sql =
+            concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE account_id = ? AND id = ? AND agent IS NULL");
         let row = sqlx::query(sql)
             .bind(account.as_str())
             .bind(id.as_str())

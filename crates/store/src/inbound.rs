@@ -109,9 +109,16 @@ impl Default for InboundRules {
 /// What an ingest did for one item.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ingested {
-    Stored { message: MessageId, event: EventId, deliveries: u32, agent_delivery: Option<DeliveryId> },
+    Stored {
+        message: MessageId,
+        event: EventId,
+        deliveries: u32,
+        agent_delivery: Option<DeliveryId>,
+    },
     /// The same message reached this agent within the dedupe window: nothing new.
-    Duplicate { message: MessageId },
+    Duplicate {
+        message: MessageId,
+    },
 }
 
 /// A stored message as the API shows it.

@@ -39,7 +39,18 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// app holds an `Arc<dyn Store>` and hands narrower views to the parts that need less
 /// (the engine takes an `Arc<dyn EngineStore>`, by trait upcasting).
 pub trait Store:
-    Health + Accounts + Webhooks + Agents + Inbox + EventLog + Deliveries + Idempotency + EngineStore + Send + Sync + 'static
+    Health
+    + Accounts
+    + Webhooks
+    + Agents
+    + Inbox
+    + EventLog
+    + Deliveries
+    + Idempotency
+    + EngineStore
+    + Send
+    + Sync
+    + 'static
 {
 }
 

@@ -236,6 +236,17 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
         ("post", "/api/v1/event-types"),
         ("get", "/api/v1/deliveries/{id}"),
         ("post", "/api/v1/deliveries/{id}/retry"),
+        ("post", "/api/v1/agents"),
+        ("get", "/api/v1/agents"),
+        ("get", "/api/v1/agents/{address}"),
+        ("patch", "/api/v1/agents/{address}"),
+        ("delete", "/api/v1/agents/{address}"),
+        ("post", "/api/v1/agents/{address}/rotate-secret"),
+        ("get", "/api/v1/agents/{address}/deliveries"),
+        ("post", "/api/v1/agents/{address}/messages"),
+        ("get", "/api/v1/agents/{address}/messages"),
+        ("get", "/api/v1/messages/{id}"),
+        ("get", "/api/v1/messages/{id}/raw"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
@@ -251,7 +262,8 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
     expected.sort();
     assert_eq!(documented, expected);
     for (method, path) in &documented {
-        let concrete = path.replace("{id}", "wh_00000000000000000000000000000000");
+        let concrete =
+            path.replace("{id}", "wh_00000000000000000000000000000000").replace("{address}", "bot@agents.test");
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let status = app.http.request(m, app.url(&concrete)).send().await.unwrap().status().as_u16();
         let expect = if path.starts_with("/api/") { 401 } else { 200 };

@@ -9,6 +9,7 @@ mod crash;
 mod dns;
 mod engine;
 mod faults;
+mod inbound;
 mod input;
 mod keys;
 mod lifecycle;

@@ -197,6 +197,8 @@ pub fn test_settings(dir: &std::path::Path) -> Settings {
     // Many PostgreSQL tests share one loaded 2-core machine: a publish may wait for a pooled
     // connection longer than a production 503 would allow (the outage test sets its own).
     s.pg_acquire_timeout = Duration::from_secs(30);
+    s.smtp_domains = "agents.test".into();
+    s.smtp_hostname = "mx.herald.test".into();
     s
 }
 
@@ -226,6 +228,8 @@ macro_rules! on_both_stores {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The SMTP listener, when the test asked for one (`smtp_listen`).
+    pub smtp_addr: Option<SocketAddr>,
     pub http: reqwest::Client,
     pub clock: Option<Arc<ManualClock>>,
     pub cancel: CancellationToken,
@@ -290,10 +294,21 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     };
     let app = Application::build(settings, deps).await.expect("app builds");
     let addr = app.local_addr();
+    let smtp_addr = app.smtp_addr();
     let store = app.store();
     let cancel = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(cancel.clone()));
-    TestApp { addr, http: reqwest::Client::new(), clock, cancel, store, _dir: dir, task: Some(task), _db: None }
+    TestApp {
+        addr,
+        smtp_addr,
+        http: reqwest::Client::new(),
+        clock,
+        cancel,
+        store,
+        _dir: dir,
+        task: Some(task),
+        _db: None,
+    }
 }
 
 impl TestApp {

@@ -173,10 +173,7 @@ pub async fn concurrent_copies_of_one_message_are_stored_once(store: &dyn Store)
     let rules = InboundRules::default();
     let tries = (0..6).map(|_| store.ingest(vec![item(&bot, Some("race@x"), t0(), true)], &rules));
     let results = futures_util::future::join_all(tries).await;
-    let stored = results
-        .iter()
-        .filter(|r| matches!(r.as_ref().map(|v| &v[0]), Ok(Ingested::Stored { .. })))
-        .count();
+    let stored = results.iter().filter(|r| matches!(r.as_ref().map(|v| &v[0]), Ok(Ingested::Stored { .. }))).count();
     assert_eq!(stored, 1, "{results:?}");
     assert!(results.iter().all(|r| r.is_ok()), "the others are duplicates, not errors: {results:?}");
     assert_eq!(store.list_messages(&a, &bot.address, Page { after: None, limit: 10 }).await.unwrap().len(), 1);

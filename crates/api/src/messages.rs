@@ -1,0 +1,103 @@
+//! Inbound messages: inject one through the API (the same path as SMTP), list an agent's,
+//! read one, and its raw bytes.
+
+use crate::AppState;
+use crate::auth::Authed;
+use crate::dto::{ListQuery, MessageOut};
+use crate::extract::{PathId, Query};
+use crate::lifecycle::{TestOut, WaitQuery};
+use crate::problem::ApiError;
+use crate::webhooks::{list_out, page};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InjectOut {
+    pub message_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_id: Option<String>,
+    /// True when the same message had already reached the agent: nothing new was made.
+    pub duplicate: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{address}/messages", tag = "messages", security(("bearer" = [])), params(("address" = String, Path), ("wait" = Option<bool>, Query)), request_body(content = String, content_type = "message/rfc822", description = "a raw RFC 5322 message"), responses((status = 202, body = InjectOut, description = "stored; the agent's delivery runs"), (status = 200, body = TestOut, description = "with ?wait=true: the first attempt of the agent's own delivery"), (status = 400, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem), (status = 413, body = crate::problem::Problem), (status = 415, body = crate::problem::Problem)))]
+pub async fn inject_message(
+    State(s): State<AppState>,
+    Authed(account): Authed,
+    PathId(address): PathId,
+    Query(q): Query<WaitQuery>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("message/rfc822") {
+        return Err(ApiError::Unsupported("the body must be a raw message: Content-Type: message/rfc822".into()));
+    }
+    let raw = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "a message may be at most {} bytes",
+            s.app.config.inbound.max_message_size
+        )),
+        _ => ApiError::BadRequest(e.body_text()),
+    })?;
+    let wait = q.wait.unwrap_or(false);
+    let injected = s.app.inject_message(&account.id, &address, &raw, wait).await?;
+    if wait && let (Some(d), Some(a)) = (&injected.delivery_id, injected.first_attempt) {
+        let out = TestOut {
+            delivery_id: d.to_string(),
+            success: Some((200..300).contains(&a.status_code)),
+            status_code: Some(a.status_code),
+            duration_ms: Some(a.duration_ms),
+            error: a.error,
+            response_body: a.response_body,
+        };
+        return Ok(axum::Json(out).into_response());
+    }
+    let out = InjectOut {
+        message_id: injected.message_id.to_string(),
+        delivery_id: injected.delivery_id.map(|d| d.to_string()),
+        duplicate: injected.duplicate,
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(out)).into_response())
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{address}/messages", tag = "messages", security(("bearer" = [])), params(("address" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<MessageOut>), (status = 404, body = crate::problem::Problem)))]
+pub async fn list_messages(
+    State(s): State<AppState>,
+    Authed(account): Authed,
+    PathId(address): PathId,
+    Query(q): Query<ListQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    if q.status.is_some() {
+        return Err(ApiError::field("status", "messages have no status filter"));
+    }
+    let mut p = page(&q)?;
+    let limit = p.limit;
+    p.limit += 1;
+    let rows = s.app.messages(&account.id, &address, p).await?;
+    Ok(axum::Json(list_out(rows, limit, |m| m.id.to_string(), MessageOut::from)))
+}
+
+#[utoipa::path(get, path = "/api/v1/messages/{id}", tag = "messages", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 200, body = MessageOut), (status = 404, body = crate::problem::Problem)))]
+pub async fn get_message(
+    State(s): State<AppState>,
+    Authed(account): Authed,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(axum::Json(MessageOut::from(s.app.message(&account.id, &id).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/messages/{id}/raw", tag = "messages", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 200, content_type = "message/rfc822", body = String, description = "the message as stored (with the Authentication-Results header added)"), (status = 404, body = crate::problem::Problem)))]
+pub async fn get_raw_message(
+    State(s): State<AppState>,
+    Authed(account): Authed,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse, ApiError> {
+    let raw = s.app.raw_message(&account.id, &id).await?;
+    Ok(([(header::CONTENT_TYPE, "message/rfc822")], raw))
+}

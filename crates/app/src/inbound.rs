@@ -1,0 +1,172 @@
+//! Inbound mail, once for every adapter (the SMTP listener and `POST /agents/{a}/messages`):
+//! find recipients, parse, authenticate, choose conversations, and commit each agent's
+//! message, `email.received` event and own delivery in one transaction before answering.
+
+use crate::{AppError, AppResult, Herald};
+use herald_domain::inbound::{self, EMAIL_RECEIVED, Received};
+use herald_domain::{
+    AccountId, AgentAddress, AuthResults, DeliveryId, Envelope, EventId, MessageId, RoutingAttributes,
+};
+use herald_mail::SmtpClient;
+use herald_store::{AgentDelivery, Attempt, InboundItem, Ingested, NewEvent, NewMessage, Recipient};
+use serde_json::value::RawValue;
+
+/// What an injected message did (`POST /agents/{address}/messages`).
+#[derive(Clone, Debug)]
+pub struct Injected {
+    pub message_id: MessageId,
+    /// The agent's own delivery (none when the agent has no `webhook_url`, or for a duplicate).
+    pub delivery_id: Option<DeliveryId>,
+    /// True when the same message had already reached the agent (nothing new was made).
+    pub duplicate: bool,
+    /// With `wait`: the first attempt of the agent's delivery, when recorded in time.
+    pub first_attempt: Option<Attempt>,
+}
+
+impl Herald {
+    /// Where mail for `address` goes; `None` when it is not hosted here (any case matches).
+    pub async fn recipient(&self, address: &str) -> AppResult<Option<Recipient>> {
+        let Ok(address) = AgentAddress::parse(address) else { return Ok(None) };
+        if !self.config.inbound.domains.contains(address.domain()) {
+            return Ok(None);
+        }
+        Ok(self.store.find_recipient(&address).await?)
+    }
+
+    /// Accepts one message for hosted recipients: everything is committed in ONE
+    /// transaction before this returns; a store failure stores nothing (`Unavailable`).
+    /// A message that does not parse is `Invalid` (field `message`).
+    pub async fn accept_mail(
+        &self,
+        raw: &[u8],
+        client: Option<&SmtpClient>,
+        recipients: &[Recipient],
+    ) -> AppResult<Vec<Ingested>> {
+        if raw.len() > self.config.inbound.max_message_size {
+            return Err(AppError::field(
+                "message",
+                format!("larger than the {} bytes accepted", self.config.inbound.max_message_size),
+            ));
+        }
+        let parsed = herald_mail::parse(raw).map_err(|e| AppError::field("message", e.to_string()))?;
+        let hostname = &self.config.inbound.hostname;
+        let auth = match &self.mail {
+            Some(a) => a.authenticate(raw, client, hostname).await,
+            None => AuthResults::none(),
+        };
+        let header =
+            herald_mail::authentication_results(hostname, &auth, client, &herald_mail::domain_of(&parsed.from));
+        let mut stored = Vec::with_capacity(header.len() + raw.len());
+        stored.extend_from_slice(header.as_bytes());
+        stored.extend_from_slice(raw);
+        let dedupe_key = inbound::dedupe_key(&parsed, raw);
+        // Our own agents' mail carries its conversation in a header; anyone else's is placed
+        // by what it replies to.
+        let sender = client.map(|c| c.envelope_sender().to_owned()).unwrap_or_else(|| parsed.from.clone());
+        let ours = self.config.inbound.domains.contains(inbound::domain_of(&sender));
+        let candidates = inbound::reply_candidates(&parsed);
+        let now = self.clock.now();
+        let mut items = Vec::with_capacity(recipients.len());
+        let mut seen = std::collections::HashSet::new();
+        for r in recipients.iter().filter(|r| seen.insert(r.address.clone())) {
+            let earlier = self.store.conversation_of(&r.address, &candidates).await?;
+            let conversation = inbound::choose_conversation(&parsed, ours, earlier);
+            let message_id = MessageId::generate();
+            let received = Received {
+                message_id: message_id.as_str(),
+                conversation_id: &conversation,
+                agent: r.address.as_str(),
+                parsed: &parsed,
+                auth: &auth,
+                raw: &stored,
+                received_at: now,
+            };
+            let event_id = EventId::generate();
+            let data = RawValue::from_string(received.event_data().to_string()).expect("serde_json output is JSON");
+            let event = NewEvent {
+                envelope: Envelope::build(&event_id, EMAIL_RECEIVED, now, &data),
+                id: event_id,
+                account_id: r.account_id.clone(),
+                event_type: EMAIL_RECEIVED.into(),
+                routing: RoutingAttributes {
+                    agent_id: Some(r.address.to_string()),
+                    conversation_id: Some(conversation.clone()),
+                    labels: Vec::new(),
+                },
+                idempotency_key: None,
+                created_at: now,
+            };
+            let agent_delivery = r.has_webhook_url.then(|| AgentDelivery {
+                id: DeliveryId::generate(),
+                target: r.target.clone(),
+                payload: serde_json::to_vec(&received.payload()).expect("plain data serialises"),
+            });
+            items.push(InboundItem {
+                message: NewMessage {
+                    id: message_id,
+                    account_id: r.account_id.clone(),
+                    agent: r.address.clone(),
+                    conversation_id: conversation,
+                    dedupe_key: dedupe_key.clone(),
+                    parsed: parsed.clone(),
+                    auth: auth.clone(),
+                    raw: stored.clone(),
+                    received_at: now,
+                },
+                event,
+                agent_delivery,
+            });
+        }
+        Ok(self.store.ingest(items, &self.config.inbound.rules).await?)
+    }
+
+    /// Injects a raw RFC 5322 message for one of the account's agents, through the same path
+    /// as SMTP (no client IP: SPF is `none`); with `wait`, waits for the first attempt of
+    /// the agent's own delivery (the seed's `DeliverSync`).
+    pub async fn inject_message(
+        &self,
+        account: &AccountId,
+        address: &str,
+        raw: &[u8],
+        wait: bool,
+    ) -> AppResult<Injected> {
+        let agent = self.agent(account, address).await?;
+        let recipient = Recipient {
+            address: agent.address.clone(),
+            account_id: account.clone(),
+            target: agent.target.clone(),
+            has_webhook_url: agent.webhook_url.is_some(),
+        };
+        let ingested = self.accept_mail(raw, None, std::slice::from_ref(&recipient)).await?;
+        let (message_id, delivery_id, duplicate) = match ingested.into_iter().next() {
+            Some(Ingested::Stored { message, agent_delivery, .. }) => (message, agent_delivery, false),
+            Some(Ingested::Duplicate { message }) => (message, None, true),
+            None => return Err(AppError::NotFound("agent")),
+        };
+        let first_attempt = match (&delivery_id, wait) {
+            (Some(d), true) => self.first_attempt(account, d).await?,
+            _ => None,
+        };
+        Ok(Injected { message_id, delivery_id, duplicate, first_attempt })
+    }
+
+    pub async fn messages(
+        &self,
+        account: &AccountId,
+        address: &str,
+        page: herald_store::Page,
+    ) -> AppResult<Vec<herald_store::Message>> {
+        let agent = self.agent(account, address).await?;
+        Ok(self.store.list_messages(account, &agent.address, page).await?)
+    }
+
+    pub async fn message(&self, account: &AccountId, id: &str) -> AppResult<herald_store::Message> {
+        let Some(id) = MessageId::parse(id) else { return Err(AppError::NotFound("message")) };
+        self.store.get_message(account, &id).await?.ok_or(AppError::NotFound("message"))
+    }
+
+    pub async fn raw_message(&self, account: &AccountId, id: &str) -> AppResult<Vec<u8>> {
+        let Some(id) = MessageId::parse(id) else { return Err(AppError::NotFound("message")) };
+        self.store.raw_message(account, &id).await?.ok_or(AppError::NotFound("message"))
+    }
+}
