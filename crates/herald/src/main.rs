@@ -36,6 +36,13 @@ enum Command {
         #[command(subcommand)]
         command: herald::cli::webhooks::WebhooksCommand,
     },
+    /// Manage agents (inbound addresses) of a running Herald.
+    Agents {
+        #[command(flatten)]
+        client: herald::cli::ClientArgs,
+        #[command(subcommand)]
+        command: herald::cli::agents::AgentsCommand,
+    },
     /// Inspect and retry deliveries of a running Herald.
     Deliveries {
         #[command(flatten)]
@@ -104,6 +111,9 @@ async fn main() -> anyhow::Result<()> {
             if let Some(key) = &app.created_key {
                 println!("Created account 'default'. Its API key (shown once): {}", key.expose());
             }
+            if let Some(smtp) = app.smtp_addr() {
+                println!("herald smtp listening on {smtp}");
+            }
             println!("herald listening on http://{}", app.local_addr());
             let cancel = CancellationToken::new();
             tokio::spawn(shutdown_signal(cancel.clone()));
@@ -135,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Bench(args) => herald::bench::run(args).await,
         Command::Webhooks { client, command } => herald::cli::webhooks::run(&client, command).await,
+        Command::Agents { client, command } => herald::cli::agents::run(&client, command).await,
         Command::Deliveries { client, command } => herald::cli::deliveries::run(&client, command).await,
         Command::Events { client, command } => herald::cli::events::run(&client, command).await,
         Command::Listen(args) => herald::cli::listen::run(args).await,

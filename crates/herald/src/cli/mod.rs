@@ -1,5 +1,6 @@
 //! Commands that talk to a running Herald over its API, and `herald listen`.
 
+pub mod agents;
 mod client;
 pub mod deliveries;
 pub mod events;

@@ -66,6 +66,82 @@ async fn cli_manages_webhooks_events_and_deliveries_of_a_running_server() {
 }
 
 #[tokio::test]
+async fn cli_manages_agents_of_a_running_server() {
+    let app = spawn_app().await;
+    let hook = "http://127.0.0.1:9/agent";
+    let created = herald_json(
+        &app,
+        &["agents", "create", "bot@agents.test", "--name", "Bot", "--webhook-url", hook, "--max-in-flight", "3"],
+    )
+    .await;
+    assert_eq!(created["address"], "bot@agents.test");
+    assert_eq!(created["name"], "Bot");
+    assert_eq!(created["webhook_url"], hook);
+    assert_eq!(created["max_in_flight"], 3);
+    let first_secret = created["signing_secret"].as_str().unwrap().to_owned();
+    assert!(first_secret.starts_with("whsec_"), "{created}");
+    // A local part with `/`, `+` and `%` only survives as one percent-encoded path segment.
+    let odd = herald_json(&app, &["agents", "create", "ops/x+y%z@agents.test"]).await;
+    assert_eq!(odd["address"], "ops/x+y%z@agents.test");
+
+    let (ok, table) = herald(&app, &["agents", "list"]).await;
+    assert!(ok && table.starts_with("ADDRESS") && table.contains("bot@agents.test"), "{table}");
+    let page = herald_json(&app, &["agents", "list", "--limit", "1"]).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    let cursor = page["next_cursor"].as_str().expect("a second page").to_owned();
+    let rest = herald_json(&app, &["agents", "list", "--cursor", &cursor]).await;
+    let mut seen: Vec<Value> = page["items"].as_array().unwrap().iter().map(|a| a["address"].clone()).collect();
+    seen.extend(rest["items"].as_array().unwrap().iter().map(|a| a["address"].clone()));
+    seen.sort_by_key(|a| a.to_string());
+    assert_eq!(seen, ["bot@agents.test", "ops/x+y%z@agents.test"], "both pages: {page} {rest}");
+
+    let got = herald_json(&app, &["agents", "get", "ops/x+y%z@agents.test"]).await;
+    assert_eq!(got["address"], "ops/x+y%z@agents.test");
+    let got = herald_json(&app, &["agents", "get", "bot@agents.test"]).await;
+    assert_eq!(got["webhook_url"], hook);
+    assert!(got.get("signing_secret").is_none(), "the secret is shown only on create: {got}");
+
+    let changed = herald_json(
+        &app,
+        &["agents", "update", "bot@agents.test", "--name", "Robot", "--max-in-flight", "7", "--no-webhook-url"],
+    )
+    .await;
+    assert_eq!(changed["name"], "Robot");
+    assert_eq!(changed["max_in_flight"], 7);
+    assert!(changed.get("webhook_url").is_none(), "--no-webhook-url removes it: {changed}");
+    let (ok, out) = herald(&app, &["agents", "update", "bot@agents.test"]).await;
+    assert!(!ok, "an update without a change is refused: {out}");
+
+    let r = herald_json(&app, &["agents", "rotate", "bot@agents.test", "--grace-period-seconds", "60"]).await;
+    let rotated = r["signing_secret"].as_str().unwrap().to_owned();
+    assert!(rotated.starts_with("whsec_") && rotated != first_secret, "{r}");
+    assert!(r["previous_secret_expires_at"].is_string(), "{r}");
+    let keyed = ["agents", "rotate", "bot@agents.test", "--idempotency-key", "cli-rotate-1"];
+    let once = herald_json(&app, &keyed).await;
+    let again = herald_json(&app, &keyed).await;
+    assert_eq!(once["signing_secret"], again["signing_secret"], "the same key replays the answer");
+    assert_ne!(once["signing_secret"], r["signing_secret"]);
+
+    let gone = herald_json(&app, &["agents", "delete", "bot@agents.test"]).await;
+    assert_eq!(gone["deleted"], true);
+    let (ok, out) = herald(&app, &["agents", "get", "bot@agents.test"]).await;
+    assert!(!ok && out.contains("404"), "a deleted agent is gone: {out}");
+    let (ok, out) = herald(&app, &["agents", "delete", "ops/x+y%z@agents.test"]).await;
+    assert!(ok && out.contains("agent ops/x+y%z@agents.test deleted"), "{out}");
+
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["agents", "create", "bot@elsewhere.test"])
+        .env("HERALD_SERVER", format!("http://{}", app.addr))
+        .env("HERALD_API_KEY", KEY)
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && out.stdout.is_empty(), "{stderr}");
+    assert!(stderr.contains("400") && stderr.contains("not one this server accepts"), "{stderr}");
+}
+
+#[tokio::test]
 async fn herald_listen_verifies_both_signatures_of_real_deliveries() {
     let app = spawn_app().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();

@@ -10,6 +10,15 @@ pub(crate) async fn start_binary(dir: &std::path::Path) -> (tokio::process::Chil
 }
 
 pub(crate) async fn start_binary_with(dir: &std::path::Path, env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    let (child, addr, _) = start_binary_full(dir, env).await;
+    (child, addr)
+}
+
+/// Starts the binary; returns it, its API base URL and its SMTP address (when it has one).
+pub(crate) async fn start_binary_full(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String, Option<std::net::SocketAddr>) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("serve")
         .envs(env.iter().copied())
@@ -28,13 +37,17 @@ pub(crate) async fn start_binary_with(dir: &std::path::Path, env: &[(&str, &str)
         .spawn()
         .expect("binary starts");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut smtp = None;
     let addr = loop {
         let line = lines.next_line().await.unwrap().expect("binary printed its address");
+        if let Some(a) = line.strip_prefix("herald smtp listening on ") {
+            smtp = a.parse().ok();
+        }
         if let Some(a) = line.strip_prefix("herald listening on ") {
             break a.to_owned();
         }
     };
-    (child, addr)
+    (child, addr, smtp)
 }
 
 #[tokio::test]

@@ -372,7 +372,28 @@ async fn shutdown_does_not_hang_on_outcomes_a_dead_store_refuses() {
     tokio::time::timeout(DEADLINE, app.stop()).await.expect("shutdown finished within the deadline");
 }
 
+/// A store failure while committing a message is answered `451` (the sender retries) and
+/// stores nothing; the retry is then accepted and delivered once.
+async fn a_store_failure_answers_451_and_stores_nothing(backend: Backend) {
+    use crate::inbound::{create_agent, raw_message, send, with_smtp};
+    let rx = Receiver::start().await;
+    let faults = Arc::new(Faults { ingest_failures: 1.into(), ..Default::default() });
+    let Some(app) = spawn_on(backend, Options { wrap_store: flaky(&faults), ..with_smtp() }).await else { return };
+    create_agent(&app, "bot@agents.test", Some(rx.url("bot"))).await;
+    let raw = raw_message("once@sender.test", "bot@agents.test");
+    let answer = send(app.smtp_addr.unwrap(), "a@sender.test", &["bot@agents.test"], &raw).await.unwrap_err();
+    assert!(answer.contains("451") || answer.contains("4.3.0"), "{answer}");
+    let (_, list) = app.call(reqwest::Method::GET, "/api/v1/agents/bot@agents.test/messages", None).await;
+    assert!(list["items"].as_array().unwrap().is_empty(), "nothing of the message was stored: {list}");
+    let (_, events) = app.call(reqwest::Method::GET, "/api/v1/events", None).await;
+    assert!(events["items"].as_array().unwrap().is_empty(), "no event either: {events}");
+    let answer = send(app.smtp_addr.unwrap(), "a@sender.test", &["bot@agents.test"], &raw).await.unwrap();
+    assert!(answer.starts_with("250"), "{answer}");
+    rx.wait_for("bot", 1).await;
+}
+
 crate::on_both_stores!(
+    a_store_failure_answers_451_and_stores_nothing,
     transient_store_errors_never_count_as_attempts_or_fail_deliveries,
     a_delivery_without_its_event_body_is_never_sent,
     a_refused_outcome_never_blocks_the_others,

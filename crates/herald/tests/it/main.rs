@@ -10,6 +10,7 @@ mod dns;
 mod engine;
 mod faults;
 mod inbound;
+mod inbound_auth;
 mod input;
 mod keys;
 mod lifecycle;

@@ -230,6 +230,9 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The SMTP listener, when the test asked for one (`smtp_listen`).
     pub smtp_addr: Option<SocketAddr>,
+    /// The app's DNS server (`HERALD_DNS_SERVER`), on loopback: tests publish records here;
+    /// nothing reaches public DNS.
+    pub dns: Arc<herald_testkit::LoopbackDns>,
     pub http: reqwest::Client,
     pub clock: Option<Arc<ManualClock>>,
     pub cancel: CancellationToken,
@@ -285,6 +288,8 @@ pub async fn spawn_on(backend: Backend, opts: Options) -> Option<TestApp> {
 pub async fn spawn_app_with(opts: Options) -> TestApp {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let mut settings = test_settings(dir.path());
+    let dns = Arc::new(herald_testkit::LoopbackDns::start().await);
+    settings.dns_server = Some(dns.addr());
     (opts.tweak)(&mut settings);
     let clock = opts.manual_clock.then(|| Arc::new(ManualClock::starting_now()));
     let deps = Deps {
@@ -301,6 +306,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
     TestApp {
         addr,
         smtp_addr,
+        dns,
         http: reqwest::Client::new(),
         clock,
         cancel,

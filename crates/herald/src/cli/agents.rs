@@ -1,0 +1,171 @@
+//! `herald agents …`
+
+use super::ClientArgs;
+use anyhow::Context;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const COLUMNS: &[&str] = &["address", "name", "webhook_url", "max_in_flight", "created_at"];
+
+#[derive(clap::Subcommand, Debug)]
+pub enum AgentsCommand {
+    /// Create an agent (an address on an accepted domain); prints its signing secret (shown once).
+    Create {
+        /// The address, `local@domain`.
+        address: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Where the agent's deliveries go (without one they wait until it is set).
+        #[arg(long)]
+        webhook_url: Option<String>,
+        #[arg(long)]
+        max_in_flight: Option<u32>,
+    },
+    /// List agents.
+    List {
+        #[arg(long)]
+        limit: Option<u32>,
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Show one agent.
+    Get { address: String },
+    /// Change an agent's name, webhook URL or concurrency.
+    #[command(group = clap::ArgGroup::new("change").required(true).multiple(true))]
+    Update {
+        address: String,
+        #[arg(long, group = "change")]
+        name: Option<String>,
+        #[arg(long, group = "change", conflicts_with = "no_webhook_url")]
+        webhook_url: Option<String>,
+        /// Remove the webhook URL (deliveries wait until one is set again).
+        #[arg(long, group = "change")]
+        no_webhook_url: bool,
+        #[arg(long, group = "change")]
+        max_in_flight: Option<u32>,
+    },
+    /// Delete an agent (its pending deliveries end as failed).
+    Delete { address: String },
+    /// Rotate the signing secret; the old one signs for the grace period too.
+    Rotate {
+        address: String,
+        #[arg(long)]
+        grace_period_seconds: Option<u64>,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+    },
+}
+
+pub async fn run(c: &ClientArgs, cmd: AgentsCommand) -> anyhow::Result<()> {
+    match cmd {
+        AgentsCommand::Create { address, name, webhook_url, max_in_flight } => {
+            let mut body = json!({"address": address});
+            if let Some(n) = name {
+                body["name"] = json!(n);
+            }
+            if let Some(u) = webhook_url {
+                body["webhook_url"] = json!(u);
+            }
+            if let Some(m) = max_in_flight {
+                body["max_in_flight"] = json!(m);
+            }
+            let v = c.call(Method::POST, "/api/v1/agents", Some(body)).await?;
+            c.print(&v, COLUMNS);
+            if !c.json {
+                println!("signing secret (shown once): {}", v["signing_secret"].as_str().unwrap_or("-"));
+            }
+        }
+        AgentsCommand::List { limit, cursor } => {
+            let mut q = vec![];
+            if let Some(l) = limit {
+                q.push(format!("limit={l}"));
+            }
+            if let Some(cur) = cursor {
+                // The cursor is an address, which may hold `&`, `+`, `#` or `%`.
+                q.push(format!("cursor={}", encode(&cur)));
+            }
+            let v = c.call(Method::GET, &format!("/api/v1/agents?{}", q.join("&")), None).await?;
+            c.print(&v, COLUMNS);
+        }
+        AgentsCommand::Get { address } => {
+            let v = c.call(Method::GET, &agent_path(&address), None).await?;
+            c.print(&v, COLUMNS);
+        }
+        AgentsCommand::Update { address, name, webhook_url, no_webhook_url, max_in_flight } => {
+            let mut body = json!({});
+            if let Some(n) = name {
+                body["name"] = json!(n);
+            }
+            if let Some(u) = webhook_url {
+                body["webhook_url"] = json!(u);
+            } else if no_webhook_url {
+                body["webhook_url"] = Value::Null;
+            }
+            if let Some(m) = max_in_flight {
+                body["max_in_flight"] = json!(m);
+            }
+            let v = c.call(Method::PATCH, &agent_path(&address), Some(body)).await?;
+            c.print(&v, COLUMNS);
+        }
+        AgentsCommand::Delete { address } => {
+            // 204: the API returns no body, so say what was done.
+            c.call(Method::DELETE, &agent_path(&address), None).await?;
+            if c.json {
+                println!("{}", serde_json::to_string_pretty(&json!({"address": address, "deleted": true}))?);
+            } else {
+                println!("agent {address} deleted");
+            }
+        }
+        AgentsCommand::Rotate { address, grace_period_seconds, idempotency_key } => {
+            let body = grace_period_seconds.map(|g| json!({"grace_period_seconds": g}));
+            let path = format!("{}/rotate-secret", agent_path(&address));
+            let v = match idempotency_key {
+                // The shared helper has no custom headers; this one call needs one.
+                Some(k) => rotate_with_key(c, &path, body, &k).await?,
+                None => c.call(Method::POST, &path, body).await?,
+            };
+            c.print(&v, &["signing_secret", "previous_secret_expires_at"]);
+        }
+    }
+    Ok(())
+}
+
+/// `/api/v1/agents/{address}` with the address as one percent-encoded path segment.
+fn agent_path(address: &str) -> String {
+    format!("/api/v1/agents/{}", encode(address))
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters: an address's local part
+/// may hold `/`, `?`, `#`, `%`, `+` and `&`, and `@` is encoded too, so the result is one
+/// path segment or one query value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+async fn rotate_with_key(c: &ClientArgs, path: &str, body: Option<Value>, key: &str) -> anyhow::Result<Value> {
+    let api_key = c.api_key.as_deref().context("an API key is needed: --api-key or HERALD_API_KEY")?;
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", c.server.trim_end_matches('/')))
+        .bearer_auth(api_key)
+        .header("idempotency-key", key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.with_context(|| format!("calling {}", c.server))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    if !status.is_success() {
+        let detail = v.get("detail").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| v.to_string());
+        anyhow::bail!("{status}: {detail}");
+    }
+    Ok(v)
+}
