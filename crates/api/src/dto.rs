@@ -227,6 +227,11 @@ pub struct AgentOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
     pub max_in_flight: u32,
+    /// Whether the agent's own endpoint is delivered to (false without a `webhook_url`, or
+    /// after it answered `410 Gone`: set `webhook_url` again to resume).
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
     pub created_at: String,
     /// Only on create.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -240,6 +245,8 @@ impl From<Agent> for AgentOut {
             name: a.name,
             webhook_url: a.webhook_url,
             max_in_flight: a.max_in_flight,
+            enabled: a.enabled,
+            disabled_reason: a.disabled_reason.map(|r| r.as_str().to_owned()),
             created_at: rfc3339(a.created_at),
             signing_secret: None,
         }

@@ -79,6 +79,9 @@ pub struct WaitQuery {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TestOut {
     pub delivery_id: String,
+    /// The message, for a message injected with `?wait=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub success: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,6 +111,7 @@ pub async fn test_webhook(
     let sent = s.app.send_test(&account.id, &wh, send, admit).await?;
     let mut out = TestOut {
         delivery_id: sent.delivery_id.to_string(),
+        message_id: None,
         success: None,
         status_code: None,
         duration_ms: None,

@@ -50,6 +50,7 @@ pub async fn inject_message(
     if wait && let (Some(d), Some(a)) = (&injected.delivery_id, injected.first_attempt) {
         let out = TestOut {
             delivery_id: d.to_string(),
+            message_id: Some(injected.message_id.to_string()),
             success: Some((200..300).contains(&a.status_code)),
             status_code: Some(a.status_code),
             duration_ms: Some(a.duration_ms),

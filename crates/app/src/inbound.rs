@@ -8,7 +8,7 @@ use herald_domain::{
     AccountId, AgentAddress, AuthResults, DeliveryId, Envelope, EventId, MessageId, RoutingAttributes,
 };
 use herald_mail::SmtpClient;
-use herald_store::{AgentDelivery, Attempt, InboundItem, Ingested, NewEvent, NewMessage, Recipient};
+use herald_store::{AgentDelivery, Attempt, InboundItem, InboundRules, Ingested, NewEvent, NewMessage, Recipient};
 use serde_json::value::RawValue;
 
 /// What an injected message did (`POST /agents/{address}/messages`).
@@ -21,6 +21,13 @@ pub struct Injected {
     pub duplicate: bool,
     /// With `wait`: the first attempt of the agent's delivery, when recorded in time.
     pub first_attempt: Option<Attempt>,
+}
+
+/// The `Received:` trace field this server adds to mail taken over SMTP.
+fn received_field(c: &SmtpClient, hostname: &str, now: time::OffsetDateTime) -> String {
+    let helo: String = herald_domain::text::header_safe(c.helo.trim()).chars().take(255).collect();
+    let date = now.format(&time::format_description::well_known::Rfc2822).unwrap_or_default();
+    format!("Received: from {helo} ([{}])\r\n\tby {hostname} with ESMTP; {date}\r\n", c.ip)
 }
 
 impl Herald {
@@ -48,28 +55,41 @@ impl Herald {
                 format!("larger than the {} bytes accepted", self.config.inbound.max_message_size),
             ));
         }
-        let parsed = herald_mail::parse(raw).map_err(|e| AppError::field("message", e.to_string()))?;
+        let _slot = self.ingests.acquire().await.expect("the semaphore is never closed");
+        let mut parsed = herald_mail::parse(raw).map_err(|e| AppError::field("message", e.to_string()))?;
+        // Ids are kept (and looked up) at most this long: index entries have limits.
+        for id in parsed.message_id.iter_mut().chain(&mut parsed.in_reply_to).chain(&mut parsed.references) {
+            herald_domain::text::truncate(id, inbound::MAX_KEY_LEN);
+        }
         let hostname = &self.config.inbound.hostname;
         let auth = match &self.mail {
             Some(a) => a.authenticate(raw, client, hostname).await,
             None => AuthResults::none(),
         };
+        let now = self.clock.now();
+        // What is kept: a trace field (RFC 5321 §4.4), this server's verdict, and the message
+        // without any verdict forged in this server's name (RFC 8601 §5).
+        let mut stored = Vec::with_capacity(raw.len() + 512);
+        if let Some(c) = client {
+            stored.extend_from_slice(received_field(c, hostname, now).as_bytes());
+        }
         let header =
             herald_mail::authentication_results(hostname, &auth, client, &herald_mail::domain_of(&parsed.from));
-        let mut stored = Vec::with_capacity(header.len() + raw.len());
         stored.extend_from_slice(header.as_bytes());
-        stored.extend_from_slice(raw);
+        stored.extend_from_slice(&herald_mail::without_forged_results(raw, hostname));
         let dedupe_key = inbound::dedupe_key(&parsed, raw);
         // Our own agents' mail carries its conversation in a header; anyone else's is placed
-        // by what it replies to.
+        // by what it replies to. Over SMTP "ours" needs the envelope sender's domain to be one
+        // of ours AND SPF to pass for it (anyone can write our domain in MAIL FROM); a message
+        // injected through the API comes from the account itself, so its From domain counts.
         let sender = client.map(|c| c.envelope_sender().to_owned()).unwrap_or_else(|| parsed.from.clone());
-        let ours = self.config.inbound.domains.contains(inbound::domain_of(&sender));
+        let ours = self.config.inbound.domains.contains(inbound::domain_of(&sender))
+            && (client.is_none() || auth.spf == "pass");
         let candidates = inbound::reply_candidates(&parsed);
-        let now = self.clock.now();
         let mut items = Vec::with_capacity(recipients.len());
         let mut seen = std::collections::HashSet::new();
         for r in recipients.iter().filter(|r| seen.insert(r.address.clone())) {
-            let earlier = self.store.conversation_of(&r.address, &candidates).await?;
+            let earlier = self.store.conversation_of(&r.account_id, &r.address, &candidates).await?;
             let conversation = inbound::choose_conversation(&parsed, ours, earlier);
             let message_id = MessageId::generate();
             let received = Received {
@@ -106,6 +126,7 @@ impl Herald {
                     id: message_id,
                     account_id: r.account_id.clone(),
                     agent: r.address.clone(),
+                    target: r.target.clone(),
                     conversation_id: conversation,
                     dedupe_key: dedupe_key.clone(),
                     parsed: parsed.clone(),
@@ -117,7 +138,8 @@ impl Herald {
                 agent_delivery,
             });
         }
-        Ok(self.store.ingest(items, &self.config.inbound.rules).await?)
+        let rules = InboundRules { fanout: self.config.fanout.clone(), ..self.config.inbound.rules.clone() };
+        Ok(self.store.ingest(items, &rules).await?)
     }
 
     /// Injects a raw RFC 5322 message for one of the account's agents, through the same path
@@ -141,7 +163,7 @@ impl Herald {
         let (message_id, delivery_id, duplicate) = match ingested.into_iter().next() {
             Some(Ingested::Stored { message, agent_delivery, .. }) => (message, agent_delivery, false),
             Some(Ingested::Duplicate { message }) => (message, None, true),
-            None => return Err(AppError::NotFound("agent")),
+            Some(Ingested::AgentGone) | None => return Err(AppError::NotFound("agent")),
         };
         let first_attempt = match (&delivery_id, wait) {
             (Some(d), true) => self.first_attempt(account, d).await?,

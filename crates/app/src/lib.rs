@@ -1,6 +1,6 @@
 //! Herald's application layer: what a request means, once, for every adapter.
 //!
-//! The HTTP API and, next, the SMTP listener and the portal are thin adapters (the CLI talks
+//! The HTTP API, the SMTP listener and, next, the portal are thin adapters (the CLI talks
 //! to a running server over HTTP): they parse their wire format into the inputs here, call [`Herald`],
 //! and render its answers or [`AppError`]s. Validation, event-type checks, the re-enable
 //! cooldown, idempotent rotation and "wait for the first attempt" live here; persistence
@@ -62,6 +62,10 @@ pub struct InboundConfig {
     pub hostname: String,
     pub max_message_size: usize,
     pub agents_per_account: u32,
+    /// Messages parsed, authenticated and committed at once; more wait. Each costs a few
+    /// times its size in memory (the raw bytes, the event's and the Payload's base64).
+    pub concurrent_ingests: usize,
+    /// Dedupe window and retention; the fan-out part is taken from [`AppConfig::fanout`].
     pub rules: InboundRules,
 }
 
@@ -72,6 +76,7 @@ impl Default for InboundConfig {
             hostname: "localhost".into(),
             max_message_size: 10 * 1024 * 1024,
             agents_per_account: 1000,
+            concurrent_ingests: 4,
             rules: InboundRules::default(),
         }
     }
@@ -100,11 +105,14 @@ pub struct Herald {
     pub config: Arc<AppConfig>,
     /// SPF/DKIM/DMARC for inbound mail; without one, every result is `none`.
     mail: Option<Arc<herald_mail::Authenticator>>,
+    /// Bounds the memory of inbound mail being accepted ([`InboundConfig::concurrent_ingests`]).
+    ingests: Arc<tokio::sync::Semaphore>,
 }
 
 impl Herald {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, targets: Arc<dyn TargetCheck>, config: AppConfig) -> Self {
-        Self { store, clock, targets, config: Arc::new(config), mail: None }
+        let ingests = Arc::new(tokio::sync::Semaphore::new(config.inbound.concurrent_ingests.max(1)));
+        Self { store, clock, targets, config: Arc::new(config), mail: None, ingests }
     }
 
     /// Authenticates inbound mail with `mail` (its DNS answers decide SPF, DKIM and DMARC).

@@ -35,16 +35,33 @@ pub mod header {
     pub const SIGNATURE: &str = "X-E2A-Auth-Signature";
 }
 
-/// What identifies a message for duplicate detection: its `Message-ID`, or without one the
-/// SHA-256 of the bytes received.
+/// What identifies a message for duplicate detection: its `Message-ID` together with the
+/// hash of its body (an MTA retry repeats both; a stranger who guesses a `Message-ID`
+/// cannot suppress the real message with a different one), or without a `Message-ID` the
+/// hash of the bytes received.
 pub fn dedupe_key(parsed: &ParsedMail, raw: &[u8]) -> String {
     match parsed.message_id.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
         Some(mid) => {
-            let mut key = format!("mid:{mid}");
-            crate::text::truncate(&mut key, 900);
+            let mut key = format!("mid:{}:", body_hash(body_of(raw)));
+            key.push_str(mid);
+            crate::text::truncate(&mut key, MAX_KEY_LEN);
             key
         }
         None => format!("sha256:{}", body_hash(raw)),
+    }
+}
+
+/// Longest stored dedupe key and `Message-ID`, in bytes (kept well inside index limits).
+pub const MAX_KEY_LEN: usize = 900;
+
+/// The body of a raw message: what follows the first empty line (all of it without one).
+fn body_of(raw: &[u8]) -> &[u8] {
+    let crlf = raw.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4);
+    let lf = raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => &raw[a.min(b)..],
+        (Some(a), None) | (None, Some(a)) => &raw[a..],
+        (None, None) => raw,
     }
 }
 
@@ -282,7 +299,10 @@ mod tests {
     #[test]
     fn duplicates_are_keyed_by_message_id_else_by_the_bytes() {
         let p = parsed();
-        assert_eq!(dedupe_key(&p, b"x"), "mid:abc@sender.test");
+        let key = dedupe_key(&p, b"Subject: a\r\n\r\nbody");
+        assert!(key.starts_with("mid:") && key.ends_with(":abc@sender.test"), "{key}");
+        assert_eq!(key, dedupe_key(&p, b"Subject: retried\r\n\r\nbody"), "headers may differ on a retry");
+        assert_ne!(key, dedupe_key(&p, b"Subject: a\r\n\r\nanother body"), "a guessed id does not suppress");
         let no_id = ParsedMail { message_id: None, ..p };
         assert_eq!(dedupe_key(&no_id, b"x"), format!("sha256:{}", body_hash(b"x")));
         assert_ne!(dedupe_key(&no_id, b"x"), dedupe_key(&no_id, b"y"));

@@ -16,7 +16,7 @@ use herald_api::{ApiConfig, AppState};
 use herald_app::{AppConfig, Herald, InboundConfig, TargetCheck};
 use herald_delivery::{Engine, EngineConfig, GuardedResolver, HickoryLookup, Lookup, Sender, SenderConfig};
 use herald_domain::{ApiKey, Clock, IpPolicy, TargetUrl, UrlError};
-use herald_store::{FanoutRules, InboundRules, Store};
+use herald_store::{FanoutRules, Store};
 use herald_store_sqlite::SqliteStore;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -190,14 +190,13 @@ impl Application {
             deps.clock.clone(),
             Arc::new(UrlVetter { resolver, require_https: settings.require_https }),
             AppConfig {
-                fanout: fanout.clone(),
+                fanout,
                 webhooks_per_account: settings.max_webhooks_per_account,
                 reenable_cooldown: settings.reenable_cooldown,
                 inbound: InboundConfig {
                     domains: herald_domain::AcceptedDomains::parse(&settings.smtp_domains),
                     hostname: settings.smtp_hostname.clone(),
                     max_message_size: settings.smtp_max_message_size,
-                    rules: InboundRules { fanout, ..InboundRules::default() },
                     ..InboundConfig::default()
                 },
                 ..AppConfig::default()

@@ -157,6 +157,22 @@ impl Authenticator {
             None => (SpfOutput::default(), String::new()),
         };
 
+        // Only the first signatures are checked: each costs a DNS lookup and a public-key
+        // operation, and a message may carry thousands (the rest are listed as `policy`).
+        let capped;
+        let (raw, skipped) = match count_signatures(raw) {
+            n if n > MAX_DKIM_SIGNATURES => {
+                let mut seen = 0;
+                capped = crate::fields::retain_fields(raw, |f| {
+                    !crate::fields::is_named(f, "dkim-signature") || {
+                        seen += 1;
+                        seen <= MAX_DKIM_SIGNATURES
+                    }
+                });
+                (capped.as_slice(), n - MAX_DKIM_SIGNATURES)
+            }
+            _ => (raw, 0),
+        };
         let Some(message) = AuthenticatedMessage::parse(raw) else {
             // No header section mail-auth can read: no signature, no From to align with.
             return AuthResults {
@@ -172,7 +188,12 @@ impl Authenticator {
             Ok(outputs) => (outputs, false),
             Err(_) => (Vec::new(), true),
         };
-        let dkim = dkim_in_message_order(&message, &dkim_outputs, dkim_timed_out);
+        let mut dkim = dkim_in_message_order(&message, &dkim_outputs, dkim_timed_out);
+        dkim.extend((0..skipped).map(|_| DkimResult {
+            domain: String::new(),
+            selector: String::new(),
+            result: "policy".into(),
+        }));
 
         // DMARC
         let params = DmarcParameters::new(&message, &dkim_outputs, &spf_domain, &spf);
@@ -185,6 +206,18 @@ impl Authenticator {
 
         AuthResults { spf: spf_word(spf.result()).into(), dkim, dmarc: dmarc.into(), verified: dmarc == "pass" }
     }
+}
+
+/// Most `DKIM-Signature` fields of one message that are verified.
+pub const MAX_DKIM_SIGNATURES: usize = 5;
+
+fn count_signatures(raw: &[u8]) -> usize {
+    let mut n = 0;
+    crate::fields::retain_fields(raw, |f| {
+        n += usize::from(crate::fields::is_named(f, "dkim-signature"));
+        false
+    });
+    n
 }
 
 /// One [`DkimResult`] per `DKIM-Signature` header field, in the order of the message.

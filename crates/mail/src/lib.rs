@@ -6,13 +6,16 @@
 //! [`AuthResults`], [`DkimResult`]) and are re-exported here.
 
 mod authenticate;
+mod fields;
 mod parse;
 mod results_header;
 
-pub use authenticate::{AuthError, Authenticator, DEFAULT_TIME_LIMIT, DNS_RETRIES, DNS_TIMEOUT, SmtpClient};
+pub use authenticate::{
+    AuthError, Authenticator, DEFAULT_TIME_LIMIT, DNS_RETRIES, DNS_TIMEOUT, MAX_DKIM_SIGNATURES, SmtpClient,
+};
 pub use herald_domain::{Attachment, AuthResults, DkimResult, ParsedMail};
 pub use parse::{CONVERSATION_HEADER, ParseError, parse};
-pub use results_header::authentication_results;
+pub use results_header::{authentication_results, without_forged_results};
 
 /// The domain of an address (after its last `@`), lower-cased; empty when there is none.
 /// For the `header_from_domain` of [`authentication_results`]: `domain_of(&parsed.from)`.

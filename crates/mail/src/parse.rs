@@ -19,6 +19,10 @@ pub enum ParseError {
     Empty,
     #[error("not an e-mail message: it does not begin with a header field (`Name: value`)")]
     NoHeaderSection,
+    /// RFC 5322 §3.6 allows one `From`; a second one is how a replayed, validly signed
+    /// message is given another visible sender (DKIM signs the bottom-most instance).
+    #[error("the message has more than one From header field")]
+    SeveralFrom,
 }
 
 /// Parses one message (the bytes received after SMTP `DATA`, or given to the API).
@@ -49,6 +53,9 @@ pub fn parse(raw: &[u8]) -> Result<ParsedMail, ParseError> {
     let message = MessageParser::default().parse(raw.as_ref()).ok_or(ParseError::NoHeaderSection)?;
     if message.root_part().headers().is_empty() {
         return Err(ParseError::NoHeaderSection);
+    }
+    if message.root_part().headers().iter().filter(|h| h.name == HeaderName::From).count() > 1 {
+        return Err(ParseError::SeveralFrom);
     }
     Ok(ParsedMail {
         message_id: first(&message, HeaderName::MessageId).and_then(|v| ids(v).into_iter().next()),

@@ -208,3 +208,48 @@ mod tests {
         assert_eq!(word(""), "none");
     }
 }
+
+/// `raw` without the `Authentication-Results:` fields that claim to come from
+/// `authserv_id` (RFC 8601 §5: a receiver removes such fields before adding its own, so a
+/// sender cannot forge this server's verdict). Other fields and the body are untouched.
+pub fn without_forged_results(raw: &[u8], authserv_id: &str) -> Vec<u8> {
+    crate::fields::retain_fields(raw, |field| !claims(field, authserv_id))
+}
+
+/// Whether `field` is an `Authentication-Results` field whose authserv-id is `id`.
+fn claims(field: &[u8], id: &str) -> bool {
+    if !crate::fields::is_named(field, "authentication-results") {
+        return false;
+    }
+    let Some(colon) = field.iter().position(|&b| b == b':') else { return false };
+    let value = &field[colon + 1..];
+    let mut rest = value.trim_ascii_start();
+    // Skip leading comments, as CFWS allows.
+    while rest.first() == Some(&b'(') {
+        let close = rest.iter().position(|&b| b == b')').map_or(rest.len(), |p| p + 1);
+        rest = rest[close..].trim_ascii_start();
+    }
+    let token_end = rest.iter().position(|&b| b == b';' || b.is_ascii_whitespace() || b == b'(').unwrap_or(rest.len());
+    rest[..token_end].eq_ignore_ascii_case(id.as_bytes())
+}
+
+#[cfg(test)]
+mod forged_tests {
+    use super::without_forged_results;
+
+    #[test]
+    fn fields_claiming_this_server_are_removed_and_others_kept() {
+        let raw = b"Authentication-Results: MX.Herald.Test; dmarc=pass\r\n\theader.from=x.test\r\n\
+                    Authentication-Results: other.test; spf=pass\r\n\
+                    Authentication-Results: (c) mx.herald.test;\r\n dkim=pass\r\n\
+                    Subject: hi\r\n\r\nAuthentication-Results: mx.herald.test; body stays\r\n";
+        let out = without_forged_results(raw, "mx.herald.test");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Authentication-Results: other.test; spf=pass\r\nSubject: hi\r\n\r\n\
+             Authentication-Results: mx.herald.test; body stays\r\n"
+        );
+        assert_eq!(without_forged_results(b"", "x"), b"");
+        assert_eq!(without_forged_results(b"no colon\n", "x"), b"no colon\n");
+    }
+}

@@ -462,3 +462,21 @@ fn any_message_authenticates_to_result_words_without_panicking() {
         })
         .unwrap();
 }
+
+#[tokio::test]
+async fn only_the_first_signatures_are_verified() {
+    let dns = LoopbackDns::start().await;
+    let mut raw = message("alice@sender.test");
+    for n in 0..(herald_mail::MAX_DKIM_SIGNATURES + 3) {
+        raw = sign_ed25519(&dns, &raw, "sender.test", &format!("s{n}"));
+    }
+    let r = authenticator(&dns).await.authenticate(raw.as_bytes(), None, HOST).await;
+    assert_eq!(r.dkim.len(), herald_mail::MAX_DKIM_SIGNATURES + 3, "every signature is listed");
+    let checked = r.dkim.iter().filter(|d| d.result != "policy").count();
+    assert_eq!(checked, herald_mail::MAX_DKIM_SIGNATURES);
+    assert!(dns.total_queries() > 0);
+    let looked_up = (0..herald_mail::MAX_DKIM_SIGNATURES + 3)
+        .filter(|n| dns.queries(&format!("s{n}._domainkey.sender.test")) > 0)
+        .count();
+    assert!(looked_up <= herald_mail::MAX_DKIM_SIGNATURES, "no lookups for the signatures past the cap");
+}

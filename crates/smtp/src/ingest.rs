@@ -38,13 +38,19 @@ impl Inbound for AppInbound {
             mail_from: envelope.mail_from.clone(),
         };
         match self.app.accept_mail(&raw, Some(&client), &recipients).await {
-            Ok(done) => Ok(done
-                .iter()
-                .map(|d| match d {
-                    Ingested::Stored { message, .. } | Ingested::Duplicate { message } => message.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(",")),
+            Ok(done) => {
+                let ids: Vec<String> = done
+                    .iter()
+                    .filter_map(|d| match d {
+                        Ingested::Stored { message, .. } | Ingested::Duplicate { message } => Some(message.to_string()),
+                        Ingested::AgentGone => None,
+                    })
+                    .collect();
+                if ids.is_empty() {
+                    return Err(InboundError::Rejected("no recipient of this message is hosted here any more".into()));
+                }
+                Ok(ids.join(","))
+            }
             Err(AppError::Invalid(errs)) => {
                 Err(InboundError::Rejected(errs.into_iter().map(|e| e.message).collect::<Vec<_>>().join("; ")))
             }

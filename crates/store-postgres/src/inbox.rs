@@ -20,12 +20,27 @@ impl Inbox for PgStore {
         for item in &items {
             let m = &item.message;
             let now = to_millis(m.received_at);
+            // The agent must still be the one looked up; the share lock holds a concurrent
+            // delete off until this commits (its pending-delivery sweep then sees ours).
+            let current: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM agents WHERE address = $1 AND account_id = $2 AND target_id = $3 FOR SHARE",
+            )
+            .bind(m.agent.as_str())
+            .bind(m.account_id.as_str())
+            .bind(m.target.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if current.is_none() {
+                out.push(Ingested::AgentGone);
+                continue;
+            }
             let insert = || {
                 sqlx::query(
                     "INSERT INTO messages (id, account_id, agent, conversation_id, message_id_header, dedupe_key, \
                      parsed, auth, raw, size, received_at, expires_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-                     ON CONFLICT (agent, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+                     ON CONFLICT (account_id, agent, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
                 )
                 .bind(m.id.as_str())
                 .bind(m.account_id.as_str())
@@ -103,14 +118,20 @@ impl Inbox for PgStore {
         Ok(out)
     }
 
-    async fn conversation_of(&self, agent: &AgentAddress, message_ids: &[String]) -> StoreResult<Option<String>> {
+    async fn conversation_of(
+        &self,
+        account: &AccountId,
+        agent: &AgentAddress,
+        message_ids: &[String],
+    ) -> StoreResult<Option<String>> {
         if message_ids.is_empty() {
             return Ok(None);
         }
         sqlx::query_scalar(
-            "SELECT conversation_id FROM messages WHERE agent = $1 AND message_id_header = ANY($2) \
-             ORDER BY received_at DESC LIMIT 1",
+            "SELECT conversation_id FROM messages WHERE account_id = $1 AND agent = $2 \
+               AND message_id_header = ANY($3) ORDER BY received_at DESC LIMIT 1",
         )
+        .bind(account.as_str())
         .bind(agent.as_str())
         .bind(message_ids)
         .fetch_optional(&self.pool)

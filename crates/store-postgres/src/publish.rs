@@ -73,7 +73,7 @@ impl PgStore {
         let now = to_millis(new.created_at);
         let n: i64 = sqlx::query_scalar(
             "WITH w AS ( \
-               SELECT id FROM webhooks WHERE account_id = $1 AND enabled AND events::jsonb ? $2 \
+               SELECT id FROM webhooks WHERE account_id = $1 AND enabled AND agent IS NULL AND events::jsonb ? $2 \
                  AND (jsonb_array_length(filters::jsonb -> 'agent_ids') = 0 OR (filters::jsonb -> 'agent_ids') ? $3) \
                  AND (jsonb_array_length(filters::jsonb -> 'conversation_ids') = 0 \
                       OR (filters::jsonb -> 'conversation_ids') ? $4) \
@@ -123,11 +123,12 @@ impl PgStore {
 pub(crate) async fn publish_in(tx: &mut sqlx::PgConnection, new: &NewEvent, rules: &FanoutRules) -> StoreResult<u32> {
     let now = to_millis(new.created_at);
     let account = new.account_id.as_str();
-    let subs = sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = $1 AND enabled")
-        .bind(account)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+    let subs =
+        sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = $1 AND enabled AND agent IS NULL")
+            .bind(account)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
     let mut targets = Vec::new();
     for r in &subs {
         let types: Vec<String> = parse_json(&get::<String>(r, 1)?)?;

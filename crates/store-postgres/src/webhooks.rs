@@ -1,4 +1,9 @@
 //! Webhooks: create (within the account limit), read, patch, delete, rotate the secret.
+//!
+//! The `webhooks` table also holds each agent's own endpoint (`agent` set; see `agents.rs`
+//! and ARCHITECTURE.md), so every query here that serves `/webhooks` says
+//! `agent IS NULL`. The one exception is `rotate_secret`: an agent's secret is rotated
+//! through it (by target id, which is never shown).
 
 use crate::idempotency::{find_answer, save_answer};
 use crate::rows::*;

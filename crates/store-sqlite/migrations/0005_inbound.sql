@@ -27,7 +27,8 @@ CREATE TABLE messages (
     received_at        INTEGER NOT NULL,
     expires_at         INTEGER NOT NULL
 );
-CREATE UNIQUE INDEX messages_dedupe ON messages (agent, dedupe_key) WHERE dedupe_key IS NOT NULL;
+-- Per account: an address deleted and created again (perhaps by another account) starts afresh.
+CREATE UNIQUE INDEX messages_dedupe ON messages (account_id, agent, dedupe_key) WHERE dedupe_key IS NOT NULL;
 CREATE INDEX messages_by_agent ON messages (account_id, agent, id);
-CREATE INDEX messages_by_header ON messages (agent, message_id_header);
+CREATE INDEX messages_by_header ON messages (account_id, agent, message_id_header);
 CREATE INDEX messages_expires ON messages (expires_at);

@@ -60,10 +60,12 @@ impl Agents for SqliteStore {
             address: new.address,
             account_id: new.account_id,
             name: new.name,
-            webhook_url: new.webhook_url,
             max_in_flight: new.max_in_flight,
             created_at: new.created_at,
+            enabled: new.webhook_url.is_some(),
+            webhook_url: new.webhook_url,
             target: new.target,
+            disabled_reason: None,
         })
     }
 

@@ -18,13 +18,28 @@ impl Inbox for SqliteStore {
         for item in &items {
             let m = &item.message;
             let now = to_millis(m.received_at);
-            // The single writer makes check-then-insert atomic.
-            let prior = sqlx::query("SELECT id, received_at FROM messages WHERE agent = ? AND dedupe_key = ?")
-                .bind(m.agent.as_str())
-                .bind(&m.dedupe_key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            // The single writer makes these checks and the inserts atomic.
+            let current: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM agents WHERE address = ? AND account_id = ? AND target_id = ?")
+                    .bind(m.agent.as_str())
+                    .bind(m.account_id.as_str())
+                    .bind(m.target.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            if current.is_none() {
+                out.push(Ingested::AgentGone);
+                continue;
+            }
+            let prior = sqlx::query(
+                "SELECT id, received_at FROM messages WHERE account_id = ? AND agent = ? AND dedupe_key = ?",
+            )
+            .bind(m.account_id.as_str())
+            .bind(m.agent.as_str())
+            .bind(&m.dedupe_key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
             if let Some(r) = prior {
                 let id: String = get(&r, 0)?;
                 if now - get::<i64>(&r, 1)? < rules.dedupe_window.as_millis() as i64 {
@@ -94,14 +109,20 @@ impl Inbox for SqliteStore {
         Ok(out)
     }
 
-    async fn conversation_of(&self, agent: &AgentAddress, message_ids: &[String]) -> StoreResult<Option<String>> {
+    async fn conversation_of(
+        &self,
+        account: &AccountId,
+        agent: &AgentAddress,
+        message_ids: &[String],
+    ) -> StoreResult<Option<String>> {
         if message_ids.is_empty() {
             return Ok(None);
         }
         sqlx::query_scalar(
-            "SELECT conversation_id FROM messages WHERE agent = ? \
+            "SELECT conversation_id FROM messages WHERE account_id = ? AND agent = ? \
                AND message_id_header IN (SELECT value FROM json_each(?)) ORDER BY received_at DESC LIMIT 1",
         )
+        .bind(account.as_str())
         .bind(agent.as_str())
         .bind(json(&message_ids))
         .fetch_optional(&self.read)

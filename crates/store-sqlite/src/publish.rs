@@ -106,11 +106,13 @@ pub(crate) async fn publish_in<'a>(
             }
         }
         if !subscriptions.contains_key(&account) {
-            let rows = sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = ? AND enabled = 1")
-                .bind(&account)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?;
+            let rows = sqlx::query(
+                "SELECT id, events, filters FROM webhooks WHERE account_id = ? AND enabled = 1 AND agent IS NULL",
+            )
+            .bind(&account)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
             let subs = rows
                 .iter()
                 .map(|r| {

@@ -20,6 +20,10 @@ pub struct Agent {
     pub created_at: OffsetDateTime,
     /// The delivery target of the agent's own deliveries.
     pub target: WebhookId,
+    /// Whether its own endpoint is being delivered to: false without a `webhook_url`, or
+    /// after the endpoint answered `410 Gone` (setting `webhook_url` again enables it).
+    pub enabled: bool,
+    pub disabled_reason: Option<herald_domain::DisabledReason>,
 }
 
 #[derive(Clone, Debug)]
@@ -58,6 +62,9 @@ pub struct NewMessage {
     pub id: MessageId,
     pub account_id: AccountId,
     pub agent: AgentAddress,
+    /// The agent's delivery target when it was looked up: if the agent is no longer that
+    /// one (deleted, perhaps created again) the item is not stored ([`Ingested::AgentGone`]).
+    pub target: WebhookId,
     pub conversation_id: String,
     /// What identifies the message among the agent's recent ones (`inbound::dedupe_key`).
     pub dedupe_key: String,
@@ -119,6 +126,8 @@ pub enum Ingested {
     Duplicate {
         message: MessageId,
     },
+    /// The agent was deleted (or replaced) after it was looked up: nothing stored for it.
+    AgentGone,
 }
 
 /// A stored message as the API shows it.

@@ -144,12 +144,18 @@ pub trait Agents {
 #[async_trait]
 pub trait Inbox {
     /// Commits every item in ONE transaction: per item, unless the same message reached
-    /// the same agent within the dedupe window, the message, its event with one delivery per
+    /// the same agent of the same account within the dedupe window, the message, its event with one delivery per
     /// matching subscription, and the per-agent delivery. All or nothing. Wakes the engine.
     async fn ingest(&self, items: Vec<InboundItem>, rules: &InboundRules) -> StoreResult<Vec<Ingested>>;
-    /// The conversation of the agent's most recent stored message whose `Message-ID` is
-    /// one of `message_ids`.
-    async fn conversation_of(&self, agent: &AgentAddress, message_ids: &[String]) -> StoreResult<Option<String>>;
+    /// The conversation of the agent's most recent stored message (in this account: an
+    /// address deleted and created again starts afresh) whose `Message-ID` is one of
+    /// `message_ids`.
+    async fn conversation_of(
+        &self,
+        account: &AccountId,
+        agent: &AgentAddress,
+        message_ids: &[String],
+    ) -> StoreResult<Option<String>>;
     /// The agent's messages, newest first, after `page.after` (a message id).
     async fn list_messages(&self, account: &AccountId, agent: &AgentAddress, page: Page) -> StoreResult<Vec<Message>>;
     async fn get_message(&self, account: &AccountId, id: &MessageId) -> StoreResult<Option<Message>>;

@@ -30,7 +30,8 @@ macro_rules! delivery_columns {
 #[macro_export]
 macro_rules! agent_columns {
     () => {
-        "a.address, a.account_id, a.name, w.url, w.max_in_flight, a.created_at, a.target_id"
+        "a.address, a.account_id, a.name, w.url, w.max_in_flight, a.created_at, a.target_id, w.enabled, \
+         w.disabled_reason"
     };
 }
 
@@ -154,6 +155,10 @@ macro_rules! sql_rows {
                 max_in_flight: get::<i64>(r, 4)? as u32,
                 created_at: from_millis(get(r, 5)?),
                 target: WebhookId::from_trusted(get(r, 6)?),
+                enabled: get(r, 7)?,
+                disabled_reason: get::<Option<String>>(r, 8)?
+                    .map(|s| DisabledReason::parse(&s).ok_or_else(|| corrupt("disabled reason", &s)))
+                    .transpose()?,
             })
         }
 

@@ -135,8 +135,8 @@ impl Inbox for Flaky {
         }
         self.inner.ingest(items, r).await
     }
-    async fn conversation_of(&self, x: &AgentAddress, ids: &[String]) -> StoreResult<Option<String>> {
-        self.inner.conversation_of(x, ids).await
+    async fn conversation_of(&self, a: &AccountId, x: &AgentAddress, ids: &[String]) -> StoreResult<Option<String>> {
+        self.inner.conversation_of(a, x, ids).await
     }
     async fn list_messages(&self, a: &AccountId, x: &AgentAddress, p: Page) -> StoreResult<Vec<Message>> {
         self.inner.list_messages(a, x, p).await
@@ -372,9 +372,10 @@ async fn shutdown_does_not_hang_on_outcomes_a_dead_store_refuses() {
     tokio::time::timeout(DEADLINE, app.stop()).await.expect("shutdown finished within the deadline");
 }
 
-/// A store failure while committing a message is answered `451` (the sender retries) and
-/// stores nothing; the retry is then accepted and delivered once.
-async fn a_store_failure_answers_451_and_stores_nothing(backend: Backend) {
+/// A store failure while committing a message is answered `451` (the sender retries), never
+/// `250`; the retry is then accepted and delivered once. (That a failed ingest leaves
+/// nothing behind is the conformance case `a_failed_ingest_stores_nothing`.)
+async fn a_store_failure_answers_451_and_the_retry_is_accepted(backend: Backend) {
     use crate::inbound::{create_agent, raw_message, send, with_smtp};
     let rx = Receiver::start().await;
     let faults = Arc::new(Faults { ingest_failures: 1.into(), ..Default::default() });
@@ -393,7 +394,7 @@ async fn a_store_failure_answers_451_and_stores_nothing(backend: Backend) {
 }
 
 crate::on_both_stores!(
-    a_store_failure_answers_451_and_stores_nothing,
+    a_store_failure_answers_451_and_the_retry_is_accepted,
     transient_store_errors_never_count_as_attempts_or_fail_deliveries,
     a_delivery_without_its_event_body_is_never_sent,
     a_refused_outcome_never_blocks_the_others,

@@ -142,7 +142,8 @@ async fn mail_over_smtp_reaches_the_agent_and_the_subscribers(backend: Backend) 
     assert!(p["conversation_id"].as_str().unwrap().starts_with("cnv_"));
     let stored = base64::engine::general_purpose::STANDARD.decode(p["raw_message"].as_str().unwrap()).unwrap();
     let stored = String::from_utf8(stored).unwrap();
-    assert!(stored.starts_with("Authentication-Results: mx.herald.test;"), "{stored}");
+    assert!(stored.starts_with("Received: from client.sender.test ([127.0.0.1])"), "{stored}");
+    assert!(stored.contains("\r\nAuthentication-Results: mx.herald.test;"), "{stored}");
     // (lettre ends the data with one more CRLF of its own.)
     assert!(
         stored.trim_end().ends_with(raw.trim_end()),
@@ -210,9 +211,11 @@ async fn a_reply_joins_the_conversation_it_answers(backend: Backend) {
     let reply = raw_message("second@x", "bot@agents.test")
         .replace("Message-ID: <second@x>", "Message-ID: <second@x>\r\nIn-Reply-To: <first@x>");
     send(smtp, "alice@sender.test", &["bot@agents.test"], &reply).await.unwrap();
+    // Our domain in MAIL FROM, but SPF does not pass for it: the header is not trusted.
     let spoof = raw_message("third@x", "bot@agents.test")
         .replace("Message-ID: <third@x>", "Message-ID: <third@x>\r\nX-E2A-Conversation-Id: cnv_spoofed");
-    send(smtp, "alice@sender.test", &["bot@agents.test"], &spoof).await.unwrap();
+    send(smtp, "forged@agents.test", &["bot@agents.test"], &spoof).await.unwrap();
+    app.dns.add_txt("agents.test", "v=spf1 ip4:127.0.0.1 -all");
     let own = raw_message("fourth@x", "bot@agents.test")
         .replace("Message-ID: <fourth@x>", "Message-ID: <fourth@x>\r\nX-E2A-Conversation-Id: cnv_ours");
     send(smtp, "other@agents.test", &["bot@agents.test"], &own).await.unwrap();
@@ -220,8 +223,8 @@ async fn a_reply_joins_the_conversation_it_answers(backend: Backend) {
     let convs: Vec<&str> =
         list["items"].as_array().unwrap().iter().map(|m| m["conversation_id"].as_str().unwrap()).collect();
     // Newest first: fourth, third, second, first.
-    assert_eq!(convs[0], "cnv_ours", "our own domain's header is trusted");
-    assert_ne!(convs[1], "cnv_spoofed", "a stranger's header is not");
+    assert_eq!(convs[0], "cnv_ours", "our own domain's header is trusted when SPF passes for it");
+    assert_ne!(convs[1], "cnv_spoofed", "a forged MAIL FROM of our domain is not");
     assert_eq!(convs[2], convs[3], "a reply joins the conversation of the message it answers");
     assert_ne!(convs[1], convs[3]);
 }
@@ -293,3 +296,67 @@ crate::on_both_stores!(
     unknown_recipients_are_refused_and_known_ones_found_in_any_case,
     a_message_injected_through_the_api_takes_the_same_path,
 );
+
+#[tokio::test]
+async fn a_verdict_forged_in_our_name_is_removed_and_a_trace_field_added() {
+    let app = spawn_app_with(with_smtp()).await;
+    create_agent(&app, "bot@agents.test", None).await;
+    let forged = format!(
+        "Authentication-Results: MX.HERALD.TEST; dmarc=pass header.from=sender.test\r\n\
+         Authentication-Results: relay.example; spf=pass\r\n{}",
+        raw_message("forged@sender.test", "bot@agents.test")
+    );
+    send(app.smtp_addr.unwrap(), "alice@sender.test", &["bot@agents.test"], &forged).await.unwrap();
+    let (_, list) = app.call(Method::GET, "/api/v1/agents/bot@agents.test/messages", None).await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+    let raw = app
+        .http
+        .get(app.url(&format!("/api/v1/messages/{id}/raw")))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.starts_with("Received: from client.sender.test ([127.0.0.1])\r\n\tby mx.herald.test with ESMTP;"),
+        "{raw}"
+    );
+    assert_eq!(raw.matches("Authentication-Results: mx.herald.test;").count(), 1, "only ours: {raw}");
+    assert!(!raw.contains("MX.HERALD.TEST; dmarc=pass"), "the forged verdict is gone: {raw}");
+    assert!(raw.contains("Authentication-Results: relay.example; spf=pass"), "others' verdicts are kept");
+    assert_eq!(list["items"][0]["auth"]["verified"], false);
+    // A second From (a replayed signed message given another visible sender) is refused.
+    let two_from = format!("From: ceo@bank.test\r\n{}", raw_message("two@sender.test", "bot@agents.test"));
+    let err = send(app.smtp_addr.unwrap(), "alice@sender.test", &["bot@agents.test"], &two_from).await.unwrap_err();
+    assert!(err.contains("554") || err.contains("more than one From"), "{err}");
+}
+
+#[tokio::test]
+async fn an_agent_endpoint_that_answers_410_is_disabled_until_its_url_is_set_again() {
+    let app = spawn_app_with(Options::default()).await;
+    let rx = Receiver::start().await;
+    rx.script("gone", vec![Reply::status(410)]);
+    create_agent(&app, "bot@agents.test", Some(rx.url("gone"))).await;
+    let inject = |mid: &str| {
+        app.http
+            .post(app.url("/api/v1/agents/bot@agents.test/messages"))
+            .bearer_auth(KEY)
+            .header("content-type", "message/rfc822")
+            .body(raw_message(mid, "bot@agents.test"))
+            .send()
+    };
+    assert_eq!(inject("g1@x").await.unwrap().status(), 202);
+    let agent = eventually("the endpoint is disabled", || async {
+        let (_, a) = app.call(Method::GET, "/api/v1/agents/bot@agents.test", None).await;
+        (a["enabled"] == false).then_some(a)
+    })
+    .await;
+    assert_eq!(agent["disabled_reason"], "gone");
+    assert_eq!(inject("g2@x").await.unwrap().status(), 202, "mail is still accepted and kept");
+    let patch = serde_json::json!({"webhook_url": rx.url("gone")});
+    let (_, a) = app.call(Method::PATCH, "/api/v1/agents/bot@agents.test", Some(patch)).await;
+    assert_eq!((a["enabled"].as_bool(), a.get("disabled_reason")), (Some(true), None));
+    rx.wait_for("gone", 2).await;
+}

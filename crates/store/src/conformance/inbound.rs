@@ -42,6 +42,7 @@ fn item(a: &crate::Agent, message_id: Option<&str>, at: OffsetDateTime, with_del
             id: MessageId::generate(),
             account_id: a.account_id.clone(),
             agent: a.address.clone(),
+            target: a.target.clone(),
             conversation_id: "cnv_1".into(),
             dedupe_key: herald_domain::inbound::dedupe_key(&parsed, &raw),
             parsed,
@@ -128,7 +129,7 @@ pub async fn ingest_commits_message_event_and_agent_delivery_together(store: &dy
     assert!(store.get_message(&b, message).await.unwrap().is_none(), "scoped by account");
     let listed = store.list_messages(&a, &bot.address, Page { after: None, limit: 10 }).await.unwrap();
     assert_eq!(listed.len(), 1);
-    let conv = store.conversation_of(&bot.address, &["x@y".into(), "m1@sender.test".into()]).await.unwrap();
+    let conv = store.conversation_of(&a, &bot.address, &["x@y".into(), "m1@sender.test".into()]).await.unwrap();
     assert_eq!(conv.as_deref(), Some("cnv_1"));
     // The agent deleted: its pending delivery ends as failed.
     store.release_leases(&[(mine.delivery_id.clone(), mine.lease_token.clone())], t0()).await.unwrap();
@@ -139,6 +140,7 @@ pub async fn ingest_commits_message_event_and_agent_delivery_together(store: &dy
 
 pub async fn a_failed_ingest_stores_nothing(store: &dyn Store) {
     let a = account(store, "a").await;
+    webhook(store, &a, 1).await;
     let bot = agent(store, &a, "bot@agents.test", Some("http://127.0.0.1:9/bot")).await;
     let good = item(&bot, Some("good@x"), t0(), true);
     let mut bad = item(&bot, Some("bad@x"), t0(), true);
@@ -146,7 +148,9 @@ pub async fn a_failed_ingest_stores_nothing(store: &dyn Store) {
     bad.agent_delivery.as_mut().unwrap().id = good.agent_delivery.as_ref().unwrap().id.clone();
     assert!(store.ingest(vec![good, bad], &InboundRules::default()).await.is_err());
     assert!(store.list_messages(&a, &bot.address, Page { after: None, limit: 10 }).await.unwrap().is_empty());
-    assert!(store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty());
+    assert!(store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty(), "no delivery (subscriber or agent)");
+    let events = store.list_events(&a, Default::default(), Page { after: None, limit: 10 }).await.unwrap();
+    assert!(events.is_empty(), "no event either: {events:?}");
 }
 
 pub async fn duplicates_within_the_window_create_nothing(store: &dyn Store) {
@@ -177,6 +181,57 @@ pub async fn concurrent_copies_of_one_message_are_stored_once(store: &dyn Store)
     assert_eq!(stored, 1, "{results:?}");
     assert!(results.iter().all(|r| r.is_ok()), "the others are duplicates, not errors: {results:?}");
     assert_eq!(store.list_messages(&a, &bot.address, Page { after: None, limit: 10 }).await.unwrap().len(), 1);
+}
+
+pub async fn an_address_created_again_starts_afresh(store: &dyn Store) {
+    let a = account(store, "a").await;
+    let b = account(store, "b").await;
+    let rules = InboundRules::default();
+    let old = agent(store, &a, "bot@agents.test", Some("http://127.0.0.1:9/a")).await;
+    store.ingest(vec![item(&old, Some("same@x"), t0(), true)], &rules).await.unwrap();
+    store.delete_agent(&a, &old.address, t0()).await.unwrap();
+    let new = agent(store, &b, "bot@agents.test", Some("http://127.0.0.1:9/b")).await;
+    let out = store.ingest(vec![item(&new, Some("same@x"), t0(), true)], &rules).await.unwrap();
+    assert!(matches!(out[0], Ingested::Stored { .. }), "not a duplicate of the old owner's message: {out:?}");
+    assert_eq!(store.conversation_of(&b, &new.address, &["same@x".into()]).await.unwrap().as_deref(), Some("cnv_1"));
+    assert!(store.list_messages(&b, &new.address, Page { after: None, limit: 10 }).await.unwrap().len() == 1);
+    let claimed = store.claim_due(t0(), LEASE, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1, "only the new owner's delivery (the old one ended with its agent)");
+    assert_eq!(claimed[0].webhook_id, new.target);
+}
+
+pub async fn an_agent_endpoint_respects_its_own_cap(store: &dyn Store) {
+    let a = account(store, "a").await;
+    let bot = agent(store, &a, "bot@agents.test", Some("http://127.0.0.1:9/a")).await;
+    let rules = InboundRules::default();
+    for n in 0..3 {
+        store.ingest(vec![item(&bot, Some(&format!("m{n}@x")), t0(), true)], &rules).await.unwrap();
+    }
+    assert_eq!(store.claim_due(t0(), LEASE, 10).await.unwrap().len(), 1, "max_in_flight 1");
+    let patch = AgentPatch { max_in_flight: Some(5), ..Default::default() };
+    store.update_agent(&a, &bot.address, patch, t0()).await.unwrap();
+    assert_eq!(store.claim_due(t0(), LEASE, 10).await.unwrap().len(), 2, "the rest once the cap is raised");
+    // Without a URL the endpoint's deliveries wait; with one again they resume.
+    let park = AgentPatch { webhook_url: Some(None), ..Default::default() };
+    store.update_agent(&a, &bot.address, park, t0()).await.unwrap();
+    store.ingest(vec![item(&bot, Some("later@x"), t0(), true)], &rules).await.unwrap();
+    assert!(store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty());
+    let resume = AgentPatch { webhook_url: Some(Some("http://127.0.0.1:9/b".into())), ..Default::default() };
+    store.update_agent(&a, &bot.address, resume, t0()).await.unwrap();
+    let c = store.claim_due(t0(), LEASE, 10).await.unwrap();
+    assert_eq!((c.len(), c[0].url.as_str()), (1, "http://127.0.0.1:9/b"));
+}
+
+pub async fn an_agent_deleted_before_the_commit_gets_nothing(store: &dyn Store) {
+    let a = account(store, "a").await;
+    let old = agent(store, &a, "bot@agents.test", Some("http://127.0.0.1:9/a")).await;
+    let looked_up = item(&old, Some("m@x"), t0(), true);
+    store.delete_agent(&a, &old.address, t0()).await.unwrap();
+    let again = agent(store, &a, "bot@agents.test", Some("http://127.0.0.1:9/b")).await;
+    let out = store.ingest(vec![looked_up], &InboundRules::default()).await.unwrap();
+    assert_eq!(out, vec![Ingested::AgentGone], "the agent looked up is gone (its address now names another)");
+    assert!(store.list_messages(&a, &again.address, Page { after: None, limit: 10 }).await.unwrap().is_empty());
+    assert!(store.claim_due(t0(), LEASE, 10).await.unwrap().is_empty(), "no orphan delivery");
 }
 
 pub async fn messages_expire_with_the_janitor(store: &dyn Store) {

@@ -432,6 +432,9 @@ macro_rules! conformance_tests {
             duplicates_within_the_window_create_nothing,
             concurrent_copies_of_one_message_are_stored_once,
             messages_expire_with_the_janitor,
+            an_address_created_again_starts_afresh,
+            an_agent_endpoint_respects_its_own_cap,
+            an_agent_deleted_before_the_commit_gets_nothing,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(
