@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// Which workload: `a` (burst, 1 webhook), `b` (paced), `c` (fan-out), or `all`.
-    #[arg(long, default_value = "all", value_parser = ["a", "b", "c", "all"])]
+    /// Which workload: `a` (burst, 1 webhook), `b` (paced), `c` (fan-out), `all` (a, b and c),
+    /// or `smtp` (inbound mail to an agent; see the `--smtp-*` options).
+    #[arg(long, default_value = "all", value_parser = ["a", "b", "c", "all", "smtp"])]
     pub workload: String,
     /// Events published in workloads a and b.
     #[arg(long, default_value_t = 20_000)]
@@ -47,6 +48,8 @@ pub struct BenchArgs {
     /// SQLite durability: `normal` or `full`.
     #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
     pub sqlite_synchronous: String,
+    #[command(flatten)]
+    pub smtp: crate::bench_smtp::SmtpBenchArgs,
 }
 
 struct Sink {
@@ -95,6 +98,9 @@ struct Workload {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.workload == "smtp" {
+        return crate::bench_smtp::run(&args).await;
+    }
     let mut list = Vec::new();
     let w = args.workload.as_str();
     if w == "a" || w == "all" {

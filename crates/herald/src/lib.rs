@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod bench_smtp;
 pub mod cli;
 pub mod settings;
 
