@@ -1,4 +1,5 @@
-//! Test support shared by Herald's crates (a dev-dependency only).
+//! Test support shared by Herald's crates, also used by `herald bench --workload smtp` (the
+//! sender's DNS records on loopback).
 //!
 //! - [`LoopbackDns`]: a DNS server on 127.0.0.1 whose records the test sets, so that
 //!   resolvers under test never reach public DNS.
