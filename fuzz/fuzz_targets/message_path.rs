@@ -3,7 +3,7 @@
 //!
 //! `herald_mail::parse` → (sometimes) `Authenticator::authenticate` →
 //! `herald_mail::authentication_results` → `herald_domain::inbound::{dedupe_key,
-//! reply_candidates, choose_conversation}` → `Received { .. }.payload()` (and
+//! reply_candidates, choose_conversation}` → `Received { .. }.stored_payload()` (and
 //! `event_data()`) → `serde_json` → `payload_for_attempt`.
 //!
 //! Nothing may panic. Also checked, as their docs promise:
@@ -166,9 +166,9 @@ fuzz_target!(|raw: &[u8]| {
         received_at: OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
     };
     let _ = received.event_data().to_string();
-    let payload = serde_json::to_vec(&received.payload()).expect("plain data serialises");
+    let payload = serde_json::to_vec(&received.stored_payload()).expect("plain data serialises");
     let now = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_795_000_300);
-    let (body, headers) = payload_for_attempt(&payload, &h.secret, now).expect("a stored payload is valid");
+    let (body, headers) = payload_for_attempt(&payload, received.raw, &h.secret, now).expect("a stored payload is valid");
     let sent: Payload = serde_json::from_slice(&body).expect("the attempt's body is a Payload");
     assert_eq!(sent.raw_message, stored, "the raw message changed on the way");
     for (name, value) in &headers {

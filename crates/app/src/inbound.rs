@@ -119,7 +119,7 @@ impl Herald {
             let agent_delivery = r.has_webhook_url.then(|| AgentDelivery {
                 id: DeliveryId::generate(),
                 target: r.target.clone(),
-                payload: serde_json::to_vec(&received.payload()).expect("plain data serialises"),
+                payload: serde_json::to_vec(&received.stored_payload()).expect("plain data serialises"),
             });
             items.push(InboundItem {
                 message: NewMessage {

@@ -84,7 +84,10 @@ impl Sender {
         // A per-agent delivery: the stored Payload gets this attempt's auth timestamp and
         // signature, in the body and as headers.
         let (body, auth_headers) = if c.agent_payload {
-            match herald_domain::inbound::payload_for_attempt(&body, &secrets.current, started_at) {
+            let Some(raw) = &c.message_raw else {
+                return fail(AttemptKind::NotSent, "not sent: the message of this delivery no longer exists".into());
+            };
+            match herald_domain::inbound::payload_for_attempt(&body, raw, &secrets.current, started_at) {
                 Ok(signed) => signed,
                 Err(e) => return fail(AttemptKind::NotSent, format!("not sent: {e}")),
             }

@@ -137,8 +137,14 @@ pub struct Received<'a> {
 }
 
 impl Received<'_> {
-    /// The `Payload` as stored: every auth header but the timestamp and the signature,
-    /// which each attempt adds ([`payload_for_attempt`]).
+    /// The `Payload` as stored with the delivery: every auth header but the timestamp and
+    /// the signature, which each attempt adds, and no `raw_message` (each attempt takes it
+    /// from the stored message: [`payload_for_attempt`]).
+    pub fn stored_payload(&self) -> Payload {
+        Payload { raw_message: Vec::new(), ..self.payload() }
+    }
+
+    /// The whole `Payload` (with `raw_message`), as sent but for the per-attempt headers.
     pub fn payload(&self) -> Payload {
         let mut auth = BTreeMap::new();
         auth.insert(header::VERIFIED.to_owned(), self.auth.verified.to_string());
@@ -191,16 +197,19 @@ pub struct PayloadError(#[from] serde_json::Error);
 /// The `X-E2A-Auth-*` headers of one attempt, name and value.
 pub type AuthHeaders = Vec<(&'static str, String)>;
 
-/// One attempt's body and auth headers: the stored payload with a fresh
+/// One attempt's body and auth headers: the stored payload (its `raw_message` left empty:
+/// the message is stored once, and given here as `raw`) with a fresh
 /// `X-E2A-Auth-Timestamp` (RFC 3339 seconds, UTC) and `X-E2A-Auth-Signature` (hex
 /// HMAC-SHA256 keyed by the agent's secret over the newline-joined values: verified, sender,
 /// entity type, domain check, an empty delegation line, timestamp, message id, body hash).
 pub fn payload_for_attempt(
     stored: &[u8],
+    raw: &[u8],
     secret: &SigningSecret,
     now: OffsetDateTime,
 ) -> Result<(Vec<u8>, AuthHeaders), PayloadError> {
     let mut p: Payload = serde_json::from_slice(stored)?;
+    p.raw_message = raw.to_vec();
     let ts = rfc3339_seconds(now);
     p.auth_headers.insert(header::TIMESTAMP.to_owned(), ts);
     let value = |name: &str| p.auth_headers.get(name).cloned().unwrap_or_default();
@@ -330,9 +339,10 @@ mod tests {
             raw: b"Subject: Hi\r\n\r\nbody",
             received_at: datetime!(2026-11-28 10:00:00 UTC),
         };
-        let stored = serde_json::to_vec(&r.payload()).unwrap();
+        let stored = serde_json::to_vec(&r.stored_payload()).unwrap();
+        assert!(!stored.windows(4).any(|w| w == b"body"), "the raw message is not stored with the delivery");
         let secret = SigningSecret::from_stored("whsec_agent".into());
-        let (body, headers) = payload_for_attempt(&stored, &secret, datetime!(2026-11-28 10:05:07 UTC)).unwrap();
+        let (body, headers) = payload_for_attempt(&stored, r.raw, &secret, datetime!(2026-11-28 10:05:07 UTC)).unwrap();
         let sent: Payload = serde_json::from_slice(&body).unwrap();
         assert_eq!(sent.reply_to, vec!["replies@sender.test"], "reply_to is kept on every attempt");
         assert_eq!(sent.raw_message, r.raw);
@@ -345,7 +355,7 @@ mod tests {
         );
         assert_eq!(h[header::SIGNATURE], auth_signature(&secret, &signed));
         assert_eq!(sent.auth_headers[header::SIGNATURE], h[header::SIGNATURE]);
-        let (_, later) = payload_for_attempt(&stored, &secret, datetime!(2026-11-28 11:00:00 UTC)).unwrap();
+        let (_, later) = payload_for_attempt(&stored, r.raw, &secret, datetime!(2026-11-28 11:00:00 UTC)).unwrap();
         let later: BTreeMap<_, _> = later.into_iter().collect();
         assert_eq!(later[header::TIMESTAMP], "2026-11-28T11:00:00Z");
         assert_ne!(later[header::SIGNATURE], h[header::SIGNATURE]);

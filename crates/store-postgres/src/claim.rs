@@ -48,7 +48,8 @@ impl Queue for PgStore {
              FROM picked JOIN webhooks w ON w.id = picked.webhook_id WHERE d.id = picked.id \
              RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.max_attempts, d.lease_token, \
                COALESCE(d.body, (SELECT e.payload FROM events e WHERE e.id = d.event_id)), \
-               w.url, w.secret, w.previous_secrets, d.agent IS NOT NULL",
+               w.url, w.secret, w.previous_secrets, d.agent IS NOT NULL, \
+               (SELECT m.raw FROM messages m WHERE m.id = d.message_id)",
         )
         .bind(now_ms)
         .bind(&locked)
@@ -84,6 +85,7 @@ impl Queue for PgStore {
                     url,
                     secrets,
                     agent_payload: get(r, 11)?,
+                    message_raw: get::<Option<Vec<u8>>>(r, 12)?,
                     attempt: get::<i64>(r, 4)? as u32 + 1,
                     max_attempts: get::<i64>(r, 5)? as u32,
                     lease_token: get(r, 6)?,

@@ -85,8 +85,8 @@ impl Inbox for PgStore {
             if let Some(d) = &item.agent_delivery {
                 sqlx::query(
                     "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, body, status, \
-                     attempts, max_attempts, next_retry_at, created_at, expires_at, agent) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $8, $9, $10)",
+                     attempts, max_attempts, next_retry_at, created_at, expires_at, agent, message_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $8, $9, $10, $11)",
                 )
                 .bind(d.id.as_str())
                 .bind(m.account_id.as_str())
@@ -98,6 +98,7 @@ impl Inbox for PgStore {
                 .bind(now)
                 .bind(now.saturating_add(rules.agent_delivery_ttl.as_millis() as i64))
                 .bind(m.agent.as_str())
+                .bind(m.id.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;

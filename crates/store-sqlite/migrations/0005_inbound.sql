@@ -3,6 +3,9 @@
 -- listed as a webhook, subscribed to nothing), so its deliveries use the same queue.
 ALTER TABLE webhooks ADD COLUMN agent TEXT;
 ALTER TABLE deliveries ADD COLUMN agent TEXT;
+-- A per-agent delivery's message: its Payload is stored without the raw bytes, which each
+-- attempt takes from `messages` (stored once).
+ALTER TABLE deliveries ADD COLUMN message_id TEXT;
 
 CREATE TABLE agents (
     address     TEXT PRIMARY KEY,          -- lowercased; unique across accounts

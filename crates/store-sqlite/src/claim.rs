@@ -123,7 +123,7 @@ impl SqliteStore {
                    AND next_retry_at <= ? AND expires_at > ? ORDER BY next_retry_at LIMIT ?) \
                  RETURNING id, event_id, event_type, attempts, max_attempts, lease_token, \
                    COALESCE(body, (SELECT payload FROM events e WHERE e.id = deliveries.event_id)), \
-                   agent IS NOT NULL",
+                   agent IS NOT NULL, (SELECT raw FROM messages m WHERE m.id = deliveries.message_id)",
             )
             .bind(lease_until)
             .bind(&wh)
@@ -145,6 +145,7 @@ impl SqliteStore {
                     secrets: secrets.clone(),
                     body: get::<Option<Vec<u8>>>(r, 6)?,
                     agent_payload: get(r, 7)?,
+                    message_raw: get::<Option<Vec<u8>>>(r, 8)?,
                     attempt: get::<i64>(r, 3)? as u32 + 1,
                     max_attempts: get::<i64>(r, 4)? as u32,
                     lease_token: get(r, 5)?,

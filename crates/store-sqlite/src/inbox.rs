@@ -76,8 +76,8 @@ impl Inbox for SqliteStore {
             if let Some(d) = &item.agent_delivery {
                 sqlx::query(
                     "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, body, status, \
-                     attempts, max_attempts, next_retry_at, created_at, expires_at, agent) \
-                     VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)",
+                     attempts, max_attempts, next_retry_at, created_at, expires_at, agent, message_id) \
+                     VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(d.id.as_str())
                 .bind(m.account_id.as_str())
@@ -90,6 +90,7 @@ impl Inbox for SqliteStore {
                 .bind(now)
                 .bind(now.saturating_add(rules.agent_delivery_ttl.as_millis() as i64))
                 .bind(m.agent.as_str())
+                .bind(m.id.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;

@@ -151,6 +151,9 @@ pub struct Claimed {
     /// True for a per-agent delivery: the body is a stored `Payload` whose auth headers
     /// each attempt re-signs (`inbound::payload_for_attempt`).
     pub agent_payload: bool,
+    /// For a per-agent delivery, the stored message (the Payload's `raw_message`); `None`
+    /// when it no longer exists (such a delivery is never sent).
+    pub message_raw: Option<Vec<u8>>,
     /// The number this attempt will have (attempts so far + 1).
     pub attempt: u32,
     pub max_attempts: u32,

@@ -117,9 +117,11 @@ pub async fn ingest_commits_message_event_and_agent_delivery_together(store: &dy
     let mine = claimed.iter().find(|c| &c.delivery_id == direct).expect("the agent delivery is claimable");
     assert!(mine.agent_payload);
     assert_eq!(mine.body.as_deref(), Some(&br#"{"recipient":"x"}"#[..]));
+    assert_eq!(mine.message_raw.as_deref(), Some(&it.message.raw[..]), "the message comes with the lease");
     assert_eq!(mine.webhook_id, bot.target);
     let other = claimed.iter().find(|c| c.webhook_id == wh).unwrap();
     assert!(!other.agent_payload);
+    assert!(other.message_raw.is_none());
     let (d, _) = store.get_delivery(&a, direct).await.unwrap().unwrap();
     assert_eq!(d.agent.as_deref(), Some("bot@agents.test"));
     let m = store.get_message(&a, message).await.unwrap().unwrap();
