@@ -28,6 +28,8 @@ struct Zone {
     failing: HashSet<String>,
     /// Queries received, by lower-case name without the trailing dot.
     queries: HashMap<String, usize>,
+    /// The TTL of every answer (0 unless set: tests see record changes at once).
+    ttl: u32,
 }
 
 type Shared = Arc<Mutex<Zone>>;
@@ -68,6 +70,12 @@ impl LoopbackDns {
             }
         }
         panic!("no port of 127.0.0.1 free for both UDP and TCP: {last_err:?}");
+    }
+
+    /// Answers with this TTL from now on, so resolvers may cache them (like a caching
+    /// resolver in front of real DNS).
+    pub fn set_ttl(&self, seconds: u32) {
+        lock(&self.zone).ttl = seconds;
     }
 
     /// The address to send queries to (UDP or TCP).
@@ -220,7 +228,7 @@ fn answer(query: &[u8], zone: &Shared, udp: bool) -> Option<Vec<u8>> {
             };
             for rdata in records {
                 if q.query_type() == RecordType::ANY || rdata.record_type() == q.query_type() {
-                    answer.add_answer(Record::from_rdata(q.name().clone(), 0, rdata.clone()));
+                    answer.add_answer(Record::from_rdata(q.name().clone(), zone.ttl, rdata.clone()));
                 }
             }
         }

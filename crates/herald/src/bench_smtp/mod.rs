@@ -64,6 +64,9 @@ pub struct SmtpBenchArgs {
     /// smtp: body size of the one large message sent for the peak RSS figure (0 skips it).
     #[arg(long, default_value_t = 10_000_000)]
     pub smtp_large_message_size: usize,
+    /// smtp: TTL of the loopback DNS server's answers, in seconds (0: no caching).
+    #[arg(long, default_value_t = 300)]
+    pub smtp_dns_ttl: u32,
 }
 
 /// What the sessions and the sink record, by message sequence number (µs since `origin`;
@@ -340,14 +343,18 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         None => format!("SQLite synchronous={}", args.sqlite_synchronous),
     };
     println!(
-        "herald bench — {} cores, {store}, {} SMTP sessions, agent max_in_flight={}, loopback DNS and sink, Herald, \
-         sink and SMTP clients all in one process sharing the cores",
+        "herald bench — {} cores, {store}, {} SMTP sessions, agent max_in_flight={}, loopback DNS (TTL {} s) and \
+         sink, Herald, sink and SMTP clients all in one process sharing the cores",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         o.smtp_sessions,
-        args.webhook_max_in_flight
+        args.webhook_max_in_flight,
+        o.smtp_dns_ttl
     );
 
     let dns = LoopbackDns::start().await;
+    // A loopback cache, as an operator would run: answers carry a TTL, so Herald's resolver
+    // keeps them (`--smtp-dns-ttl 0` makes every message look everything up again).
+    dns.set_ttl(o.smtp_dns_ttl);
     let (mails, record) = Mails::new()?;
     let mails = Arc::new(mails);
     dns.add_txt(&format!("{SELECTOR}._domainkey.{SENDER_DOMAIN}"), &record);
