@@ -220,8 +220,10 @@ impl Application {
                         max_message_size: settings.smtp_max_message_size,
                         idle_timeout: settings.smtp_idle_timeout,
                         max_connections: settings.smtp_max_connections,
+                        max_connections_per_ip: settings.smtp_max_connections_per_ip,
+                        max_recipients: settings.smtp_max_recipients,
+                        max_session: settings.smtp_max_session,
                         tls,
-                        ..herald_smtp::SmtpConfig::default()
                     },
                     inbound: Arc::new(herald_smtp::AppInbound { app: app.clone() }),
                 })

@@ -160,6 +160,15 @@ pub struct Settings {
     /// Most SMTP connections at once; more are answered `421`.
     #[arg(long, env = "HERALD_SMTP_MAX_CONNECTIONS", default_value_t = 256)]
     pub smtp_max_connections: usize,
+    /// Most SMTP sessions at once from one client address; more are answered `421`.
+    #[arg(long, env = "HERALD_SMTP_MAX_CONNECTIONS_PER_IP", default_value_t = 32)]
+    pub smtp_max_connections_per_ip: usize,
+    /// Most recipients of one message; more are answered `452`.
+    #[arg(long, env = "HERALD_SMTP_MAX_RECIPIENTS", default_value_t = 50)]
+    pub smtp_max_recipients: usize,
+    /// Longest an SMTP session may last, however busy, before `421`.
+    #[arg(long, env = "HERALD_SMTP_MAX_SESSION", default_value = "10m", value_parser = duration)]
+    pub smtp_max_session: Duration,
     /// How long an SMTP session may stay silent before `421`.
     #[arg(long, env = "HERALD_SMTP_IDLE_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub smtp_idle_timeout: Duration,
@@ -260,10 +269,24 @@ impl Settings {
         if self.smtp_listen.is_some() && herald_domain::AcceptedDomains::parse(&self.smtp_domains).is_empty() {
             return Err("HERALD_SMTP_LISTEN needs HERALD_SMTP_DOMAINS (the domains mail is accepted for)".into());
         }
-        if self.smtp_max_message_size < 1024 || self.smtp_idle_timeout.is_zero() || self.smtp_max_connections == 0 {
-            return Err("HERALD_SMTP_MAX_MESSAGE_SIZE must be at least 1024, HERALD_SMTP_IDLE_TIMEOUT longer than \
-                        zero and HERALD_SMTP_MAX_CONNECTIONS at least 1"
-                .into());
+        if self.smtp_max_message_size < 1024 {
+            return Err("HERALD_SMTP_MAX_MESSAGE_SIZE must be at least 1024 bytes".into());
+        }
+        for (name, d) in
+            [("HERALD_SMTP_IDLE_TIMEOUT", self.smtp_idle_timeout), ("HERALD_SMTP_MAX_SESSION", self.smtp_max_session)]
+        {
+            if d.is_zero() || d > MAX_DURATION {
+                return Err(format!("{name} must be longer than zero and at most 365 days"));
+            }
+        }
+        for (name, n) in [
+            ("HERALD_SMTP_MAX_CONNECTIONS", self.smtp_max_connections),
+            ("HERALD_SMTP_MAX_CONNECTIONS_PER_IP", self.smtp_max_connections_per_ip),
+            ("HERALD_SMTP_MAX_RECIPIENTS", self.smtp_max_recipients),
+        ] {
+            if n == 0 {
+                return Err(format!("{name} must be at least 1"));
+            }
         }
         if self.retry_schedule.iter().any(Duration::is_zero) {
             return Err("HERALD_RETRY_SCHEDULE: every wait must be longer than zero".into());

@@ -63,6 +63,8 @@ pub(crate) enum Closed {
     Eof,
     /// Nothing arrived within the idle timeout.
     Idle,
+    /// The session reached its longest allowed duration.
+    Expired,
     /// The server is shutting down (only while waiting for a command).
     Shutdown,
     /// A read or write failed, or took longer than the idle timeout.
@@ -74,6 +76,7 @@ impl std::fmt::Display for Closed {
         match self {
             Closed::Eof => f.write_str("closed by the client"),
             Closed::Idle => f.write_str("idle timeout"),
+            Closed::Expired => f.write_str("session too long"),
             Closed::Shutdown => f.write_str("server shutting down"),
             Closed::Io(error) => write!(f, "I/O error: {error}"),
         }
@@ -88,16 +91,20 @@ pub(crate) struct Conn {
     /// Replies not yet sent: answers to pipelined commands go out together.
     output: Vec<u8>,
     idle_timeout: Duration,
+    /// When the session must end, however busy (a client trickling a byte just inside the
+    /// idle timeout would otherwise hold its slot for ever).
+    deadline: tokio::time::Instant,
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, idle_timeout: Duration) -> Self {
+    pub fn new(stream: TcpStream, idle_timeout: Duration, max_session: Duration) -> Self {
         Self {
             stream: Stream::Plain(stream),
             input: Vec::with_capacity(READ_SIZE),
             start: 0,
             output: Vec::new(),
             idle_timeout,
+            deadline: tokio::time::Instant::now() + max_session,
         }
     }
 
@@ -153,7 +160,12 @@ impl Conn {
             self.start = 0;
         }
         self.input.reserve(READ_SIZE);
-        let read = tokio::time::timeout(self.idle_timeout, self.stream.read_buf(&mut self.input));
+        let left = self.deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return Err(Closed::Expired);
+        }
+        let expires = left < self.idle_timeout;
+        let read = tokio::time::timeout(self.idle_timeout.min(left), self.stream.read_buf(&mut self.input));
         let result = match shutdown {
             Some(shutdown) => tokio::select! {
                 biased;
@@ -166,6 +178,7 @@ impl Conn {
             Ok(Ok(0)) => Err(Closed::Eof),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(Closed::Io(e)),
+            Err(_) if expires => Err(Closed::Expired),
             Err(_) => Err(Closed::Idle),
         }
     }
@@ -189,6 +202,7 @@ impl Conn {
             start: 0,
             output: Vec::new(),
             idle_timeout: conn.idle_timeout,
+            deadline: conn.deadline,
         })
     }
 

@@ -109,6 +109,10 @@ pub struct SmtpConfig {
     pub idle_timeout: Duration,
     /// The most sessions at once; a connection beyond it gets `421 4.3.2` and is closed.
     pub max_connections: usize,
+    /// The most sessions at once from one client address; beyond it `421 4.7.0`.
+    pub max_connections_per_ip: usize,
+    /// The longest a session may last, however busy; then `421 4.4.2` and close.
+    pub max_session: Duration,
     /// When set, `STARTTLS` is offered with this configuration.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -121,6 +125,8 @@ impl Default for SmtpConfig {
             max_recipients: 50,
             idle_timeout: Duration::from_secs(30),
             max_connections: 256,
+            max_connections_per_ip: 32,
+            max_session: Duration::from_secs(600),
             tls: None,
         }
     }

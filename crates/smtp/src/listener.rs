@@ -1,7 +1,9 @@
 //! The accept loop: one task per connection, a cap on concurrent sessions, and graceful
 //! shutdown.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -29,6 +31,7 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 pub async fn serve(listener: TcpListener, config: SmtpConfig, inbound: Arc<dyn Inbound>, shutdown: CancellationToken) {
     let sessions = TaskTracker::new();
     let permits = Arc::new(Semaphore::new(config.max_connections));
+    let per_address: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let shared = Arc::new(Shared { acceptor: conn::acceptor(&config.tls), config, inbound });
     tracing::info!(address = ?listener.local_addr().ok(), "smtp listening");
     loop {
@@ -47,19 +50,24 @@ pub async fn serve(listener: TcpListener, config: SmtpConfig, inbound: Arc<dyn I
                 }
             }
         };
+        let Some(from_ip) = PerAddress::enter(&per_address, peer.ip(), shared.config.max_connections_per_ip) else {
+            tracing::debug!(%peer, "smtp connection refused: too many from this address");
+            sessions.spawn(refuse(stream, shared.config.idle_timeout, reply::TOO_MANY_FROM_ADDRESS));
+            continue;
+        };
         match Arc::clone(&permits).try_acquire_owned() {
             Ok(permit) => {
                 let shared = Arc::clone(&shared);
                 let shutdown = shutdown.clone();
                 sessions.spawn(async move {
                     session::run(stream, peer, shared, shutdown).await;
-                    drop(permit);
+                    drop((permit, from_ip));
                 });
             }
             Err(_) => {
                 tracing::debug!(%peer, "smtp connection refused: too many connections");
-                let timeout = shared.config.idle_timeout;
-                sessions.spawn(refuse(stream, timeout));
+                drop(from_ip);
+                sessions.spawn(refuse(stream, shared.config.idle_timeout, reply::TOO_MANY_CONNECTIONS));
             }
         }
     }
@@ -69,10 +77,42 @@ pub async fn serve(listener: TcpListener, config: SmtpConfig, inbound: Arc<dyn I
     tracing::info!("smtp stopped");
 }
 
-/// Tells a client over the connection cap to come back later.
-async fn refuse(mut stream: TcpStream, timeout: Duration) {
+/// One session counted against its client address; uncounted when dropped.
+struct PerAddress {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PerAddress {
+    /// Counts a session from `ip`, unless `max` are already open.
+    fn enter(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<Self> {
+        let ip = ip.to_canonical();
+        let mut map = counts.lock().unwrap_or_else(|e| e.into_inner());
+        let n = map.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Self { counts: Arc::clone(counts), ip })
+    }
+}
+
+impl Drop for PerAddress {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Tells a client over a connection cap to come back later.
+async fn refuse(mut stream: TcpStream, timeout: Duration, why: reply::Reply) {
     let mut out = Vec::new();
-    reply::TOO_MANY_CONNECTIONS.write_to(&mut out);
+    why.write_to(&mut out);
     let _ = tokio::time::timeout(timeout, async {
         stream.write_all(&out).await?;
         stream.shutdown().await

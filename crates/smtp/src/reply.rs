@@ -75,6 +75,9 @@ pub(crate) const BARE_LF_DATA: Reply = Reply::fixed(554, "5.6.11 Bare <LF> in me
 pub(crate) const TEMPORARY: Reply = Reply::fixed(451, "4.3.0 Temporarily unavailable, try again later");
 
 pub(crate) const IDLE: Reply = Reply::fixed(421, "4.4.2 Idle timeout, closing connection");
+pub(crate) const EXPIRED: Reply = Reply::fixed(421, "4.4.2 Session too long, closing connection");
+pub(crate) const TOO_MANY_FROM_ADDRESS: Reply =
+    Reply::fixed(421, "4.7.0 Too many connections from your address, try again later");
 pub(crate) const SHUTTING_DOWN: Reply = Reply::fixed(421, "4.3.2 shutting down");
 pub(crate) const TOO_MANY_CONNECTIONS: Reply = Reply::fixed(421, "4.3.2 Too many connections, try again later");
 pub(crate) const TOO_MANY_ERRORS: Reply = Reply::fixed(421, "4.7.0 Too many errors, closing connection");

@@ -63,7 +63,7 @@ struct Session {
 /// handled here.
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>, shutdown: CancellationToken) {
     let _ = stream.set_nodelay(true);
-    let mut conn = Conn::new(stream, shared.config.idle_timeout);
+    let mut conn = Conn::new(stream, shared.config.idle_timeout, shared.config.max_session);
     let mut session = Session {
         client_ip: peer.ip().to_canonical(),
         helo: None,
@@ -83,6 +83,7 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                 tracing::debug!(%peer, %closed, "smtp session ended");
                 match closed {
                     Closed::Idle => conn.reply(&reply::IDLE),
+                    Closed::Expired => conn.reply(&reply::EXPIRED),
                     Closed::Shutdown => conn.reply(&reply::SHUTTING_DOWN),
                     Closed::Eof | Closed::Io(_) => {}
                 }
@@ -119,8 +120,9 @@ pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>
                 session.transaction = None;
                 session.skipping_line = false;
             }
-            Err(Closed::Idle) => {
-                conn.reply(&reply::IDLE);
+            Err(closed @ (Closed::Idle | Closed::Expired)) => {
+                let why = if matches!(closed, Closed::Idle) { reply::IDLE } else { reply::EXPIRED };
+                conn.reply(&why);
                 conn.close().await;
                 return;
             }

@@ -107,6 +107,49 @@ async fn idle_timeout_closes_the_session() {
 }
 
 #[tokio::test]
+async fn a_busy_session_still_ends_at_its_deadline() {
+    let config = SmtpConfig { max_session: Duration::from_millis(300), ..config() };
+    let server = TestServer::start(config).await;
+    let mut client = server.ehlo_client().await;
+    // Busy (each NOOP well within the idle timeout) until the session's time is up.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let last = loop {
+        client.send("NOOP\r\n").await;
+        let reply = client.reply().await;
+        if reply.code != 250 {
+            break reply;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the session ends");
+        tokio::task::yield_now().await;
+    };
+    assert!(last.last().starts_with("421 4.4.2"), "{last:?}");
+    client.expect_closed().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_take_every_slot() {
+    let server = TestServer::start(SmtpConfig { max_connections_per_ip: 2, ..config() }).await;
+    let mut first = server.client().await;
+    let _second = server.client().await;
+    let mut third = Client::connect(server.addr).await;
+    third.expect("421 4.7.0").await;
+    third.expect_closed().await;
+    first.cmd_expect("QUIT", "221").await;
+    first.expect_closed().await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let mut next = Client::connect(server.addr).await;
+        let reply = next.reply().await;
+        if reply.code == 220 {
+            break;
+        }
+        assert!(reply.last().starts_with("421 4.7.0"), "{reply:?}");
+        assert!(tokio::time::Instant::now() < deadline, "the address's slot frees up");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test]
 async fn connections_beyond_the_cap_are_refused() {
     let server = TestServer::start(SmtpConfig { max_connections: 2, ..config() }).await;
     let mut first = server.client().await;
