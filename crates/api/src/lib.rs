@@ -41,6 +41,8 @@ pub struct ApiConfig {
     pub test_sends_per_minute: u32,
     pub rotations_per_minute: u32,
     pub recoveries_per_minute: u32,
+    /// Per-account limit (per minute) on messages injected through the API.
+    pub injects_per_minute: u32,
 }
 
 impl Default for ApiConfig {
@@ -52,6 +54,7 @@ impl Default for ApiConfig {
             test_sends_per_minute: 30,
             rotations_per_minute: 10,
             recoveries_per_minute: 10,
+            injects_per_minute: 600,
         }
     }
 }

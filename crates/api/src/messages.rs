@@ -24,7 +24,7 @@ pub struct InjectOut {
     pub duplicate: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/agents/{address}/messages", tag = "messages", security(("bearer" = [])), params(("address" = String, Path), ("wait" = Option<bool>, Query)), request_body(content = String, content_type = "message/rfc822", description = "a raw RFC 5322 message"), responses((status = 202, body = InjectOut, description = "stored; the agent's delivery runs"), (status = 200, body = TestOut, description = "with ?wait=true: the first attempt of the agent's own delivery"), (status = 400, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem), (status = 413, body = crate::problem::Problem), (status = 415, body = crate::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/agents/{address}/messages", tag = "messages", security(("bearer" = [])), params(("address" = String, Path), ("wait" = Option<bool>, Query)), request_body(content = String, content_type = "message/rfc822", description = "a raw RFC 5322 message"), responses((status = 202, body = InjectOut, description = "stored; the agent's delivery runs"), (status = 200, body = TestOut, description = "with ?wait=true: the first attempt of the agent's own delivery"), (status = 400, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem), (status = 413, body = crate::problem::Problem), (status = 415, body = crate::problem::Problem), (status = 429, body = crate::problem::Problem)))]
 pub async fn inject_message(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -46,7 +46,8 @@ pub async fn inject_message(
         _ => ApiError::BadRequest(e.body_text()),
     })?;
     let wait = q.wait.unwrap_or(false);
-    let injected = s.app.inject_message(&account.id, &address, &raw, wait).await?;
+    let admit = || crate::ratelimit::admit(&s.limits.inject_per_account, account.id.as_str());
+    let injected = s.app.inject_message(&account.id, &address, &raw, wait, admit).await?;
     if wait && let (Some(d), Some(a)) = (&injected.delivery_id, injected.first_attempt) {
         let out = TestOut {
             delivery_id: d.to_string(),

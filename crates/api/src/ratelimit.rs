@@ -1,4 +1,5 @@
-//! Rate limits (GCRA via `governor`): per account on test sends, rotations and recoveries,
+//! Rate limits (GCRA via `governor`): per account on test sends, rotations, recoveries and
+//! messages injected through the API,
 //! and one recovery per webhook per interval. Exceeding one answers 429 with `Retry-After`.
 
 use crate::ApiConfig;
@@ -15,6 +16,7 @@ pub(crate) struct Limits {
     pub recover_per_account: Keyed,
     pub test_per_account: Keyed,
     pub rotate_per_account: Keyed,
+    pub inject_per_account: Keyed,
 }
 
 fn per_minute(n: u32) -> Keyed {
@@ -33,6 +35,7 @@ impl Limits {
             recover_per_account: per_minute(c.recoveries_per_minute),
             test_per_account: per_minute(c.test_sends_per_minute),
             rotate_per_account: per_minute(c.rotations_per_minute),
+            inject_per_account: per_minute(c.injects_per_minute),
         }
     }
 }

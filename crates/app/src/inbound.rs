@@ -2,7 +2,7 @@
 //! find recipients, parse, authenticate, choose conversations, and commit each agent's
 //! message, `email.received` event and own delivery in one transaction before answering.
 
-use crate::{AppError, AppResult, Herald};
+use crate::{Admit, AppError, AppResult, Herald};
 use herald_domain::inbound::{self, EMAIL_RECEIVED, Received};
 use herald_domain::{
     AccountId, AgentAddress, AuthResults, DeliveryId, Envelope, EventId, MessageId, RoutingAttributes,
@@ -151,8 +151,10 @@ impl Herald {
         address: &str,
         raw: &[u8],
         wait: bool,
+        admit: impl Admit,
     ) -> AppResult<Injected> {
         let agent = self.agent(account, address).await?;
+        admit()?;
         let recipient = Recipient {
             address: agent.address.clone(),
             account_id: account.clone(),

@@ -237,6 +237,7 @@ impl Application {
                 test_sends_per_minute: settings.test_sends_per_minute,
                 rotations_per_minute: settings.rotations_per_minute,
                 recoveries_per_minute: settings.recoveries_per_minute,
+                injects_per_minute: settings.injects_per_minute,
                 ..ApiConfig::default()
             },
             metrics_handle(),

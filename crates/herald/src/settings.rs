@@ -136,6 +136,9 @@ pub struct Settings {
     /// Per-account limit on recoveries.
     #[arg(long, env = "HERALD_RECOVERIES_PER_MINUTE", default_value_t = 10)]
     pub recoveries_per_minute: u32,
+    /// Per-account limit on messages injected through the API (`POST /agents/{a}/messages`).
+    #[arg(long, env = "HERALD_INJECTS_PER_MINUTE", default_value_t = 600)]
+    pub injects_per_minute: u32,
     /// Most webhooks one account may have.
     #[arg(long, env = "HERALD_MAX_WEBHOOKS_PER_ACCOUNT", default_value_t = 50)]
     pub max_webhooks_per_account: u32,

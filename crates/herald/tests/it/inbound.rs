@@ -360,3 +360,25 @@ async fn an_agent_endpoint_that_answers_410_is_disabled_until_its_url_is_set_aga
     assert_eq!((a["enabled"].as_bool(), a.get("disabled_reason")), (Some(true), None));
     rx.wait_for("gone", 2).await;
 }
+
+#[tokio::test]
+async fn injection_through_the_api_is_rate_limited_per_account() {
+    let app = spawn_app_with(Options { tweak: Box::new(|s| s.injects_per_minute = 2), ..Default::default() }).await;
+    create_agent(&app, "bot@agents.test", None).await;
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let r = app
+            .http
+            .post(app.url("/api/v1/agents/bot@agents.test/messages"))
+            .bearer_auth(KEY)
+            .header("content-type", "message/rfc822")
+            .body(raw_message(&format!("rl{n}@x"), "bot@agents.test"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push((r.status().as_u16(), r.headers().get("retry-after").is_some()));
+    }
+    assert_eq!(statuses, vec![(202, false), (202, false), (429, true)]);
+    let (_, list) = app.call(Method::GET, "/api/v1/agents/bot@agents.test/messages", None).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "the refused one stored nothing");
+}
