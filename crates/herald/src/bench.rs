@@ -1,6 +1,14 @@
-//! `herald bench`: Herald on a fresh temporary SQLite database, a loopback sink, and
-//! concurrent HTTP publishers, all in this process. Reports publish rate, delivery rate,
-//! publish→receive latency and peak RSS, with the conditions.
+//! `herald bench`: Herald on a fresh temporary database, a loopback sink, and concurrent HTTP
+//! publishers — by default each in its own process (`herald serve`,
+//! `herald bench-load`, `herald bench-sink`), with `--in-process` all in this one. Reports
+//! publish rate, delivery rate, publish→receive latency and peak RSS (and, with separate
+//! processes, CPU per process and machine idle), with the conditions.
+
+mod child;
+pub mod load;
+mod measure;
+mod separate;
+pub mod sink;
 
 use crate::{Application, Deps, Settings};
 use anyhow::Context;
@@ -48,6 +56,10 @@ pub struct BenchArgs {
     /// SQLite durability: `normal` or `full`.
     #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
     pub sqlite_synchronous: String,
+    /// Run Herald, the sink and the publishers in this one process (workloads a, b, c) instead
+    /// of separate processes talking HTTP over loopback.
+    #[arg(long)]
+    pub in_process: bool,
     #[command(flatten)]
     pub smtp: crate::bench_smtp::SmtpBenchArgs,
 }
@@ -129,6 +141,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.replicas == 1 || args.database_url.is_some(),
         "--replicas needs --database-url postgres://… (SQLite is a one-process store)"
     );
+    if !args.in_process {
+        return separate::run(&args, list).await;
+    }
     let store = match &args.database_url {
         Some(_) => format!("PostgreSQL (fresh database per workload), {} replica(s)", args.replicas),
         None => format!("SQLite synchronous={}", args.sqlite_synchronous),

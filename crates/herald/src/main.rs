@@ -29,6 +29,12 @@ enum Command {
     },
     /// Measure throughput and latency on a fresh SQLite database and a loopback sink.
     Bench(herald::bench::BenchArgs),
+    /// The publishers of `herald bench`, in a process of their own.
+    #[command(hide = true)]
+    BenchLoad(herald::bench::load::LoadArgs),
+    /// The loopback receiver of `herald bench`, in a process of its own.
+    #[command(hide = true)]
+    BenchSink(herald::bench::sink::SinkArgs),
     /// Manage webhooks of a running Herald.
     Webhooks {
         #[command(flatten)]
@@ -144,6 +150,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => herald::bench::run(args).await,
+        Command::BenchLoad(args) => herald::bench::load::run(args).await,
+        Command::BenchSink(args) => herald::bench::sink::run(args).await,
         Command::Webhooks { client, command } => herald::cli::webhooks::run(&client, command).await,
         Command::Agents { client, command } => herald::cli::agents::run(&client, command).await,
         Command::Deliveries { client, command } => herald::cli::deliveries::run(&client, command).await,
