@@ -54,7 +54,7 @@ async fn stored_bytes_are_posted_verbatim_on_every_attempt(backend: Backend) {
     let Some(app) = spawn_on(backend, Options { manual_clock: true, ..Default::default() }).await else {
         return;
     };
-    app.webhook(&rx.url("v")).await;
+    let (wh, _) = app.webhook(&rx.url("v")).await;
     let raw = r#"{"type": "email.received", "data": {"z": "ü", "n": 1.50}}"#;
     let r = app
         .http
@@ -67,6 +67,9 @@ async fn stored_bytes_are_posted_verbatim_on_every_attempt(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), 202);
     let first = rx.wait_for("v", 1).await.remove(0);
+    // The failure must be recorded (retry due a minute after the attempt) before the clock
+    // moves, or the retry would be scheduled from the moved clock.
+    app.wait_delivery(&wh, "the failure recorded", |d| d["attempts"] == 1).await;
     app.advance(Duration::from_secs(60));
     let second = rx.wait_for("v", 2).await.remove(1);
     assert_eq!(first.body, second.body);
