@@ -11,6 +11,7 @@ mod rows;
 use rows::unavailable;
 mod accounts;
 mod agents;
+mod checkpoint;
 mod claim;
 mod deliveries;
 mod events;
@@ -50,6 +51,8 @@ pub struct SqliteStore {
     pub(crate) signal: WorkSignal,
     pub(crate) publisher: mpsc::UnboundedSender<PublishJob>,
     pub(crate) cipher: Option<Arc<herald_store::codec::SecretCipher>>,
+    /// Stops the checkpoint task when the last handle is dropped.
+    _checkpoints: Arc<tokio_util::sync::DropGuard>,
 }
 
 impl SqliteStore {
@@ -67,24 +70,28 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-65536");
+        // The writer never checkpoints (see `checkpoint.rs`); a task of its own does.
+        let writer_opts = opts.clone().pragma("wal_autocheckpoint", "0");
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .test_before_acquire(false)
-            .connect_with(opts.clone())
+            .connect_with(writer_opts)
             .await
             .map_err(unavailable)?;
         sqlx::migrate!("./migrations").run(&write).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
-            .connect_with(opts.read_only(true))
+            .connect_with(opts.clone().read_only(true))
             .await
             .map_err(unavailable)?;
         let signal = WorkSignal::new();
         let (publisher, jobs) = mpsc::unbounded_channel();
         tokio::spawn(publish_loop(write.clone(), signal.clone(), jobs));
-        Ok(Self { write, read, signal, publisher, cipher: None })
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(checkpoint::run(opts, write.clone(), stop.clone()));
+        Ok(Self { write, read, signal, publisher, cipher: None, _checkpoints: Arc::new(stop.drop_guard()) })
     }
 
     /// Encrypts signing secrets at rest with `cipher` from now on.
