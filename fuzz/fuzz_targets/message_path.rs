@@ -148,7 +148,7 @@ fuzz_target!(|raw: &[u8]| {
     let candidates = reply_candidates(&parsed);
     assert!(candidates.len() <= 50 && candidates.iter().all(|c| !c.is_empty()));
     assert!(candidates.iter().enumerate().all(|(i, c)| !candidates[..i].contains(c)), "{candidates:?}");
-    let ours = inbound::domain_of(&parsed.from).eq_ignore_ascii_case("agents.test") || raw.len() % 2 == 0;
+    let ours = from_domain == "agents.test" || raw.len() % 2 == 0;
     let conversation = choose_conversation(&parsed, ours, candidates.first().cloned());
     let fresh = choose_conversation(&parsed, ours, None);
     assert!(

@@ -109,25 +109,35 @@ pub async fn test_webhook(
     // The limit counts sends: only a request that passed every check takes a token.
     let admit = || crate::ratelimit::admit(&s.limits.test_per_account, account.id.as_str());
     let sent = s.app.send_test(&account.id, &wh, send, admit).await?;
-    let mut out = TestOut {
-        delivery_id: sent.delivery_id.to_string(),
-        message_id: None,
-        success: None,
-        status_code: None,
-        duration_ms: None,
-        error: None,
-        response_body: None,
-    };
-    let Some(a) = sent.first_attempt else {
+    let out = TestOut::new(sent.delivery_id.to_string(), sent.first_attempt);
+    if out.success.is_none() {
         // Not waited for, or still in flight: the delivery goes on.
         return Ok((StatusCode::ACCEPTED, axum::Json(out)).into_response());
-    };
-    out.success = Some((200..300).contains(&a.status_code));
-    out.status_code = Some(a.status_code);
-    out.duration_ms = Some(a.duration_ms);
-    out.error = a.error;
-    out.response_body = a.response_body;
+    }
     Ok(axum::Json(out).into_response())
+}
+
+impl TestOut {
+    /// The answer for `delivery_id`, with the first attempt's outcome when there is one.
+    pub(crate) fn new(delivery_id: String, first_attempt: Option<herald_store::Attempt>) -> Self {
+        let mut out = TestOut {
+            delivery_id,
+            message_id: None,
+            success: None,
+            status_code: None,
+            duration_ms: None,
+            error: None,
+            response_body: None,
+        };
+        if let Some(a) = first_attempt {
+            out.success = Some((200..300).contains(&a.status_code));
+            out.status_code = Some(a.status_code);
+            out.duration_ms = Some(a.duration_ms);
+            out.error = a.error;
+            out.response_body = a.response_body;
+        }
+        out
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -49,15 +49,7 @@ pub async fn inject_message(
     let admit = || crate::ratelimit::admit(&s.limits.inject_per_account, account.id.as_str());
     let injected = s.app.inject_message(&account.id, &address, &raw, wait, admit).await?;
     if wait && let (Some(d), Some(a)) = (&injected.delivery_id, injected.first_attempt) {
-        let out = TestOut {
-            delivery_id: d.to_string(),
-            message_id: Some(injected.message_id.to_string()),
-            success: Some((200..300).contains(&a.status_code)),
-            status_code: Some(a.status_code),
-            duration_ms: Some(a.duration_ms),
-            error: a.error,
-            response_body: a.response_body,
-        };
+        let out = TestOut { message_id: Some(injected.message_id.to_string()), ..TestOut::new(d.to_string(), Some(a)) };
         return Ok(axum::Json(out).into_response());
     }
     let out = InjectOut {

@@ -9,7 +9,6 @@ use herald_domain::{
 };
 use herald_mail::SmtpClient;
 use herald_store::{AgentDelivery, Attempt, InboundItem, InboundRules, Ingested, NewEvent, NewMessage, Recipient};
-use serde_json::value::RawValue;
 
 /// What an injected message did (`POST /agents/{address}/messages`).
 #[derive(Clone, Debug)]
@@ -83,7 +82,7 @@ impl Herald {
         // of ours AND SPF to pass for it (anyone can write our domain in MAIL FROM); a message
         // injected through the API comes from the account itself, so its From domain counts.
         let sender = client.map(|c| c.envelope_sender().to_owned()).unwrap_or_else(|| parsed.from.clone());
-        let ours = self.config.inbound.domains.contains(inbound::domain_of(&sender))
+        let ours = self.config.inbound.domains.contains(&herald_mail::domain_of(&sender))
             && (client.is_none() || auth.spf == "pass");
         let candidates = inbound::reply_candidates(&parsed);
         let mut items = Vec::with_capacity(recipients.len());
@@ -102,7 +101,7 @@ impl Herald {
                 received_at: now,
             };
             let event_id = EventId::generate();
-            let data = RawValue::from_string(received.event_data().to_string()).expect("serde_json output is JSON");
+            let data = serde_json::value::to_raw_value(&received.event_data()).expect("plain data serialises");
             let event = NewEvent {
                 envelope: Envelope::build(&event_id, EMAIL_RECEIVED, now, &data),
                 id: event_id,

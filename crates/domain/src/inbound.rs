@@ -96,11 +96,6 @@ pub fn choose_conversation(parsed: &ParsedMail, sender_domain_is_ours: bool, ear
     earlier.unwrap_or_else(|| crate::ConversationId::generate().to_string())
 }
 
-/// The domain of an address (`""` when it has none).
-pub fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map_or("", |(_, d)| d)
-}
-
 /// The body an agent's own endpoint receives: the seed's `Payload`, field by field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payload {

@@ -6,7 +6,7 @@
 
 mod child;
 pub mod load;
-mod measure;
+pub(crate) mod measure;
 mod separate;
 pub mod sink;
 
@@ -87,18 +87,6 @@ async fn sink_handler(State(sink): State<Arc<Sink>>, body: axum::body::Bytes) ->
     }
     sink.count.fetch_add(1, Ordering::Relaxed);
     ""
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
 }
 
 struct Workload {
@@ -290,7 +278,10 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         delivered_in.as_secs_f64()
     );
     println!("  publish→receive latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", pct(0.50), pct(0.99), pct(1.0));
-    println!("  peak RSS of the process (Herald + sink + publishers): {:.0} MiB", peak_rss_mib());
+    println!(
+        "  peak RSS of the process (Herald + sink + publishers): {:.0} MiB",
+        measure::status_mib("self", "VmHWM:").unwrap_or(0.0)
+    );
     cancel.cancel();
     for s in servers {
         s.await??;

@@ -16,15 +16,27 @@ pub fn wall_micros() -> u64 {
 
 /// Peak resident set (`VmHWM`) of a process, in MiB.
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    status_mib(&pid.to_string(), "VmHWM:")
+}
+
+/// A memory field (`VmHWM:`, `VmRSS:` …) of `/proc/<proc>/status` in MiB; `proc` is a pid
+/// or `self`.
+pub fn status_mib(proc: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{proc}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
 
-/// `(comm, utime + stime in seconds)` of a whole process (all its threads).
-fn process_cpu(pid: u32) -> Option<(String, f64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// CPU seconds (user + system) this process has used so far.
+pub fn own_cpu_seconds() -> f64 {
+    process_cpu("self").map_or(0.0, |(_, s)| s)
+}
+
+/// `(comm, utime + stime in seconds)` of a whole process (all its threads); `proc` is a
+/// pid or `self`.
+fn process_cpu(proc: &str) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{proc}/stat")).ok()?;
     let (open, close) = (stat.find('(')?, stat.rfind(')')?);
     let comm = stat.get(open + 1..close)?.to_owned();
     // After "pid (comm)" come the fields from 3 (state) on: utime is field 14, stime field 15.
@@ -38,7 +50,7 @@ fn process_cpu(pid: u32) -> Option<(String, f64)> {
 fn postgres_cpu() -> HashMap<u32, f64> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return HashMap::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| match process_cpu(pid)? {
+        .filter_map(|pid| match process_cpu(&pid.to_string())? {
             (comm, secs) if comm == "postgres" => Some((pid, secs)),
             _ => None,
         })
@@ -83,7 +95,7 @@ impl Watch {
     pub fn sample(&self) -> Sample {
         Sample {
             at: Instant::now(),
-            processes: self.processes.iter().map(|(_, pid)| process_cpu(*pid).map(|(_, s)| s)).collect(),
+            processes: self.processes.iter().map(|(_, pid)| process_cpu(&pid.to_string()).map(|(_, s)| s)).collect(),
             postgres: if self.postgres { postgres_cpu() } else { HashMap::new() },
             machine: machine_ticks(),
         }
@@ -135,7 +147,7 @@ mod tests {
         if !std::path::Path::new("/proc/self/stat").exists() {
             return;
         }
-        let (comm, secs) = super::process_cpu(std::process::id()).expect("own stat");
+        let (comm, secs) = super::process_cpu(&std::process::id().to_string()).expect("own stat");
         assert!(!comm.is_empty() && secs >= 0.0);
         let m = super::machine_ticks().expect("/proc/stat");
         assert!(m.cpus >= 1 && m.busy + m.idle > 0);

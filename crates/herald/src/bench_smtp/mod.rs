@@ -125,34 +125,6 @@ async fn agent_handler(State(sink): State<Arc<Sink>>, headers: HeaderMap, body: 
     ""
 }
 
-fn proc_status_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
-}
-
-/// CPU time (user + system) this process used so far, in seconds (`/proc/self/stat`, in
-/// clock ticks of 1/100 s).
-fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            // After the command: state is field 3; utime and stime are fields 14 and 15.
-            let utime: f64 = f.get(11)?.parse().ok()?;
-            let stime: f64 = f.get(12)?.parse().ok()?;
-            Some((utime + stime) / 100.0)
-        })
-        .unwrap_or(0.0)
-}
-
 /// One run: messages `first..first + count`.
 struct Run {
     name: &'static str,
@@ -203,7 +175,7 @@ async fn run_messages(
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let dns_before = dns.total_queries();
-    let cpu_before = cpu_seconds();
+    let cpu_before = crate::bench::measure::own_cpu_seconds();
     let next = Arc::new(AtomicU64::new(run.first));
     let build_micros = Arc::new(AtomicU64::new(0));
     let wire_size = Arc::new(AtomicU64::new(0));
@@ -248,7 +220,7 @@ async fn run_messages(
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     bar.finish_and_clear();
-    let cpu = cpu_seconds() - cpu_before;
+    let cpu = crate::bench::measure::own_cpu_seconds() - cpu_before;
     let last_received = range.clone().map(|i| sink.received[i].load(Ordering::Relaxed)).max().unwrap_or(0);
     let mut accept_latency = Vec::with_capacity(run.count as usize);
     let mut latency = Vec::with_capacity(run.count as usize);
@@ -432,14 +404,14 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
             rate: None,
         };
         first += 1;
-        let rss_before = proc_status_mib("VmRSS:");
-        let hwm_before = proc_status_mib("VmHWM:");
+        let rss_before = crate::bench::measure::status_mib("self", "VmRSS:").unwrap_or(0.0);
+        let hwm_before = crate::bench::measure::status_mib("self", "VmHWM:").unwrap_or(0.0);
         let m = run_messages(&run, smtp, &mails, &sink, &dns).await?;
         report(&run, &m);
         println!(
             "  peak RSS of the process (Herald + sink + SMTP client) with this message in flight: {:.0} MiB \
              (before it: RSS {:.0} MiB, peak {:.0} MiB)",
-            proc_status_mib("VmHWM:"),
+            crate::bench::measure::status_mib("self", "VmHWM:").unwrap_or(0.0),
             rss_before,
             hwm_before
         );
@@ -494,7 +466,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         sink.hits.load(Ordering::Relaxed),
         sink.repeats.load(Ordering::Relaxed),
         sink.unmatched.load(Ordering::Relaxed),
-        proc_status_mib("VmHWM:")
+        crate::bench::measure::status_mib("self", "VmHWM:").unwrap_or(0.0)
     );
 
     cancel.cancel();

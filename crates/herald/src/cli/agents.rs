@@ -1,7 +1,6 @@
 //! `herald agents …`
 
 use super::ClientArgs;
-use anyhow::Context;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -119,11 +118,7 @@ pub async fn run(c: &ClientArgs, cmd: AgentsCommand) -> anyhow::Result<()> {
         AgentsCommand::Rotate { address, grace_period_seconds, idempotency_key } => {
             let body = grace_period_seconds.map(|g| json!({"grace_period_seconds": g}));
             let path = format!("{}/rotate-secret", agent_path(&address));
-            let v = match idempotency_key {
-                // The shared helper has no custom headers; this one call needs one.
-                Some(k) => rotate_with_key(c, &path, body, &k).await?,
-                None => c.call(Method::POST, &path, body).await?,
-            };
+            let v = c.call_keyed(Method::POST, &path, body, idempotency_key.as_deref()).await?;
             c.print(&v, &["signing_secret", "previous_secret_expires_at"]);
         }
     }
@@ -148,24 +143,4 @@ fn encode(s: &str) -> String {
         }
     }
     out
-}
-
-async fn rotate_with_key(c: &ClientArgs, path: &str, body: Option<Value>, key: &str) -> anyhow::Result<Value> {
-    let api_key = c.api_key.as_deref().context("an API key is needed: --api-key or HERALD_API_KEY")?;
-    let mut req = reqwest::Client::new()
-        .post(format!("{}{path}", c.server.trim_end_matches('/')))
-        .bearer_auth(api_key)
-        .header("idempotency-key", key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.with_context(|| format!("calling {}", c.server))?;
-    let status = resp.status();
-    let text = resp.text().await?;
-    let v: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    if !status.is_success() {
-        let detail = v.get("detail").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| v.to_string());
-        anyhow::bail!("{status}: {detail}");
-    }
-    Ok(v)
 }

@@ -19,10 +19,24 @@ pub struct ClientArgs {
 
 impl ClientArgs {
     pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        self.call_keyed(method, path, body, None).await
+    }
+
+    /// [`ClientArgs::call`] with an optional `Idempotency-Key` header.
+    pub async fn call_keyed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Value> {
         let key = self.api_key.as_deref().context("an API key is needed: --api-key or HERALD_API_KEY")?;
         let mut req = reqwest::Client::new()
             .request(method, format!("{}{path}", self.server.trim_end_matches('/')))
             .bearer_auth(key);
+        if let Some(k) = idempotency_key {
+            req = req.header("idempotency-key", k);
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }

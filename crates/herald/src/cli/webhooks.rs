@@ -2,7 +2,7 @@
 
 use super::ClientArgs;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 
 const COLUMNS: &[&str] = &["id", "url", "events", "enabled", "disabled_reason", "max_in_flight", "last_delivered_at"];
@@ -97,11 +97,7 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
         WebhooksCommand::Rotate { id, grace_period_seconds, idempotency_key } => {
             let body = grace_period_seconds.map(|g| json!({"grace_period_seconds": g}));
             let path = format!("/api/v1/webhooks/{id}/rotate-secret");
-            let v = match idempotency_key {
-                // The shared helper has no custom headers; this one call needs one.
-                Some(k) => rotate_with_key(c, &path, body, &k).await?,
-                None => c.call(Method::POST, &path, body).await?,
-            };
+            let v = c.call_keyed(Method::POST, &path, body, idempotency_key.as_deref()).await?;
             c.print(&v, &["signing_secret", "previous_secret_expires_at"]);
         }
         WebhooksCommand::Test { id, event_type } => {
@@ -146,22 +142,6 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn rotate_with_key(c: &ClientArgs, path: &str, body: Option<Value>, key: &str) -> anyhow::Result<Value> {
-    let api_key = c.api_key.as_deref().unwrap_or_default();
-    let mut req = reqwest::Client::new()
-        .post(format!("{}{path}", c.server.trim_end_matches('/')))
-        .bearer_auth(api_key)
-        .header("idempotency-key", key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await?;
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    anyhow::ensure!(status.is_success(), "{status}: {}", v["detail"].as_str().unwrap_or(""));
-    Ok(v)
 }
 
 /// Pending deliveries of the webhook, counted up to `cap` (the newest pages hold the
