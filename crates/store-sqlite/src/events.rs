@@ -1,7 +1,7 @@
-//! The event log: publish (through the group commit), direct enqueue, recovery in batches,
+//! The event log: publish (through the write rounds), direct enqueue, recovery in batches,
 //! listing, and the account's custom event types.
 
-use crate::publish::PublishJob;
+use crate::round::WriteJob;
 use crate::rows::*;
 use crate::{SqliteStore, unavailable};
 use async_trait::async_trait;
@@ -13,12 +13,8 @@ use time::OffsetDateTime;
 #[async_trait]
 impl EventLog for SqliteStore {
     async fn publish(&self, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        let job = PublishJob { new, rules: rules.clone(), reply };
-        if self.publisher.send(job).is_err() {
-            return Err(StoreError::Unavailable("the store is closed".into()));
-        }
-        rx.await.map_err(|_| StoreError::Unavailable("the store is closed".into()))?
+        let rules = rules.clone();
+        self.rounds.run(|reply| WriteJob::Publish { new: Box::new(new), rules, reply }).await
     }
 
     async fn enqueue_direct(

@@ -1,9 +1,10 @@
 //! SQLite implementation of [`herald_store::Store`]: one file, WAL, one writer.
 //!
 //! Writes go through a pool of exactly one connection, so they queue in the process
-//! instead of spinning on SQLite's busy handler; reads use a separate pool. A claim is
-//! one write transaction (SQLite has no `SKIP LOCKED`; the single writer serialises
-//! claims). Work signals are in-process only: SQLite is a one-process store.
+//! instead of spinning on SQLite's busy handler; reads use a separate pool. Publishes,
+//! claims and outcomes meet in write rounds (`round.rs`): everything waiting when the
+//! writer is free commits in one transaction (SQLite has no `SKIP LOCKED`; the single
+//! writer serialises claims). Work signals are in-process only: SQLite is a one-process store.
 #![forbid(unsafe_code)]
 
 mod rows;
@@ -20,17 +21,17 @@ mod inbox;
 mod janitor;
 mod outcomes;
 mod publish;
+mod round;
 mod webhooks;
 
 use async_trait::async_trait;
 use herald_store::{Health, StoreError, StoreResult, WorkSignal};
-use publish::{PublishJob, publish_loop};
+use round::Rounds;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// How hard a commit tries to reach the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -49,7 +50,8 @@ pub struct SqliteStore {
     pub(crate) write: SqlitePool,
     pub(crate) read: SqlitePool,
     pub(crate) signal: WorkSignal,
-    pub(crate) publisher: mpsc::UnboundedSender<PublishJob>,
+    /// Publishes, claims and outcomes: one transaction per round (`round.rs`).
+    pub(crate) rounds: Rounds,
     pub(crate) cipher: Option<Arc<herald_store::codec::SecretCipher>>,
     /// Stops the checkpoint task when the last handle is dropped.
     _checkpoints: Arc<tokio_util::sync::DropGuard>,
@@ -87,11 +89,10 @@ impl SqliteStore {
             .await
             .map_err(unavailable)?;
         let signal = WorkSignal::new();
-        let (publisher, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(publish_loop(write.clone(), signal.clone(), jobs));
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(checkpoint::run(opts, write.clone(), stop.clone()));
-        Ok(Self { write, read, signal, publisher, cipher: None, _checkpoints: Arc::new(stop.drop_guard()) })
+        let rounds = Rounds::start(write.clone(), signal.clone());
+        Ok(Self { write, read, signal, rounds, cipher: None, _checkpoints: Arc::new(stop.drop_guard()) })
     }
 
     /// Encrypts signing secrets at rest with `cipher` from now on.

@@ -1,109 +1,99 @@
-//! Recording attempt outcomes: set-based compare-and-set on (id, lease token, pending).
+//! Recording attempt outcomes inside a write round: set-based compare-and-set on
+//! (id, lease token, pending).
 
-use crate::{SqliteStore, unavailable};
+use crate::unavailable;
 use herald_domain::to_millis;
 use herald_store::codec::to_json as json;
 use herald_store::plan::{self, OutcomeRow, touched_webhooks};
 use herald_store::*;
 use time::OffsetDateTime;
 
-impl SqliteStore {
-    pub(crate) async fn apply_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
-        let mut seen = std::collections::HashSet::new();
-        if !outcomes.iter().all(|o| seen.insert(o.delivery_id.as_str())) {
-            // Two outcomes of one delivery (its lease was taken over): record one at a time,
-            // so each is compared with the current lease on its own.
-            let mut applied = Vec::with_capacity(outcomes.len());
-            for o in outcomes {
-                applied.extend(Queue::record_outcomes(self, std::slice::from_ref(o), now).await?);
-            }
-            return Ok(applied);
-        }
-        let now_ms = to_millis(now);
-        // Set-based: one UPDATE for all outcomes (compare-and-set on id, lease token and
-        // pending), one INSERT for the attempts of those that applied.
-        let rows: Vec<serde_json::Value> = outcomes
-            .iter()
-            .map(|o| {
-                let r = OutcomeRow::of(o, now_ms);
-                serde_json::json!([
-                    r.id,
-                    r.token,
-                    r.status,
-                    r.attempt,
-                    r.error,
-                    (r.status_code != 0).then_some(r.status_code),
-                    r.started_ms,
-                    r.next_ms,
-                    r.duration_ms,
-                    r.status_code,
-                    r.response_body,
-                    r.kind,
-                ])
-            })
-            .collect();
-        let mut tx = self.begin().await?;
-        let applied: Vec<String> = sqlx::query_scalar(
-            "UPDATE deliveries SET status = o.value ->> 2, attempts = o.value ->> 3, last_error = o.value ->> 4, \
-               last_status_code = o.value ->> 5, last_attempt_at = o.value ->> 6, next_retry_at = o.value ->> 7, \
-               lease_token = NULL \
-             FROM json_each(?) AS o \
-             WHERE deliveries.id = o.value ->> 0 AND deliveries.lease_token = o.value ->> 1 \
-               AND deliveries.status = 'pending' \
-             RETURNING deliveries.id",
+/// Records `outcomes` (ids unique; see `round::record`) inside the round's transaction.
+pub(crate) async fn record_in(
+    tx: &mut sqlx::SqliteConnection,
+    outcomes: &[Outcome],
+    now: OffsetDateTime,
+) -> StoreResult<Vec<bool>> {
+    let now_ms = to_millis(now);
+    // Set-based: one UPDATE for all outcomes (compare-and-set on id, lease token and
+    // pending), one INSERT for the attempts of those that applied.
+    let rows: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| {
+            let r = OutcomeRow::of(o, now_ms);
+            serde_json::json!([
+                r.id,
+                r.token,
+                r.status,
+                r.attempt,
+                r.error,
+                (r.status_code != 0).then_some(r.status_code),
+                r.started_ms,
+                r.next_ms,
+                r.duration_ms,
+                r.status_code,
+                r.response_body,
+                r.kind,
+            ])
+        })
+        .collect();
+    let applied: Vec<String> = sqlx::query_scalar(
+        "UPDATE deliveries SET status = o.value ->> 2, attempts = o.value ->> 3, last_error = o.value ->> 4, \
+           last_status_code = o.value ->> 5, last_attempt_at = o.value ->> 6, next_retry_at = o.value ->> 7, \
+           lease_token = NULL \
+         FROM json_each(?) AS o \
+         WHERE deliveries.id = o.value ->> 0 AND deliveries.lease_token = o.value ->> 1 \
+           AND deliveries.status = 'pending' \
+         RETURNING deliveries.id",
+    )
+    .bind(json(&rows))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    // Ids are unique in the batch (checked above), so the returned ids say which applied.
+    let applied: std::collections::HashSet<String> = applied.into_iter().collect();
+    let was_applied = |o: &Outcome| applied.contains(o.delivery_id.as_str());
+    let done: Vec<&serde_json::Value> =
+        outcomes.iter().zip(&rows).filter(|(o, _)| was_applied(o)).map(|(_, r)| r).collect();
+    if !done.is_empty() {
+        sqlx::query(
+            "INSERT OR REPLACE INTO attempts (delivery_id, number, started_at, duration_ms, status_code, \
+               error, response_body, kind) \
+             SELECT value ->> 0, value ->> 3, value ->> 6, value ->> 8, value ->> 9, value ->> 4, value ->> 10, \
+               value ->> 11 \
+             FROM json_each(?)",
         )
-        .bind(json(&rows))
-        .fetch_all(&mut *tx)
+        .bind(json(&done))
+        .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
-        // Ids are unique in the batch (checked above), so the returned ids say which applied.
-        let applied: std::collections::HashSet<String> = applied.into_iter().collect();
-        let was_applied = |o: &Outcome| applied.contains(o.delivery_id.as_str());
-        let done: Vec<&serde_json::Value> =
-            outcomes.iter().zip(&rows).filter(|(o, _)| was_applied(o)).map(|(_, r)| r).collect();
-        if !done.is_empty() {
-            sqlx::query(
-                "INSERT OR REPLACE INTO attempts (delivery_id, number, started_at, duration_ms, status_code, \
-                   error, response_body, kind) \
-                 SELECT value ->> 0, value ->> 3, value ->> 6, value ->> 8, value ->> 9, value ->> 4, value ->> 10, \
-                   value ->> 11 \
-                 FROM json_each(?)",
-            )
-            .bind(json(&done))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
-        let (delivered, gone) = touched_webhooks(outcomes, was_applied);
-        if !delivered.is_empty() {
-            // At most once a second per webhook: no write amplification on busy webhooks.
-            sqlx::query(
-                "UPDATE webhooks SET last_delivered_at = ?1 WHERE id IN (SELECT value FROM json_each(?2)) \
-                 AND (last_delivered_at IS NULL OR last_delivered_at < ?1 - ?3)",
-            )
-            .bind(now_ms)
-            .bind(json(&delivered))
-            .bind(plan::LAST_DELIVERED_RESOLUTION_MS)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
-        if !gone.is_empty() {
-            sqlx::query(
-                "UPDATE webhooks SET enabled = 0, disabled_reason = ?, auto_disabled_at = ?, updated_at = ? \
-                 WHERE id IN (SELECT value FROM json_each(?))",
-            )
-            .bind(herald_domain::DisabledReason::Gone.as_str())
-            .bind(now_ms)
-            .bind(now_ms)
-            .bind(json(&gone))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        // Slots were freed: more work of these webhooks may be claimable.
-        self.wake();
-        Ok(outcomes.iter().map(was_applied).collect())
     }
+    let (delivered, gone) = touched_webhooks(outcomes, was_applied);
+    if !delivered.is_empty() {
+        // At most once a second per webhook: no write amplification on busy webhooks.
+        sqlx::query(
+            "UPDATE webhooks SET last_delivered_at = ?1 WHERE id IN (SELECT value FROM json_each(?2)) \
+             AND (last_delivered_at IS NULL OR last_delivered_at < ?1 - ?3)",
+        )
+        .bind(now_ms)
+        .bind(json(&delivered))
+        .bind(plan::LAST_DELIVERED_RESOLUTION_MS)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    if !gone.is_empty() {
+        sqlx::query(
+            "UPDATE webhooks SET enabled = 0, disabled_reason = ?, auto_disabled_at = ?, updated_at = ? \
+             WHERE id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(herald_domain::DisabledReason::Gone.as_str())
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(json(&gone))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(outcomes.iter().map(was_applied).collect())
 }

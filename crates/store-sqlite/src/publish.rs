@@ -1,60 +1,11 @@
-//! Group commit of publishes: every publish waiting for the writer goes into one transaction.
+//! Publishing inside a write round (see `round.rs`): events and their deliveries, fanned out
+//! to the account's matching subscriptions.
 
 use crate::rows::*;
 use crate::unavailable;
 use herald_domain::{DeliveryId, EventId, Filters, to_millis};
 use herald_store::codec::{parse_json, to_json as json};
 use herald_store::*;
-use sqlx::SqlitePool;
-use tokio::sync::mpsc;
-
-/// One publish waiting for the group commit.
-pub(crate) struct PublishJob {
-    pub(crate) new: NewEvent,
-    pub(crate) rules: FanoutRules,
-    pub(crate) reply: tokio::sync::oneshot::Sender<StoreResult<Published>>,
-}
-
-/// Group commit: every publish waiting when the writer is free goes into ONE transaction.
-/// Each caller is answered only after that transaction commits; if it fails, each publish of
-/// the batch is tried again on its own, so one bad publish fails only its own caller.
-pub(crate) async fn publish_loop(write: SqlitePool, signal: WorkSignal, mut rx: mpsc::UnboundedReceiver<PublishJob>) {
-    let mut jobs = Vec::new();
-    while rx.recv_many(&mut jobs, 256).await > 0 {
-        match publish_batch(&write, &jobs).await {
-            Ok(results) => {
-                if results.iter().any(|p| p.deliveries > 0 && !p.replayed) {
-                    signal.raise();
-                }
-                for (job, r) in jobs.drain(..).zip(results) {
-                    let _ = job.reply.send(Ok(r));
-                }
-            }
-            Err(_) if jobs.len() > 1 => {
-                // One bad publish must not fail the others: commit each on its own.
-                for job in jobs.drain(..) {
-                    let r = publish_batch(&write, std::slice::from_ref(&job)).await.map(|mut v| v.remove(0));
-                    if r.as_ref().is_ok_and(|p| p.deliveries > 0 && !p.replayed) {
-                        signal.raise();
-                    }
-                    let _ = job.reply.send(r);
-                }
-            }
-            Err(e) => {
-                if let Some(job) = jobs.pop() {
-                    let _ = job.reply.send(Err(e));
-                }
-            }
-        }
-    }
-}
-
-async fn publish_batch(write: &SqlitePool, jobs: &[PublishJob]) -> StoreResult<Vec<Published>> {
-    let mut tx = write.begin().await.map_err(unavailable)?;
-    let out = publish_in(&mut tx, jobs.iter().map(|j| (&j.new, &j.rules))).await?;
-    tx.commit().await.map_err(unavailable)?;
-    Ok(out)
-}
 
 /// Publishes events inside the caller's transaction: each event and one delivery per
 /// matching enabled subscription (idempotency keys honoured across the batch).

@@ -1,0 +1,184 @@
+//! Write rounds: the engine's and the publishers' writes share ONE transaction per round.
+//!
+//! Every publish, claim and outcome batch waiting when the writer is free goes into one
+//! transaction, in the order outcomes (slots freed), publishes (new work), claims (which then
+//! see both); each caller is answered only after that transaction commits. One commit per
+//! round instead of one per kind: the pages the three touch (the deliveries indexes) reach
+//! the WAL once. If the round fails, each job is tried again in a transaction of its own, so
+//! one bad job fails only its own caller.
+
+use crate::unavailable;
+use crate::{claim, outcomes, publish};
+use herald_store::codec::SecretCipher;
+use herald_store::*;
+use sqlx::{SqliteConnection, SqlitePool};
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most jobs gathered into one round.
+const MAX_ROUND: usize = 256;
+
+/// A write waiting for the next round.
+pub(crate) enum WriteJob {
+    Publish {
+        new: Box<NewEvent>,
+        rules: FanoutRules,
+        reply: oneshot::Sender<StoreResult<Published>>,
+    },
+    Claim {
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+        /// Opens the claimed webhooks' signing secrets.
+        cipher: Option<Arc<SecretCipher>>,
+        reply: oneshot::Sender<StoreResult<Vec<Claimed>>>,
+    },
+    Outcomes {
+        outcomes: Vec<Outcome>,
+        now: OffsetDateTime,
+        reply: oneshot::Sender<StoreResult<Vec<bool>>>,
+    },
+}
+
+/// What a job's work produced, held until the round commits.
+enum Done {
+    Published(Vec<Published>),
+    Claimed(Vec<Claimed>),
+    Recorded(Vec<bool>),
+}
+
+/// The handle the store sends its writes through.
+#[derive(Clone)]
+pub(crate) struct Rounds(mpsc::UnboundedSender<WriteJob>);
+
+impl Rounds {
+    pub(crate) fn start(write: SqlitePool, signal: WorkSignal) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(round_loop(write, signal, rx));
+        Self(tx)
+    }
+
+    /// Queues `job` for the next round and waits for its answer.
+    pub(crate) async fn run<T>(&self, job: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> WriteJob) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        if self.0.send(job(reply)).is_err() {
+            return Err(closed());
+        }
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("the store is closed".into())
+}
+
+async fn round_loop(write: SqlitePool, signal: WorkSignal, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
+    let mut jobs = Vec::new();
+    while rx.recv_many(&mut jobs, MAX_ROUND).await > 0 {
+        // Outcomes first, then publishes, then claims (stable within each kind).
+        jobs.sort_by_key(|j| match j {
+            WriteJob::Outcomes { .. } => 0,
+            WriteJob::Publish { .. } => 1,
+            WriteJob::Claim { .. } => 2,
+        });
+        match round(&write, &jobs).await {
+            Ok(done) => {
+                for (job, d) in jobs.drain(..).zip(done) {
+                    answer(job, Ok(d), &signal);
+                }
+            }
+            Err(e) if jobs.len() == 1 => answer(jobs.pop().expect("one job"), Err(e), &signal),
+            Err(_) => {
+                // One bad job must not fail the others: commit each on its own.
+                for job in jobs.drain(..) {
+                    let r = round(&write, std::slice::from_ref(&job)).await.map(|mut d| d.remove(0));
+                    answer(job, r, &signal);
+                }
+            }
+        }
+    }
+}
+
+/// Runs `jobs` in one transaction; one `Done` per job, in order.
+async fn round(write: &SqlitePool, jobs: &[WriteJob]) -> StoreResult<Vec<Done>> {
+    let mut tx = write.begin().await.map_err(unavailable)?;
+    let mut done = Vec::with_capacity(jobs.len());
+    // Consecutive publishes share one statement per table.
+    let mut i = 0;
+    while i < jobs.len() {
+        match &jobs[i] {
+            WriteJob::Publish { .. } => {
+                let run: Vec<_> = jobs[i..]
+                    .iter()
+                    .map_while(|j| match j {
+                        WriteJob::Publish { new, rules, .. } => Some((&**new, rules)),
+                        _ => None,
+                    })
+                    .collect();
+                let n = run.len();
+                let published = publish::publish_in(&mut tx, run.into_iter()).await?;
+                done.extend(published.into_iter().map(|p| Done::Published(vec![p])));
+                i += n;
+            }
+            WriteJob::Claim { now, lease, limit, cipher, .. } => {
+                done.push(Done::Claimed(claim::claim_in(&mut tx, cipher.as_deref(), *now, *lease, *limit).await?));
+                i += 1;
+            }
+            WriteJob::Outcomes { outcomes, now, .. } => {
+                done.push(Done::Recorded(record(&mut tx, outcomes, *now).await?));
+                i += 1;
+            }
+        }
+    }
+    tx.commit().await.map_err(unavailable)?;
+    Ok(done)
+}
+
+/// Records `outcomes`; two outcomes of one delivery (its lease was taken over) are recorded
+/// one at a time, so each is compared with the lease current at its turn.
+async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+    let mut seen = std::collections::HashSet::new();
+    if outcomes.iter().all(|o| seen.insert(o.delivery_id.as_str())) {
+        return outcomes::record_in(conn, outcomes, now).await;
+    }
+    let mut applied = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        applied.extend(outcomes::record_in(conn, std::slice::from_ref(o), now).await?);
+    }
+    Ok(applied)
+}
+
+/// Answers one job after its round; raises the work signal when the round made work claimable
+/// (new deliveries, or slots freed by recorded outcomes).
+fn answer(job: WriteJob, result: StoreResult<Done>, signal: &WorkSignal) {
+    match (job, result) {
+        (WriteJob::Publish { reply, .. }, Ok(Done::Published(mut p))) => {
+            let p = p.remove(0);
+            if p.deliveries > 0 && !p.replayed {
+                signal.raise();
+            }
+            let _ = reply.send(Ok(p));
+        }
+        (WriteJob::Claim { reply, .. }, Ok(Done::Claimed(c))) => {
+            let _ = reply.send(Ok(c));
+        }
+        (WriteJob::Outcomes { reply, .. }, Ok(Done::Recorded(r))) => {
+            signal.raise();
+            let _ = reply.send(Ok(r));
+        }
+        (WriteJob::Publish { reply, .. }, Err(e)) => {
+            let _ = reply.send(Err(e));
+        }
+        (WriteJob::Claim { reply, .. }, Err(e)) => {
+            let _ = reply.send(Err(e));
+        }
+        (WriteJob::Outcomes { reply, .. }, Err(e)) => {
+            let _ = reply.send(Err(e));
+        }
+        // `round` answers each job with its own kind; were it not so, the dropped reply tells
+        // the caller the store is unavailable (never a panic in the writer).
+        (_, Ok(_)) => debug_assert!(false, "a round answered a job with another kind"),
+    }
+}
