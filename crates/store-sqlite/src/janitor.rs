@@ -71,16 +71,33 @@ impl Maintenance for SqliteStore {
         threshold: u32,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<WebhookId>> {
+        // The window's deliveries are counted on a READ connection: with a large table this
+        // scan takes a while, and on the writer it would hold up every publish and claim.
+        let failing: Vec<String> = sqlx::query_scalar(
+            "SELECT webhook_id FROM deliveries WHERE created_at >= ?1 GROUP BY webhook_id \
+             HAVING SUM(status = 'failed') >= ?2 AND SUM(status = 'delivered') = 0",
+        )
+        .bind(to_millis(since))
+        .bind(i64::from(threshold))
+        .fetch_all(&self.read)
+        .await
+        .map_err(unavailable)?;
+        if failing.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A delivery recorded since the count was taken keeps its webhook enabled:
+        // `last_delivered_at` is kept to within `LAST_DELIVERED_RESOLUTION_MS`.
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE webhooks SET enabled = 0, disabled_reason = ?4, auto_disabled_at = ?1, updated_at = ?1 \
-             WHERE enabled = 1 AND agent IS NULL AND id IN (SELECT webhook_id FROM deliveries WHERE created_at >= ?2 \
-               GROUP BY webhook_id HAVING SUM(status = 'failed') >= ?3 AND SUM(status = 'delivered') = 0) \
+             WHERE enabled = 1 AND agent IS NULL AND id IN (SELECT value FROM json_each(?3)) \
+               AND (last_delivered_at IS NULL OR last_delivered_at < ?2 - ?5) \
              RETURNING id",
         )
         .bind(to_millis(now))
         .bind(to_millis(since))
-        .bind(i64::from(threshold))
+        .bind(herald_store::codec::to_json(&failing))
         .bind(herald_domain::DisabledReason::Failing.as_str())
+        .bind(herald_store::plan::LAST_DELIVERED_RESOLUTION_MS)
         .fetch_all(&self.write)
         .await
         .map_err(unavailable)?;
