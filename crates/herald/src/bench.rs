@@ -28,6 +28,12 @@ pub struct BenchArgs {
     /// Events published in workloads a and b.
     #[arg(long, default_value_t = 20_000)]
     pub events: u64,
+    /// Pending deliveries of a dead endpoint (a closed loopback port), not due for an hour,
+    /// written into the database before workloads a, b and c start (separate processes only):
+    /// does a backlog slow a
+    /// healthy webhook? (0: none.)
+    #[arg(long, default_value_t = 0)]
+    pub backlog: u64,
     /// Events published in workload c (each fans out to `--fanout` webhooks).
     #[arg(long, default_value_t = 2_000)]
     pub fanout_events: u64,

@@ -17,6 +17,8 @@ mod rows;
 
 use rows::unavailable;
 mod accounts;
+mod backlog;
+pub use backlog::seed_backlog;
 mod agents;
 mod claim;
 mod deliveries;

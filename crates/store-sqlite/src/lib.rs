@@ -11,6 +11,8 @@ mod rows;
 
 use rows::unavailable;
 mod accounts;
+mod backlog;
+pub use backlog::seed_backlog;
 mod agents;
 mod checkpoint;
 mod claim;

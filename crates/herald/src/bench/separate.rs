@@ -92,6 +92,10 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         anyhow::ensure!(r.status() == 201, "creating webhook: {}", r.text().await?);
     }
 
+    if args.backlog > 0 {
+        seed_backlog(&http, &bases[0], &key, args.backlog, scratch.as_ref().map(|d| d.url.clone()), dir.path()).await?;
+    }
+
     let mut cmd = command("bench-load")?;
     cmd.env("HERALD_API_KEY", key.expose());
     for base in &bases {
@@ -189,6 +193,39 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
     }
     watch.print(&before, &after);
     anyhow::ensure!(delivered >= expected, "only {delivered} of {expected} deliveries arrived");
+    Ok(())
+}
+
+/// Creates a webhook on a closed loopback port and writes `count` of its deliveries, due in an
+/// hour, straight into the database.
+async fn seed_backlog(
+    http: &reqwest::Client,
+    base: &str,
+    key: &herald_domain::ApiKey,
+    count: u64,
+    postgres: Option<String>,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let dead = herald_testkit::unused_loopback_addr();
+    let body = json!({"url": format!("http://{dead}/dead"), "events": ["email.received"]});
+    let r = http.post(format!("{base}/api/v1/webhooks")).bearer_auth(key.expose()).json(&body).send().await?;
+    anyhow::ensure!(r.status() == 201, "creating the dead webhook: {}", r.text().await?);
+    let id: serde_json::Value = r.json().await?;
+    let webhook = herald_domain::WebhookId::from_trusted(id["id"].as_str().context("webhook id")?.to_owned());
+    let now = time::OffsetDateTime::now_utc();
+    let due = now + time::Duration::hours(1);
+    let started = Instant::now();
+    match postgres {
+        Some(url) => herald_store_postgres::seed_backlog(&url, &webhook, count, now, due).await?,
+        None => {
+            let url = format!("sqlite://{}", data_dir.join("herald.db").display());
+            herald_store_sqlite::seed_backlog(&url, &webhook, count, now, due).await?
+        }
+    }
+    println!(
+        "  backlog: {count} pending deliveries of a dead endpoint, due in an hour (written in {:.1} s)",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
