@@ -18,10 +18,18 @@ impl Queue for PgStore {
         let now_ms = to_millis(now);
         let mut tx = self.begin_soft().await?;
         // 1. Lock webhooks with due work; another replica claiming for one of them skips it.
+        //    One index probe per webhook (LATERAL … LIMIT 1), whatever the statistics say: as
+        //    a semi-join the planner may instead read EVERY due row and group them, which makes
+        //    each claim cost as much as the backlog is long (55 ms with 30,000 due rows).
+        //    `ORDER BY d.webhook_id, d.next_retry_at` (webhook_id is fixed, so the order is
+        //    the due order) matches `deliveries_webhook_due` exactly: with statistics taken
+        //    before the rows fell due, the planner otherwise walks `deliveries_due` — every due
+        //    row of every webhook — for each webhook (14,000 rows read per claim, measured).
         let locked: Vec<String> = sqlx::query_scalar(
-            "SELECT w.id FROM webhooks w WHERE w.enabled AND EXISTS (SELECT 1 FROM deliveries d \
-               WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_retry_at <= $1 AND d.expires_at > $1) \
-             ORDER BY random() FOR UPDATE SKIP LOCKED",
+            "SELECT w.id FROM webhooks w CROSS JOIN LATERAL (SELECT 1 FROM deliveries d \
+               WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_retry_at <= $1 AND d.expires_at > $1 \
+               ORDER BY d.webhook_id, d.next_retry_at LIMIT 1) due \
+             WHERE w.enabled ORDER BY random() FOR UPDATE OF w SKIP LOCKED",
         )
         .bind(now_ms)
         .fetch_all(&mut *tx)
@@ -31,7 +39,8 @@ impl Queue for PgStore {
             return Ok(Vec::new());
         }
         // 2. One statement: free slots per webhook (live leases counted in a snapshot taken
-        //    after the locks), the due rows within them, leased with fresh tokens.
+        //    after the locks), the due rows within them (by `deliveries_webhook_due`, as
+        //    above), leased with fresh tokens.
         let rows = sqlx::query(
             "WITH cap AS ( \
                SELECT w.id, w.max_in_flight - (SELECT COUNT(*) FROM deliveries l WHERE l.webhook_id = w.id \
@@ -41,7 +50,7 @@ impl Queue for PgStore {
                SELECT p.id, cap.id AS webhook_id FROM cap CROSS JOIN LATERAL ( \
                  SELECT d.id FROM deliveries d WHERE d.webhook_id = cap.id AND d.status = 'pending' \
                    AND d.next_retry_at <= $1 AND d.expires_at > $1 \
-                 ORDER BY d.next_retry_at LIMIT GREATEST(cap.free, 0) FOR UPDATE SKIP LOCKED) p \
+                 ORDER BY d.webhook_id, d.next_retry_at LIMIT GREATEST(cap.free, 0) FOR UPDATE SKIP LOCKED) p \
                LIMIT $3 \
              ) \
              UPDATE deliveries d SET next_retry_at = $4, lease_token = md5(random()::text || clock_timestamp()::text) \
