@@ -30,9 +30,8 @@ pub struct BenchArgs {
     pub events: u64,
     /// Pending deliveries of a dead endpoint (a closed loopback port), not due for an hour,
     /// written into the database before workloads a, b and c start (separate processes only):
-    /// does a backlog slow a
-    /// healthy webhook? (0: none.)
-    #[arg(long, default_value_t = 0)]
+    /// does a backlog slow a healthy webhook? (0: none.)
+    #[arg(long, default_value_t = 0, conflicts_with = "in_process")]
     pub backlog: u64,
     /// Events published in workload c (each fans out to `--fanout` webhooks).
     #[arg(long, default_value_t = 2_000)]

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 /// Rows per transaction while seeding.
 const CHUNK: u64 = 50_000;
 
-/// Writes `count` pending deliveries of `webhook` (one event of its account), first attempt failed, next due at
+/// Writes `count` pending deliveries of `webhook` (one `bench.backlog` event of its account), first attempt failed, next due at
 /// `due`, into the PostgreSQL database at `url`.
 pub async fn seed_backlog(
     url: &str,
@@ -30,7 +30,7 @@ pub async fn seed_backlog(
     let event = EventId::generate();
     sqlx::query(
         "INSERT INTO events (id, account_id, type, payload, labels, deliveries, created_at, expires_at) \
-         VALUES ($1, $2, 'email.received', '\\x7b7d', '[]', $3, $4, $5)",
+         VALUES ($1, $2, 'bench.backlog', convert_to('{}', 'UTF8'), '[]', $3, $4, $5)",
     )
     .bind(event.as_str())
     .bind(&account)
@@ -48,7 +48,7 @@ pub async fn seed_backlog(
         sqlx::query(
             "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
              max_attempts, last_attempt_at, next_retry_at, created_at, expires_at) \
-             SELECT id, $2, $3, $4, 'email.received', 'pending', 1, 8, $5, $6, $5, $7 FROM UNNEST($1::text[]) AS id",
+             SELECT id, $2, $3, $4, 'bench.backlog', 'pending', 1, 8, $5, $6, $5, $7 FROM UNNEST($1::text[]) AS id",
         )
         .bind(&ids)
         .bind(&account)

@@ -18,13 +18,13 @@ impl Queue for PgStore {
         let now_ms = to_millis(now);
         let mut tx = self.begin_soft().await?;
         // 1. Lock webhooks with due work; another replica claiming for one of them skips it.
-        //    One index probe per webhook (LATERAL … LIMIT 1), whatever the statistics say: as
-        //    a semi-join the planner may instead read EVERY due row and group them, which makes
-        //    each claim cost as much as the backlog is long (55 ms with 30,000 due rows).
-        //    `ORDER BY d.webhook_id, d.next_retry_at` (webhook_id is fixed, so the order is
-        //    the due order) matches `deliveries_webhook_due` exactly: with statistics taken
-        //    before the rows fell due, the planner otherwise walks `deliveries_due` — every due
-        //    row of every webhook — for each webhook (14,000 rows read per claim, measured).
+        //    LATERAL … LIMIT 1 keeps this a probe per webhook: as a semi-join the planner may
+        //    instead read every due row and group them, so a claim costs as much as the due
+        //    backlog is long. `ORDER BY d.webhook_id, d.next_retry_at` (webhook_id is fixed,
+        //    so this is the due order) matches `deliveries_webhook_due` and steers the planner
+        //    to it; with statistics taken before the rows fell due it walked `deliveries_due`
+        //    (every due row of every webhook) instead. `FOR UPDATE OF w`: only the webhook
+        //    rows are locked, as before; the deliveries are locked in step 2.
         let locked: Vec<String> = sqlx::query_scalar(
             "SELECT w.id FROM webhooks w CROSS JOIN LATERAL (SELECT 1 FROM deliveries d \
                WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_retry_at <= $1 AND d.expires_at > $1 \

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 /// Rows per transaction while seeding.
 const CHUNK: u64 = 20_000;
 
-/// Writes `count` pending deliveries of `webhook` (one event of its account), first attempt failed, next due at
+/// Writes `count` pending deliveries of `webhook` (one `bench.backlog` event of its account), first attempt failed, next due at
 /// `due`, into the SQLite database at `url`.
 pub async fn seed_backlog(
     url: &str,
@@ -31,7 +31,7 @@ pub async fn seed_backlog(
     let event = EventId::generate();
     sqlx::query(
         "INSERT INTO events (id, account_id, type, payload, labels, deliveries, created_at, expires_at) \
-         VALUES (?, ?, 'email.received', CAST('{}' AS BLOB), '[]', ?, ?, ?)",
+         VALUES (?, ?, 'bench.backlog', CAST('{}' AS BLOB), '[]', ?, ?, ?)",
     )
     .bind(event.as_str())
     .bind(&account)
@@ -49,7 +49,7 @@ pub async fn seed_backlog(
         sqlx::query(
             "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
              max_attempts, last_attempt_at, next_retry_at, created_at, expires_at) \
-             SELECT value, ?, ?, ?, 'email.received', 'pending', 1, 8, ?, ?, ?, ? FROM json_each(?)",
+             SELECT value, ?, ?, ?, 'bench.backlog', 'pending', 1, 8, ?, ?, ?, ? FROM json_each(?)",
         )
         .bind(&account)
         .bind(webhook.as_str())
@@ -65,7 +65,8 @@ pub async fn seed_backlog(
         tx.commit().await.map_err(unavailable)?;
         left -= n;
     }
-    // Settle before the load starts: the WAL copied back into the database file.
+    // Settle before the load starts: the WAL copied back into the database file (best
+    // effort: with `herald serve` reading at the same moment it may copy only part).
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(&mut conn).await.map_err(unavailable)?;
     Ok(())
 }

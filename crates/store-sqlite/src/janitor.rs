@@ -86,11 +86,12 @@ impl Maintenance for SqliteStore {
             return Ok(Vec::new());
         }
         // A delivery recorded since the count was taken keeps its webhook enabled:
-        // `last_delivered_at` is kept to within `LAST_DELIVERED_RESOLUTION_MS`.
+        // `last_delivered_at` is kept to within `LAST_DELIVERED_RESOLUTION_MS`, so one
+        // recorded after the count shows as `last_delivered_at ≥ now − resolution`.
         let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE webhooks SET enabled = 0, disabled_reason = ?4, auto_disabled_at = ?1, updated_at = ?1 \
              WHERE enabled = 1 AND agent IS NULL AND id IN (SELECT value FROM json_each(?3)) \
-               AND (last_delivered_at IS NULL OR last_delivered_at < ?2 - ?5) \
+               AND (last_delivered_at IS NULL OR last_delivered_at < ?1 - ?5) \
              RETURNING id",
         )
         .bind(to_millis(now))

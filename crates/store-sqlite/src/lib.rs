@@ -4,7 +4,8 @@
 //! instead of spinning on SQLite's busy handler; reads use a separate pool. Publishes,
 //! claims and outcomes meet in write rounds (`round.rs`): everything waiting when the
 //! writer is free commits in one transaction (SQLite has no `SKIP LOCKED`; the single
-//! writer serialises claims). Work signals are in-process only: SQLite is a one-process store.
+//! writer serialises claims). The other writes (API changes, ingest, janitor, lease release
+//! at shutdown) take the same one-connection pool directly, between rounds. Work signals are in-process only: SQLite is a one-process store.
 #![forbid(unsafe_code)]
 
 mod rows;

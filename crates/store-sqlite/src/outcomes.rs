@@ -50,7 +50,7 @@ pub(crate) async fn record_in(
     .fetch_all(&mut *tx)
     .await
     .map_err(unavailable)?;
-    // Ids are unique in the batch (checked above), so the returned ids say which applied.
+    // Ids are unique in the batch (`round::record` sees to it), so the returned ids say which applied.
     let applied: std::collections::HashSet<String> = applied.into_iter().collect();
     let was_applied = |o: &Outcome| applied.contains(o.delivery_id.as_str());
     let done: Vec<&serde_json::Value> =

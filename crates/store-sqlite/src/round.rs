@@ -44,7 +44,7 @@ pub(crate) enum WriteJob {
 
 /// What a job's work produced, held until the round commits.
 enum Done {
-    Published(Vec<Published>),
+    Published(Published),
     Claimed(Vec<Claimed>),
     Recorded(Vec<bool>),
 }
@@ -56,7 +56,7 @@ pub(crate) struct Rounds(mpsc::UnboundedSender<WriteJob>);
 impl Rounds {
     pub(crate) fn start(write: SqlitePool, signal: WorkSignal) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(round_loop(write, signal, rx));
+        tokio::spawn(supervise(write, signal, rx));
         Self(tx)
     }
 
@@ -74,7 +74,25 @@ fn closed() -> StoreError {
     StoreError::Unavailable("the store is closed".into())
 }
 
-async fn round_loop(write: SqlitePool, signal: WorkSignal, mut rx: mpsc::UnboundedReceiver<WriteJob>) {
+/// Runs the round loop and starts it again should it ever panic: the jobs of that round see
+/// their reply dropped ("the store is closed", retried by their callers); later jobs are served.
+async fn supervise(write: SqlitePool, signal: WorkSignal, rx: mpsc::UnboundedReceiver<WriteJob>) {
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    loop {
+        let run = tokio::spawn(round_loop(write.clone(), signal.clone(), rx.clone()));
+        match run.await {
+            Err(e) if e.is_panic() => tracing::error!("the SQLite write round panicked; starting it again"),
+            _ => return,
+        }
+    }
+}
+
+async fn round_loop(
+    write: SqlitePool,
+    signal: WorkSignal,
+    rx: Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<WriteJob>>>,
+) {
+    let mut rx = rx.lock().await;
     let mut jobs = Vec::new();
     while rx.recv_many(&mut jobs, MAX_ROUND).await > 0 {
         // Outcomes first, then publishes, then claims (stable within each kind).
@@ -105,7 +123,7 @@ async fn round_loop(write: SqlitePool, signal: WorkSignal, mut rx: mpsc::Unbound
 async fn round(write: &SqlitePool, jobs: &[WriteJob]) -> StoreResult<Vec<Done>> {
     let mut tx = write.begin().await.map_err(unavailable)?;
     let mut done = Vec::with_capacity(jobs.len());
-    // Consecutive publishes share one statement per table.
+    // The publishes (contiguous after the sort) share one statement per table.
     let mut i = 0;
     while i < jobs.len() {
         match &jobs[i] {
@@ -119,7 +137,7 @@ async fn round(write: &SqlitePool, jobs: &[WriteJob]) -> StoreResult<Vec<Done>> 
                     .collect();
                 let n = run.len();
                 let published = publish::publish_in(&mut tx, run.into_iter()).await?;
-                done.extend(published.into_iter().map(|p| Done::Published(vec![p])));
+                done.extend(published.into_iter().map(Done::Published));
                 i += n;
             }
             WriteJob::Claim { now, lease, limit, cipher, .. } => {
@@ -154,8 +172,7 @@ async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome], now: OffsetDa
 /// (new deliveries, or slots freed by recorded outcomes).
 fn answer(job: WriteJob, result: StoreResult<Done>, signal: &WorkSignal) {
     match (job, result) {
-        (WriteJob::Publish { reply, .. }, Ok(Done::Published(mut p))) => {
-            let p = p.remove(0);
+        (WriteJob::Publish { reply, .. }, Ok(Done::Published(p))) => {
             if p.deliveries > 0 && !p.replayed {
                 signal.raise();
             }
@@ -178,7 +195,7 @@ fn answer(job: WriteJob, result: StoreResult<Done>, signal: &WorkSignal) {
             let _ = reply.send(Err(e));
         }
         // `round` answers each job with its own kind; were it not so, the dropped reply tells
-        // the caller the store is unavailable (never a panic in the writer).
-        (_, Ok(_)) => debug_assert!(false, "a round answered a job with another kind"),
+        // the caller the store is unavailable.
+        (_, Ok(_)) => tracing::error!("a SQLite write round answered a job with another kind (a bug)"),
     }
 }

@@ -66,7 +66,7 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
             .env("HERALD_BOOTSTRAP_API_KEY", key.expose())
             .env("HERALD_RETRY_JITTER", "0")
             .env("HERALD_SQLITE_SYNCHRONOUS", &args.sqlite_synchronous)
-            .env("HERALD_MAX_WEBHOOKS_PER_ACCOUNT", wl.webhooks.max(50).to_string());
+            .env("HERALD_MAX_WEBHOOKS_PER_ACCOUNT", (wl.webhooks.max(50) + 1).to_string());
         if let Some(db) = &scratch {
             cmd.env("HERALD_DATABASE_URL", &db.url);
         }
@@ -206,8 +206,17 @@ async fn seed_backlog(
     postgres: Option<String>,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
+    let r = http
+        .post(format!("{base}/api/v1/event-types"))
+        .bearer_auth(key.expose())
+        .json(&json!({"name": "bench.backlog", "description": "herald bench --backlog"}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status() == 201, "creating the backlog's event type: {}", r.text().await?);
     let dead = herald_testkit::unused_loopback_addr();
-    let body = json!({"url": format!("http://{dead}/dead"), "events": ["email.received"]});
+    // Subscribed to a type the load never publishes: the load's events reach only the
+    // healthy webhook(s); the dead one has just its backlog.
+    let body = json!({"url": format!("http://{dead}/dead"), "events": ["bench.backlog"]});
     let r = http.post(format!("{base}/api/v1/webhooks")).bearer_auth(key.expose()).json(&body).send().await?;
     anyhow::ensure!(r.status() == 201, "creating the dead webhook: {}", r.text().await?);
     let id: serde_json::Value = r.json().await?;
