@@ -70,6 +70,9 @@ pub struct Engine {
     /// Cancellation time + shutdown grace, fixed when shutdown is first seen: in-flight
     /// attempts and the recorder's retries share this one window.
     stop_deadline: OnceLock<tokio::time::Instant>,
+    /// Leases of attempts whose requests have ended and whose outcomes are not recorded yet:
+    /// claims do not count them against their webhook's `max_in_flight`.
+    answered: Mutex<HashMap<DeliveryId, String>>,
 }
 
 /// A running engine: await [`EngineHandle::stopped`] after cancelling its token.
@@ -90,7 +93,7 @@ type Inflight = Arc<Mutex<HashMap<DeliveryId, String>>>;
 
 impl Engine {
     pub fn new(store: Arc<dyn EngineStore>, sender: Arc<Sender>, clock: Arc<dyn Clock>, cfg: EngineConfig) -> Self {
-        Self { store, sender, clock, cfg, stop_deadline: OnceLock::new() }
+        Self { store, sender, clock, cfg, stop_deadline: OnceLock::new(), answered: Mutex::default() }
     }
 
     fn shutdown_deadline(&self) -> tokio::time::Instant {
@@ -130,7 +133,9 @@ impl Engine {
             }
             let now = self.clock.now();
             let want = (free as u32).min(self.cfg.claim_batch);
-            let claimed = match self.store.claim_due(now, self.cfg.lease, want).await {
+            let answered: Vec<(DeliveryId, String)> =
+                lock(&self.answered).iter().map(|(id, token)| (id.clone(), token.clone())).collect();
+            let claimed = match self.store.claim_due_beside(now, self.cfg.lease, want, &answered).await {
                 Ok(c) => {
                     store_errors = 0;
                     c
@@ -154,6 +159,8 @@ impl Engine {
                 let this = self.clone();
                 let tx = outcomes.clone();
                 let inflight = inflight.clone();
+                let signal = signal.clone();
+                let webhook_full = c.webhook_full;
                 // One span per attempt: every line it logs names the delivery.
                 let span = tracing::debug_span!(
                     "attempt",
@@ -166,6 +173,11 @@ impl Engine {
                         let outcome = this.run_attempt(c).await;
                         drop(permit);
                         inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&outcome.delivery_id);
+                        lock(&this.answered).insert(outcome.delivery_id.clone(), outcome.lease_token.clone());
+                        if webhook_full {
+                            // Its slot is free now, not only once the outcome is recorded.
+                            signal.raise();
+                        }
                         let _ = tx.send(outcome);
                     }
                     .instrument(span),
@@ -251,7 +263,11 @@ impl Engine {
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, 512).await > 0 {
             self.record(batch.clone(), &cancel).await;
-            batch.clear();
+            // Recorded (or given up on: the lease then expires) — no longer the claims' concern.
+            let mut answered = lock(&self.answered);
+            batch.drain(..).for_each(|o| {
+                answered.remove(&o.delivery_id);
+            });
         }
     }
 
@@ -398,6 +414,10 @@ async fn shielded(attempt: impl Future<Output = AttemptOutcome>, started_at: tim
 }
 
 /// A uniform number in [0, 1) for jitter.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn unit_random() -> f64 {
     let b = herald_domain::random_bytes::<8>();
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64

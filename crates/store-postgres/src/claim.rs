@@ -11,7 +11,13 @@ use time::OffsetDateTime;
 
 #[async_trait]
 impl Queue for PgStore {
-    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>> {
+    async fn claim_due_beside(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+        answered: &[(DeliveryId, String)],
+    ) -> StoreResult<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -39,15 +45,23 @@ impl Queue for PgStore {
             return Ok(Vec::new());
         }
         // 2. One statement: free slots per webhook (live leases counted in a snapshot taken
-        //    after the locks), the due rows within them (by `deliveries_webhook_due`, as
-        //    above), leased with fresh tokens.
+        //    after the locks, less the caller's answered ones still live with their token),
+        //    the due rows within them (by `deliveries_webhook_due`, as above), leased with
+        //    fresh tokens.
+        let (answered_ids, answered_tokens): (Vec<&str>, Vec<&str>) =
+            answered.iter().map(|(id, token)| (id.as_str(), token.as_str())).unzip();
         let rows = sqlx::query(
-            "WITH cap AS ( \
+            "WITH answered AS ( \
+               SELECT x.webhook_id, COUNT(*) AS n FROM UNNEST($5::text[], $6::text[]) AS a(id, token) \
+               JOIN deliveries x ON x.id = a.id AND x.lease_token = a.token AND x.status = 'pending' \
+                 AND x.next_retry_at > $1 GROUP BY x.webhook_id \
+             ), cap AS MATERIALIZED ( \
                SELECT w.id, w.max_in_flight - (SELECT COUNT(*) FROM deliveries l WHERE l.webhook_id = w.id \
-                 AND l.status = 'pending' AND l.lease_token IS NOT NULL AND l.next_retry_at > $1) AS free \
+                 AND l.status = 'pending' AND l.lease_token IS NOT NULL AND l.next_retry_at > $1) \
+                 + COALESCE((SELECT n FROM answered WHERE answered.webhook_id = w.id), 0) AS free \
                FROM webhooks w WHERE w.id = ANY($2) \
              ), picked AS ( \
-               SELECT p.id, cap.id AS webhook_id FROM cap CROSS JOIN LATERAL ( \
+               SELECT p.id, cap.id AS webhook_id, cap.free FROM cap CROSS JOIN LATERAL ( \
                  SELECT d.id FROM deliveries d WHERE d.webhook_id = cap.id AND d.status = 'pending' \
                    AND d.next_retry_at <= $1 AND d.expires_at > $1 \
                  ORDER BY d.webhook_id, d.next_retry_at LIMIT GREATEST(cap.free, 0) FOR UPDATE SKIP LOCKED) p \
@@ -58,17 +72,24 @@ impl Queue for PgStore {
              RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.max_attempts, d.lease_token, \
                COALESCE(d.body, (SELECT e.payload FROM events e WHERE e.id = d.event_id)), \
                w.url, w.secret, w.previous_secrets, d.agent IS NOT NULL, \
-               (SELECT m.raw FROM messages m WHERE m.id = d.message_id)",
+               (SELECT m.raw FROM messages m WHERE m.id = d.message_id), picked.free",
         )
         .bind(now_ms)
         .bind(&locked)
         .bind(i64::from(limit))
         .bind(now_ms + lease.as_millis() as i64)
+        .bind(&answered_ids)
+        .bind(&answered_tokens)
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         let mut secrets_of: std::collections::HashMap<String, Option<herald_domain::SecretSet>> = Default::default();
+        // Rows taken per webhook, against its free slots: all taken means it may have more.
+        let mut taken: std::collections::HashMap<String, i64> = Default::default();
+        for r in &rows {
+            *taken.entry(get(r, 1)?).or_default() += 1;
+        }
         rows.iter()
             .map(|r| {
                 let wh: String = get(r, 1)?;
@@ -86,6 +107,7 @@ impl Queue for PgStore {
                     }
                 };
                 let url: String = get(r, 8)?;
+                let webhook_full = taken[&wh] >= get::<i64>(r, 13)?;
                 Ok(Claimed {
                     delivery_id: DeliveryId::from_trusted(get(r, 0)?),
                     webhook_id: WebhookId::from_trusted(wh),
@@ -99,6 +121,7 @@ impl Queue for PgStore {
                     max_attempts: get::<i64>(r, 5)? as u32,
                     lease_token: get(r, 6)?,
                     body: get::<Option<Vec<u8>>>(r, 7)?,
+                    webhook_full,
                 })
             })
             .collect()

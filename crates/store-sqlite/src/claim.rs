@@ -14,12 +14,19 @@ use time::OffsetDateTime;
 
 #[async_trait]
 impl Queue for SqliteStore {
-    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>> {
+    async fn claim_due_beside(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+        answered: &[(DeliveryId, String)],
+    ) -> StoreResult<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let cipher = self.cipher.clone();
-        self.rounds.run(|reply| WriteJob::Claim { now, lease, limit, cipher, reply }).await
+        let answered = answered.to_vec();
+        self.rounds.run(|reply| WriteJob::Claim { now, lease, limit, answered, cipher, reply }).await
     }
 
     async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
@@ -62,13 +69,15 @@ impl Queue for SqliteStore {
 }
 
 /// Leases up to `limit` due deliveries inside the round's transaction: webhooks with due work
-/// and a free slot (live leases count against the cap), walked from a different one each time.
+/// and a free slot (live leases count against the cap, less the caller's `answered` ones),
+/// walked from a different one each time.
 pub(crate) async fn claim_in(
     conn: &mut SqliteConnection,
     cipher: Option<&SecretCipher>,
     now: OffsetDateTime,
     lease: Duration,
     limit: u32,
+    answered: &[(DeliveryId, String)],
 ) -> StoreResult<Vec<Claimed>> {
     let now_ms = to_millis(now);
     let lease_until = now_ms + lease.as_millis() as i64;
@@ -95,6 +104,13 @@ pub(crate) async fn claim_in(
             ))
         })
         .collect::<StoreResult<Vec<_>>>()?;
+    if !answered.is_empty() {
+        for (webhook, n) in answered_per_webhook(conn, answered, now_ms).await? {
+            if let Some(c) = candidates.iter_mut().find(|c| c.0 == webhook) {
+                c.4 += n;
+            }
+        }
+    }
     candidates.retain(|c| c.4 > 0);
     // Fairness: start the walk at a different webhook each claim.
     if candidates.len() > 1 {
@@ -102,6 +118,27 @@ pub(crate) async fn claim_in(
         candidates.rotate_left(k);
     }
     lease_rows(conn, cipher, candidates, limit, now_ms, lease_until).await
+}
+
+/// How many of `answered` are live leases still holding their token, per webhook: the ones
+/// the cap count included although their requests have ended.
+async fn answered_per_webhook(
+    conn: &mut SqliteConnection,
+    answered: &[(DeliveryId, String)],
+    now_ms: i64,
+) -> StoreResult<Vec<(String, i64)>> {
+    let pairs: Vec<(&str, &str)> = answered.iter().map(|(id, token)| (id.as_str(), token.as_str())).collect();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT d.webhook_id, COUNT(*) FROM json_each(?1) a \
+         JOIN deliveries d ON d.id = a.value ->> 0 AND d.lease_token = a.value ->> 1 \
+         WHERE d.status = 'pending' AND d.next_retry_at > ?2 GROUP BY d.webhook_id",
+    )
+    .bind(herald_store::codec::to_json(&pairs))
+    .bind(now_ms)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(unavailable)?;
+    Ok(rows)
 }
 
 /// Leases due rows of each candidate webhook (id, url, secret, previous, free slots).
@@ -140,6 +177,7 @@ async fn lease_rows(
         .await
         .map_err(unavailable)?;
         left -= rows.len() as i64;
+        let webhook_full = rows.len() as i64 >= free;
         let secrets = herald_store::codec::open_for_claim(cipher, &wh, secret, &prev);
         for r in &rows {
             claimed.push(Claimed {
@@ -155,6 +193,7 @@ async fn lease_rows(
                 attempt: get::<i64>(r, 3)? as u32 + 1,
                 max_attempts: get::<i64>(r, 4)? as u32,
                 lease_token: get(r, 5)?,
+                webhook_full,
             });
         }
     }

@@ -290,7 +290,21 @@ pub trait Idempotency {
 #[async_trait]
 pub trait Queue {
     /// Leases up to `limit` due deliveries of enabled webhooks below their cap.
-    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>>;
+    async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>> {
+        self.claim_due_beside(now, lease, limit, &[]).await
+    }
+    /// [`Queue::claim_due`] for a worker whose `answered` leases (delivery, lease token) are of
+    /// requests that have ended but whose outcomes are not recorded yet. A live lease counts
+    /// against its webhook's `max_in_flight` until its outcome commits; these no longer do, as
+    /// their requests are no longer in flight. Only leases still live with that token are
+    /// discounted, so one recorded (or taken over) meanwhile is never discounted twice.
+    async fn claim_due_beside(
+        &self,
+        now: OffsetDateTime,
+        lease: Duration,
+        limit: u32,
+        answered: &[(DeliveryId, String)],
+    ) -> StoreResult<Vec<Claimed>>;
     /// Records outcomes (compare-and-set each); returns, per outcome, whether it applied.
     async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>>;
     /// Gives leases back unattempted (shutdown): due at `now`, no attempt counted.

@@ -158,6 +158,9 @@ pub struct Claimed {
     pub attempt: u32,
     pub max_attempts: u32,
     pub lease_token: String,
+    /// This claim took every free slot of the webhook: more of its due work may be waiting
+    /// for one, so the worker claims again as soon as this attempt's request ends.
+    pub webhook_full: bool,
 }
 
 /// One attempt's result and what it means, recorded under the lease.

@@ -24,6 +24,8 @@ struct Faults {
     refuse_outcomes_of: Mutex<Option<String>>,
     /// Ingests (inbound mail) fail as if the store were down.
     ingest_failures: AtomicU32,
+    /// While true, recording outcomes waits (a slow store commit).
+    hold_records: tokio::sync::watch::Sender<bool>,
 }
 
 struct Flaky {
@@ -241,11 +243,17 @@ impl Idempotency for Flaky {
 
 #[async_trait]
 impl Queue for Flaky {
-    async fn claim_due(&self, t: OffsetDateTime, l: Duration, n: u32) -> StoreResult<Vec<Claimed>> {
+    async fn claim_due_beside(
+        &self,
+        t: OffsetDateTime,
+        l: Duration,
+        n: u32,
+        answered: &[(DeliveryId, String)],
+    ) -> StoreResult<Vec<Claimed>> {
         if take(&self.faults.claim_failures) {
             return Err(injected());
         }
-        let mut claimed = self.inner.claim_due(t, l, n).await?;
+        let mut claimed = self.inner.claim_due_beside(t, l, n, answered).await?;
         if self.faults.strip_bodies.load(Ordering::SeqCst) {
             claimed.iter_mut().for_each(|c| c.body = None);
         }
@@ -255,6 +263,7 @@ impl Queue for Flaky {
         if take(&self.faults.record_failures) {
             return Err(injected());
         }
+        let _ = self.faults.hold_records.subscribe().wait_for(|held| !held).await;
         let refused = self.faults.refuse_outcomes_of.lock().unwrap().clone();
         if o.iter().any(|o| Some(o.webhook_id.as_str()) == refused.as_deref() && o.result.response_body.is_some()) {
             return Err(StoreError::Invalid("injected refusal".into()));
@@ -297,6 +306,34 @@ async fn transient_store_errors_never_count_as_attempts_or_fail_deliveries(backe
     assert_eq!(d["attempts"], 1);
     assert_eq!(d["attempt_log"].as_array().unwrap().len(), 1);
     assert_eq!(rx.received("flaky").len(), 1, "exactly one request: failed recordings are retried, not re-sent");
+}
+
+/// A webhook's `max_in_flight` counts requests in flight, not outcomes waiting to be
+/// recorded: with every recording held up, a webhook capped at one request still gets its
+/// deliveries one after another — never two at once, none sent twice.
+async fn answered_requests_free_their_slot_before_the_outcome_is_recorded(backend: Backend) {
+    let rx = Receiver::start().await;
+    let faults = Arc::new(Faults::default());
+    let Some(app) = spawn_on(backend, Options { wrap_store: flaky(&faults), ..Default::default() }).await else {
+        return;
+    };
+    let wh = app
+        .create_webhook(serde_json::json!({"url": rx.url("capped"), "events": ["email.received"], "max_in_flight": 1}))
+        .await;
+    let wh = wh["id"].as_str().unwrap().to_owned();
+    faults.hold_records.send_replace(true);
+    for _ in 0..3 {
+        app.publish_received().await;
+    }
+    rx.wait_for("capped", 3).await;
+    assert_eq!(rx.max_in_flight("capped"), 1, "the cap held");
+    faults.hold_records.send_replace(false);
+    eventually("all three recorded as delivered", || async {
+        let ds = app.deliveries(&wh).await;
+        (ds.len() == 3 && ds.iter().all(|d| d["status"] == "delivered" && d["attempts"] == 1)).then_some(())
+    })
+    .await;
+    assert_eq!(rx.received("capped").len(), 3, "none sent twice");
 }
 
 /// A delivery whose event is gone is never POSTed (an empty body would be signed and
@@ -398,4 +435,5 @@ crate::on_both_stores!(
     transient_store_errors_never_count_as_attempts_or_fail_deliveries,
     a_delivery_without_its_event_body_is_never_sent,
     a_refused_outcome_never_blocks_the_others,
+    answered_requests_free_their_slot_before_the_outcome_is_recorded,
 );

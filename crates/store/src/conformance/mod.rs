@@ -161,6 +161,30 @@ pub async fn claims_respect_the_per_webhook_cap(store: &dyn Store) {
     assert_eq!(store.claim_due(t0(), LEASE, 10).await.unwrap().len(), 1);
 }
 
+/// A caller's answered leases (requests ended, outcomes not recorded yet) free their slots for
+/// that caller's claims — only while they are live with that token, never twice.
+pub async fn answered_leases_do_not_count_against_the_cap(store: &dyn Store) {
+    let acc = account(store, "a").await;
+    webhook(store, &acc, 1).await;
+    for _ in 0..4 {
+        publish(store, &acc, t0()).await;
+    }
+    let first = store.claim_due(t0(), LEASE, 10).await.unwrap().remove(0);
+    let wrong = [(first.delivery_id.clone(), "not-the-token".to_owned())];
+    assert!(store.claim_due_beside(t0(), LEASE, 10, &wrong).await.unwrap().is_empty(), "another lease's token");
+    let answered = [(first.delivery_id.clone(), first.lease_token.clone())];
+    let second = store.claim_due_beside(t0(), LEASE, 10, &answered).await.unwrap();
+    assert_eq!(second.len(), 1, "the answered request's slot is free");
+    assert_ne!(second[0].delivery_id, first.delivery_id);
+    // `second` is in flight: the answered `first` frees one slot, and that one is taken.
+    assert!(store.claim_due_beside(t0(), LEASE, 10, &answered).await.unwrap().is_empty());
+    // Once `first` is recorded its lease is gone: naming it again frees nothing more.
+    store.record_outcomes(&[outcome(&first, Verdict::Delivered, t0())], t0()).await.unwrap();
+    assert!(store.claim_due_beside(t0(), LEASE, 10, &answered).await.unwrap().is_empty());
+    let both = [answered[0].clone(), (second[0].delivery_id.clone(), second[0].lease_token.clone())];
+    assert_eq!(store.claim_due_beside(t0(), LEASE, 10, &both).await.unwrap().len(), 1);
+}
+
 /// Disabled webhooks' rows stay pending and unclaimed; enabling makes them claimable.
 pub async fn disabled_webhooks_are_skipped_until_enabled(store: &dyn Store) {
     let acc = account(store, "a").await;
@@ -398,6 +422,7 @@ macro_rules! conformance_tests {
             claim_hides_rows_until_the_lease_expires,
             outcomes_are_compare_and_set_on_the_lease,
             claims_respect_the_per_webhook_cap,
+            answered_leases_do_not_count_against_the_cap,
             disabled_webhooks_are_skipped_until_enabled,
             expired_rows_are_ignored_and_deleted_in_batches,
             resources_are_scoped_by_account,
