@@ -153,6 +153,7 @@ impl Engine {
                 }
             };
             let full = claimed.len() as u32 == want;
+            let claimed_some = !claimed.is_empty();
             for c in claimed {
                 let permit = slots.clone().try_acquire_owned().expect("claimed no more rows than free slots");
                 inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(c.delivery_id.clone(), c.lease_token.clone());
@@ -186,7 +187,10 @@ impl Engine {
             if full {
                 continue;
             }
-            let wait = match self.store.next_due_after(now).await {
+            // After a claim that took something, its outcomes raise the signal again, and the
+            // empty claim that follows asks for the next due time: ask only then.
+            let next_due = if claimed_some { Ok(None) } else { self.store.next_due_after(now).await };
+            let wait = match next_due {
                 Ok(Some(at)) => {
                     let d = at - self.clock.now();
                     if d.is_negative() { Duration::ZERO } else { d.unsigned_abs() }

@@ -152,8 +152,12 @@ impl Queue for PgStore {
     }
 
     async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>> {
+        // One probe per enabled webhook on `deliveries_webhook_due` (a disabled webhook's rows
+        // are not claimable; enabling it raises the work signal).
         let ms: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_retry_at) FROM deliveries WHERE status = 'pending' AND next_retry_at > $1",
+            "SELECT MIN(n.next_retry_at) FROM webhooks w CROSS JOIN LATERAL (SELECT d.next_retry_at \
+               FROM deliveries d WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_retry_at > $1 \
+               ORDER BY d.webhook_id, d.next_retry_at LIMIT 1) n WHERE w.enabled",
         )
         .bind(to_millis(now))
         .fetch_one(&self.pool)

@@ -53,8 +53,12 @@ impl Queue for SqliteStore {
     }
 
     async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>> {
+        // One probe per enabled webhook on `deliveries_webhook_due` (a disabled webhook's rows
+        // are not claimable; enabling it raises the work signal).
         let ms: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(next_retry_at) FROM deliveries WHERE status = 'pending' AND next_retry_at > ?",
+            "SELECT MIN((SELECT d.next_retry_at FROM deliveries d WHERE d.webhook_id = w.id \
+               AND d.status = 'pending' AND d.next_retry_at > ?1 ORDER BY d.next_retry_at LIMIT 1)) \
+             FROM webhooks w WHERE w.enabled = 1",
         )
         .bind(to_millis(now))
         .fetch_one(&self.read)

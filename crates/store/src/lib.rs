@@ -309,7 +309,8 @@ pub trait Queue {
     async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>>;
     /// Gives leases back unattempted (shutdown): due at `now`, no attempt counted.
     async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()>;
-    /// The earliest `next_retry_at` strictly after `now` among pending deliveries.
+    /// The earliest `next_retry_at` strictly after `now` among pending deliveries of enabled
+    /// webhooks.
     async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
     /// Raised when work may have become claimable, here or (shared stores) in a replica.
     fn work_signal(&self) -> WorkSignal;
