@@ -2,9 +2,12 @@
 //!
 //! The dispatcher claims only as many rows as it has free global slots, and the store
 //! only hands out rows of webhooks below their own cap, so a webhook at its cap never
-//! holds a global slot: a slow endpoint cannot starve fast ones. It wakes on the store's
-//! work signal (publish, enable, retry, freed slot), on the next due time, or on a poll
-//! fallback, whichever comes first.
+//! holds a global slot: a slow endpoint cannot starve fast ones. A webhook's cap counts
+//! requests in flight: the claim is told which of this engine's leases have finished but
+//! are not recorded yet. The dispatcher wakes on the store's work signal (publish, enable,
+//! retry, freed slot — also raised here when a request of a filled webhook ends), on the
+//! next due time (asked after an empty claim; after a claim that took rows it claims again
+//! within 100 ms), or on a poll fallback, whichever comes first.
 
 use crate::sender::Sender;
 use herald_domain::{AttemptOutcome, Clock, DeliveryId, RetryPolicy, Verdict, delivery::classify};
@@ -72,7 +75,7 @@ pub struct Engine {
     stop_deadline: OnceLock<tokio::time::Instant>,
     /// Leases of attempts whose requests have ended and whose outcomes are not recorded yet:
     /// claims do not count them against their webhook's `max_in_flight`.
-    answered: Mutex<HashMap<DeliveryId, String>>,
+    finished: Mutex<HashMap<DeliveryId, String>>,
 }
 
 /// A running engine: await [`EngineHandle::stopped`] after cancelling its token.
@@ -88,12 +91,15 @@ impl EngineHandle {
     }
 }
 
+/// After a claim that took rows, the dispatcher claims again at the latest this soon.
+const RECLAIM_AFTER_WORK: Duration = Duration::from_millis(100);
+
 /// Leases held by attempts in flight, to give back on shutdown.
 type Inflight = Arc<Mutex<HashMap<DeliveryId, String>>>;
 
 impl Engine {
     pub fn new(store: Arc<dyn EngineStore>, sender: Arc<Sender>, clock: Arc<dyn Clock>, cfg: EngineConfig) -> Self {
-        Self { store, sender, clock, cfg, stop_deadline: OnceLock::new(), answered: Mutex::default() }
+        Self { store, sender, clock, cfg, stop_deadline: OnceLock::new(), finished: Mutex::default() }
     }
 
     fn shutdown_deadline(&self) -> tokio::time::Instant {
@@ -133,9 +139,9 @@ impl Engine {
             }
             let now = self.clock.now();
             let want = (free as u32).min(self.cfg.claim_batch);
-            let answered: Vec<(DeliveryId, String)> =
-                lock(&self.answered).iter().map(|(id, token)| (id.clone(), token.clone())).collect();
-            let claimed = match self.store.claim_due_beside(now, self.cfg.lease, want, &answered).await {
+            let finished: Vec<(DeliveryId, String)> =
+                lock(&self.finished).iter().map(|(id, token)| (id.clone(), token.clone())).collect();
+            let claimed = match self.store.claim_due_with_finished(now, self.cfg.lease, want, &finished).await {
                 Ok(c) => {
                     store_errors = 0;
                     c
@@ -156,12 +162,12 @@ impl Engine {
             let claimed_some = !claimed.is_empty();
             for c in claimed {
                 let permit = slots.clone().try_acquire_owned().expect("claimed no more rows than free slots");
-                inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(c.delivery_id.clone(), c.lease_token.clone());
+                lock(&inflight).insert(c.delivery_id.clone(), c.lease_token.clone());
                 let this = self.clone();
                 let tx = outcomes.clone();
                 let inflight = inflight.clone();
                 let signal = signal.clone();
-                let webhook_full = c.webhook_full;
+                let filled_webhook = c.filled_webhook;
                 // One span per attempt: every line it logs names the delivery.
                 let span = tracing::debug_span!(
                     "attempt",
@@ -172,10 +178,12 @@ impl Engine {
                 attempts.spawn(
                     async move {
                         let outcome = this.run_attempt(c).await;
+                        // Finished before the global slot is free: a claim made for that slot
+                        // already discounts this lease.
+                        lock(&inflight).remove(&outcome.delivery_id);
+                        lock(&this.finished).insert(outcome.delivery_id.clone(), outcome.lease_token.clone());
                         drop(permit);
-                        inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&outcome.delivery_id);
-                        lock(&this.answered).insert(outcome.delivery_id.clone(), outcome.lease_token.clone());
-                        if webhook_full {
+                        if filled_webhook {
                             // Its slot is free now, not only once the outcome is recorded.
                             signal.raise();
                         }
@@ -187,15 +195,20 @@ impl Engine {
             if full {
                 continue;
             }
-            // After a claim that took something, its outcomes raise the signal again, and the
-            // empty claim that follows asks for the next due time: ask only then.
-            let next_due = if claimed_some { Ok(None) } else { self.store.next_due_after(now).await };
-            let wait = match next_due {
-                Ok(Some(at)) => {
-                    let d = at - self.clock.now();
-                    if d.is_negative() { Duration::ZERO } else { d.unsigned_abs() }
+            // The next due time is asked for only after an empty claim (it probes every enabled
+            // webhook). After a claim that took rows, claim again on the next signal or within
+            // `RECLAIM_AFTER_WORK`, whichever is first: a retry scheduled meanwhile is then
+            // found by that claim or by the next-due question of the empty one after it.
+            let wait = if claimed_some {
+                RECLAIM_AFTER_WORK
+            } else {
+                match self.store.next_due_after(now).await {
+                    Ok(Some(at)) => {
+                        let d = at - self.clock.now();
+                        if d.is_negative() { Duration::ZERO } else { d.unsigned_abs() }
+                    }
+                    _ => self.cfg.poll_interval,
                 }
-                _ => self.cfg.poll_interval,
             }
             .min(self.cfg.poll_interval);
             tokio::select! {
@@ -209,8 +222,7 @@ impl Engine {
         // remaining leases back so another process can take them at once.
         attempts.close();
         if tokio::time::timeout_at(self.shutdown_deadline(), attempts.wait()).await.is_err() {
-            let leases: Vec<(DeliveryId, String)> =
-                inflight.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+            let leases: Vec<(DeliveryId, String)> = lock(&inflight).drain().collect();
             tracing::warn!(count = leases.len(), "shutdown grace elapsed; releasing leases of unfinished attempts");
             if let Err(e) = self.store.release_leases(&leases, self.clock.now()).await {
                 tracing::warn!(error = %herald_store::error_chain(&e), "could not release leases; they expire on their own");
@@ -268,10 +280,12 @@ impl Engine {
         while rx.recv_many(&mut batch, 512).await > 0 {
             self.record(batch.clone(), &cancel).await;
             // Recorded (or given up on: the lease then expires) — no longer the claims' concern.
-            let mut answered = lock(&self.answered);
-            batch.drain(..).for_each(|o| {
-                answered.remove(&o.delivery_id);
-            });
+            let mut finished = lock(&self.finished);
+            for o in batch.drain(..) {
+                if finished.get(&o.delivery_id) == Some(&o.lease_token) {
+                    finished.remove(&o.delivery_id);
+                }
+            }
         }
     }
 
@@ -417,11 +431,12 @@ async fn shielded(attempt: impl Future<Output = AttemptOutcome>, started_at: tim
     })
 }
 
-/// A uniform number in [0, 1) for jitter.
+/// Locks `m`, also after a panic elsewhere (the maps stay usable).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A uniform number in [0, 1) for jitter.
 fn unit_random() -> f64 {
     let b = herald_domain::random_bytes::<8>();
     (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64

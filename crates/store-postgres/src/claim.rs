@@ -11,12 +11,12 @@ use time::OffsetDateTime;
 
 #[async_trait]
 impl Queue for PgStore {
-    async fn claim_due_beside(
+    async fn claim_due_with_finished(
         &self,
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
-        answered: &[(DeliveryId, String)],
+        finished: &[(DeliveryId, String)],
     ) -> StoreResult<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -28,7 +28,7 @@ impl Queue for PgStore {
         //    instead read every due row and group them, so a claim costs as much as the due
         //    backlog is long. `ORDER BY d.webhook_id, d.next_retry_at` (webhook_id is fixed,
         //    so this is the due order) matches `deliveries_webhook_due` and steers the planner
-        //    to it; with statistics taken before the rows fell due it walked `deliveries_due`
+        //    to it; with statistics taken before the rows fell due it walked `deliveries_due` (an index since dropped)
         //    (every due row of every webhook) instead. `FOR UPDATE OF w`: only the webhook
         //    rows are locked, as before; the deliveries are locked in step 2.
         let locked: Vec<String> = sqlx::query_scalar(
@@ -45,20 +45,26 @@ impl Queue for PgStore {
             return Ok(Vec::new());
         }
         // 2. One statement: free slots per webhook (live leases counted in a snapshot taken
-        //    after the locks, less the caller's answered ones still live with their token),
+        //    after the locks, less the caller's finished ones still live with their token — at
+        //    most `max_in_flight` of them, so a stalled recorder cannot let a webhook run on:
+        //    its unrecorded outcomes stay under twice its cap),
         //    the due rows within them (by `deliveries_webhook_due`, as above), leased with
         //    fresh tokens.
-        let (answered_ids, answered_tokens): (Vec<&str>, Vec<&str>) =
-            answered.iter().map(|(id, token)| (id.as_str(), token.as_str())).unzip();
+        let (finished_ids, finished_tokens): (Vec<&str>, Vec<&str>) =
+            finished.iter().map(|(id, token)| (id.as_str(), token.as_str())).unzip();
+        //    `cap` is MATERIALIZED: its `free` is read per picked row, and inlined it would
+        //    count the leases again for each one.
         let rows = sqlx::query(
-            "WITH answered AS ( \
-               SELECT x.webhook_id, COUNT(*) AS n FROM UNNEST($5::text[], $6::text[]) AS a(id, token) \
+            "WITH finished AS MATERIALIZED ( \
+               SELECT x.webhook_id, COUNT(*) AS n FROM (SELECT DISTINCT * FROM UNNEST($5::text[], $6::text[])) \
+                 AS a(id, token) \
                JOIN deliveries x ON x.id = a.id AND x.lease_token = a.token AND x.status = 'pending' \
-                 AND x.next_retry_at > $1 GROUP BY x.webhook_id \
+                 AND x.next_retry_at > $1 AND x.webhook_id = ANY($2) GROUP BY x.webhook_id \
              ), cap AS MATERIALIZED ( \
                SELECT w.id, w.max_in_flight - (SELECT COUNT(*) FROM deliveries l WHERE l.webhook_id = w.id \
                  AND l.status = 'pending' AND l.lease_token IS NOT NULL AND l.next_retry_at > $1) \
-                 + COALESCE((SELECT n FROM answered WHERE answered.webhook_id = w.id), 0) AS free \
+                 + LEAST(COALESCE((SELECT n FROM finished WHERE finished.webhook_id = w.id), 0), w.max_in_flight) \
+                 AS free \
                FROM webhooks w WHERE w.id = ANY($2) \
              ), picked AS ( \
                SELECT p.id, cap.id AS webhook_id, cap.free FROM cap CROSS JOIN LATERAL ( \
@@ -78,8 +84,8 @@ impl Queue for PgStore {
         .bind(&locked)
         .bind(i64::from(limit))
         .bind(now_ms + lease.as_millis() as i64)
-        .bind(&answered_ids)
-        .bind(&answered_tokens)
+        .bind(&finished_ids)
+        .bind(&finished_tokens)
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -107,7 +113,7 @@ impl Queue for PgStore {
                     }
                 };
                 let url: String = get(r, 8)?;
-                let webhook_full = taken[&wh] >= get::<i64>(r, 13)?;
+                let filled_webhook = taken[&wh] >= get::<i64>(r, 13)?;
                 Ok(Claimed {
                     delivery_id: DeliveryId::from_trusted(get(r, 0)?),
                     webhook_id: WebhookId::from_trusted(wh),
@@ -121,7 +127,7 @@ impl Queue for PgStore {
                     max_attempts: get::<i64>(r, 5)? as u32,
                     lease_token: get(r, 6)?,
                     body: get::<Option<Vec<u8>>>(r, 7)?,
-                    webhook_full,
+                    filled_webhook,
                 })
             })
             .collect()

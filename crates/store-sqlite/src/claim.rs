@@ -14,19 +14,19 @@ use time::OffsetDateTime;
 
 #[async_trait]
 impl Queue for SqliteStore {
-    async fn claim_due_beside(
+    async fn claim_due_with_finished(
         &self,
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
-        answered: &[(DeliveryId, String)],
+        finished: &[(DeliveryId, String)],
     ) -> StoreResult<Vec<Claimed>> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let cipher = self.cipher.clone();
-        let answered = answered.to_vec();
-        self.rounds.run(|reply| WriteJob::Claim { now, lease, limit, answered, cipher, reply }).await
+        let finished = finished.to_vec();
+        self.rounds.run(|reply| WriteJob::Claim { now, lease, limit, finished, cipher, reply }).await
     }
 
     async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
@@ -73,7 +73,7 @@ impl Queue for SqliteStore {
 }
 
 /// Leases up to `limit` due deliveries inside the round's transaction: webhooks with due work
-/// and a free slot (live leases count against the cap, less the caller's `answered` ones),
+/// and a free slot (live leases count against the cap, less the caller's `finished` ones),
 /// walked from a different one each time.
 pub(crate) async fn claim_in(
     conn: &mut SqliteConnection,
@@ -81,7 +81,7 @@ pub(crate) async fn claim_in(
     now: OffsetDateTime,
     lease: Duration,
     limit: u32,
-    answered: &[(DeliveryId, String)],
+    finished: &[(DeliveryId, String)],
 ) -> StoreResult<Vec<Claimed>> {
     let now_ms = to_millis(now);
     let lease_until = now_ms + lease.as_millis() as i64;
@@ -108,8 +108,8 @@ pub(crate) async fn claim_in(
             ))
         })
         .collect::<StoreResult<Vec<_>>>()?;
-    if !answered.is_empty() {
-        for (webhook, n) in answered_per_webhook(conn, answered, now_ms).await? {
+    if !finished.is_empty() {
+        for (webhook, n) in finished_per_webhook(conn, finished, now_ms).await? {
             if let Some(c) = candidates.iter_mut().find(|c| c.0 == webhook) {
                 c.4 += n;
             }
@@ -124,17 +124,21 @@ pub(crate) async fn claim_in(
     lease_rows(conn, cipher, candidates, limit, now_ms, lease_until).await
 }
 
-/// How many of `answered` are live leases still holding their token, per webhook: the ones
-/// the cap count included although their requests have ended.
-async fn answered_per_webhook(
+/// How many of `finished` are live leases still holding their token, per webhook: the ones
+/// the cap count included although their requests have ended — at most the webhook's
+/// `max_in_flight`, so a stalled recorder cannot let it run on (its unrecorded outcomes stay
+/// under twice its cap). Keep the live-lease condition the same as the cap count's above and
+/// PostgreSQL's (`store-postgres/src/claim.rs`).
+async fn finished_per_webhook(
     conn: &mut SqliteConnection,
-    answered: &[(DeliveryId, String)],
+    finished: &[(DeliveryId, String)],
     now_ms: i64,
 ) -> StoreResult<Vec<(String, i64)>> {
-    let pairs: Vec<(&str, &str)> = answered.iter().map(|(id, token)| (id.as_str(), token.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = finished.iter().map(|(id, token)| (id.as_str(), token.as_str())).collect();
     let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT d.webhook_id, COUNT(*) FROM json_each(?1) a \
+        "SELECT d.webhook_id, min(COUNT(DISTINCT d.id), w.max_in_flight) FROM json_each(?1) a \
          JOIN deliveries d ON d.id = a.value ->> 0 AND d.lease_token = a.value ->> 1 \
+         JOIN webhooks w ON w.id = d.webhook_id \
          WHERE d.status = 'pending' AND d.next_retry_at > ?2 GROUP BY d.webhook_id",
     )
     .bind(herald_store::codec::to_json(&pairs))
@@ -181,7 +185,7 @@ async fn lease_rows(
         .await
         .map_err(unavailable)?;
         left -= rows.len() as i64;
-        let webhook_full = rows.len() as i64 >= free;
+        let filled_webhook = rows.len() as i64 >= free;
         let secrets = herald_store::codec::open_for_claim(cipher, &wh, secret, &prev);
         for r in &rows {
             claimed.push(Claimed {
@@ -197,7 +201,7 @@ async fn lease_rows(
                 attempt: get::<i64>(r, 3)? as u32 + 1,
                 max_attempts: get::<i64>(r, 4)? as u32,
                 lease_token: get(r, 5)?,
-                webhook_full,
+                filled_webhook,
             });
         }
     }

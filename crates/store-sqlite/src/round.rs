@@ -31,8 +31,8 @@ pub(crate) enum WriteJob {
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
-        /// The caller's leases whose requests have ended (see `Queue::claim_due_beside`).
-        answered: Vec<(herald_domain::DeliveryId, String)>,
+        /// The caller's leases whose requests have ended (see `Queue::claim_due_with_finished`).
+        finished: Vec<(herald_domain::DeliveryId, String)>,
         /// Opens the claimed webhooks' signing secrets.
         cipher: Option<Arc<SecretCipher>>,
         reply: oneshot::Sender<StoreResult<Vec<Claimed>>>,
@@ -142,8 +142,8 @@ async fn round(write: &SqlitePool, jobs: &[WriteJob]) -> StoreResult<Vec<Done>> 
                 done.extend(published.into_iter().map(Done::Published));
                 i += n;
             }
-            WriteJob::Claim { now, lease, limit, answered, cipher, .. } => {
-                let claimed = claim::claim_in(&mut tx, cipher.as_deref(), *now, *lease, *limit, answered).await?;
+            WriteJob::Claim { now, lease, limit, finished, cipher, .. } => {
+                let claimed = claim::claim_in(&mut tx, cipher.as_deref(), *now, *lease, *limit, finished).await?;
                 done.push(Done::Claimed(claimed));
                 i += 1;
             }

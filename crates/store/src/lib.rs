@@ -289,23 +289,26 @@ pub trait Idempotency {
 /// The engine's queue: lease due work, record outcomes, give leases back, know what is next.
 #[async_trait]
 pub trait Queue {
-    /// Leases up to `limit` due deliveries of enabled webhooks below their cap.
+    /// Leases up to `limit` due deliveries of enabled webhooks below their cap (tests; the
+    /// engine calls [`Queue::claim_due_with_finished`]).
     async fn claim_due(&self, now: OffsetDateTime, lease: Duration, limit: u32) -> StoreResult<Vec<Claimed>> {
-        self.claim_due_beside(now, lease, limit, &[]).await
+        self.claim_due_with_finished(now, lease, limit, &[]).await
     }
-    /// [`Queue::claim_due`] for a worker whose `answered` leases (delivery, lease token) are of
-    /// requests that have ended but whose outcomes are not recorded yet. A live lease counts
-    /// against its webhook's `max_in_flight` until its outcome commits; these no longer do, as
-    /// their requests are no longer in flight. Only leases still live with that token are
-    /// discounted, so one recorded (or taken over) meanwhile is never discounted twice.
-    async fn claim_due_beside(
+    /// Leases up to `limit` due deliveries of enabled webhooks below their cap, where the
+    /// caller's `finished` leases (delivery, lease token) — attempts that have ended, whose
+    /// outcomes are not recorded yet — do not count against the cap. A live lease otherwise
+    /// counts until its outcome commits, although its request is over. Only leases the cap
+    /// count includes (live, with that token) are subtracted: one recorded or taken over
+    /// meanwhile is not subtracted.
+    async fn claim_due_with_finished(
         &self,
         now: OffsetDateTime,
         lease: Duration,
         limit: u32,
-        answered: &[(DeliveryId, String)],
+        finished: &[(DeliveryId, String)],
     ) -> StoreResult<Vec<Claimed>>;
     /// Records outcomes (compare-and-set each); returns, per outcome, whether it applied.
+    /// Raises the work signal after the commit (the engine relies on it: slots were freed).
     async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>>;
     /// Gives leases back unattempted (shutdown): due at `now`, no attempt counted.
     async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()>;

@@ -158,9 +158,10 @@ pub struct Claimed {
     pub attempt: u32,
     pub max_attempts: u32,
     pub lease_token: String,
-    /// This claim took every free slot of the webhook: more of its due work may be waiting
-    /// for one, so the worker claims again as soon as this attempt's request ends.
-    pub webhook_full: bool,
+    /// This claim took every free slot of its webhook (whether or not more of its work is
+    /// due): when this attempt ends, the worker claims again at once rather than waiting for
+    /// the outcome's commit to raise the work signal.
+    pub filled_webhook: bool,
 }
 
 /// One attempt's result and what it means, recorded under the lease.

@@ -243,17 +243,17 @@ impl Idempotency for Flaky {
 
 #[async_trait]
 impl Queue for Flaky {
-    async fn claim_due_beside(
+    async fn claim_due_with_finished(
         &self,
         t: OffsetDateTime,
         l: Duration,
         n: u32,
-        answered: &[(DeliveryId, String)],
+        finished: &[(DeliveryId, String)],
     ) -> StoreResult<Vec<Claimed>> {
         if take(&self.faults.claim_failures) {
             return Err(injected());
         }
-        let mut claimed = self.inner.claim_due_beside(t, l, n, answered).await?;
+        let mut claimed = self.inner.claim_due_with_finished(t, l, n, finished).await?;
         if self.faults.strip_bodies.load(Ordering::SeqCst) {
             claimed.iter_mut().for_each(|c| c.body = None);
         }
@@ -309,12 +309,19 @@ async fn transient_store_errors_never_count_as_attempts_or_fail_deliveries(backe
 }
 
 /// A webhook's `max_in_flight` counts requests in flight, not outcomes waiting to be
-/// recorded: with every recording held up, a webhook capped at one request still gets its
-/// deliveries one after another — never two at once, none sent twice.
-async fn answered_requests_free_their_slot_before_the_outcome_is_recorded(backend: Backend) {
+/// recorded: with every recording held up, a webhook capped at one request gets its second
+/// delivery once the first request ends (the finished-lease discount stops at the cap, so a
+/// stalled recorder lets it run at most one cap ahead); never two at once, none sent twice.
+async fn finished_requests_free_their_slot_before_the_outcome_is_recorded(backend: Backend) {
     let rx = Receiver::start().await;
     let faults = Arc::new(Faults::default());
-    let Some(app) = spawn_on(backend, Options { wrap_store: flaky(&faults), ..Default::default() }).await else {
+    // No poll to fall back on: the wake-ups alone must carry the deliveries.
+    let opts = Options {
+        wrap_store: flaky(&faults),
+        tweak: Box::new(|s| s.poll_interval = Duration::from_secs(3600)),
+        ..Default::default()
+    };
+    let Some(app) = spawn_on(backend, opts).await else {
         return;
     };
     let wh = app
@@ -322,11 +329,15 @@ async fn answered_requests_free_their_slot_before_the_outcome_is_recorded(backen
         .await;
     let wh = wh["id"].as_str().unwrap().to_owned();
     faults.hold_records.send_replace(true);
+    // The first request is held open while the other two are due: a claim that ignored the
+    // cap would send them beside it.
+    rx.always("capped", Reply::status(200).gated());
     for _ in 0..3 {
         app.publish_received().await;
     }
-    rx.wait_for("capped", 3).await;
-    assert_eq!(rx.max_in_flight("capped"), 1, "the cap held");
+    rx.wait_for("capped", 1).await;
+    rx.open_gate();
+    rx.wait_for("capped", 2).await;
     faults.hold_records.send_replace(false);
     eventually("all three recorded as delivered", || async {
         let ds = app.deliveries(&wh).await;
@@ -334,6 +345,7 @@ async fn answered_requests_free_their_slot_before_the_outcome_is_recorded(backen
     })
     .await;
     assert_eq!(rx.received("capped").len(), 3, "none sent twice");
+    assert_eq!(rx.max_in_flight("capped"), 1, "the cap held");
 }
 
 /// A delivery whose event is gone is never POSTed (an empty body would be signed and
@@ -435,5 +447,5 @@ crate::on_both_stores!(
     transient_store_errors_never_count_as_attempts_or_fail_deliveries,
     a_delivery_without_its_event_body_is_never_sent,
     a_refused_outcome_never_blocks_the_others,
-    answered_requests_free_their_slot_before_the_outcome_is_recorded,
+    finished_requests_free_their_slot_before_the_outcome_is_recorded,
 );

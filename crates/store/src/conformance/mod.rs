@@ -161,28 +161,51 @@ pub async fn claims_respect_the_per_webhook_cap(store: &dyn Store) {
     assert_eq!(store.claim_due(t0(), LEASE, 10).await.unwrap().len(), 1);
 }
 
-/// A caller's answered leases (requests ended, outcomes not recorded yet) free their slots for
+/// A caller's finished leases (attempts over, outcomes not recorded yet) free their slots for
 /// that caller's claims — only while they are live with that token, never twice.
-pub async fn answered_leases_do_not_count_against_the_cap(store: &dyn Store) {
+pub async fn finished_leases_do_not_count_against_the_cap(store: &dyn Store) {
     let acc = account(store, "a").await;
     webhook(store, &acc, 1).await;
     for _ in 0..4 {
         publish(store, &acc, t0()).await;
     }
     let first = store.claim_due(t0(), LEASE, 10).await.unwrap().remove(0);
+    assert!(first.filled_webhook, "the claim took the webhook's one free slot");
     let wrong = [(first.delivery_id.clone(), "not-the-token".to_owned())];
-    assert!(store.claim_due_beside(t0(), LEASE, 10, &wrong).await.unwrap().is_empty(), "another lease's token");
-    let answered = [(first.delivery_id.clone(), first.lease_token.clone())];
-    let second = store.claim_due_beside(t0(), LEASE, 10, &answered).await.unwrap();
-    assert_eq!(second.len(), 1, "the answered request's slot is free");
+    assert!(store.claim_due_with_finished(t0(), LEASE, 10, &wrong).await.unwrap().is_empty(), "another lease's token");
+    let finished = [(first.delivery_id.clone(), first.lease_token.clone())];
+    let second = store.claim_due_with_finished(t0(), LEASE, 10, &finished).await.unwrap();
+    assert_eq!(second.len(), 1, "the finished request's slot is free");
     assert_ne!(second[0].delivery_id, first.delivery_id);
-    // `second` is in flight: the answered `first` frees one slot, and that one is taken.
-    assert!(store.claim_due_beside(t0(), LEASE, 10, &answered).await.unwrap().is_empty());
+    // `second` is in flight: the finished `first` frees one slot, and that one is taken.
+    assert!(store.claim_due_with_finished(t0(), LEASE, 10, &finished).await.unwrap().is_empty());
     // Once `first` is recorded its lease is gone: naming it again frees nothing more.
     store.record_outcomes(&[outcome(&first, Verdict::Delivered, t0())], t0()).await.unwrap();
-    assert!(store.claim_due_beside(t0(), LEASE, 10, &answered).await.unwrap().is_empty());
-    let both = [answered[0].clone(), (second[0].delivery_id.clone(), second[0].lease_token.clone())];
-    assert_eq!(store.claim_due_beside(t0(), LEASE, 10, &both).await.unwrap().len(), 1);
+    assert!(store.claim_due_with_finished(t0(), LEASE, 10, &finished).await.unwrap().is_empty());
+    let both = [finished[0].clone(), (second[0].delivery_id.clone(), second[0].lease_token.clone())];
+    assert_eq!(store.claim_due_with_finished(t0(), LEASE, 10, &both).await.unwrap().len(), 1);
+    // An expired lease is no longer counted, so naming it frees nothing; a pair named twice
+    // counts once.
+    let later = t0() + LEASE + Duration::from_secs(1);
+    let third = store.claim_due(later, LEASE, 10).await.unwrap();
+    assert_eq!(third.len(), 1, "the two old leases expired: one slot, one row");
+    let stale = [both[1].clone(), both[1].clone()];
+    assert!(store.claim_due_with_finished(later, LEASE, 10, &stale).await.unwrap().is_empty());
+    let pair = (third[0].delivery_id.clone(), third[0].lease_token.clone());
+    let twice = [pair.clone(), pair.clone()];
+    let fourth = store.claim_due_with_finished(later, LEASE, 10, &twice).await.unwrap();
+    assert_eq!(fourth.len(), 1);
+    // At most `max_in_flight` finished leases are discounted: a stalled recorder cannot let a
+    // webhook run on (one row is still due here).
+    let two = [pair, (fourth[0].delivery_id.clone(), fourth[0].lease_token.clone())];
+    assert!(store.claim_due_with_finished(later, LEASE, 10, &two).await.unwrap().is_empty());
+    // A claim below the free slots does not fill the webhook.
+    let roomy = account(store, "b").await;
+    webhook(store, &roomy, 5).await;
+    publish(store, &roomy, t0()).await;
+    let got = store.claim_due(t0(), LEASE, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(!got[0].filled_webhook, "one row taken of five free slots");
 }
 
 /// Disabled webhooks' rows stay pending and unclaimed; enabling makes them claimable.
@@ -422,7 +445,7 @@ macro_rules! conformance_tests {
             claim_hides_rows_until_the_lease_expires,
             outcomes_are_compare_and_set_on_the_lease,
             claims_respect_the_per_webhook_cap,
-            answered_leases_do_not_count_against_the_cap,
+            finished_leases_do_not_count_against_the_cap,
             disabled_webhooks_are_skipped_until_enabled,
             expired_rows_are_ignored_and_deleted_in_batches,
             resources_are_scoped_by_account,
