@@ -33,6 +33,13 @@ pub struct BenchArgs {
     /// does a backlog slow a healthy webhook? (0: none.)
     #[arg(long, default_value_t = 0, conflicts_with = "in_process")]
     pub backlog: u64,
+    /// Webhooks the backlog is spread over (the dead one and copies of it; every one enabled,
+    /// so each claim must skip them all).
+    #[arg(long, default_value_t = 1)]
+    pub backlog_webhooks: u64,
+    /// Accounts those webhooks belong to (the bench's own and new ones).
+    #[arg(long, default_value_t = 1)]
+    pub backlog_accounts: u64,
     /// Events published in workload c (each fans out to `--fanout` webhooks).
     #[arg(long, default_value_t = 2_000)]
     pub fanout_events: u64,

@@ -10,12 +10,15 @@ use time::OffsetDateTime;
 /// Rows per transaction while seeding.
 const CHUNK: u64 = 50_000;
 
-/// Writes `count` pending deliveries of `webhook` (one `bench.backlog` event of its account), first attempt failed, next due at
-/// `due`, into the PostgreSQL database at `url`.
+/// Writes `count` pending deliveries (one `bench.backlog` event), first attempt failed, next
+/// due at `due`, into the PostgreSQL database at `url`: all of `webhook`'s, or spread over
+/// `webhooks` webhooks — `webhook` and copies of it — owned by `accounts` accounts (its own
+/// and new ones).
 pub async fn seed_backlog(
     url: &str,
     webhook: &WebhookId,
     count: u64,
+    (webhooks, accounts): (u64, u64),
     now: OffsetDateTime,
     due: OffsetDateTime,
 ) -> StoreResult<()> {
@@ -27,6 +30,27 @@ pub async fn seed_backlog(
         .fetch_one(&mut conn)
         .await
         .map_err(unavailable)?;
+    let (hooks, owners) = herald_store::backlog::spread(webhook, &account, webhooks, accounts);
+    let new_accounts: Vec<&String> = owners.iter().skip(1).collect();
+    sqlx::query("INSERT INTO accounts (id, name, created_at) SELECT id, 'bench-' || id, $2 FROM UNNEST($1::text[]) id")
+        .bind(&new_accounts)
+        .bind(now)
+        .execute(&mut conn)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query(
+        "INSERT INTO webhooks (id, account_id, url, description, events, filters, enabled, max_in_flight, secret, \
+           previous_secrets, created_at, updated_at) \
+         SELECT c.id, c.account, w.url, w.description, w.events, w.filters, w.enabled, w.max_in_flight, w.secret, \
+           w.previous_secrets, w.created_at, w.updated_at \
+         FROM webhooks w, UNNEST($1::text[], $2::text[]) AS c(id, account) WHERE w.id = $3",
+    )
+    .bind(hooks[1..].iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+    .bind(hooks[1..].iter().map(|(_, acc)| acc.as_str()).collect::<Vec<_>>())
+    .bind(webhook.as_str())
+    .execute(&mut conn)
+    .await
+    .map_err(unavailable)?;
     let event = EventId::generate();
     sqlx::query(
         "INSERT INTO events (id, account_id, type, payload, labels, deliveries, created_at, expires_at) \
@@ -40,19 +64,21 @@ pub async fn seed_backlog(
     .execute(&mut conn)
     .await
     .map_err(unavailable)?;
-    let mut left = count;
-    while left > 0 {
-        let n = left.min(CHUNK);
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(CHUNK);
         let ids: Vec<String> = (0..n).map(|_| DeliveryId::generate().as_str().to_owned()).collect();
+        let of: Vec<&(String, String)> = (done..done + n).map(|k| &hooks[(k % hooks.len() as u64) as usize]).collect();
         let mut tx = conn.begin().await.map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
              max_attempts, last_attempt_at, next_retry_at, created_at, expires_at) \
-             SELECT id, $2, $3, $4, 'bench.backlog', 'pending', 1, 8, $5, $6, $5, $7 FROM UNNEST($1::text[]) AS id",
+             SELECT d.id, d.account, d.webhook, $4, 'bench.backlog', 'pending', 1, 8, $5, $6, $5, $7 \
+             FROM UNNEST($1::text[], $2::text[], $3::text[]) AS d(id, webhook, account)",
         )
         .bind(&ids)
-        .bind(&account)
-        .bind(webhook.as_str())
+        .bind(of.iter().map(|(w, _)| w.as_str()).collect::<Vec<_>>())
+        .bind(of.iter().map(|(_, a)| a.as_str()).collect::<Vec<_>>())
         .bind(event.as_str())
         .bind(now)
         .bind(due)
@@ -61,7 +87,7 @@ pub async fn seed_backlog(
         .await
         .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        left -= n;
+        done += n;
     }
     // Settle before the load starts: the one-off cost of writing a million rows (autovacuum
     // of the new rows, dirty pages) would otherwise be measured as the backlog's.

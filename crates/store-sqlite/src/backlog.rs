@@ -11,12 +11,15 @@ use time::OffsetDateTime;
 /// Rows per transaction while seeding.
 const CHUNK: u64 = 20_000;
 
-/// Writes `count` pending deliveries of `webhook` (one `bench.backlog` event of its account), first attempt failed, next due at
-/// `due`, into the SQLite database at `url`.
+/// Writes `count` pending deliveries (one `bench.backlog` event), first attempt failed, next
+/// due at `due`, into the SQLite database at `url`: all of `webhook`'s, or spread over
+/// `webhooks` webhooks — `webhook` and copies of it — owned by `accounts` accounts (its own
+/// and new ones).
 pub async fn seed_backlog(
     url: &str,
     webhook: &WebhookId,
     count: u64,
+    (webhooks, accounts): (u64, u64),
     now: OffsetDateTime,
     due: OffsetDateTime,
 ) -> StoreResult<()> {
@@ -28,6 +31,25 @@ pub async fn seed_backlog(
         .fetch_one(&mut conn)
         .await
         .map_err(unavailable)?;
+    let (hooks, owners) = herald_store::backlog::spread(webhook, &account, webhooks, accounts);
+    sqlx::query("INSERT INTO accounts (id, name, created_at) SELECT value, 'bench-' || value, ? FROM json_each(?)")
+        .bind(now)
+        .bind(json(&owners[1..]))
+        .execute(&mut conn)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query(
+        "INSERT INTO webhooks (id, account_id, url, description, events, filters, enabled, max_in_flight, secret, \
+           previous_secrets, created_at, updated_at) \
+         SELECT c.value ->> 0, c.value ->> 1, w.url, w.description, w.events, w.filters, w.enabled, w.max_in_flight, \
+           w.secret, w.previous_secrets, w.created_at, w.updated_at \
+         FROM webhooks w, json_each(?) c WHERE w.id = ?",
+    )
+    .bind(json(&hooks[1..]))
+    .bind(webhook.as_str())
+    .execute(&mut conn)
+    .await
+    .map_err(unavailable)?;
     let event = EventId::generate();
     sqlx::query(
         "INSERT INTO events (id, account_id, type, payload, labels, deliveries, created_at, expires_at) \
@@ -41,29 +63,33 @@ pub async fn seed_backlog(
     .execute(&mut conn)
     .await
     .map_err(unavailable)?;
-    let mut left = count;
-    while left > 0 {
-        let n = left.min(CHUNK);
-        let ids: Vec<String> = (0..n).map(|_| DeliveryId::generate().as_str().to_owned()).collect();
+    let mut done = 0;
+    while done < count {
+        let n = (count - done).min(CHUNK);
+        let rows: Vec<(String, &str, &str)> = (done..done + n)
+            .map(|k| {
+                let (w, a) = &hooks[(k % hooks.len() as u64) as usize];
+                (DeliveryId::generate().as_str().to_owned(), w.as_str(), a.as_str())
+            })
+            .collect();
         let mut tx = conn.begin().await.map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
              max_attempts, last_attempt_at, next_retry_at, created_at, expires_at) \
-             SELECT value, ?, ?, ?, 'bench.backlog', 'pending', 1, 8, ?, ?, ?, ? FROM json_each(?)",
+             SELECT value ->> 0, value ->> 2, value ->> 1, ?, 'bench.backlog', 'pending', 1, 8, ?, ?, ?, ? \
+             FROM json_each(?)",
         )
-        .bind(&account)
-        .bind(webhook.as_str())
         .bind(event.as_str())
         .bind(now)
         .bind(due)
         .bind(now)
         .bind(expires)
-        .bind(json(&ids))
+        .bind(json(&rows))
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        left -= n;
+        done += n;
     }
     // Settle before the load starts: the WAL copied back into the database file (best
     // effort: with `herald serve` reading at the same moment it may copy only part).

@@ -10,6 +10,7 @@
 //! * every account-facing query is scoped by account.
 #![forbid(unsafe_code)]
 
+pub mod backlog;
 pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;

@@ -93,7 +93,9 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
     }
 
     if args.backlog > 0 {
-        seed_backlog(&http, &bases[0], &key, args.backlog, scratch.as_ref().map(|d| d.url.clone()), dir.path()).await?;
+        let spread = (args.backlog_webhooks, args.backlog_accounts);
+        let postgres = scratch.as_ref().map(|d| d.url.clone());
+        seed_backlog(&http, &bases[0], &key, (args.backlog, spread), postgres, dir.path()).await?;
     }
 
     let mut cmd = command("bench-load")?;
@@ -202,7 +204,7 @@ async fn seed_backlog(
     http: &reqwest::Client,
     base: &str,
     key: &herald_domain::ApiKey,
-    count: u64,
+    (count, spread): (u64, (u64, u64)),
     postgres: Option<String>,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
@@ -225,14 +227,16 @@ async fn seed_backlog(
     let due = now + time::Duration::hours(1);
     let started = Instant::now();
     match postgres {
-        Some(url) => herald_store_postgres::seed_backlog(&url, &webhook, count, now, due).await?,
+        Some(url) => herald_store_postgres::seed_backlog(&url, &webhook, count, spread, now, due).await?,
         None => {
             let url = format!("sqlite://{}", data_dir.join("herald.db").display());
-            herald_store_sqlite::seed_backlog(&url, &webhook, count, now, due).await?
+            herald_store_sqlite::seed_backlog(&url, &webhook, count, spread, now, due).await?
         }
     }
     println!(
-        "  backlog: {count} pending deliveries of a dead endpoint, due in an hour (written in {:.1} s)",
+        "  backlog: {count} pending deliveries of a dead endpoint, due in an hour, over {} webhook(s) of {} account(s) (written in {:.1} s)",
+        spread.0.max(1),
+        spread.1.max(1),
         started.elapsed().as_secs_f64()
     );
     Ok(())
