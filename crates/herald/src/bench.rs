@@ -33,6 +33,11 @@ pub struct BenchArgs {
     /// does a backlog slow a healthy webhook? (0: none.)
     #[arg(long, default_value_t = 0, conflicts_with = "in_process")]
     pub backlog: u64,
+    /// Keep events and deliveries this long (`HERALD_RETENTION`, e.g. `20s`) with the janitor
+    /// running every second, so it deletes a stream of expired rows while the load runs
+    /// (separate processes only). Default: Herald's 30 days (nothing expires during a run).
+    #[arg(long, conflicts_with = "in_process")]
+    pub retention: Option<String>,
     /// Webhooks the backlog is spread over (the dead one and copies of it; every one enabled,
     /// so each claim must skip them all).
     #[arg(long, default_value_t = 1)]

@@ -180,10 +180,16 @@ impl Application {
                 auto_disable_window: settings.auto_disable_window,
                 auto_disable_threshold: settings.auto_disable_threshold,
                 shutdown_grace: settings.shutdown_grace,
+                janitor_interval: settings.janitor_interval,
                 ..EngineConfig::default()
             },
         );
-        let fanout = FanoutRules { max_attempts: retry.max_attempts(), ..FanoutRules::default() };
+        let fanout = FanoutRules {
+            max_attempts: retry.max_attempts(),
+            event_ttl: settings.retention,
+            delivery_ttl: settings.retention,
+            ..FanoutRules::default()
+        };
         let authenticator = herald_mail::Authenticator::new(settings.dns_server)
             .map_err(|e| anyhow::anyhow!("mail authentication: {e}"))?;
         let app = Herald::new(

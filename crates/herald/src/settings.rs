@@ -112,6 +112,13 @@ pub struct Settings {
     /// PostgreSQL: how long a request waits for a connection before answering 503.
     #[arg(long, env = "HERALD_PG_ACQUIRE_TIMEOUT", default_value = "3s", value_parser = duration)]
     pub pg_acquire_timeout: Duration,
+    /// How long events and webhook deliveries are kept; the janitor deletes them after.
+    /// (Agents' own deliveries keep their 48 h.)
+    #[arg(long, env = "HERALD_RETENTION", default_value = "30d", value_parser = duration)]
+    pub retention: Duration,
+    /// How often the janitor deletes expired rows (≤ 5,000 a statement).
+    #[arg(long, env = "HERALD_JANITOR_INTERVAL", default_value = "5m", value_parser = duration)]
+    pub janitor_interval: Duration,
     /// How often failing webhooks are auto-disabled (and expired previous secrets dropped).
     #[arg(long, env = "HERALD_AUTO_DISABLE_INTERVAL", default_value = "5m", value_parser = duration)]
     pub auto_disable_interval: Duration,
@@ -225,6 +232,8 @@ impl Settings {
             ("HERALD_POLL_INTERVAL", self.poll_interval),
             ("HERALD_AUTO_DISABLE_INTERVAL", self.auto_disable_interval),
             ("HERALD_AUTO_DISABLE_WINDOW", self.auto_disable_window),
+            ("HERALD_RETENTION", self.retention),
+            ("HERALD_JANITOR_INTERVAL", self.janitor_interval),
             ("HERALD_RECOVER_INTERVAL", self.recover_interval),
             ("HERALD_PG_STATEMENT_TIMEOUT", self.pg_statement_timeout),
             ("HERALD_PG_ACQUIRE_TIMEOUT", self.pg_acquire_timeout),
@@ -241,6 +250,8 @@ impl Settings {
             ("HERALD_AUTO_DISABLE_INTERVAL", self.auto_disable_interval),
             ("HERALD_AUTO_DISABLE_WINDOW", self.auto_disable_window),
             ("HERALD_REENABLE_COOLDOWN", self.reenable_cooldown),
+            ("HERALD_RETENTION", self.retention),
+            ("HERALD_JANITOR_INTERVAL", self.janitor_interval),
             ("HERALD_RECOVER_INTERVAL", self.recover_interval),
             ("HERALD_PG_STATEMENT_TIMEOUT", self.pg_statement_timeout),
             ("HERALD_PG_ACQUIRE_TIMEOUT", self.pg_acquire_timeout),

@@ -70,6 +70,9 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         if let Some(db) = &scratch {
             cmd.env("HERALD_DATABASE_URL", &db.url);
         }
+        if let Some(retention) = &args.retention {
+            cmd.env("HERALD_RETENTION", retention).env("HERALD_JANITOR_INTERVAL", "1s");
+        }
         let name = if args.replicas > 1 { format!("herald serve #{}", i + 1) } else { "herald serve".into() };
         let mut child = Child::spawn(&name, cmd, dir.path().join(format!("serve-{i}.log")))?;
         bases.push(child.line_after("herald listening on ", START_TIMEOUT).await?);
@@ -180,6 +183,9 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
             None => format!("{} concurrent publishers, unpaced", args.clients),
         }
     );
+    if let Some(retention) = &args.retention {
+        println!("  retention {retention}, janitor every 1 s (expired rows deleted during the run)");
+    }
     println!(
         "  publish rate:  {:>9.0} events/s ({} in {published_in:.2} s)",
         wl.events as f64 / published_in.max(1e-9),

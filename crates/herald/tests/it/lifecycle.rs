@@ -232,7 +232,37 @@ async fn test_sends_and_rotations_are_rate_limited_per_account(backend: Backend)
     assert_eq!(app.call(Method::POST, &rotate, None).await.0, 429);
 }
 
+/// `HERALD_RETENTION` is how long events and their deliveries are kept: once it has passed,
+/// the janitor (every `HERALD_JANITOR_INTERVAL`) deletes both.
+async fn retention_setting_expires_events_and_deliveries(backend: Backend) {
+    let rx = Receiver::start().await;
+    let opts = Options {
+        manual_clock: true,
+        tweak: Box::new(|s| {
+            s.retention = Duration::from_secs(3600);
+            s.janitor_interval = Duration::from_millis(50);
+        }),
+        ..Default::default()
+    };
+    let Some(app) = spawn_on(backend, opts).await else { return };
+    let (wh, _) = app.webhook(&rx.url("kept")).await;
+    let event = app.publish_received().await;
+    let id = event["id"].as_str().unwrap().to_owned();
+    app.wait_delivery(&wh, "delivered", |d| d["status"] == "delivered").await;
+    app.advance(Duration::from_secs(1800));
+    let (status, _) = app.call(reqwest::Method::GET, &format!("/api/v1/events/{id}"), None).await;
+    assert_eq!(status, 200, "kept within the retention");
+    app.advance(Duration::from_secs(1801));
+    eventually("the event deleted after the retention", || async {
+        let (status, _) = app.call(reqwest::Method::GET, &format!("/api/v1/events/{id}"), None).await;
+        (status == 404).then_some(())
+    })
+    .await;
+    assert!(app.deliveries(&wh).await.is_empty(), "its delivery deleted too");
+}
+
 crate::on_both_stores!(
+    retention_setting_expires_events_and_deliveries,
     test_sends_and_rotations_are_rate_limited_per_account,
     rotation_keeps_earlier_secrets_signing_through_their_grace,
     rotation_with_the_same_idempotency_key_returns_the_same_secret,
