@@ -35,7 +35,9 @@ pub struct BenchArgs {
     pub backlog: u64,
     /// Keep events and deliveries this long (`HERALD_RETENTION`, e.g. `20s`) with the janitor
     /// running every second, so it deletes a stream of expired rows while the load runs
-    /// (separate processes only). Default: Herald's 30 days (nothing expires during a run).
+    /// (separate processes only; the bench sets a 1 s retry schedule, never used by its
+    /// healthy sink, so a retention of 16 s or more passes Herald's check). Default: Herald's
+    /// 30 days (nothing expires during a run).
     #[arg(long, conflicts_with = "in_process")]
     pub retention: Option<String>,
     /// Webhooks the backlog is spread over (the dead one and copies of it; every one enabled,
@@ -115,6 +117,13 @@ struct Workload {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.backlog > 0 || (args.backlog_webhooks <= 1 && args.backlog_accounts <= 1),
+        "--backlog-webhooks and --backlog-accounts spread a --backlog: give --backlog N too"
+    );
+    if let Some(r) = &args.retention {
+        herald_domain::retry::parse_duration(r).map_err(|e| anyhow::anyhow!("--retention: {e}"))?;
+    }
     if args.workload == "smtp" {
         return crate::bench_smtp::run(&args).await;
     }

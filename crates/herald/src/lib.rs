@@ -188,7 +188,8 @@ impl Application {
             max_attempts: retry.max_attempts(),
             event_ttl: settings.retention,
             delivery_ttl: settings.retention,
-            ..FanoutRules::default()
+            // A key is remembered by its event: no longer than the event is kept.
+            idempotency_window: FanoutRules::default().idempotency_window.min(settings.retention),
         };
         let authenticator = herald_mail::Authenticator::new(settings.dns_server)
             .map_err(|e| anyhow::anyhow!("mail authentication: {e}"))?;

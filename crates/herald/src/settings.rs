@@ -305,6 +305,21 @@ impl Settings {
         if self.retry_schedule.iter().any(Duration::is_zero) {
             return Err("HERALD_RETRY_SCHEDULE: every wait must be longer than zero".into());
         }
+        // A delivery past its retention is never attempted again and never becomes `failed`
+        // (nor counts towards auto-disable): every retry must fall due, and run, before it.
+        let retries: Duration = self.retry_schedule.iter().sum();
+        let needed = retries.mul_f64(1.0 + self.retry_jitter) + self.attempt_timeout;
+        if self.retention < needed {
+            return Err(format!(
+                "HERALD_RETENTION ({}) must cover HERALD_RETRY_SCHEDULE with its jitter and one \
+                 HERALD_ATTEMPT_TIMEOUT ({} in all): otherwise deliveries expire before their last retry",
+                humantime::format_duration(self.retention),
+                humantime::format_duration(Duration::from_secs(needed.as_secs() + 1)),
+            ));
+        }
+        if self.janitor_interval < Duration::from_secs(1) {
+            return Err("HERALD_JANITOR_INTERVAL must be at least 1s (each pass is a write transaction)".into());
+        }
         Ok(())
     }
 
@@ -380,6 +395,18 @@ mod tests {
     #[test]
     fn defaults_are_consistent() {
         assert_eq!(Settings::defaults().validate(), Ok(()));
+    }
+
+    #[test]
+    fn retention_must_outlast_the_retries_and_the_janitor_may_not_spin() {
+        let mut s = Settings::defaults();
+        s.retention = Duration::from_secs(3600);
+        assert!(s.validate().unwrap_err().contains("HERALD_RETENTION"), "the default schedule takes ≈ 29 h");
+        s.retry_schedule = vec![Duration::from_secs(60)];
+        s.retry_jitter = 0.0;
+        assert_eq!(s.validate(), Ok(()));
+        s.janitor_interval = Duration::from_millis(100);
+        assert!(s.validate().unwrap_err().contains("HERALD_JANITOR_INTERVAL"));
     }
 
     #[test]

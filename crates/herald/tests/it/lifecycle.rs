@@ -240,7 +240,8 @@ async fn retention_setting_expires_events_and_deliveries(backend: Backend) {
         manual_clock: true,
         tweak: Box::new(|s| {
             s.retention = Duration::from_secs(3600);
-            s.janitor_interval = Duration::from_millis(50);
+            s.retry_schedule = vec![Duration::from_secs(60)];
+            s.janitor_interval = Duration::from_secs(1);
         }),
         ..Default::default()
     };
