@@ -4,21 +4,20 @@
 use crate::unavailable;
 use herald_domain::{DeliveryId, EventId, WebhookId, to_millis};
 use herald_store::StoreResult;
+use herald_store::backlog::Backlog;
 use sqlx::Connection;
 use time::OffsetDateTime;
 
 /// Rows per transaction while seeding.
 const CHUNK: u64 = 50_000;
 
-/// Writes `count` pending deliveries (one `bench.backlog` event), first attempt failed, next
-/// due at `due`, into the PostgreSQL database at `url`: all of `webhook`'s, or spread over
-/// `webhooks` webhooks — `webhook` and copies of it — owned by `accounts` accounts (its own
-/// and new ones).
+/// Writes the `shape.rows` pending deliveries of a backlog (one `bench.backlog` event), first
+/// attempt failed, next due at `due`, into the PostgreSQL database at `url`, spread over
+/// `webhook` and copies of it as [`Backlog`] says.
 pub async fn seed_backlog(
     url: &str,
     webhook: &WebhookId,
-    count: u64,
-    (webhooks, accounts): (u64, u64),
+    shape: &Backlog,
     now: OffsetDateTime,
     due: OffsetDateTime,
 ) -> StoreResult<()> {
@@ -30,7 +29,7 @@ pub async fn seed_backlog(
         .fetch_one(&mut conn)
         .await
         .map_err(unavailable)?;
-    let (hooks, owners) = herald_store::backlog::spread(webhook, &account, webhooks, accounts);
+    let (hooks, owners) = herald_store::backlog::spread(webhook, &account, shape);
     let new_accounts: Vec<&String> = owners.iter().skip(1).collect();
     sqlx::query("INSERT INTO accounts (id, name, created_at) SELECT id, 'bench-' || id, $2 FROM UNNEST($1::text[]) id")
         .bind(&new_accounts)
@@ -58,15 +57,15 @@ pub async fn seed_backlog(
     )
     .bind(event.as_str())
     .bind(&account)
-    .bind(count as i64)
+    .bind(shape.rows as i64)
     .bind(now)
     .bind(expires)
     .execute(&mut conn)
     .await
     .map_err(unavailable)?;
     let mut done = 0;
-    while done < count {
-        let n = (count - done).min(CHUNK);
+    while done < shape.rows {
+        let n = (shape.rows - done).min(CHUNK);
         let ids: Vec<String> = (0..n).map(|_| DeliveryId::generate().as_str().to_owned()).collect();
         let of: Vec<&(String, String)> = (done..done + n).map(|k| &hooks[(k % hooks.len() as u64) as usize]).collect();
         let mut tx = conn.begin().await.map_err(unavailable)?;

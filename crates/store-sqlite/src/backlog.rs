@@ -4,6 +4,7 @@
 use crate::unavailable;
 use herald_domain::{DeliveryId, EventId, WebhookId, to_millis};
 use herald_store::StoreResult;
+use herald_store::backlog::Backlog;
 use herald_store::codec::to_json as json;
 use sqlx::Connection;
 use time::OffsetDateTime;
@@ -11,15 +12,13 @@ use time::OffsetDateTime;
 /// Rows per transaction while seeding.
 const CHUNK: u64 = 20_000;
 
-/// Writes `count` pending deliveries (one `bench.backlog` event), first attempt failed, next
-/// due at `due`, into the SQLite database at `url`: all of `webhook`'s, or spread over
-/// `webhooks` webhooks — `webhook` and copies of it — owned by `accounts` accounts (its own
-/// and new ones).
+/// Writes the `shape.rows` pending deliveries of a backlog (one `bench.backlog` event), first
+/// attempt failed, next due at `due`, into the SQLite database at `url`, spread over
+/// `webhook` and copies of it as [`Backlog`] says.
 pub async fn seed_backlog(
     url: &str,
     webhook: &WebhookId,
-    count: u64,
-    (webhooks, accounts): (u64, u64),
+    shape: &Backlog,
     now: OffsetDateTime,
     due: OffsetDateTime,
 ) -> StoreResult<()> {
@@ -31,7 +30,7 @@ pub async fn seed_backlog(
         .fetch_one(&mut conn)
         .await
         .map_err(unavailable)?;
-    let (hooks, owners) = herald_store::backlog::spread(webhook, &account, webhooks, accounts);
+    let (hooks, owners) = herald_store::backlog::spread(webhook, &account, shape);
     sqlx::query("INSERT INTO accounts (id, name, created_at) SELECT value, 'bench-' || value, ? FROM json_each(?)")
         .bind(now)
         .bind(json(&owners[1..]))
@@ -57,15 +56,15 @@ pub async fn seed_backlog(
     )
     .bind(event.as_str())
     .bind(&account)
-    .bind(count as i64)
+    .bind(shape.rows as i64)
     .bind(now)
     .bind(expires)
     .execute(&mut conn)
     .await
     .map_err(unavailable)?;
     let mut done = 0;
-    while done < count {
-        let n = (count - done).min(CHUNK);
+    while done < shape.rows {
+        let n = (shape.rows - done).min(CHUNK);
         let rows: Vec<(String, &str, &str)> = (done..done + n)
             .map(|k| {
                 let (w, a) = &hooks[(k % hooks.len() as u64) as usize];

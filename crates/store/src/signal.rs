@@ -5,9 +5,8 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// A wake-up signal from a store (and the engine's own attempts) to its one consumer, the
-/// engine's dispatcher. Raising it
-/// while nobody waits keeps one wake-up stored, so a raise between two waits is never lost;
-/// a second waiter would take wake-ups away from the first.
+/// engine's dispatcher. Raising it while nobody waits keeps one wake-up stored, so a raise
+/// between two waits is never lost; a second waiter would take wake-ups away from the first.
 #[derive(Clone, Debug, Default)]
 pub struct WorkSignal(Arc<Notify>);
 

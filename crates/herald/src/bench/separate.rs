@@ -100,9 +100,13 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
     }
 
     if args.backlog > 0 {
-        let spread = (args.backlog_webhooks, args.backlog_accounts);
+        let shape = herald_store::backlog::Backlog {
+            rows: args.backlog,
+            webhooks: args.backlog_webhooks,
+            accounts: args.backlog_accounts,
+        };
         let postgres = scratch.as_ref().map(|d| d.url.clone());
-        seed_backlog(&http, &bases[0], &key, (args.backlog, spread), postgres, dir.path()).await?;
+        seed_backlog(&http, &bases[0], &key, &shape, postgres, dir.path()).await?;
     }
 
     let mut cmd = command("bench-load")?;
@@ -208,13 +212,13 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Creates a webhook on a closed loopback port and writes `count` of its deliveries, due in an
-/// hour, straight into the database.
+/// Creates a webhook on a closed loopback port and writes `shape.rows` of its deliveries
+/// (spread as `shape` says), due in an hour, straight into the database.
 async fn seed_backlog(
     http: &reqwest::Client,
     base: &str,
     key: &herald_domain::ApiKey,
-    (count, spread): (u64, (u64, u64)),
+    shape: &herald_store::backlog::Backlog,
     postgres: Option<String>,
     data_dir: &std::path::Path,
 ) -> anyhow::Result<()> {
@@ -237,16 +241,17 @@ async fn seed_backlog(
     let due = now + time::Duration::hours(1);
     let started = Instant::now();
     match postgres {
-        Some(url) => herald_store_postgres::seed_backlog(&url, &webhook, count, spread, now, due).await?,
+        Some(url) => herald_store_postgres::seed_backlog(&url, &webhook, shape, now, due).await?,
         None => {
             let url = format!("sqlite://{}", data_dir.join("herald.db").display());
-            herald_store_sqlite::seed_backlog(&url, &webhook, count, spread, now, due).await?
+            herald_store_sqlite::seed_backlog(&url, &webhook, shape, now, due).await?
         }
     }
     println!(
-        "  backlog: {count} pending deliveries of a dead endpoint, due in an hour, over {} webhook(s) of {} account(s) (written in {:.1} s)",
-        spread.0.max(1),
-        spread.1.max(1),
+        "  backlog: {} pending deliveries of a dead endpoint, due in an hour, over {} webhook(s) of {} account(s) (written in {:.1} s)",
+        shape.rows,
+        shape.webhooks.max(1),
+        shape.accounts.max(1),
         started.elapsed().as_secs_f64()
     );
     Ok(())
