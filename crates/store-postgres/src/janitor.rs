@@ -53,10 +53,21 @@ impl Maintenance for PgStore {
             .await
             .map_err(unavailable)?
             .rows_affected();
+            // A portal link and the session it became end together.
+            let p = sqlx::query(
+                "DELETE FROM portal_sessions WHERE link_hash IN (SELECT link_hash FROM portal_sessions \
+                 WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
             tx.commit().await.map_err(unavailable)?;
             let d = gone.len() as u64;
-            total += d + e + m;
-            if d < u64::from(batch) && e < u64::from(batch) && m < u64::from(batch) {
+            total += d + e + m + p;
+            if [d, e, m, p].iter().all(|&n| n < u64::from(batch)) {
                 return Ok(total);
             }
         }

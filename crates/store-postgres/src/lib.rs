@@ -28,7 +28,9 @@ mod inbox;
 mod janitor;
 mod listener;
 mod outcomes;
+mod portal;
 mod publish;
+mod stats;
 pub mod test_db;
 mod webhooks;
 

@@ -55,9 +55,20 @@ impl Maintenance for SqliteStore {
             .await
             .map_err(unavailable)?
             .rows_affected();
+            // A portal link and the session it became end together.
+            let p = sqlx::query(
+                "DELETE FROM portal_sessions WHERE link_hash IN \
+                 (SELECT link_hash FROM portal_sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
+            )
+            .bind(now_ms)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?
+            .rows_affected();
             tx.commit().await.map_err(unavailable)?;
-            total += d + e + m;
-            if d < u64::from(batch) && e < u64::from(batch) && m < u64::from(batch) {
+            total += d + e + m + p;
+            if [d, e, m, p].iter().all(|&n| n < u64::from(batch)) {
                 return Ok(total);
             }
             // Let other writers in between batches.

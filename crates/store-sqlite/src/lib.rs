@@ -23,8 +23,10 @@ mod idempotency;
 mod inbox;
 mod janitor;
 mod outcomes;
+mod portal;
 mod publish;
 mod round;
+mod stats;
 mod webhooks;
 
 use async_trait::async_trait;

@@ -17,17 +17,21 @@ pub mod conformance;
 mod error;
 mod inbound;
 pub mod plan;
+mod portal;
 mod records;
 mod signal;
 pub mod sql;
+mod stats;
 
 #[doc(hidden)]
 pub use sql::__private;
 
 pub use error::{StoreError, error_chain};
 pub use inbound::*;
+pub use portal::*;
 pub use records::*;
 pub use signal::WorkSignal;
+pub use stats::*;
 
 use async_trait::async_trait;
 use herald_domain::{AccountId, AgentAddress, DeliveryId, EventId, MessageId, WebhookId};
@@ -48,6 +52,8 @@ pub trait Store:
     + EventLog
     + Deliveries
     + Idempotency
+    + PortalSessions
+    + AttemptStats
     + EngineStore
     + Send
     + Sync
@@ -64,6 +70,8 @@ impl<T> Store for T where
         + EventLog
         + Deliveries
         + Idempotency
+        + PortalSessions
+        + AttemptStats
         + EngineStore
         + Send
         + Sync
@@ -324,7 +332,7 @@ pub trait Queue {
 #[async_trait]
 pub trait Maintenance {
     /// Deletes expired deliveries, attempts and events (an event only once no delivery
-    /// references it), at most `batch` rows a statement.
+    /// references it), and expired portal sessions, at most `batch` rows a statement.
     async fn delete_expired(&self, now: OffsetDateTime, batch: u32) -> StoreResult<u64>;
     /// Disables every enabled webhook with ≥ `threshold` failed and no delivered deliveries
     /// among those created since `since`; returns their ids.

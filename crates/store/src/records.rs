@@ -134,6 +134,14 @@ pub struct Attempt {
     pub response_body: Option<String>,
 }
 
+impl Attempt {
+    /// The endpoint answered 2xx (what delivers a delivery; the stats count these as
+    /// `delivered` — the SQL of `attempt_counts` says the same).
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status_code)
+    }
+}
+
 /// A leased delivery with everything one attempt needs.
 #[derive(Clone, Debug)]
 pub struct Claimed {

@@ -242,6 +242,29 @@ impl Idempotency for Flaky {
 }
 
 #[async_trait]
+impl PortalSessions for Flaky {
+    async fn create_portal_link(&self, link: NewPortalLink) -> StoreResult<()> {
+        self.inner.create_portal_link(link).await
+    }
+    async fn redeem_portal_link(&self, t: &str, s: &str, now: OffsetDateTime) -> StoreResult<Option<PortalSession>> {
+        self.inner.redeem_portal_link(t, s, now).await
+    }
+    async fn portal_session(&self, s: &str, now: OffsetDateTime) -> StoreResult<Option<PortalSession>> {
+        self.inner.portal_session(s, now).await
+    }
+    async fn end_portal_session(&self, s: &str, now: OffsetDateTime) -> StoreResult<()> {
+        self.inner.end_portal_session(s, now).await
+    }
+}
+
+#[async_trait]
+impl AttemptStats for Flaky {
+    async fn attempt_counts(&self, w: &AttemptWindow) -> StoreResult<Vec<AttemptCount>> {
+        self.inner.attempt_counts(w).await
+    }
+}
+
+#[async_trait]
 impl Queue for Flaky {
     async fn claim_due_with_finished(
         &self,

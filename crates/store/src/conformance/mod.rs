@@ -5,10 +5,14 @@
 
 mod inbound;
 mod integrity;
+mod portal;
 mod rules;
+mod stats;
 pub use inbound::*;
 pub use integrity::*;
+pub use portal::*;
 pub use rules::*;
+pub use stats::*;
 
 use crate::{FanoutRules, NewEvent, NewWebhook, Outcome, Recovery, Rotated, Rotation, Store, WebhookPatch};
 use herald_domain::{
@@ -483,6 +487,9 @@ macro_rules! conformance_tests {
             an_address_created_again_starts_afresh,
             an_agent_endpoint_respects_its_own_cap,
             an_agent_deleted_before_the_commit_gets_nothing,
+            portal_links_are_redeemed_once_and_sessions_expire,
+            concurrent_redemptions_of_one_link_make_one_session,
+            attempt_counts_bucket_a_webhooks_attempts_by_outcome_and_duration,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(
