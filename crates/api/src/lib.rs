@@ -1,4 +1,5 @@
-//! Herald's management API: JSON over HTTP under `/api/v1`, problem+json errors.
+//! Herald's HTTP surface: the management API (JSON under `/api/v1`, problem+json errors)
+//! and the consumer portal (HTML pages under `/portal`, see [`portal`](crate::portal)).
 //!
 //! A thin adapter: handlers parse the wire format, call the application layer
 //! (`herald-app`) and render its answers; the engine is woken through the store's work
@@ -15,9 +16,14 @@ mod health;
 mod lifecycle;
 mod messages;
 pub mod openapi;
+mod portal;
+mod portal_sessions;
 mod problem;
 mod ratelimit;
+mod stats;
 mod webhooks;
+
+pub use portal_sessions::portal_link;
 
 pub use problem::ApiError;
 
@@ -43,6 +49,24 @@ pub struct ApiConfig {
     pub recoveries_per_minute: u32,
     /// Per-account limit (per minute) on messages injected through the API.
     pub injects_per_minute: u32,
+    pub portal: PortalConfig,
+}
+
+/// How the consumer portal is reached and may be embedded.
+#[derive(Clone, Debug)]
+pub struct PortalConfig {
+    /// The URL users reach Herald at (portal links start with it); `https://` also marks
+    /// the session cookie `Secure`.
+    pub public_url: String,
+    /// Origins allowed to embed the portal in a frame (CSP `frame-ancestors`); empty: none
+    /// (`X-Frame-Options: DENY`).
+    pub frame_ancestors: Vec<String>,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self { public_url: "http://127.0.0.1:8080".into(), frame_ancestors: Vec::new() }
+    }
 }
 
 impl Default for ApiConfig {
@@ -55,6 +79,7 @@ impl Default for ApiConfig {
             rotations_per_minute: 10,
             recoveries_per_minute: 10,
             injects_per_minute: 600,
+            portal: PortalConfig::default(),
         }
     }
 }
@@ -102,6 +127,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/webhooks/{id}/rotate-secret", post(lifecycle::rotate_secret))
         .route("/api/v1/webhooks/{id}/test", post(lifecycle::test_webhook))
         .route("/api/v1/webhooks/{id}/recover", post(lifecycle::recover_webhook))
+        .route("/api/v1/webhooks/{id}/stats", get(stats::webhook_stats))
+        .route("/api/v1/portal-sessions", post(portal_sessions::create_portal_session))
         .route("/api/v1/events/{id}", get(lifecycle::get_event))
         .route("/api/v1/event-types", get(lifecycle::list_event_types).post(lifecycle::create_event_type))
         .route("/api/v1/deliveries/{id}", get(deliveries::get_delivery))
@@ -126,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .merge(inject)
         .merge(mail)
+        .merge(portal::router(&state))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/docs").url("/openapi.json", openapi::document()))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

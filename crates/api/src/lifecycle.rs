@@ -130,7 +130,7 @@ impl TestOut {
             response_body: None,
         };
         if let Some(a) = first_attempt {
-            out.success = Some((200..300).contains(&a.status_code));
+            out.success = Some(a.succeeded());
             out.status_code = Some(a.status_code);
             out.duration_ms = Some(a.duration_ms);
             out.error = a.error;
@@ -169,14 +169,7 @@ pub async fn recover_webhook(
     let wh = webhook_id(&id)?;
     let since = parse_time("since", &input.since)?;
     let until = input.until.as_deref().map(|u| parse_time("until", u)).transpose()?;
-    // Dry runs read the whole window too: they count against the account's limit.
-    let admit = || {
-        crate::ratelimit::admit(&s.limits.recover_per_account, account.id.as_str())?;
-        if !input.dry_run {
-            crate::ratelimit::admit(&s.limits.recover_per_webhook, wh.as_str())?;
-        }
-        Ok(())
-    };
+    let admit = || s.limits.admit_recovery(account.id.as_str(), wh.as_str(), input.dry_run);
     let request = RecoveryRequest { since, until, dry_run: input.dry_run };
     let count = s.app.recover(&account.id, &wh, request, admit).await?;
     let status = if input.dry_run { StatusCode::OK } else { StatusCode::ACCEPTED };

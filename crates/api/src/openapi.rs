@@ -31,6 +31,8 @@ impl Modify for BearerAuth {
         crate::lifecycle::rotate_secret,
         crate::lifecycle::test_webhook,
         crate::lifecycle::recover_webhook,
+        crate::stats::webhook_stats,
+        crate::portal_sessions::create_portal_session,
         crate::lifecycle::list_event_types,
         crate::lifecycle::create_event_type,
         crate::agents::create_agent,

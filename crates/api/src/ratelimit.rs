@@ -40,6 +40,18 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// A recovery's admission: per account (dry runs too: they read the whole window) and,
+    /// for a real one, one per webhook per interval.
+    pub(crate) fn admit_recovery(&self, account: &str, webhook: &str, dry_run: bool) -> Result<(), AppError> {
+        admit(&self.recover_per_account, account)?;
+        if !dry_run {
+            admit(&self.recover_per_webhook, webhook)?;
+        }
+        Ok(())
+    }
+}
+
 /// Takes one from `limiter` for `key`, or says how long to wait (the application's
 /// admission step, asked after every other check passed).
 pub(crate) fn admit(limiter: &Keyed, key: &str) -> Result<(), AppError> {

@@ -1,6 +1,6 @@
 //! Herald's application layer: what a request means, once, for every adapter.
 //!
-//! The HTTP API, the SMTP listener and, next, the portal are thin adapters (the CLI talks
+//! The HTTP API, the SMTP listener and the portal are thin adapters (the CLI talks
 //! to a running server over HTTP): they parse their wire format into the inputs here, call [`Herald`],
 //! and render its answers or [`AppError`]s. Validation, event-type checks, the re-enable
 //! cooldown, idempotent rotation and "wait for the first attempt" live here; persistence
@@ -12,7 +12,9 @@ mod deliveries;
 mod error;
 mod events;
 mod inbound;
+mod portal;
 mod recovery;
+mod stats;
 mod test_sends;
 pub mod validate;
 mod webhooks;
@@ -22,7 +24,9 @@ pub use error::{Admit, AppError, AppResult, Conflict, FieldError};
 pub use events::{EventDraft, EventTypeView};
 pub use herald_mail::SmtpClient;
 pub use inbound::Injected;
+pub use portal::{DEFAULT_PORTAL_LINK_TTL, MAX_PORTAL_LINK_TTL, OpenedSession, PortalLink, new_portal_link};
 pub use recovery::RecoveryRequest;
+pub use stats::{StatsBucket, WebhookStats};
 pub use test_sends::{TestSend, TestSent};
 pub use webhooks::{RotateAnswer, WebhookChange, WebhookDraft};
 

@@ -155,6 +155,9 @@ impl Herald {
         idempotency_key: Option<String>,
         admit: impl Admit,
     ) -> AppResult<RotateAnswer> {
+        // Only a webhook of the account: an agent's endpoint (a hidden `webhooks` row) is
+        // rotated through its agent, never through a webhook id.
+        self.webhook(account, id).await?;
         self.rotate(account, id, "webhook", grace, idempotency_key, admit).await
     }
 

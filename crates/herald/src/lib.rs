@@ -52,6 +52,8 @@ pub struct Application {
     shutdown_grace: std::time::Duration,
     /// The key of the `default` account when this start created it without a bootstrap key.
     pub created_key: Option<ApiKey>,
+    /// `HERALD_PUBLIC_URL`, or `http://` and the bound address.
+    public_url: String,
 }
 
 /// The bound SMTP listener and what it serves.
@@ -237,6 +239,14 @@ impl Application {
             }
             None => None,
         };
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let addr = listener.local_addr()?;
+        let portal = herald_api::PortalConfig {
+            public_url: settings.public_url_or(addr),
+            frame_ancestors: settings.frame_ancestors().map_err(|e| anyhow::anyhow!(e))?,
+        };
         let state = AppState::new(
             app,
             ApiConfig {
@@ -245,21 +255,38 @@ impl Application {
                 rotations_per_minute: settings.rotations_per_minute,
                 recoveries_per_minute: settings.recoveries_per_minute,
                 injects_per_minute: settings.injects_per_minute,
+                portal: portal.clone(),
                 ..ApiConfig::default()
             },
             metrics_handle(),
         );
-        let router = herald_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-        let listener = tokio::net::TcpListener::bind(&settings.listen)
-            .await
-            .with_context(|| format!("binding {}", settings.listen))?;
-        let addr = listener.local_addr()?;
+        // Spans name the path, never the query: a portal link's one-time token is in it.
+        let router = herald_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
+            |req: &axum::http::Request<axum::body::Body>| {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            },
+        ));
         let shutdown_grace = settings.shutdown_grace;
-        Ok(Self { listener, addr, store, router, engine, smtp, shutdown_grace, created_key })
+        Ok(Self {
+            listener,
+            addr,
+            store,
+            router,
+            engine,
+            smtp,
+            shutdown_grace,
+            created_key,
+            public_url: portal.public_url,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The URL users reach this server at (`HERALD_PUBLIC_URL`, or the bound address).
+    pub fn public_url(&self) -> &str {
+        &self.public_url
     }
 
     /// The SMTP listener's address, when one is configured.
@@ -288,4 +315,37 @@ impl Application {
         engine.stopped().await;
         Ok(())
     }
+}
+
+/// A one-time portal link for the account named `account` (`herald portal`): made in the
+/// store directly, under `HERALD_PUBLIC_URL` (or `http://` and `--listen`).
+pub async fn portal_link(
+    settings: &Settings,
+    account: &str,
+    expires_in_seconds: u64,
+    read_only: bool,
+) -> anyhow::Result<(String, time::OffsetDateTime)> {
+    settings.validate().map_err(|e| anyhow::anyhow!(e))?;
+    let store = open_store(settings).await?;
+    let Some(acc) = store.account_by_name(account).await? else {
+        anyhow::bail!("no account named {account:?} (see `herald accounts create`)");
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let link = herald_app::new_portal_link(store.as_ref(), now, &acc.id, Some(expires_in_seconds), read_only)
+        .await
+        .map_err(|e| match e {
+            herald_app::AppError::Invalid(errs) => {
+                anyhow::anyhow!("{}", errs.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; "))
+            }
+            e => anyhow::Error::new(e),
+        })?;
+    // Not bound here: the address `herald serve` is told to listen on (port 0 cannot be reached).
+    let listen: SocketAddr = settings
+        .listen
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--listen {:?} is not an address; set HERALD_PUBLIC_URL", settings.listen))?;
+    if settings.public_url.is_none() && listen.port() == 0 {
+        anyhow::bail!("--listen has port 0: set HERALD_PUBLIC_URL to where the server is reached");
+    }
+    Ok((herald_api::portal_link(&settings.public_url_or(listen), link.token.expose()), link.expires_at))
 }

@@ -27,6 +27,21 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Print a one-time link into the consumer portal of an account (opens the database
+    /// directly, like `accounts create`; the link is served by `herald serve`).
+    Portal {
+        /// The account's name (`default` is the one the first start created).
+        #[arg(long, default_value = "default")]
+        account: String,
+        /// How long the link and its session live, in seconds (1..86400).
+        #[arg(long, default_value_t = 3600)]
+        expires_in: u64,
+        /// A session that sees everything and changes nothing.
+        #[arg(long)]
+        read_only: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Measure throughput and latency on a fresh SQLite database and a loopback sink.
     Bench(herald::bench::BenchArgs),
     /// The publishers of `herald bench`, in a process of their own.
@@ -120,6 +135,11 @@ async fn main() -> anyhow::Result<()> {
             if let Some(smtp) = app.smtp_addr() {
                 println!("herald smtp listening on {smtp}");
             }
+            println!(
+                "portal: {}/portal/ (open it with a link from `herald portal --account NAME` or POST /api/v1/portal-sessions)",
+                app.public_url()
+            );
+            // Last: tests and scripts read stdout up to this line, then may close it.
             println!("herald listening on http://{}", app.local_addr());
             let cancel = CancellationToken::new();
             tokio::spawn(shutdown_signal(cancel.clone()));
@@ -147,6 +167,13 @@ async fn main() -> anyhow::Result<()> {
                 .context("creating account")?;
             println!("account {} ({})", account.name, account.id);
             println!("api key (shown once): {}", key.expose());
+            Ok(())
+        }
+        Command::Portal { account, expires_in, read_only, settings } => {
+            init_tracing(cli.log_json);
+            let (url, expires_at) = herald::portal_link(&settings, &account, expires_in, read_only).await?;
+            println!("{url}");
+            eprintln!("(one-time link for account {account:?}, valid until {})", herald_domain::rfc3339(expires_at));
             Ok(())
         }
         Command::Bench(args) => herald::bench::run(args).await,

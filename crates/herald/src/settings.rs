@@ -119,6 +119,15 @@ pub struct Settings {
     /// How often the janitor deletes expired rows (≤ 5,000 a statement).
     #[arg(long, env = "HERALD_JANITOR_INTERVAL", default_value = "5m", value_parser = duration)]
     pub janitor_interval: Duration,
+    /// The URL users reach this server at (portal links start with it), e.g.
+    /// `https://hooks.example.com`; `https://` also marks the portal cookie `Secure`.
+    /// Default: `http://` and the address `--listen` bound (0.0.0.0 shown as 127.0.0.1).
+    #[arg(long, env = "HERALD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Origins allowed to embed the portal in a frame (CSP `frame-ancestors`), comma- or
+    /// space-separated, e.g. `https://app.example.com`. Default: none (`X-Frame-Options: DENY`).
+    #[arg(long, env = "HERALD_PORTAL_FRAME_ANCESTORS", default_value = "")]
+    pub portal_frame_ancestors: String,
     /// How often failing webhooks are auto-disabled (and expired previous secrets dropped).
     #[arg(long, env = "HERALD_AUTO_DISABLE_INTERVAL", default_value = "5m", value_parser = duration)]
     pub auto_disable_interval: Duration,
@@ -205,6 +214,59 @@ impl Settings {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("herald.db").display()))
     }
 
+    /// The portal's allowed frame ancestors, each an origin (`https://app.example.com`,
+    /// `https://*.example.com`) or `'self'`.
+    pub fn frame_ancestors(&self) -> Result<Vec<String>, String> {
+        let list: Vec<String> = self
+            .portal_frame_ancestors
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for a in &list {
+            let origin = a.strip_prefix("https://").or_else(|| a.strip_prefix("http://"));
+            // A host, optionally with a port, and `*` only as a whole leftmost label of a
+            // domain with at least two more labels (`*.example.com`, never `*` alone).
+            let host_ok = origin.is_some_and(|h| {
+                let host =
+                    h.rsplit_once(':').filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit())).map_or(h, |(h, _)| h);
+                let wild = host.strip_prefix("*.");
+                let rest = wild.unwrap_or(host);
+                !rest.is_empty()
+                    && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+                    && (wild.is_none() || rest.contains('.'))
+            });
+            if a != "'self'" && !host_ok {
+                return Err(format!(
+                    "HERALD_PORTAL_FRAME_ANCESTORS: {a:?} is not an origin like https://app.example.com (or 'self')"
+                ));
+            }
+        }
+        Ok(list)
+    }
+
+    /// Where users reach this server: `HERALD_PUBLIC_URL`, else `http://` and `bound` (the
+    /// listener's address; an unspecified address such as 0.0.0.0 becomes the loopback one,
+    /// reachable from this host at least). No trailing slash.
+    pub fn public_url_or(&self, bound: std::net::SocketAddr) -> String {
+        match &self.public_url {
+            // Normalised (scheme and host lowercased, stray whitespace gone); validated at start.
+            Some(u) => url::Url::parse(u).map_or_else(|_| u.clone(), String::from).trim_end_matches('/').to_owned(),
+            None => {
+                let mut at = bound;
+                if at.ip().is_unspecified() {
+                    at.set_ip(if at.is_ipv4() {
+                        std::net::Ipv4Addr::LOCALHOST.into()
+                    } else {
+                        std::net::Ipv6Addr::LOCALHOST.into()
+                    });
+                }
+                format!("http://{at}")
+            }
+        }
+    }
+
     /// The database URL with any password replaced by `***`, for messages.
     pub fn database_url_redacted(&self) -> String {
         let url = self.database_url();
@@ -271,6 +333,10 @@ impl Settings {
                 humantime::format_duration(LEASE_MARGIN),
             ));
         }
+        if let Some(u) = &self.public_url {
+            check_public_url(u)?;
+        }
+        self.frame_ancestors()?;
         if self.pg_pool_size == 0 {
             return Err("HERALD_PG_POOL_SIZE must be at least 1".into());
         }
@@ -370,6 +436,24 @@ pub fn argv_with_config_file(cmd: clap::Command, argv: Vec<String>) -> anyhow::R
     Ok(out)
 }
 
+/// `HERALD_PUBLIC_URL`: an http(s) URL with a host and nothing after the path.
+fn check_public_url(u: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(u).map_err(|e| format!("HERALD_PUBLIC_URL: {e}"))?;
+    if !matches!(parsed.scheme(), "http" | "https")
+        || parsed.host().is_none()
+        || parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+        || parsed.path() != "/"
+    {
+        return Err(
+            "HERALD_PUBLIC_URL must be an http(s) origin like https://hooks.example.com (the portal is served at /portal/, so no path)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,5 +515,39 @@ mod tests {
         let mut s = Settings::defaults();
         s.lease = Duration::from_secs(20);
         assert!(s.validate().unwrap_err().contains("twice"), "15 s attempts need a 30 s lease");
+    }
+
+    #[test]
+    fn portal_settings_take_origins_and_an_http_url_only() {
+        let mut s = Settings::defaults();
+        assert_eq!(s.frame_ancestors().unwrap(), Vec::<String>::new());
+        s.portal_frame_ancestors = "https://app.example.com, 'self' https://*.example.org:8443".into();
+        assert_eq!(s.frame_ancestors().unwrap(), ["https://app.example.com", "'self'", "https://*.example.org:8443"]);
+        for bad in [
+            "app.example.com",
+            "https://x; script-src *",
+            "javascript:x",
+            "https://",
+            "https://*",
+            "https://*.com",
+            "https://a*b.com",
+        ] {
+            s.portal_frame_ancestors = bad.into();
+            assert!(s.validate().unwrap_err().contains("HERALD_PORTAL_FRAME_ANCESTORS"), "{bad}");
+        }
+        let mut s = Settings::defaults();
+        for ok in ["https://hooks.example.com", "http://127.0.0.1:8080/", "https://[::1]:8443"] {
+            s.public_url = Some(ok.into());
+            assert!(s.validate().is_ok(), "{ok}");
+        }
+        for bad in ["hooks.example.com", "ftp://x", "https://x/?a=1", "https://user@x", "https://example.com/herald"] {
+            s.public_url = Some(bad.into());
+            assert!(s.validate().unwrap_err().contains("HERALD_PUBLIC_URL"), "{bad}");
+        }
+        s.public_url = None;
+        assert_eq!(s.public_url_or("0.0.0.0:8080".parse().unwrap()), "http://127.0.0.1:8080");
+        assert_eq!(s.public_url_or("[::]:81".parse().unwrap()), "http://[::1]:81");
+        s.public_url = Some("HTTPS://Hooks.Example.com/".into());
+        assert_eq!(s.public_url_or("0.0.0.0:8080".parse().unwrap()), "https://hooks.example.com");
     }
 }

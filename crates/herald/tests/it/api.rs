@@ -226,6 +226,8 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
         ("patch", "/api/v1/webhooks/{id}"),
         ("delete", "/api/v1/webhooks/{id}"),
         ("get", "/api/v1/webhooks/{id}/deliveries"),
+        ("get", "/api/v1/webhooks/{id}/stats"),
+        ("post", "/api/v1/portal-sessions"),
         ("post", "/api/v1/webhooks/{id}/rotate-secret"),
         ("post", "/api/v1/webhooks/{id}/test"),
         ("post", "/api/v1/webhooks/{id}/recover"),

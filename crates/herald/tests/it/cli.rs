@@ -170,3 +170,32 @@ async fn herald_listen_verifies_both_signatures_of_real_deliveries() {
     assert!(line.contains(ev["id"].as_str().unwrap()), "{line}");
     assert!(line.ends_with("signatures OK"), "{line}");
 }
+
+#[tokio::test]
+async fn herald_portal_prints_a_one_time_link_an_operator_can_hand_out() {
+    let app = spawn_app().await;
+    let data_dir = app._dir.path().to_str().unwrap().to_owned();
+    let public = format!("http://{}", app.addr);
+    let portal = |extra: &[&str]| {
+        let mut args = vec!["portal", "--data-dir", &data_dir, "--public-url", &public];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let args = portal(&["--account", "default", "--read-only"]);
+    let (ok, out) = herald(&app, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert!(ok, "{out}");
+    let link = out.lines().next().unwrap().trim().to_owned();
+    assert!(link.starts_with(&format!("{public}/portal/login?token=hpl_")), "{out}");
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let res = browser.get(&link).send().await.unwrap();
+    assert_eq!(res.status(), 303, "the running server opens the link the CLI made");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = browser.get(format!("{public}/portal/")).header("cookie", cookie).send().await.unwrap();
+    assert!(page.text().await.unwrap().contains("read-only"));
+
+    for (bad, says) in [(vec!["--account", "nobody"], "no account named"), (vec!["--expires-in", "0"], "86400")] {
+        let args = portal(&bad);
+        let (ok, out) = herald(&app, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+        assert!(!ok && out.contains(says), "{bad:?}: {out}");
+    }
+}

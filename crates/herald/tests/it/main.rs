@@ -15,6 +15,7 @@ mod input;
 mod keys;
 mod lifecycle;
 mod pg_restart;
+mod portal;
 mod receivers;
 mod replicas;
 mod ssrf;

@@ -337,6 +337,13 @@ impl TestApp {
         (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
+    /// A second account, `name`; returns its API key.
+    pub async fn other_account(&self, name: &str) -> herald_domain::ApiKey {
+        let key = herald_domain::ApiKey::generate();
+        self.store.create_account(name, &key.hash(), time::OffsetDateTime::now_utc()).await.unwrap();
+        key
+    }
+
     pub async fn create_webhook(&self, body: Value) -> Value {
         let (status, v) = self.call(reqwest::Method::POST, "/api/v1/webhooks", Some(body)).await;
         assert_eq!(status, 201, "{v}");
