@@ -16,6 +16,7 @@ mod keys;
 mod lifecycle;
 mod pg_restart;
 mod portal;
+mod portal_browser;
 mod receivers;
 mod replicas;
 mod ssrf;
