@@ -7,6 +7,21 @@ use herald_domain::{WebhookId, to_millis};
 use herald_store::*;
 use time::OffsetDateTime;
 
+/// The expiry deletes after deliveries (and their attempts), each of at most `$2` rows
+/// expired at `$1`.
+const EXPIRED: [&str; 3] = [
+    // An event outlives every delivery that references it (a recovered or retried delivery
+    // may live longer than its event's own expiry).
+    "DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE e.expires_at <= $1 \
+       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) \
+     ORDER BY e.expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE expires_at <= $1 \
+     ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    // A portal link and the session it became end together.
+    "DELETE FROM portal_sessions WHERE link_hash IN (SELECT link_hash FROM portal_sessions \
+     WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+];
+
 #[async_trait]
 impl Maintenance for PgStore {
     async fn delete_expired(&self, now: OffsetDateTime, batch: u32) -> StoreResult<u64> {
@@ -30,44 +45,14 @@ impl Maintenance for PgStore {
                     .await
                     .map_err(unavailable)?;
             }
-            // An event outlives every delivery that references it (a recovered or retried
-            // delivery may live longer than its event's own expiry).
-            let e = sqlx::query(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE e.expires_at <= $1 \
-                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) \
-                 ORDER BY e.expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            )
-            .bind(now_ms)
-            .bind(i64::from(batch))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
-            let m = sqlx::query(
-                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE expires_at <= $1 \
-                 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            )
-            .bind(now_ms)
-            .bind(i64::from(batch))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
-            // A portal link and the session it became end together.
-            let p = sqlx::query(
-                "DELETE FROM portal_sessions WHERE link_hash IN (SELECT link_hash FROM portal_sessions \
-                 WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
-            )
-            .bind(now_ms)
-            .bind(i64::from(batch))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
+            let mut deleted = [gone.len() as u64, 0, 0, 0];
+            for (n, sql) in deleted[1..].iter_mut().zip(EXPIRED) {
+                let done = sqlx::query(sql).bind(now_ms).bind(i64::from(batch)).execute(&mut *tx).await;
+                *n = done.map_err(unavailable)?.rows_affected();
+            }
             tx.commit().await.map_err(unavailable)?;
-            let d = gone.len() as u64;
-            total += d + e + m + p;
-            if [d, e, m, p].iter().all(|&n| n < u64::from(batch)) {
+            total += deleted.iter().sum::<u64>();
+            if deleted.iter().all(|&n| n < u64::from(batch)) {
                 return Ok(total);
             }
         }

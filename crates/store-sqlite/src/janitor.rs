@@ -7,6 +7,23 @@ use herald_domain::{WebhookId, to_millis};
 use herald_store::*;
 use time::OffsetDateTime;
 
+/// The expiry deletes, in order, each of at most `?2` rows expired at `?1`.
+const EXPIRED: [&str; 5] = [
+    "DELETE FROM attempts WHERE delivery_id IN \
+     (SELECT id FROM deliveries WHERE expires_at <= ?1 ORDER BY expires_at, id LIMIT ?2)",
+    "DELETE FROM deliveries WHERE id IN \
+     (SELECT id FROM deliveries WHERE expires_at <= ?1 ORDER BY expires_at, id LIMIT ?2)",
+    // An event outlives every delivery that references it (a recovered or retried delivery
+    // may live longer than its event's own expiry).
+    "DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE e.expires_at <= ?1 \
+       AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) ORDER BY e.expires_at LIMIT ?2)",
+    "DELETE FROM messages WHERE id IN \
+     (SELECT id FROM messages WHERE expires_at <= ?1 ORDER BY expires_at, id LIMIT ?2)",
+    // A portal link and the session it became end together.
+    "DELETE FROM portal_sessions WHERE link_hash IN \
+     (SELECT link_hash FROM portal_sessions WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2)",
+];
+
 #[async_trait]
 impl Maintenance for SqliteStore {
     async fn delete_expired(&self, now: OffsetDateTime, batch: u32) -> StoreResult<u64> {
@@ -14,61 +31,15 @@ impl Maintenance for SqliteStore {
         let mut total = 0;
         loop {
             let mut tx = self.begin().await?;
-            sqlx::query(
-                "DELETE FROM attempts WHERE delivery_id IN \
-                 (SELECT id FROM deliveries WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?)",
-            )
-            .bind(now_ms)
-            .bind(i64::from(batch))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            let d = sqlx::query(
-                "DELETE FROM deliveries WHERE id IN \
-                 (SELECT id FROM deliveries WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?)",
-            )
-            .bind(now_ms)
-            .bind(i64::from(batch))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
-            // An event outlives every delivery that references it (a recovered or retried
-            // delivery may live longer than its event's own expiry).
-            let e = sqlx::query(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events e WHERE e.expires_at <= ? \
-                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) ORDER BY e.expires_at LIMIT ?)",
-            )
-            .bind(now_ms)
-            .bind(i64::from(batch))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
-            let m = sqlx::query(
-                "DELETE FROM messages WHERE id IN \
-                 (SELECT id FROM messages WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?)",
-            )
-            .bind(now_ms)
-            .bind(i64::from(batch))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
-            // A portal link and the session it became end together.
-            let p = sqlx::query(
-                "DELETE FROM portal_sessions WHERE link_hash IN \
-                 (SELECT link_hash FROM portal_sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
-            )
-            .bind(now_ms)
-            .bind(i64::from(batch))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?
-            .rows_affected();
+            let mut deleted = [0u64; EXPIRED.len()];
+            for (n, sql) in deleted.iter_mut().zip(EXPIRED) {
+                let done = sqlx::query(sql).bind(now_ms).bind(i64::from(batch)).execute(&mut *tx).await;
+                *n = done.map_err(unavailable)?.rows_affected();
+            }
             tx.commit().await.map_err(unavailable)?;
-            total += d + e + m + p;
-            if [d, e, m, p].iter().all(|&n| n < u64::from(batch)) {
+            // The first statement deletes the attempts of the deliveries the second deletes.
+            total += deleted[1..].iter().sum::<u64>();
+            if deleted[1..].iter().all(|&n| n < u64::from(batch)) {
                 return Ok(total);
             }
             // Let other writers in between batches.

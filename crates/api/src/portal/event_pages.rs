@@ -44,7 +44,7 @@ pub(crate) async fn list(
     let (rows, next) = paginate(rows, PAGE, |e| e.id.to_string());
     let page = EventsPage {
         layout: Some((&session).into()),
-        events: rows.into_iter().map(EventView::from).collect(),
+        events: rows.iter().map(EventView::summary).collect(),
         event_type: event_type.unwrap_or_default(),
         next,
     };
@@ -69,7 +69,7 @@ pub(crate) async fn event(
     let (e, deliveries) = s.app.event(&session.account, &id).await?;
     let page = EventPage {
         layout: Some((&session).into()),
-        e: e.into(),
+        e: EventView::full(&e),
         deliveries: deliveries.into_iter().map(DeliveryView::from).collect(),
     };
     Ok(html(StatusCode::OK, &page))

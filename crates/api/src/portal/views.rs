@@ -194,12 +194,9 @@ pub(crate) struct EventView {
     pub payload: String,
 }
 
-impl From<Event> for EventView {
-    fn from(e: Event) -> Self {
-        let payload = serde_json::from_slice::<serde_json::Value>(&e.envelope)
-            .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or_else(|| String::from_utf8_lossy(&e.envelope).into_owned());
+impl EventView {
+    /// The event without its payload (lists).
+    pub fn summary(e: &Event) -> Self {
         let mut routing = Vec::new();
         if let Some(a) = &e.agent_id {
             routing.push(format!("agent {a}"));
@@ -212,12 +209,21 @@ impl From<Event> for EventView {
         }
         Self {
             id: e.id.to_string(),
-            event_type: e.event_type,
+            event_type: e.event_type.clone(),
             created_at: Stamp::new(e.created_at),
             deliveries: e.deliveries,
             routing: routing.join(" · "),
-            payload,
+            payload: String::new(),
         }
+    }
+
+    /// The event with the envelope receivers got, pretty-printed when it is JSON.
+    pub fn full(e: &Event) -> Self {
+        let payload = serde_json::from_slice::<serde_json::Value>(&e.envelope)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| String::from_utf8_lossy(&e.envelope).into_owned());
+        Self { payload, ..Self::summary(e) }
     }
 }
 

@@ -97,21 +97,31 @@ fn recovery(
 }
 
 fn outcome(c: &crate::Claimed, verdict: Verdict, at: OffsetDateTime) -> Outcome {
+    let status = if verdict == Verdict::Delivered { 200 } else { 500 };
+    answered(c, status, 2, at, &verdict)
+}
+
+/// An attempt with this answer (0: timed out), duration and start.
+fn answered(c: &crate::Claimed, status_code: u16, duration_ms: u64, at: OffsetDateTime, verdict: &Verdict) -> Outcome {
     Outcome {
         delivery_id: c.delivery_id.clone(),
         webhook_id: c.webhook_id.clone(),
         lease_token: c.lease_token.clone(),
         attempt: c.attempt,
         result: AttemptOutcome {
-            kind: herald_domain::AttemptKind::Response,
+            kind: if status_code == 0 {
+                herald_domain::AttemptKind::Timeout
+            } else {
+                herald_domain::AttemptKind::Response
+            },
             started_at: at,
-            duration: Duration::from_millis(2),
-            status_code: if verdict == Verdict::Delivered { 200 } else { 500 },
-            error: None,
+            duration: Duration::from_millis(duration_ms),
+            status_code,
+            error: (status_code == 0).then(|| "timed out".into()),
             response_body: None,
             retry_after: None,
         },
-        verdict,
+        verdict: verdict.clone(),
     }
 }
 

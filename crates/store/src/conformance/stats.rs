@@ -1,30 +1,9 @@
 //! A webhook's attempts are counted into buckets by outcome and duration.
 
-use super::{LEASE, account, publish, t0, webhook};
-use crate::{AttemptCount, AttemptWindow, Claimed, Outcome, Store};
-use herald_domain::{AttemptKind, AttemptOutcome, Verdict};
+use super::{LEASE, account, answered, publish, t0, webhook};
+use crate::{AttemptCount, AttemptWindow, Store};
+use herald_domain::Verdict;
 use std::time::Duration;
-use time::OffsetDateTime;
-
-/// An attempt with this answer, duration and start.
-fn answered(c: &Claimed, status_code: u16, duration_ms: u64, at: OffsetDateTime, verdict: &Verdict) -> Outcome {
-    Outcome {
-        delivery_id: c.delivery_id.clone(),
-        webhook_id: c.webhook_id.clone(),
-        lease_token: c.lease_token.clone(),
-        attempt: c.attempt,
-        result: AttemptOutcome {
-            kind: if status_code == 0 { AttemptKind::Timeout } else { AttemptKind::Response },
-            started_at: at,
-            duration: Duration::from_millis(duration_ms),
-            status_code,
-            error: (status_code == 0).then(|| "timed out".into()),
-            response_body: None,
-            retry_after: None,
-        },
-        verdict: verdict.clone(),
-    }
-}
 
 /// Attempt counts: one webhook of one account, started in `[since, until)`, by bucket from
 /// `since`, by outcome (2xx or not) and by duration (three significant digits), ordered.
