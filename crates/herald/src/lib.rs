@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod bench_smtp;
 pub mod cli;
+pub mod config_check;
 pub mod settings;
 
 pub use settings::Settings;

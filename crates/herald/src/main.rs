@@ -5,9 +5,21 @@ use clap::{Parser, Subcommand};
 use herald::{Application, Deps, Settings};
 use tokio_util::sync::CancellationToken;
 
-/// Herald: durable, signed webhook delivery.
+/// Herald delivers your platform's events to your customers' HTTP endpoints — signed,
+/// retried on a schedule, never lost once accepted — and turns email for your agents into
+/// webhooks. One binary: SQLite by default, PostgreSQL for many replicas.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(
+    version,
+    about = "Herald: durable, signed webhook delivery (and email for your agents) in one binary.",
+    long_about = None,
+    after_help = "Examples:\n  herald serve                                  start on ./herald-data (SQLite), API on 127.0.0.1:8080\n  \
+                  herald serve --database-url postgres://…       one of many replicas on PostgreSQL\n  \
+                  herald config check                           what `serve` would run with, and every problem\n  \
+                  herald webhooks create https://example.com/hook --events email.received\n  \
+                  herald portal --account default               a one-time link for the consumer portal\n\n\
+                  `herald <command> --help` tells more about each command."
+)]
 struct Cli {
     /// Log as JSON lines.
     #[arg(long, global = true, env = "HERALD_LOG_JSON", default_value_t = false)]
@@ -18,17 +30,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the API and the delivery engine.
+    /// Start Herald: the API (and portal) on --listen, the delivery engine, and the SMTP
+    /// listener when --smtp-listen is set. The first start creates the account `default` and
+    /// prints its API key once.
+    #[command(
+        after_help = "Example:\n  HERALD_BOOTSTRAP_API_KEY=hk_$(openssl rand -hex 24) herald serve --listen 0.0.0.0:8080"
+    )]
     Serve(Settings),
-    /// Apply the embedded database migrations and exit.
+    /// Bring the database schema up to date and exit (`serve` does it too at start).
+    #[command(after_help = "Example:\n  herald migrate --database-url postgres://herald@db/herald")]
     Migrate(Settings),
-    /// Manage accounts.
+    /// Create accounts (tenants) straight in the database; each gets an API key, shown once.
+    #[command(after_help = "Example:\n  herald accounts create acme --data-dir /var/lib/herald")]
     Accounts {
         #[command(subcommand)]
         command: AccountsCommand,
     },
-    /// Print a one-time link into the consumer portal of an account (opens the database
-    /// directly, like `accounts create`; the link is served by `herald serve`).
+    /// Print a one-time link into the consumer portal of an account, for its endpoint owners
+    /// to see and fix their webhooks (made in the database; `herald serve` serves the page).
+    #[command(
+        after_help = "Example:\n  herald portal --account default --expires-in 600 --public-url https://hooks.example.com"
+    )]
     Portal {
         /// The account's name (`default` is the one the first start created).
         #[arg(long, default_value = "default")]
@@ -42,7 +64,20 @@ enum Command {
         #[command(flatten)]
         settings: Settings,
     },
-    /// Measure throughput and latency on a fresh SQLite database and a loopback sink.
+    /// Check settings before a start: flags, HERALD_* variables and the --config file,
+    /// loaded exactly as `serve` would.
+    #[command(
+        after_help = "Example:\n  HERALD_LEASE=10s herald config check --config /etc/herald.toml\n\nPrints every problem at \
+                      once, then each effective setting and where it came from (secrets redacted). Exit status 1 \
+                      when there is a problem."
+    )]
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Measure deliveries per second and publish-to-receive latency on this machine, with the
+    /// load and the receiver in their own processes (a fresh database; nothing else touched).
+    #[command(after_help = "Example:\n  herald bench --events 20000 --workload a")]
     Bench(herald::bench::BenchArgs),
     /// The publishers of `herald bench`, in a process of their own.
     #[command(hide = true)]
@@ -50,36 +85,55 @@ enum Command {
     /// The loopback receiver of `herald bench`, in a process of its own.
     #[command(hide = true)]
     BenchSink(herald::bench::sink::SinkArgs),
-    /// Manage webhooks of a running Herald.
+    /// Create, list, change, test, rotate and recover webhooks on a running Herald (its API,
+    /// with an API key).
+    #[command(
+        after_help = "Example:\n  HERALD_API_KEY=hk_… herald webhooks create https://example.com/hook --events email.received"
+    )]
     Webhooks {
         #[command(flatten)]
         client: herald::cli::ClientArgs,
         #[command(subcommand)]
         command: herald::cli::webhooks::WebhooksCommand,
     },
-    /// Manage agents (inbound addresses) of a running Herald.
+    /// Create and manage agents — addresses that receive email and turn it into webhooks —
+    /// on a running Herald.
+    #[command(
+        after_help = "Example:\n  herald agents create bot@agents.example.com --webhook-url https://bot.example.com/mail"
+    )]
     Agents {
         #[command(flatten)]
         client: herald::cli::ClientArgs,
         #[command(subcommand)]
         command: herald::cli::agents::AgentsCommand,
     },
-    /// Inspect and retry deliveries of a running Herald.
+    /// See what happened to deliveries (every attempt) and retry failed ones, on a running Herald.
+    #[command(after_help = "Example:\n  herald deliveries list wh_… --status failed")]
     Deliveries {
         #[command(flatten)]
         client: herald::cli::ClientArgs,
         #[command(subcommand)]
         command: herald::cli::deliveries::DeliveriesCommand,
     },
-    /// Publish and list events on a running Herald.
+    /// Publish an event to every subscribed webhook, or list what was published, on a running
+    /// Herald.
+    #[command(after_help = "Example:\n  herald events send --type email.received --data '{\"message_id\":\"m1\"}'")]
     Events {
         #[command(flatten)]
         client: herald::cli::ClientArgs,
         #[command(subcommand)]
         command: herald::cli::events::EventsCommand,
     },
-    /// A local receiver that verifies both signature schemes and prints each delivery.
+    /// Run a local receiver while you write yours: it checks each delivery's signatures (both
+    /// schemes) and prints it, answering 200 when they verify and 401 when not.
+    #[command(after_help = "Example:\n  herald listen --secret whsec_… --port 9000")]
     Listen(herald::cli::listen::ListenArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Report every problem of the settings and print the effective ones (secrets redacted).
+    Check(Settings),
 }
 
 #[derive(Subcommand)]
@@ -124,7 +178,7 @@ async fn shutdown_signal(cancel: CancellationToken) {
 async fn main() -> anyhow::Result<()> {
     let argv =
         herald::settings::argv_with_config_file(<Cli as clap::CommandFactory>::command(), std::env::args().collect())?;
-    let cli = Cli::parse_from(argv);
+    let cli = Cli::parse_from(argv.clone());
     match cli.command {
         Command::Serve(settings) => {
             init_tracing(cli.log_json);
@@ -174,6 +228,19 @@ async fn main() -> anyhow::Result<()> {
             let (url, expires_at) = herald::portal_link(&settings, &account, expires_in, read_only).await?;
             println!("{url}");
             eprintln!("(one-time link for account {account:?}, valid until {})", herald_domain::rfc3339(expires_at));
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Check(settings) } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let matches = cmd.clone().get_matches_from(argv);
+            let (_, config) = matches.subcommand().expect("the config command");
+            let (_, check) = config.subcommand().expect("config check");
+            let check_cmd = cmd.find_subcommand("config").and_then(|c| c.find_subcommand("check")).expect("defined");
+            let (report, ok) = herald::config_check::report(check, check_cmd, &settings);
+            print!("{report}");
+            if !ok {
+                std::process::exit(1);
+            }
             Ok(())
         }
         Command::Bench(args) => herald::bench::run(args).await,

@@ -284,9 +284,18 @@ impl Settings {
     }
 
     /// Refuses combinations that would break a guarantee, with a message naming the settings.
+    /// Checks the settings together; every problem found, in words naming the settings
+    /// (serve refuses to start with any; `herald config check` lists them all).
     pub fn validate(&self) -> Result<(), String> {
+        let problems = self.problems();
+        if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
+    }
+
+    /// Every problem of these settings (empty: they can run).
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
         if self.max_in_flight == 0 {
-            return Err("HERALD_MAX_IN_FLIGHT must be at least 1 (0 would deliver nothing)".into());
+            problems.push("HERALD_MAX_IN_FLIGHT must be at least 1 (0 would deliver nothing)".into());
         }
         for (name, d) in [
             ("HERALD_LEASE", self.lease),
@@ -301,7 +310,7 @@ impl Settings {
             ("HERALD_PG_ACQUIRE_TIMEOUT", self.pg_acquire_timeout),
         ] {
             if d.is_zero() {
-                return Err(format!("{name} must be longer than zero"));
+                problems.push(format!("{name} must be longer than zero"));
             }
         }
         let mut all = vec![
@@ -320,11 +329,13 @@ impl Settings {
         ];
         all.extend(self.retry_schedule.iter().map(|d| ("HERALD_RETRY_SCHEDULE", *d)));
         // Instants are computed as now + a setting: keep every one far from time's range.
-        if let Some((name, _)) = all.iter().find(|(_, d)| *d > MAX_DURATION) {
-            return Err(format!("{name} must be at most 365 days"));
+        // (The checks below that add durations up only run on sane ones.)
+        let too_long = all.iter().find(|(_, d)| *d > MAX_DURATION);
+        if let Some((name, _)) = too_long {
+            problems.push(format!("{name} must be at most 365 days"));
         }
-        if self.lease < (self.attempt_timeout + LEASE_MARGIN).max(self.attempt_timeout * 2) {
-            return Err(format!(
+        if too_long.is_none() && self.lease < (self.attempt_timeout + LEASE_MARGIN).max(self.attempt_timeout * 2) {
+            problems.push(format!(
                 "HERALD_LEASE ({}) must be at least twice HERALD_ATTEMPT_TIMEOUT ({}) and {} longer: otherwise a \
                  lease can expire while its attempt runs or its outcome is being recorded, and the delivery is \
                  sent twice and its webhook's max_in_flight exceeded",
@@ -334,29 +345,33 @@ impl Settings {
             ));
         }
         if let Some(u) = &self.public_url {
-            check_public_url(u)?;
+            if let Err(e) = check_public_url(u) {
+                problems.push(e);
+            }
         }
-        self.frame_ancestors()?;
+        if let Err(e) = self.frame_ancestors() {
+            problems.push(e);
+        }
         if self.pg_pool_size == 0 {
-            return Err("HERALD_PG_POOL_SIZE must be at least 1".into());
+            problems.push("HERALD_PG_POOL_SIZE must be at least 1".into());
         }
         if self.auto_disable_threshold == 0 {
-            return Err("HERALD_AUTO_DISABLE_THRESHOLD must be at least 1".into());
+            problems.push("HERALD_AUTO_DISABLE_THRESHOLD must be at least 1".into());
         }
         if self.smtp_tls_cert.is_some() != self.smtp_tls_key.is_some() {
-            return Err("HERALD_SMTP_TLS_CERT and HERALD_SMTP_TLS_KEY must be set together".into());
+            problems.push("HERALD_SMTP_TLS_CERT and HERALD_SMTP_TLS_KEY must be set together".into());
         }
         if self.smtp_listen.is_some() && herald_domain::AcceptedDomains::parse(&self.smtp_domains).is_empty() {
-            return Err("HERALD_SMTP_LISTEN needs HERALD_SMTP_DOMAINS (the domains mail is accepted for)".into());
+            problems.push("HERALD_SMTP_LISTEN needs HERALD_SMTP_DOMAINS (the domains mail is accepted for)".into());
         }
         if self.smtp_max_message_size < 1024 {
-            return Err("HERALD_SMTP_MAX_MESSAGE_SIZE must be at least 1024 bytes".into());
+            problems.push("HERALD_SMTP_MAX_MESSAGE_SIZE must be at least 1024 bytes".into());
         }
         for (name, d) in
             [("HERALD_SMTP_IDLE_TIMEOUT", self.smtp_idle_timeout), ("HERALD_SMTP_MAX_SESSION", self.smtp_max_session)]
         {
             if d.is_zero() || d > MAX_DURATION {
-                return Err(format!("{name} must be longer than zero and at most 365 days"));
+                problems.push(format!("{name} must be longer than zero and at most 365 days"));
             }
         }
         for (name, n) in [
@@ -365,18 +380,18 @@ impl Settings {
             ("HERALD_SMTP_MAX_RECIPIENTS", self.smtp_max_recipients),
         ] {
             if n == 0 {
-                return Err(format!("{name} must be at least 1"));
+                problems.push(format!("{name} must be at least 1"));
             }
         }
         if self.retry_schedule.iter().any(Duration::is_zero) {
-            return Err("HERALD_RETRY_SCHEDULE: every wait must be longer than zero".into());
+            problems.push("HERALD_RETRY_SCHEDULE: every wait must be longer than zero".into());
         }
         // A delivery past its retention is never attempted again and never becomes `failed`
         // (nor counts towards auto-disable): every retry must fall due, and run, before it.
-        let retries: Duration = self.retry_schedule.iter().sum();
-        let needed = retries.mul_f64(1.0 + self.retry_jitter) + self.attempt_timeout;
-        if self.retention < needed {
-            return Err(format!(
+        let retries: Duration = if too_long.is_none() { self.retry_schedule.iter().sum() } else { Duration::ZERO };
+        let needed = retries.mul_f64(1.0 + self.retry_jitter.clamp(0.0, 1.0)) + self.attempt_timeout.min(MAX_DURATION);
+        if too_long.is_none() && self.retention < needed {
+            problems.push(format!(
                 "HERALD_RETENTION ({}) must cover HERALD_RETRY_SCHEDULE with its jitter and one \
                  HERALD_ATTEMPT_TIMEOUT ({} in all): otherwise deliveries expire before their last retry",
                 humantime::format_duration(self.retention),
@@ -384,9 +399,9 @@ impl Settings {
             ));
         }
         if self.janitor_interval < Duration::from_secs(1) {
-            return Err("HERALD_JANITOR_INTERVAL must be at least 1s (each pass is a write transaction)".into());
+            problems.push("HERALD_JANITOR_INTERVAL must be at least 1s (each pass is a write transaction)".into());
         }
-        Ok(())
+        problems
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {

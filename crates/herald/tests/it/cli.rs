@@ -199,3 +199,68 @@ async fn herald_portal_prints_a_one_time_link_an_operator_can_hand_out() {
         assert!(!ok && out.contains(says), "{bad:?}: {out}");
     }
 }
+
+/// Runs the binary without a server: stdout and stderr together, and the exit status.
+async fn herald_offline(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test]
+async fn config_check_reports_every_problem_and_the_effective_settings_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:9999\"\nretry_schedule = [\"1m\", \"5m\"]\n").unwrap();
+    let key = "hk_000000000000000000000000000000000000000000000077";
+    let (code, out) = herald_offline(
+        &["config", "check", "--config", file.to_str().unwrap(), "--lease", "1s"],
+        &[
+            ("HERALD_BOOTSTRAP_API_KEY", key),
+            ("HERALD_PUBLIC_URL", "https://hooks.example.com/sub"),
+            ("HERALD_DATABASE_URL", "postgres://herald:s3cret-pw@127.0.0.1:5432/herald"),
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("2 problem(s)") && out.contains("HERALD_LEASE") && out.contains("HERALD_PUBLIC_URL"), "{out}");
+    assert!(out.contains("--listen / HERALD_LISTEN = 127.0.0.1:9999  (flag or --config file)"), "{out}");
+    assert!(out.contains("--retry-schedule / HERALD_RETRY_SCHEDULE = 1m,5m"), "{out}");
+    assert!(out.contains("--public-url / HERALD_PUBLIC_URL = https://hooks.example.com/sub  (environment)"), "{out}");
+    assert!(out.contains("--attempt-timeout / HERALD_ATTEMPT_TIMEOUT = 15s  (default)"), "{out}");
+    assert!(!out.contains(key) && !out.contains("s3cret-pw"), "secrets are never printed: {out}");
+    assert!(out.contains("HERALD_BOOTSTRAP_API_KEY = *** (set)"), "{out}");
+
+    let (code, out) = herald_offline(&["config", "check", "--data-dir", dir.path().to_str().unwrap()], &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("settings OK"), "{out}");
+}
+
+#[tokio::test]
+async fn help_speaks_to_the_person_running_it_with_an_example_per_command() {
+    let (code, top) = herald_offline(&["--help"], &[]).await;
+    assert_eq!(code, 0);
+    assert!(!top.contains("wiring") && top.contains("Examples:"), "{top}");
+    for cmd in [
+        "serve",
+        "migrate",
+        "accounts",
+        "portal",
+        "config",
+        "bench",
+        "webhooks",
+        "agents",
+        "deliveries",
+        "events",
+        "listen",
+    ] {
+        let (code, help) = herald_offline(&[cmd, "--help"], &[]).await;
+        assert_eq!(code, 0, "{cmd}");
+        assert!(help.contains("Example:") && help.contains(&format!("herald {cmd}")), "herald {cmd} --help: {help}");
+    }
+}
