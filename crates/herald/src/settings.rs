@@ -344,10 +344,8 @@ impl Settings {
                 humantime::format_duration(LEASE_MARGIN),
             ));
         }
-        if let Some(u) = &self.public_url {
-            if let Err(e) = check_public_url(u) {
-                problems.push(e);
-            }
+        if let Some(Err(e)) = self.public_url.as_deref().map(check_public_url) {
+            problems.push(e);
         }
         if let Err(e) = self.frame_ancestors() {
             problems.push(e);
