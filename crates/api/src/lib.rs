@@ -20,6 +20,7 @@ mod portal;
 mod portal_sessions;
 mod problem;
 mod ratelimit;
+mod request_log;
 mod stats;
 mod webhooks;
 
@@ -160,6 +161,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(problem::not_found_route)
         .method_not_allowed_fallback(problem::method_not_allowed)
+        .layer(axum::middleware::from_fn(request_log::request_log))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(problem::panic_response))
         .with_state(state)
 }

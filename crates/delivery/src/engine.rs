@@ -254,6 +254,9 @@ impl Engine {
             .increment(1);
         metrics::histogram!("herald_attempt_duration_seconds").record(result.duration.as_secs_f64());
         tracing::debug!(
+            delivery_id = %c.delivery_id,
+            webhook_id = %c.webhook_id,
+            attempt = c.attempt,
             kind = result.kind.as_str(),
             status = result.status_code,
             ms = result.duration.as_millis() as u64,

@@ -14,6 +14,7 @@ mod inbound_auth;
 mod input;
 mod keys;
 mod lifecycle;
+mod logs;
 mod pg_restart;
 mod portal;
 mod portal_browser;
