@@ -5,6 +5,7 @@
 //! cancelled, then stops accepting, finishes in-flight attempts and releases leases.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod bench;
 pub mod bench_smtp;
 pub mod cli;
@@ -55,6 +56,8 @@ pub struct Application {
     pub created_key: Option<ApiKey>,
     /// `HERALD_PUBLIC_URL`, or `http://` and the bound address.
     public_url: String,
+    /// The SQLite database's lock, held while this server runs.
+    _db_lock: Option<std::fs::File>,
 }
 
 /// The bound SMTP listener and what it serves.
@@ -143,6 +146,15 @@ pub async fn bootstrap(store: &dyn Store, settings: &Settings, clock: &dyn Clock
 impl Application {
     pub async fn build(settings: Settings, deps: Deps) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
+        // One server per SQLite file: `herald restore` and a second `serve` see it held.
+        let db_lock = match backup::sqlite_path(&settings.database_url()) {
+            Some(db) => {
+                std::fs::create_dir_all(&settings.data_dir)
+                    .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
+                Some(backup::lock_database(&db)?)
+            }
+            None => None,
+        };
         let mut store = open_store(&settings).await?;
         if let Some(wrap) = deps.wrap_store {
             store = wrap(store);
@@ -278,6 +290,7 @@ impl Application {
             shutdown_grace,
             created_key,
             public_url: portal.public_url,
+            _db_lock: db_lock,
         })
     }
 

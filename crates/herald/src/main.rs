@@ -40,6 +40,23 @@ enum Command {
     /// Bring the database schema up to date and exit (`serve` does it too at start).
     #[command(after_help = "Example:\n  herald migrate --database-url postgres://herald@db/herald")]
     Migrate(Settings),
+    /// Write a consistent copy of the live SQLite database to FILE, while it keeps serving.
+    #[command(after_help = "Example:\n  herald backup /backups/herald-$(date +%F).db --data-dir /var/lib/herald")]
+    Backup {
+        /// Where to write the copy (a new file).
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        settings: Settings,
+    },
+    /// Replace the SQLite database with a backup (refused while a `herald serve` holds it;
+    /// the replaced file is kept as `<name>.db.before-restore`).
+    #[command(after_help = "Example:\n  herald restore /backups/herald-2026-11-28.db --data-dir /var/lib/herald")]
+    Restore {
+        /// The backup to restore.
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Create accounts (tenants) straight in the database; each gets an API key, shown once.
     #[command(after_help = "Example:\n  herald accounts create acme --data-dir /var/lib/herald")]
     Accounts {
@@ -241,6 +258,18 @@ async fn main() -> anyhow::Result<()> {
             if !ok {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Command::Backup { file, settings } => {
+            init_tracing(cli.log_json);
+            herald::backup::backup(&settings, &file).await?;
+            println!("backed up to {} (integrity check ok)", file.display());
+            Ok(())
+        }
+        Command::Restore { file, settings } => {
+            init_tracing(cli.log_json);
+            let kept = herald::backup::restore(&settings, &file).await?;
+            println!("restored {} (the replaced database, if any, is {})", file.display(), kept.display());
             Ok(())
         }
         Command::Bench(args) => herald::bench::run(args).await,

@@ -13,6 +13,7 @@ mod rows;
 use rows::unavailable;
 mod accounts;
 mod backlog;
+pub mod backup;
 pub use backlog::seed_backlog;
 mod agents;
 mod checkpoint;
@@ -126,4 +127,9 @@ impl Health for SqliteStore {
         sqlx::query("SELECT 1").execute(&self.read).await.map_err(unavailable)?;
         Ok(())
     }
+}
+
+/// The newest schema version this build knows (the last embedded migration).
+pub fn newest_migration() -> i64 {
+    sqlx::migrate!("./migrations").iter().map(|m| m.version).max().unwrap_or(0)
 }

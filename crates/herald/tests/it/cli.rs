@@ -249,6 +249,8 @@ async fn help_speaks_to_the_person_running_it_with_an_example_per_command() {
     for cmd in [
         "serve",
         "migrate",
+        "backup",
+        "restore",
         "accounts",
         "portal",
         "config",

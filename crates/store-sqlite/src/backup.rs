@@ -1,0 +1,64 @@
+//! Copies of a live database: `VACUUM INTO` on a connection of its own (a consistent
+//! snapshot of one read transaction; the server goes on writing), and the checks a restore
+//! makes of a copy before it replaces anything.
+
+use crate::unavailable;
+use herald_store::{StoreError, StoreResult};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Connection};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+async fn connect(url: &str, read_only: bool) -> StoreResult<sqlx::SqliteConnection> {
+    SqliteConnectOptions::from_str(url)
+        .map_err(unavailable)?
+        .read_only(read_only)
+        .busy_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(unavailable)
+}
+
+/// Writes a consistent copy of the database at `url` to `dest` (which must not exist),
+/// while other processes keep reading and writing it.
+pub async fn backup(url: &str, dest: &Path) -> StoreResult<()> {
+    if dest.exists() {
+        return Err(StoreError::Misconfigured(format!("{} already exists", dest.display())));
+    }
+    let dest = dest.to_str().ok_or_else(|| StoreError::Misconfigured("the backup path is not UTF-8".into()))?;
+    let mut conn = connect(url, false).await?;
+    sqlx::query("VACUUM INTO ?").bind(dest).execute(&mut conn).await.map_err(unavailable)?;
+    conn.close().await.map_err(unavailable)
+}
+
+/// `PRAGMA integrity_check` of the database file at `path` (opened read-only): `ok`, or
+/// what SQLite found. A file that is no SQLite database is an error.
+pub async fn integrity_check(path: &Path) -> StoreResult<String> {
+    let url = format!("sqlite://{}", path.display());
+    let mut conn = connect(&url, true).await?;
+    let rows: Vec<String> =
+        sqlx::query_scalar("PRAGMA integrity_check").fetch_all(&mut conn).await.map_err(unavailable)?;
+    conn.close().await.map_err(unavailable)?;
+    Ok(rows.join("; "))
+}
+
+/// The newest migration applied to the database file at `path`, if it is a Herald database.
+pub async fn schema_version(path: &Path) -> StoreResult<Option<i64>> {
+    let url = format!("sqlite://{}", path.display());
+    let mut conn = connect(&url, true).await?;
+    let has_table: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+            .fetch_optional(&mut conn)
+            .await
+            .map_err(unavailable)?;
+    let version = match has_table {
+        Some(_) => sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(unavailable)?,
+        None => None,
+    };
+    conn.close().await.map_err(unavailable)?;
+    Ok(version)
+}
