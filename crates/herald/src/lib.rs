@@ -89,6 +89,17 @@ pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle>
     HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()).clone()
 }
 
+/// The embedded migrations the database of `settings` still needs (none is applied); an
+/// error when a newer Herald migrated it.
+pub async fn pending_migrations(settings: &Settings) -> anyhow::Result<Vec<(i64, String)>> {
+    let url = settings.database_url();
+    if url.starts_with("sqlite:") {
+        Ok(herald_store_sqlite::migrations::pending(&url).await?)
+    } else {
+        Ok(herald_store_postgres::migrations::pending(&url).await?)
+    }
+}
+
 /// Opens the store named by the settings.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let url = settings.database_url();

@@ -38,8 +38,14 @@ enum Command {
     )]
     Serve(Settings),
     /// Bring the database schema up to date and exit (`serve` does it too at start).
-    #[command(after_help = "Example:\n  herald migrate --database-url postgres://herald@db/herald")]
-    Migrate(Settings),
+    #[command(after_help = "Example:\n  herald migrate --dry-run --database-url postgres://herald@db/herald")]
+    Migrate {
+        /// List the migrations that would run, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        settings: Settings,
+    },
     /// Write a consistent copy of the live SQLite database to FILE, while it keeps serving.
     #[command(after_help = "Example:\n  herald backup /backups/herald-$(date +%F).db --data-dir /var/lib/herald")]
     Backup {
@@ -216,7 +222,17 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(shutdown_signal(cancel.clone()));
             app.run_until_stopped(cancel).await
         }
-        Command::Migrate(settings) => {
+        Command::Migrate { dry_run: true, settings } => {
+            let pending = herald::pending_migrations(&settings).await?;
+            if pending.is_empty() {
+                println!("{} is up to date", settings.database_url_redacted());
+            }
+            for (version, description) in pending {
+                println!("would apply {version:04} {description}");
+            }
+            Ok(())
+        }
+        Command::Migrate { dry_run: false, settings } => {
             init_tracing(cli.log_json);
             herald::open_store(&settings).await?;
             println!("migrations applied to {}", settings.database_url_redacted());

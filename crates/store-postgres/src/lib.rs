@@ -27,6 +27,7 @@ mod idempotency;
 mod inbox;
 mod janitor;
 mod listener;
+pub mod migrations;
 mod outcomes;
 mod portal;
 mod publish;
@@ -87,7 +88,12 @@ impl PgStore {
             .await
             .map_err(unavailable)?;
         // Replicas starting together must not run migrations twice at once.
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        {
+            // A database a newer Herald migrated is refused before anything runs on it.
+            let mut conn = pool.acquire().await.map_err(unavailable)?;
+            herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
+        }
+        migrations::migrator().run(&pool).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let signal = WorkSignal::new();
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(listener::listen(pool.clone(), signal.clone(), stop.clone()));

@@ -23,6 +23,7 @@ mod events;
 mod idempotency;
 mod inbox;
 mod janitor;
+pub mod migrations;
 mod outcomes;
 mod portal;
 mod publish;
@@ -87,7 +88,12 @@ impl SqliteStore {
             .connect_with(writer_opts)
             .await
             .map_err(unavailable)?;
-        sqlx::migrate!("./migrations").run(&write).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        {
+            // A database a newer Herald migrated is refused before anything runs on it.
+            let mut conn = write.acquire().await.map_err(unavailable)?;
+            herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
+        }
+        migrations::migrator().run(&write).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
@@ -131,5 +137,5 @@ impl Health for SqliteStore {
 
 /// The newest schema version this build knows (the last embedded migration).
 pub fn newest_migration() -> i64 {
-    sqlx::migrate!("./migrations").iter().map(|m| m.version).max().unwrap_or(0)
+    migrations::known().iter().map(|m| m.0).max().unwrap_or(0)
 }

@@ -19,6 +19,7 @@ mod inbound;
 pub mod plan;
 mod portal;
 mod records;
+pub mod schema;
 mod signal;
 pub mod sql;
 mod stats;

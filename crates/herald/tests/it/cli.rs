@@ -266,3 +266,20 @@ async fn help_speaks_to_the_person_running_it_with_an_example_per_command() {
         assert!(help.contains("Example:") && help.contains(&format!("herald {cmd}")), "herald {cmd} --help: {help}");
     }
 }
+
+#[tokio::test]
+async fn migrate_dry_run_lists_what_would_run_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let (code, out) = herald_offline(&["migrate", "--dry-run", "--data-dir", &data], &[]).await;
+    assert_eq!(code, 0, "{out}");
+    let known = herald_store_sqlite::migrations::known();
+    assert_eq!(out.lines().filter(|l| l.starts_with("would apply")).count(), known.len(), "{out}");
+    assert!(out.contains("would apply 0001 init"), "{out}");
+    assert!(!dir.path().join("herald.db").exists(), "a dry run creates nothing");
+    let (code, out) = herald_offline(&["migrate", "--data-dir", &data], &[]).await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = herald_offline(&["migrate", "--dry-run", "--data-dir", &data], &[]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("is up to date") && !out.contains("would apply"), "{out}");
+}
