@@ -161,7 +161,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .fallback(problem::not_found_route)
         .method_not_allowed_fallback(problem::method_not_allowed)
-        .layer(axum::middleware::from_fn(request_log::request_log))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(problem::panic_response))
+        // Outermost: a request whose handler panicked is logged (500) and carries its id too.
+        .layer(axum::middleware::from_fn(request_log::request_log))
         .with_state(state)
 }

@@ -6,17 +6,14 @@ use anyhow::{Context, bail};
 use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
-/// The database file of a `sqlite:` URL (`None` for another store).
+/// The database file of a `sqlite:` URL, decoded as the store decodes it (`None` for
+/// another store).
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    herald_store_sqlite::backup::database_file(url)
 }
 
 fn lock_path(db: &Path) -> PathBuf {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
+    side_file(db, ".lock")
 }
 
 /// Takes the lock of the database file `db` (a `.lock` file beside it), held while the
@@ -66,7 +63,8 @@ pub async fn backup(settings: &Settings, dest: &Path) -> anyhow::Result<()> {
 
 /// Replaces the database with the copy at `src`, unless a running server holds it. The
 /// copy must pass `PRAGMA integrity_check`, be a Herald database, and not be newer than
-/// this binary; the database it replaces is kept beside it as `<name>.before-restore`.
+/// this binary; the database it replaces is kept whole (its WAL checkpointed into it)
+/// beside it as `<name>.before-restore-<unix time>`.
 pub async fn restore(settings: &Settings, src: &Path) -> anyhow::Result<PathBuf> {
     let db = sqlite_db(settings)?;
     if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -92,20 +90,41 @@ pub async fn restore(settings: &Settings, src: &Path) -> anyhow::Result<PathBuf>
             src.display()
         );
     }
-    let staged = db.with_extension("restoring");
+    // The copy goes beside the database first, then replaces it in one rename: at no
+    // moment is there no database (a crash leaves the old one or the new one).
+    let staged = side_file(&db, ".restoring");
     std::fs::copy(src, &staged).with_context(|| format!("copying {} to {}", src.display(), staged.display()))?;
     File::open(&staged)?.sync_all()?;
-    let kept = db.with_extension("db.before-restore");
+    let kept = side_file(&db, &format!(".before-restore-{}", time::OffsetDateTime::now_utc().unix_timestamp()));
     if db.exists() {
-        std::fs::rename(&db, &kept).with_context(|| format!("keeping {} as {}", db.display(), kept.display()))?;
+        // Everything the old database's WAL holds goes into its file, which is then kept whole.
+        herald_store_sqlite::backup::checkpoint_into_file(&db)
+            .await
+            .context("checkpointing the database it replaces")?;
+        std::fs::hard_link(&db, &kept)
+            .or_else(|_| std::fs::copy(&db, &kept).map(|_| ()))
+            .with_context(|| format!("keeping {} as {}", db.display(), kept.display()))?;
     }
     for suffix in ["-wal", "-shm"] {
-        let mut side = db.as_os_str().to_owned();
-        side.push(suffix);
-        let _ = std::fs::remove_file(PathBuf::from(side));
+        match std::fs::remove_file(side_file(&db, suffix)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}{suffix}", db.display()));
+            }
+            _ => {}
+        }
     }
     std::fs::rename(&staged, &db).with_context(|| format!("moving the copy into {}", db.display()))?;
+    if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("syncing {}", dir.display()))?;
+    }
     Ok(kept)
+}
+
+/// `db` with `suffix` appended to its file name.
+fn side_file(db: &Path, suffix: &str) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 #[cfg(test)]
@@ -116,6 +135,7 @@ mod tests {
     fn sqlite_urls_name_their_file() {
         assert_eq!(sqlite_path("sqlite://./herald-data/herald.db"), Some("./herald-data/herald.db".into()));
         assert_eq!(sqlite_path("sqlite:///var/lib/h.db?mode=rwc"), Some("/var/lib/h.db".into()));
+        assert_eq!(sqlite_path("sqlite:///var/lib/my%20herald/h.db"), Some("/var/lib/my herald/h.db".into()));
         assert_eq!(sqlite_path("postgres://x/y"), None);
         assert_eq!(sqlite_path("sqlite::memory:"), None);
     }

@@ -129,7 +129,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
             .with_cipher(cipher);
         Ok(Arc::new(store))
     } else {
-        anyhow::bail!("unsupported database URL {url:?}: expected sqlite:// or postgres://")
+        anyhow::bail!("unsupported database URL {}: expected sqlite:// or postgres://", settings::redact_url(&url))
     }
 }
 
@@ -284,11 +284,10 @@ impl Application {
             },
             metrics_handle(),
         );
-        // Spans name the path, never the query: a portal link's one-time token is in it.
         let router = herald_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
-            |req: &axum::http::Request<axum::body::Body>| {
-                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
-            },
+            // Neither the path (agent addresses, ids) nor the query (portal tokens): the
+            // request's own log line names the route template.
+            |req: &axum::http::Request<axum::body::Body>| tracing::debug_span!("request", method = %req.method()),
         ));
         let shutdown_grace = settings.shutdown_grace;
         Ok(Self {

@@ -267,16 +267,10 @@ impl Settings {
         }
     }
 
-    /// The database URL with any password replaced by `***`, for messages.
+    /// The database URL with any password (in the userinfo or a `password` parameter)
+    /// replaced by `***`, for messages; a URL that does not parse shows its scheme only.
     pub fn database_url_redacted(&self) -> String {
-        let url = self.database_url();
-        match url::Url::parse(&url) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("***"));
-                u.to_string()
-            }
-            _ => url,
-        }
+        redact_url(&self.database_url())
     }
 
     pub fn sqlite_durability(&self) -> Durability {
@@ -343,6 +337,14 @@ impl Settings {
                 humantime::format_duration(self.attempt_timeout),
                 humantime::format_duration(LEASE_MARGIN),
             ));
+        }
+        if let Some(k) = &self.secret_key
+            && let Err(e) = herald_store::codec::SecretCipher::from_key_text(k.expose())
+        {
+            problems.push(format!("HERALD_SECRET_KEY: {e}"));
+        }
+        if self.bootstrap_api_key.as_ref().is_some_and(|k| herald_domain::ApiKey::parse(k.expose()).is_none()) {
+            problems.push("HERALD_BOOTSTRAP_API_KEY must be hk_ followed by 48 lowercase hex characters".into());
         }
         if let Some(Err(e)) = self.public_url.as_deref().map(check_public_url) {
             problems.push(e);
@@ -447,6 +449,28 @@ pub fn argv_with_config_file(cmd: clap::Command, argv: Vec<String>) -> anyhow::R
         out.push(format!("--{}={text}", id.replace('_', "-")));
     }
     Ok(out)
+}
+
+/// `url` with its password (userinfo or `password=` parameter) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        let scheme = url.split_once(':').map_or("?", |(s, _)| s);
+        return format!("{scheme}://*** (unparsed)");
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    if u.query_pairs().any(|(k, _)| k.eq_ignore_ascii_case("password")) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if k.eq_ignore_ascii_case("password") { "***".to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 /// `HERALD_PUBLIC_URL`: an http(s) URL with a host and nothing after the path.
@@ -562,5 +586,18 @@ mod tests {
         assert_eq!(s.public_url_or("[::]:81".parse().unwrap()), "http://[::1]:81");
         s.public_url = Some("HTTPS://Hooks.Example.com/".into());
         assert_eq!(s.public_url_or("0.0.0.0:8080".parse().unwrap()), "https://hooks.example.com");
+    }
+
+    #[test]
+    fn database_urls_never_show_a_password() {
+        for (url, hidden) in [
+            ("postgres://herald:s3cret@db/herald", "s3cret"),
+            ("postgres://herald@db/herald?password=s3cret&sslmode=require", "s3cret"),
+            ("postgres://herald:p/ss@db/herald", "p/ss"),
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains(hidden) && shown.starts_with("postgres://"), "{url} → {shown}");
+        }
+        assert_eq!(redact_url("sqlite://./d/herald.db"), "sqlite://./d/herald.db");
     }
 }

@@ -36,9 +36,9 @@ pub mod test_db;
 mod webhooks;
 
 use async_trait::async_trait;
-use herald_store::{Health, StoreError, StoreResult, WorkSignal};
+use herald_store::{Health, StoreResult, WorkSignal};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,12 +88,17 @@ impl PgStore {
             .await
             .map_err(unavailable)?;
         // Replicas starting together must not run migrations twice at once.
+        // Migrations run on a connection of their own, without `statement_timeout`: waiting
+        // for another replica's migration lock, or building an index on a large table, may
+        // take longer than any request should. A database a newer Herald migrated is
+        // refused before anything runs on it.
         {
-            // A database a newer Herald migrated is refused before anything runs on it.
-            let mut conn = pool.acquire().await.map_err(unavailable)?;
+            let mut conn =
+                PgConnectOptions::from_str(url).map_err(unavailable)?.connect().await.map_err(unavailable)?;
             herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
+            migrations::migrator().run(&mut conn).await.map_err(migrations::refused)?;
+            let _ = conn.close().await;
         }
-        migrations::migrator().run(&pool).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
         let signal = WorkSignal::new();
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(listener::listen(pool.clone(), signal.clone(), stop.clone()));

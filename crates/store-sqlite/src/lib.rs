@@ -32,7 +32,7 @@ mod stats;
 mod webhooks;
 
 use async_trait::async_trait;
-use herald_store::{Health, StoreError, StoreResult, WorkSignal};
+use herald_store::{Health, StoreResult, WorkSignal};
 use round::Rounds;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, Transaction};
@@ -93,7 +93,7 @@ impl SqliteStore {
             let mut conn = write.acquire().await.map_err(unavailable)?;
             herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
         }
-        migrations::migrator().run(&write).await.map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        migrations::migrator().run(&write).await.map_err(migrations::refused)?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
