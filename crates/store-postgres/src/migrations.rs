@@ -38,14 +38,11 @@ pub async fn pending(url: &str) -> StoreResult<Vec<(i64, String)>> {
     schema::pending(&done, &known())
 }
 
-/// A migration failure as the store reports it: a database with a migration this build
-/// does not have (a newer Herald migrated it meanwhile) says so in words.
+/// A migration failure as the store reports it: a migration this build does not have is
+/// named in words.
 pub(crate) fn refused(e: sqlx::migrate::MigrateError) -> herald_store::StoreError {
     match e {
-        sqlx::migrate::MigrateError::VersionMissing(v) => herald_store::StoreError::Misconfigured(format!(
-            "the database has migration {v}, which this herald does not know (a newer herald migrated it): \
-             run the newer herald, or restore a backup made before the upgrade"
-        )),
+        sqlx::migrate::MigrateError::VersionMissing(v) => schema::unknown_migration(v),
         e => herald_store::StoreError::Unavailable(Box::new(e)),
     }
 }

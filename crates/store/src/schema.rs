@@ -18,6 +18,15 @@ pub fn pending(applied: &[i64], known: &[(i64, String)]) -> Result<Vec<(i64, Str
     Ok(out)
 }
 
+/// The refusal of a database that holds migration `version`, which this build lacks (a
+/// newer Herald migrated it while this one was starting).
+pub fn unknown_migration(version: i64) -> StoreError {
+    StoreError::Misconfigured(format!(
+        "the database has migration {version}, which this herald does not know (a newer herald migrated it): \
+         run the newer herald, or restore a backup made before the upgrade"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
