@@ -11,6 +11,7 @@ pub mod bench_smtp;
 pub mod cli;
 pub mod config_check;
 pub mod settings;
+mod settings_check;
 
 pub use settings::Settings;
 
