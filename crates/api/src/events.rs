@@ -26,7 +26,6 @@ pub async fn create_event(
         labels: input.labels.unwrap_or_default(),
     };
     let published = s.app.publish(&account.id, draft).await?;
-    metrics::counter!("herald_events_published_total").increment(1);
     Ok((
         StatusCode::ACCEPTED,
         axum::Json(EventOut {

@@ -57,7 +57,11 @@ impl Herald {
             idempotency_key: d.idempotency_key,
             created_at,
         };
-        Ok(self.store.publish(new, &self.config.fanout).await?)
+        let published = self.store.publish(new, &self.config.fanout).await?;
+        if !published.replayed {
+            count_published("api", published.deliveries);
+        }
+        Ok(published)
     }
 
     /// A page of the events log; a type filter must be a type name.
@@ -123,4 +127,11 @@ impl Herald {
             created_at: Some(rec.created_at),
         })
     }
+}
+
+/// Counts one stored event (`herald_events_published_total{source}`: `api` or `mail`) and
+/// the deliveries its fan-out created (`herald_deliveries_created_total`).
+pub(crate) fn count_published(source: &'static str, deliveries: u32) {
+    metrics::counter!("herald_events_published_total", "source" => source).increment(1);
+    metrics::counter!("herald_deliveries_created_total").increment(u64::from(deliveries));
 }

@@ -138,7 +138,13 @@ impl Herald {
             });
         }
         let rules = InboundRules { fanout: self.config.fanout.clone(), ..self.config.inbound.rules.clone() };
-        Ok(self.store.ingest(items, &rules).await?)
+        let done = self.store.ingest(items, &rules).await?;
+        for d in &done {
+            if let Ingested::Stored { deliveries, agent_delivery, .. } = d {
+                crate::events::count_published("mail", deliveries + u32::from(agent_delivery.is_some()));
+            }
+        }
+        Ok(done)
     }
 
     /// Injects a raw RFC 5322 message for one of the account's agents, through the same path

@@ -44,6 +44,10 @@ pub struct EngineConfig {
     /// Window and threshold of the auto-disable rule (≥ threshold failed, 0 delivered).
     pub auto_disable_window: Duration,
     pub auto_disable_threshold: u32,
+    /// How often the queue's gauges (pending, oldest due, disabled webhooks) are counted.
+    pub gauges_interval: Duration,
+    /// Label attempt metrics with the webhook's id (one series per webhook).
+    pub metrics_per_webhook: bool,
 }
 
 impl Default for EngineConfig {
@@ -60,16 +64,18 @@ impl Default for EngineConfig {
             auto_disable_interval: Duration::from_secs(300),
             auto_disable_window: Duration::from_secs(72 * 3600),
             auto_disable_threshold: 10,
+            gauges_interval: Duration::from_secs(5),
+            metrics_per_webhook: false,
         }
     }
 }
 
 /// The delivery engine; [`Engine::start`] runs it until the token is cancelled.
 pub struct Engine {
-    store: Arc<dyn EngineStore>,
-    sender: Arc<Sender>,
-    clock: Arc<dyn Clock>,
-    cfg: EngineConfig,
+    pub(crate) store: Arc<dyn EngineStore>,
+    pub(crate) sender: Arc<Sender>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) cfg: EngineConfig,
     /// Cancellation time + shutdown grace, fixed when shutdown is first seen: in-flight
     /// attempts and the recorder's retries share this one window.
     stop_deadline: OnceLock<tokio::time::Instant>,
@@ -113,6 +119,7 @@ impl Engine {
         tracker.spawn(this.clone().record_loop(rx, cancel.clone()));
         tracker.spawn(this.clone().janitor_loop(cancel.clone()));
         tracker.spawn(this.clone().maintenance_loop(cancel.clone()));
+        tracker.spawn(this.clone().gauges_loop(cancel.clone()));
         tracker.spawn(this.dispatch_loop(cancel, tx));
         EngineHandle { tracker }
     }
@@ -159,6 +166,7 @@ impl Engine {
                 }
             };
             let full = claimed.len() as u32 == want;
+            let max = self.cfg.max_in_flight;
             let claimed_some = !claimed.is_empty();
             for c in claimed {
                 let permit = slots.clone().try_acquire_owned().expect("claimed no more rows than free slots");
@@ -168,6 +176,7 @@ impl Engine {
                 let inflight = inflight.clone();
                 let signal = signal.clone();
                 let filled_webhook = c.filled_webhook;
+                let slots = slots.clone();
                 // One span per attempt: every line it logs names the delivery.
                 let span = tracing::debug_span!(
                     "attempt",
@@ -183,6 +192,7 @@ impl Engine {
                         lock(&inflight).remove(&outcome.delivery_id);
                         lock(&this.finished).insert(outcome.delivery_id.clone(), outcome.lease_token.clone());
                         drop(permit);
+                        crate::telemetry::slots(max, slots.available_permits());
                         if filled_webhook {
                             // Its slot is free now, not only once the outcome is recorded.
                             signal.raise();
@@ -192,6 +202,7 @@ impl Engine {
                     .instrument(span),
                 );
             }
+            crate::telemetry::slots(max, slots.available_permits());
             if full {
                 continue;
             }
@@ -249,10 +260,7 @@ impl Engine {
             // The event is gone: sending an empty body would be signed and "delivered".
             None => (failure_without_response(self.clock.now(), MISSING_BODY), Verdict::Failed { gone: false }),
         };
-        let result_label = if result.is_success() { "success" } else { "failure" };
-        metrics::counter!("herald_attempts_total", "result" => result_label, "kind" => result.kind.as_str())
-            .increment(1);
-        metrics::histogram!("herald_attempt_duration_seconds").record(result.duration.as_secs_f64());
+        crate::telemetry::attempt_finished(&result, &c.webhook_id, self.cfg.metrics_per_webhook);
         tracing::debug!(
             delivery_id = %c.delivery_id,
             webhook_id = %c.webhook_id,
@@ -351,53 +359,6 @@ impl Engine {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = cancel.cancelled(), if !cancel.is_cancelled() => {}
             }
-        }
-    }
-
-    async fn janitor_loop(self: Arc<Self>, cancel: CancellationToken) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.cfg.janitor_interval) => {}
-                _ = cancel.cancelled() => return,
-            }
-            match self.store.delete_expired(self.clock.now(), self.cfg.janitor_batch).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "janitor removed expired rows"),
-                Err(e) => tracing::warn!(error = %herald_store::error_chain(&e), "janitor failed; will try again"),
-            }
-        }
-    }
-}
-
-impl Engine {
-    /// One pass of webhook maintenance: auto-disable chronically failing webhooks and drop
-    /// previous signing secrets whose grace has ended. Exposed for tests and for callers that drive time themselves.
-    pub async fn maintenance_tick(&self) {
-        let now = self.clock.now();
-        match self.store.auto_disable(now - self.cfg.auto_disable_window, self.cfg.auto_disable_threshold, now).await {
-            Ok(ids) if !ids.is_empty() => {
-                for id in &ids {
-                    tracing::warn!(webhook_id = %id, "webhook disabled automatically: failing deliveries, none delivered");
-                }
-                metrics::counter!("herald_webhooks_auto_disabled_total").increment(ids.len() as u64);
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %herald_store::error_chain(&e), "auto-disable pass failed; will try again")
-            }
-        }
-        if let Err(e) = self.store.prune_secrets(now).await {
-            tracing::warn!(error = %herald_store::error_chain(&e), "pruning expired secrets failed; will try again");
-        }
-    }
-
-    async fn maintenance_loop(self: Arc<Self>, cancel: CancellationToken) {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(self.cfg.auto_disable_interval) => {}
-                _ = cancel.cancelled() => return,
-            }
-            self.maintenance_tick().await;
         }
     }
 }

@@ -6,11 +6,15 @@
 //!   [`AttemptOutcome`](herald_domain::AttemptOutcome).
 //! * [`engine`]: the dispatcher (global and per-webhook caps), the outcome recorder and
 //!   the janitor. Lease, deliver, record: no transaction is open across an HTTP call.
+//! * `maintenance`: the engine's periodic passes (expiry, auto-disable, secret pruning,
+//!   the queue's gauges); `telemetry`: the engine's metrics.
 #![forbid(unsafe_code)]
 
 pub mod engine;
+mod maintenance;
 pub mod resolver;
 pub mod sender;
+mod telemetry;
 
 pub use engine::{Engine, EngineConfig, EngineHandle};
 pub use resolver::{GuardedResolver, HickoryLookup, Lookup, StaticLookup};

@@ -125,6 +125,23 @@ impl AttemptOutcome {
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status_code)
     }
+
+    /// The outcome class metrics count attempts by: the answer's status class (`2xx`,
+    /// `3xx`, `4xx`, `5xx`, `1xx`) when the receiver answered, otherwise what went wrong
+    /// (`timeout`, `connect_error`, `protocol_error`, `refused_by_policy`, `not_sent`).
+    pub fn outcome_class(&self) -> &'static str {
+        match self.kind {
+            AttemptKind::Response | AttemptKind::BodyError => match self.status_code {
+                100..=199 => "1xx",
+                200..=299 => "2xx",
+                300..=399 => "3xx",
+                400..=499 => "4xx",
+                500..=599 => "5xx",
+                _ => "protocol_error",
+            },
+            other => other.as_str(),
+        }
+    }
 }
 
 /// What happens to the delivery after an attempt.
@@ -200,6 +217,20 @@ mod tests {
         assert_eq!(classify(&refused, 1, 8, &policy(), NOW, 0.5), Verdict::Failed { gone: false });
         let network = outcome(0, None);
         assert!(matches!(classify(&network, 1, 8, &policy(), NOW, 0.5), Verdict::RetryAt(_)));
+    }
+
+    #[test]
+    fn attempts_are_classed_by_status_class_or_by_what_went_wrong() {
+        let classes: Vec<_> = [200, 204, 302, 404, 429, 503, 101].map(|c| outcome(c, None).outcome_class()).into();
+        assert_eq!(classes, ["2xx", "2xx", "3xx", "4xx", "4xx", "5xx", "1xx"]);
+        let broken_body = AttemptOutcome { kind: AttemptKind::BodyError, ..outcome(502, None) };
+        assert_eq!(broken_body.outcome_class(), "5xx");
+        assert_eq!(outcome(0, None).outcome_class(), "connect_error");
+        for kind in
+            [AttemptKind::Timeout, AttemptKind::ProtocolError, AttemptKind::RefusedByPolicy, AttemptKind::NotSent]
+        {
+            assert_eq!(AttemptOutcome { kind, ..outcome(0, None) }.outcome_class(), kind.as_str());
+        }
     }
 
     #[test]

@@ -39,8 +39,11 @@ impl DisabledReason {
         }
     }
 
+    /// Every reason, in the order they are documented.
+    pub const ALL: [Self; 3] = [Self::Manual, Self::Failing, Self::Gone];
+
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Manual, Self::Failing, Self::Gone].into_iter().find(|r| r.as_str() == s)
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
 

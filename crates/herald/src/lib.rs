@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bench_smtp;
 pub mod cli;
 pub mod config_check;
+pub mod prometheus;
 pub mod settings;
 mod settings_check;
 
@@ -25,7 +26,7 @@ use herald_store_sqlite::SqliteStore;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// Wraps the opened store (fault injection in tests).
@@ -82,12 +83,6 @@ impl TargetCheck for UrlVetter {
             Ok(t)
         })
     }
-}
-
-/// The process-wide Prometheus recorder (installed once; later apps share it).
-pub fn metrics_handle() -> Option<metrics_exporter_prometheus::PrometheusHandle> {
-    static HANDLE: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> = OnceLock::new();
-    HANDLE.get_or_init(|| metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder().ok()).clone()
 }
 
 /// The embedded migrations the database of `settings` still needs (none is applied); an
@@ -208,6 +203,8 @@ impl Application {
                 auto_disable_threshold: settings.auto_disable_threshold,
                 shutdown_grace: settings.shutdown_grace,
                 janitor_interval: settings.janitor_interval,
+                metrics_per_webhook: settings.metrics_per_webhook,
+                gauges_interval: settings.queue_gauges_interval,
                 ..EngineConfig::default()
             },
         );
@@ -283,7 +280,7 @@ impl Application {
                 portal: portal.clone(),
                 ..ApiConfig::default()
             },
-            metrics_handle(),
+            prometheus::handle(),
         );
         let router = herald_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
             // Neither the path (agent addresses, ids) nor the query (portal tokens): the
@@ -325,6 +322,9 @@ impl Application {
 
     /// Serves API and engine until `cancel`; then drains gracefully.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
+        if let Some(handle) = prometheus::handle() {
+            prometheus::spawn_upkeep(handle);
+        }
         let engine = self.engine.start(cancel.clone());
         let smtp = self.smtp.map(|s| tokio::spawn(herald_smtp::serve(s.listener, s.config, s.inbound, cancel.clone())));
         let shutdown = cancel.clone();

@@ -120,6 +120,14 @@ pub struct Settings {
     /// How often the janitor deletes expired rows (≤ 5,000 a statement).
     #[arg(long, env = "HERALD_JANITOR_INTERVAL", default_value = "5m", value_parser = duration)]
     pub janitor_interval: Duration,
+    /// How often the queue's gauges of `/metrics` (pending deliveries, the oldest due one,
+    /// disabled webhooks) are counted: one query that scans the pending deliveries' index.
+    #[arg(long, env = "HERALD_QUEUE_GAUGES_INTERVAL", default_value = "5s", value_parser = duration)]
+    pub queue_gauges_interval: Duration,
+    /// Label attempt metrics with the webhook's id: one series per webhook (mind the
+    /// cardinality with many webhooks).
+    #[arg(long, env = "HERALD_METRICS_PER_WEBHOOK", default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub metrics_per_webhook: bool,
     /// The URL users reach this server at (portal links start with it), e.g.
     /// `https://hooks.example.com`; `https://` also marks the portal cookie `Secure`.
     /// Default: `http://` and the address `--listen` bound (0.0.0.0 shown as 127.0.0.1).

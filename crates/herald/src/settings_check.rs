@@ -27,6 +27,7 @@ impl Settings {
             ("HERALD_RETENTION", self.retention),
             ("HERALD_JANITOR_INTERVAL", self.janitor_interval),
             ("HERALD_RECOVER_INTERVAL", self.recover_interval),
+            ("HERALD_QUEUE_GAUGES_INTERVAL", self.queue_gauges_interval),
             ("HERALD_PG_STATEMENT_TIMEOUT", self.pg_statement_timeout),
             ("HERALD_PG_ACQUIRE_TIMEOUT", self.pg_acquire_timeout),
         ] {
@@ -45,6 +46,7 @@ impl Settings {
             ("HERALD_RETENTION", self.retention),
             ("HERALD_JANITOR_INTERVAL", self.janitor_interval),
             ("HERALD_RECOVER_INTERVAL", self.recover_interval),
+            ("HERALD_QUEUE_GAUGES_INTERVAL", self.queue_gauges_interval),
             ("HERALD_PG_STATEMENT_TIMEOUT", self.pg_statement_timeout),
             ("HERALD_PG_ACQUIRE_TIMEOUT", self.pg_acquire_timeout),
         ];

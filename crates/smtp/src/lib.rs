@@ -48,6 +48,13 @@ pub use ingest::AppInbound;
 pub use listener::serve;
 pub use tls::{TlsError, load_tls};
 
+/// `herald_smtp_messages_total{answer}`: how a message's transfer ended — `accepted` (250
+/// after the commit), `temporary_failure` (451), `rejected` (554: no parse, no recipient
+/// left), `rejected_too_big` (552, declared or sent), `rejected_bare_lf` (bare LF in DATA).
+pub(crate) fn message_answered(answer: &'static str) {
+    metrics::counter!("herald_smtp_messages_total", "answer" => answer).increment(1);
+}
+
 /// The SMTP envelope of one message: who connected, who it is from and to whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {

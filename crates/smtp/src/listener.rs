@@ -52,11 +52,13 @@ pub async fn serve(listener: TcpListener, config: SmtpConfig, inbound: Arc<dyn I
         };
         let Some(from_ip) = PerAddress::enter(&per_address, peer.ip(), shared.config.max_connections_per_ip) else {
             tracing::debug!(%peer, "smtp connection refused: too many from this address");
+            session_counted("refused_per_address");
             sessions.spawn(refuse(stream, shared.config.idle_timeout, reply::TOO_MANY_FROM_ADDRESS));
             continue;
         };
         match Arc::clone(&permits).try_acquire_owned() {
             Ok(permit) => {
+                session_counted("served");
                 let shared = Arc::clone(&shared);
                 let shutdown = shutdown.clone();
                 sessions.spawn(async move {
@@ -66,6 +68,7 @@ pub async fn serve(listener: TcpListener, config: SmtpConfig, inbound: Arc<dyn I
             }
             Err(_) => {
                 tracing::debug!(%peer, "smtp connection refused: too many connections");
+                session_counted("refused_busy");
                 drop(from_ip);
                 sessions.spawn(refuse(stream, shared.config.idle_timeout, reply::TOO_MANY_CONNECTIONS));
             }
@@ -118,4 +121,10 @@ async fn refuse(mut stream: TcpStream, timeout: Duration, why: reply::Reply) {
         stream.shutdown().await
     })
     .await;
+}
+
+/// `herald_smtp_sessions_total{result}`: `served`, or refused at once (`refused_busy`: every
+/// connection slot taken; `refused_per_address`: too many from that client address).
+fn session_counted(result: &'static str) {
+    metrics::counter!("herald_smtp_sessions_total", "result" => result).increment(1);
 }

@@ -222,6 +222,7 @@ impl Session {
                 } else if self.transaction.is_some() {
                     reply::NESTED_MAIL
                 } else if from.size > self.shared.config.max_message_size {
+                    crate::message_answered("rejected_too_big");
                     reply::TOO_BIG
                 } else {
                     self.transaction =
@@ -332,8 +333,14 @@ impl Session {
         let answer = match (end, transaction) {
             (DataEnd::Complete(raw), Some(t)) => self.deliver(t, raw).await,
             (DataEnd::Complete(_), None) => reply::NEED_MAIL,
-            (DataEnd::BareLf, _) => reply::BARE_LF_DATA,
-            (DataEnd::TooBig, _) => reply::TOO_BIG,
+            (DataEnd::BareLf, _) => {
+                crate::message_answered("rejected_bare_lf");
+                reply::BARE_LF_DATA
+            }
+            (DataEnd::TooBig, _) => {
+                crate::message_answered("rejected_too_big");
+                reply::TOO_BIG
+            }
         };
         self.reply(conn, &answer);
         Ok(Flow::Continue)
@@ -353,6 +360,7 @@ impl Session {
             // The chunk is on its way regardless: read it so it is never taken for commands.
             data::discard_chunk(conn, size).await?;
             if refusal == reply::TOO_BIG {
+                crate::message_answered("rejected_too_big");
                 self.transaction = None;
             }
             self.reply(conn, &refusal);
@@ -388,10 +396,12 @@ impl Session {
             recipients: transaction.recipients,
             tls: self.tls,
         };
-        match self.shared.inbound.accept_message(&envelope, raw).await {
-            Ok(id) => Reply::new(250, "2.0.0", &format!("Ok: queued as {id}")),
-            Err(InboundError::Temporary) => reply::TEMPORARY,
-            Err(InboundError::Rejected(text)) => Reply::new(554, "5.6.0", &text),
-        }
+        let (answer, reply) = match self.shared.inbound.accept_message(&envelope, raw).await {
+            Ok(id) => ("accepted", Reply::new(250, "2.0.0", &format!("Ok: queued as {id}"))),
+            Err(InboundError::Temporary) => ("temporary_failure", reply::TEMPORARY),
+            Err(InboundError::Rejected(text)) => ("rejected", Reply::new(554, "5.6.0", &text)),
+        };
+        crate::message_answered(answer);
+        reply
     }
 }

@@ -23,6 +23,7 @@ mod agents;
 mod claim;
 mod deliveries;
 mod events;
+mod gauges;
 mod idempotency;
 mod inbox;
 mod janitor;

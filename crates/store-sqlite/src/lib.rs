@@ -20,6 +20,7 @@ mod checkpoint;
 mod claim;
 mod deliveries;
 mod events;
+mod gauges;
 mod idempotency;
 mod inbox;
 mod janitor;

@@ -32,7 +32,21 @@ pub enum StoreError {
 impl StoreError {
     /// A stored `what` that does not parse.
     pub fn corrupt(what: &str, detail: impl std::fmt::Display) -> Self {
-        Self::Corrupt(format!("{what}: {detail}"))
+        Self::Corrupt(format!("{what}: {detail}")).counted()
+    }
+
+    /// Counts this error in `herald_store_errors_total{kind}` (`unavailable`: the database
+    /// failed or could not be reached; `invalid`: it refused a value; `corrupt`: a stored
+    /// value did not read back) and returns it.
+    pub fn counted(self) -> Self {
+        let kind = match &self {
+            Self::Unavailable(_) => "unavailable",
+            Self::Invalid(_) => "invalid",
+            Self::Corrupt(_) => "corrupt",
+            _ => return self,
+        };
+        metrics::counter!("herald_store_errors_total", "kind" => kind).increment(1);
+        self
     }
 }
 

@@ -15,6 +15,7 @@ pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod gauges;
 mod inbound;
 pub mod plan;
 mod portal;
@@ -28,6 +29,7 @@ mod stats;
 pub use sql::__private;
 
 pub use error::{StoreError, error_chain};
+pub use gauges::*;
 pub use inbound::*;
 pub use portal::*;
 pub use records::*;
@@ -80,10 +82,10 @@ impl<T> Store for T where
 {
 }
 
-/// What the delivery engine uses: the queue and the maintenance passes, nothing else.
-pub trait EngineStore: Queue + Maintenance + Send + Sync + 'static {}
+/// What the delivery engine uses: the queue, its gauges and the maintenance passes, nothing else.
+pub trait EngineStore: Queue + QueueState + Maintenance + Send + Sync + 'static {}
 
-impl<T> EngineStore for T where T: Queue + Maintenance + Send + Sync + 'static {}
+impl<T> EngineStore for T where T: Queue + QueueState + Maintenance + Send + Sync + 'static {}
 
 /// Liveness of the store (`/readyz`).
 #[async_trait]

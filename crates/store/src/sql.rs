@@ -55,15 +55,17 @@ macro_rules! sql_rows {
         /// exception (class 22: NUL in TEXT, a bad jsonb escape…) or an encode failure is
         /// `Invalid` (the value is at fault, retrying cannot help); anything else is
         /// `Unavailable` (retry later).
+        /// Counted in `herald_store_errors_total` (a unique violation is an answer, not an error).
         pub(crate) fn unavailable(e: sqlx::Error) -> StoreError {
-            match &e {
-                sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::AlreadyExists,
+            let error = match &e {
+                sqlx::Error::Database(d) if d.is_unique_violation() => return StoreError::AlreadyExists,
                 sqlx::Error::Database(d) if d.code().is_some_and(|c| c.len() == 5 && c.starts_with("22")) => {
                     StoreError::Invalid(Box::new(e))
                 }
                 sqlx::Error::Encode(_) => StoreError::Invalid(Box::new(e)),
                 _ => StoreError::Unavailable(Box::new(e)),
-            }
+            };
+            error.counted()
         }
 
         pub(crate) fn get<'r, T>(r: &'r $row, i: usize) -> StoreResult<T>

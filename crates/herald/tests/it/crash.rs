@@ -21,7 +21,6 @@ pub(crate) async fn start_binary_full(
 ) -> (tokio::process::Child, String, Option<std::net::SocketAddr>) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
         .arg("serve")
-        .envs(env.iter().copied())
         .env("HERALD_LISTEN", "127.0.0.1:0")
         .env("HERALD_DATA_DIR", dir)
         .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")
@@ -31,6 +30,8 @@ pub(crate) async fn start_binary_full(
         .env("HERALD_ATTEMPT_TIMEOUT", "1500ms")
         .env("HERALD_RETRY_JITTER", "0")
         .env("RUST_LOG", "warn")
+        // The caller's settings win over the defaults above.
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -317,6 +317,13 @@ impl Maintenance for Flaky {
     }
 }
 
+#[async_trait]
+impl QueueState for Flaky {
+    async fn queue_gauges(&self, t: OffsetDateTime) -> StoreResult<QueueGauges> {
+        self.inner.queue_gauges(t).await
+    }
+}
+
 async fn transient_store_errors_never_count_as_attempts_or_fail_deliveries(backend: Backend) {
     let rx = Receiver::start().await;
     let faults = Arc::new(Faults { claim_failures: 3.into(), record_failures: 3.into(), ..Default::default() });

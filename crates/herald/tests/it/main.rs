@@ -16,6 +16,7 @@ mod input;
 mod keys;
 mod lifecycle;
 mod logs;
+mod metrics;
 mod pg_restart;
 mod portal;
 mod portal_browser;

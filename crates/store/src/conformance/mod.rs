@@ -500,6 +500,7 @@ macro_rules! conformance_tests {
             portal_links_are_redeemed_once_and_sessions_expire,
             concurrent_redemptions_of_one_link_make_one_session,
             attempt_counts_bucket_a_webhooks_attempts_by_outcome_and_duration,
+            queue_gauges_count_pending_the_oldest_due_and_disabled_webhooks,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(

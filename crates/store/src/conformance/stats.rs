@@ -81,3 +81,42 @@ pub async fn attempt_counts_bucket_a_webhooks_attempts_by_outcome_and_duration(s
     let next = AttemptWindow { since: until, until: until + Duration::from_secs(60), ..window };
     assert_eq!(store.attempt_counts(&next).await.unwrap(), vec![count(0, true, 5, 1)], "the attempt at `until`");
 }
+
+/// The queue's gauges: every pending delivery counted, the oldest one due and not taken
+/// (a leased one is not waiting; a disabled webhook's are not due), disabled webhooks by reason.
+pub async fn queue_gauges_count_pending_the_oldest_due_and_disabled_webhooks(store: &dyn Store) {
+    use crate::{QueueGauges, WebhookPatch};
+    use herald_domain::DisabledReason;
+    let nothing = QueueGauges { pending: 0, oldest_due: None, disabled: vec![] };
+    assert_eq!(store.queue_gauges(t0()).await.unwrap(), nothing);
+
+    let a = account(store, "a").await;
+    let first = webhook(store, &a, 100).await;
+    let second = webhook(store, &a, 1).await;
+    let gone = webhook(store, &a, 100).await;
+    let (early, late) = (t0() - Duration::from_secs(60), t0() - Duration::from_secs(10));
+    publish(store, &a, early).await;
+    publish(store, &a, late).await;
+    let g = store.queue_gauges(t0()).await.unwrap();
+    assert_eq!((g.pending, g.oldest_due, g.disabled.len()), (6, Some(early), 0));
+    assert_eq!(store.queue_gauges(early - Duration::from_secs(1)).await.unwrap().oldest_due, None, "none due yet");
+
+    // `gone`'s receiver answers 410 (the webhook is disabled as gone); `second` is disabled by hand.
+    let claimed = store.claim_due(t0(), LEASE, 100).await.unwrap();
+    let of_gone: Vec<_> = claimed.iter().filter(|c| c.webhook_id == gone).collect();
+    let applied =
+        store.record_outcomes(&[answered(of_gone[0], 410, 3, t0(), &Verdict::Failed { gone: true })], t0()).await;
+    assert_eq!(applied.unwrap(), [true]);
+    let off = WebhookPatch { enabled: Some(false), ..Default::default() };
+    store.update_webhook(&a, &second, off, t0()).await.unwrap().unwrap();
+    let g = store.queue_gauges(t0()).await.unwrap();
+    assert_eq!(g.pending, 5, "one delivery ended; the rest are pending, leased or not");
+    assert_eq!(g.oldest_due, None, "first's deliveries are leased; the others' webhooks are disabled");
+    assert_eq!(g.disabled, [(DisabledReason::Gone, 1), (DisabledReason::Manual, 1)]);
+
+    // The leases expire: first's deliveries wait again, the earliest lease end is the age's start.
+    let after_lease = t0() + LEASE + Duration::from_secs(5);
+    let g = store.queue_gauges(after_lease).await.unwrap();
+    assert_eq!(g.oldest_due, Some(t0() + LEASE));
+    assert!(claimed.iter().any(|c| c.webhook_id == first));
+}
