@@ -12,6 +12,7 @@ mod deliveries;
 mod error;
 mod events;
 mod inbound;
+mod notices;
 mod portal;
 mod recovery;
 mod stats;

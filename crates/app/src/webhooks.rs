@@ -1,7 +1,8 @@
 //! Webhooks: create, change (re-enable cooldown included), delete, read, rotate the secret.
 
 use crate::{Admit, AppError, AppResult, Conflict, FieldError, Herald, validate};
-use herald_domain::{AccountId, Filters, SigningSecret, WebhookId, rfc3339};
+use herald_domain::operational::Notice;
+use herald_domain::{AccountId, DisabledReason, Filters, SigningSecret, WebhookId, rfc3339};
 use herald_store::{IdempotentAnswer, NewWebhook, Page, Rotated, Rotation, StoreError, Webhook, WebhookPatch};
 use std::time::Duration;
 
@@ -133,7 +134,20 @@ impl Herald {
         if !errs.is_empty() {
             return Err(AppError::Invalid(errs));
         }
-        self.store.update_webhook(account, id, patch, self.clock.now()).await?.ok_or(AppError::NotFound("webhook"))
+        let updated = self
+            .store
+            .update_webhook(account, id, patch, self.clock.now())
+            .await?
+            .ok_or(AppError::NotFound("webhook"))?;
+        if updated.enabled != current.enabled {
+            let notice = if updated.enabled {
+                Notice::webhook_enabled(id)
+            } else {
+                Notice::webhook_disabled(id, DisabledReason::Manual)
+            };
+            self.notify(account, notice).await;
+        }
+        Ok(updated)
     }
 
     /// Deletes a webhook; its pending deliveries end as failed.
@@ -197,7 +211,13 @@ impl Herald {
         };
         match self.store.rotate_secret(rotation).await? {
             Rotated::NotFound => Err(AppError::NotFound(what)),
-            Rotated::Applied => Ok(answer),
+            Rotated::Applied => {
+                // An agent's endpoint is not a webhook of the account: its rotation is quiet.
+                if what == "webhook" {
+                    self.notify(account, Notice::secret_rotated(id, expires)).await;
+                }
+                Ok(answer)
+            }
             Rotated::Replayed(prior) => serde_json::from_str(&prior)
                 .map_err(|e| AppError::Internal(StoreError::corrupt("a stored rotation answer", e))),
         }

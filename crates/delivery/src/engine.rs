@@ -9,10 +9,11 @@
 //! next due time (asked after an empty claim; after a claim that took rows it claims again
 //! within 100 ms), or on a poll fallback, whichever comes first.
 
+use crate::notices::{self, About};
 use crate::sender::Sender;
 use herald_domain::{AttemptOutcome, Clock, DeliveryId, RetryPolicy, Verdict, delivery::classify};
-use herald_store::{Claimed, EngineStore, Outcome, StoreError};
-use std::collections::HashMap;
+use herald_store::{Claimed, EngineStore, FanoutRules, Outcome, StoreError};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
@@ -48,6 +49,8 @@ pub struct EngineConfig {
     pub gauges_interval: Duration,
     /// Label attempt metrics with the webhook's id (one series per webhook).
     pub metrics_per_webhook: bool,
+    /// The fan-out of the operational events the engine publishes.
+    pub fanout: FanoutRules,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +69,7 @@ impl Default for EngineConfig {
             auto_disable_threshold: 10,
             gauges_interval: Duration::from_secs(5),
             metrics_per_webhook: false,
+            fanout: FanoutRules::default(),
         }
     }
 }
@@ -124,7 +128,11 @@ impl Engine {
         EngineHandle { tracker }
     }
 
-    async fn dispatch_loop(self: Arc<Self>, cancel: CancellationToken, outcomes: mpsc::UnboundedSender<Outcome>) {
+    async fn dispatch_loop(
+        self: Arc<Self>,
+        cancel: CancellationToken,
+        outcomes: mpsc::UnboundedSender<(Outcome, About)>,
+    ) {
         let slots = Arc::new(Semaphore::new(self.cfg.max_in_flight));
         let attempts = TaskTracker::new();
         let inflight: Inflight = Arc::default();
@@ -186,6 +194,12 @@ impl Engine {
                 );
                 attempts.spawn(
                     async move {
+                        let about = About {
+                            account_id: c.account_id.clone(),
+                            event_id: c.event_id.clone(),
+                            event_type: c.event_type.clone(),
+                            agent: c.agent_payload,
+                        };
                         let outcome = this.run_attempt(c).await;
                         // Finished before the global slot is free: a claim made for that slot
                         // already discounts this lease.
@@ -197,7 +211,7 @@ impl Engine {
                             // Its slot is free now, not only once the outcome is recorded.
                             signal.raise();
                         }
-                        let _ = tx.send(outcome);
+                        let _ = tx.send((outcome, about));
                     }
                     .instrument(span),
                 );
@@ -286,21 +300,36 @@ impl Engine {
     /// have expired or the shutdown window closes. A batch the store refuses is split until
     /// the refused row stands alone, so one row never holds up the others; that row is then
     /// recorded without the receiver's text.
-    async fn record_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Outcome>, cancel: CancellationToken) {
+    async fn record_loop(
+        self: Arc<Self>,
+        mut rx: mpsc::UnboundedReceiver<(Outcome, About)>,
+        cancel: CancellationToken,
+    ) {
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, 512).await > 0 {
-            self.record(batch.clone(), &cancel).await;
+            let applied = self.record(batch.iter().map(|(o, _)| o.clone()).collect(), &cancel).await;
             // Recorded (or given up on: the lease then expires) — no longer the claims' concern.
-            let mut finished = lock(&self.finished);
-            for o in batch.drain(..) {
-                if finished.get(&o.delivery_id) == Some(&o.lease_token) {
-                    finished.remove(&o.delivery_id);
+            {
+                let mut finished = lock(&self.finished);
+                for (o, _) in &batch {
+                    if finished.get(&o.delivery_id) == Some(&o.lease_token) {
+                        finished.remove(&o.delivery_id);
+                    }
                 }
+            }
+            let notices = notices::after_outcomes(
+                batch.iter().filter(|(o, _)| applied.contains(&o.delivery_id)).map(|(o, a)| (o, a)),
+            );
+            batch.clear();
+            if !notices.is_empty() {
+                self.notify(notices).await;
             }
         }
     }
 
-    async fn record(&self, batch: Vec<Outcome>, cancel: &CancellationToken) {
+    /// Records `batch`; returns the deliveries whose outcomes applied.
+    async fn record(&self, batch: Vec<Outcome>, cancel: &CancellationToken) -> HashSet<DeliveryId> {
+        let mut applied_ids = HashSet::new();
         // Each part, and whether it was already stripped of the receiver's text.
         let mut parts: Vec<(Vec<Outcome>, bool)> = vec![(batch, false)];
         let mut failures = 0u32;
@@ -309,6 +338,8 @@ impl Engine {
             let err = match self.store.record_outcomes(&part, self.clock.now()).await {
                 Ok(applied) => {
                     (failures, failing_since) = (0, None);
+                    applied_ids
+                        .extend(part.iter().zip(&applied).filter(|(_, a)| **a).map(|(o, _)| o.delivery_id.clone()));
                     let stale = applied.iter().filter(|a| !**a).count();
                     if stale > 0 {
                         tracing::info!(stale, "outcomes not applied: lease taken over or delivery ended");
@@ -350,7 +381,7 @@ impl Engine {
             if give_up {
                 let left = part.len() + parts.iter().map(|(p, _)| p.len()).sum::<usize>();
                 tracing::error!(error = %herald_store::error_chain(&err), outcomes = left, "giving up on recording outcomes; their leases expire and those deliveries are sent again");
-                return;
+                return applied_ids;
             }
             tracing::warn!(error = %herald_store::error_chain(&err), failures, "recording outcomes failed; retrying");
             parts.push((part, stripped));
@@ -360,6 +391,7 @@ impl Engine {
                 _ = cancel.cancelled(), if !cancel.is_cancelled() => {}
             }
         }
+        applied_ids
     }
 }
 

@@ -7,11 +7,13 @@
 //! * [`engine`]: the dispatcher (global and per-webhook caps), the outcome recorder and
 //!   the janitor. Lease, deliver, record: no transaction is open across an HTTP call.
 //! * `maintenance`: the engine's periodic passes (expiry, auto-disable, secret pruning,
-//!   the queue's gauges); `telemetry`: the engine's metrics.
+//!   the queue's gauges); `notices`: the operational events it publishes; `telemetry`:
+//!   the engine's metrics.
 #![forbid(unsafe_code)]
 
 pub mod engine;
 mod maintenance;
+mod notices;
 pub mod resolver;
 pub mod sender;
 mod telemetry;

@@ -2,6 +2,7 @@
 //! secret pruning) and the queue's gauges for `/metrics`.
 
 use crate::engine::Engine;
+use herald_domain::operational::Notice;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -29,10 +30,13 @@ impl Engine {
         let now = self.clock.now();
         match self.store.auto_disable(now - self.cfg.auto_disable_window, self.cfg.auto_disable_threshold, now).await {
             Ok(ids) if !ids.is_empty() => {
-                for id in &ids {
+                for (_, id) in &ids {
                     tracing::warn!(webhook_id = %id, "webhook disabled automatically: failing deliveries, none delivered");
                 }
                 metrics::counter!("herald_webhooks_auto_disabled_total").increment(ids.len() as u64);
+                let failing = herald_domain::DisabledReason::Failing;
+                let notices = ids.into_iter().map(|(account, id)| (account, Notice::webhook_disabled(&id, failing)));
+                self.notify(notices.collect()).await;
             }
             Ok(_) => {}
             Err(e) => {

@@ -1,8 +1,19 @@
 //! Event type names: the built-in ones and the rules for custom ones.
 
 /// Types every account has.
-pub const BUILT_IN: &[&str] =
-    &["email.received", "email.sent", "email.pending_approval", "email.approved", "email.rejected", "webhook.test"];
+pub const BUILT_IN: &[&str] = &[
+    "email.received",
+    "email.sent",
+    "email.pending_approval",
+    "email.approved",
+    "email.rejected",
+    "webhook.test",
+    // Operational events (`crate::operational`): published by Herald only.
+    "webhook.disabled",
+    "webhook.enabled",
+    "delivery.failed",
+    "secret.rotated",
+];
 
 /// A syntactically valid event type name: dot-separated segments of `[a-z0-9_-]`, ≤ 100 chars.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod inbound;
 pub mod ip_policy;
 pub mod mail;
+pub mod operational;
 pub mod portal_token;
 pub mod retry;
 pub mod signing;

@@ -189,6 +189,13 @@ impl Application {
             },
         )?;
         let retry = settings.retry_policy();
+        let fanout = FanoutRules {
+            max_attempts: retry.max_attempts(),
+            event_ttl: settings.retention,
+            delivery_ttl: settings.retention,
+            // A key is remembered by its event: no longer than the event is kept.
+            idempotency_window: FanoutRules::default().idempotency_window.min(settings.retention),
+        };
         let engine = Engine::new(
             store.clone(),
             Arc::new(sender),
@@ -205,16 +212,10 @@ impl Application {
                 janitor_interval: settings.janitor_interval,
                 metrics_per_webhook: settings.metrics_per_webhook,
                 gauges_interval: settings.queue_gauges_interval,
+                fanout: fanout.clone(),
                 ..EngineConfig::default()
             },
         );
-        let fanout = FanoutRules {
-            max_attempts: retry.max_attempts(),
-            event_ttl: settings.retention,
-            delivery_ttl: settings.retention,
-            // A key is remembered by its event: no longer than the event is kept.
-            idempotency_window: FanoutRules::default().idempotency_window.min(settings.retention),
-        };
         let authenticator = herald_mail::Authenticator::new(settings.dns_server)
             .map_err(|e| anyhow::anyhow!("mail authentication: {e}"))?;
         let app = Herald::new(

@@ -4,7 +4,7 @@
 use crate::rows::*;
 use crate::{PgStore, notify, unavailable};
 use async_trait::async_trait;
-use herald_domain::{DeliveryId, EventId, WebhookId, to_millis};
+use herald_domain::{AccountId, DeliveryId, EventId, WebhookId, to_millis};
 use herald_store::*;
 use std::time::Duration;
 use time::OffsetDateTime;
@@ -78,7 +78,7 @@ impl Queue for PgStore {
              RETURNING d.id, d.webhook_id, d.event_id, d.event_type, d.attempts, d.max_attempts, d.lease_token, \
                COALESCE(d.body, (SELECT e.payload FROM events e WHERE e.id = d.event_id)), \
                w.url, w.secret, w.previous_secrets, d.agent IS NOT NULL, \
-               (SELECT m.raw FROM messages m WHERE m.id = d.message_id), picked.free",
+               (SELECT m.raw FROM messages m WHERE m.id = d.message_id), picked.free, d.account_id",
         )
         .bind(now_ms)
         .bind(&locked)
@@ -117,6 +117,7 @@ impl Queue for PgStore {
                 Ok(Claimed {
                     delivery_id: DeliveryId::from_trusted(get(r, 0)?),
                     webhook_id: WebhookId::from_trusted(wh),
+                    account_id: AccountId::from_trusted(get(r, 14)?),
                     event_id: EventId::from_trusted(get(r, 2)?),
                     event_type: get(r, 3)?,
                     url,

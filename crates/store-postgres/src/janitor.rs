@@ -3,7 +3,7 @@
 use crate::rows::*;
 use crate::{PgStore, unavailable};
 use async_trait::async_trait;
-use herald_domain::{WebhookId, to_millis};
+use herald_domain::{AccountId, WebhookId, to_millis};
 use herald_store::*;
 use time::OffsetDateTime;
 
@@ -63,12 +63,12 @@ impl Maintenance for PgStore {
         since: OffsetDateTime,
         threshold: u32,
         now: OffsetDateTime,
-    ) -> StoreResult<Vec<WebhookId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
+    ) -> StoreResult<Vec<(AccountId, WebhookId)>> {
+        let ids: Vec<(String, String)> = sqlx::query_as(
             "UPDATE webhooks SET enabled = false, disabled_reason = $4, auto_disabled_at = $1, updated_at = $1 \
              WHERE enabled AND agent IS NULL AND id IN (SELECT webhook_id FROM deliveries WHERE created_at >= $2 \
                GROUP BY webhook_id HAVING COUNT(*) FILTER (WHERE status = 'failed') >= $3 AND COUNT(*) FILTER (WHERE status = 'delivered') = 0) \
-             RETURNING id",
+             RETURNING account_id, id",
         )
         .bind(to_millis(now))
         .bind(to_millis(since))
@@ -77,7 +77,7 @@ impl Maintenance for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(ids.into_iter().map(WebhookId::from_trusted).collect())
+        Ok(ids.into_iter().map(|(a, w)| (AccountId::from_trusted(a), WebhookId::from_trusted(w))).collect())
     }
 
     async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64> {

@@ -5,7 +5,7 @@ use crate::round::WriteJob;
 use crate::rows::*;
 use crate::{SqliteStore, unavailable};
 use async_trait::async_trait;
-use herald_domain::{DeliveryId, EventId, WebhookId, to_millis};
+use herald_domain::{AccountId, DeliveryId, EventId, WebhookId, to_millis};
 use herald_store::codec::SecretCipher;
 use herald_store::*;
 use sqlx::SqliteConnection;
@@ -174,7 +174,7 @@ async fn lease_rows(
                AND next_retry_at <= ? AND expires_at > ? ORDER BY next_retry_at LIMIT ? + 0) \
              RETURNING id, event_id, event_type, attempts, max_attempts, lease_token, \
                COALESCE(body, (SELECT payload FROM events e WHERE e.id = deliveries.event_id)), \
-               agent IS NOT NULL, (SELECT raw FROM messages m WHERE m.id = deliveries.message_id)",
+               agent IS NOT NULL, (SELECT raw FROM messages m WHERE m.id = deliveries.message_id), account_id",
         )
         .bind(lease_until)
         .bind(&wh)
@@ -191,6 +191,7 @@ async fn lease_rows(
             claimed.push(Claimed {
                 delivery_id: DeliveryId::from_trusted(get(r, 0)?),
                 webhook_id: WebhookId::from_trusted(wh.clone()),
+                account_id: AccountId::from_trusted(get(r, 9)?),
                 event_id: EventId::from_trusted(get(r, 1)?),
                 event_type: get(r, 2)?,
                 url: url.clone(),

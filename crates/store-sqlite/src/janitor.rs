@@ -3,7 +3,7 @@
 use crate::rows::*;
 use crate::{SqliteStore, unavailable};
 use async_trait::async_trait;
-use herald_domain::{WebhookId, to_millis};
+use herald_domain::{AccountId, WebhookId, to_millis};
 use herald_store::*;
 use time::OffsetDateTime;
 
@@ -52,7 +52,7 @@ impl Maintenance for SqliteStore {
         since: OffsetDateTime,
         threshold: u32,
         now: OffsetDateTime,
-    ) -> StoreResult<Vec<WebhookId>> {
+    ) -> StoreResult<Vec<(AccountId, WebhookId)>> {
         // The window's deliveries are counted on a READ connection: with a large table this
         // scan takes a while, and on the writer it would hold up every publish and claim.
         let failing: Vec<String> = sqlx::query_scalar(
@@ -70,11 +70,11 @@ impl Maintenance for SqliteStore {
         // A delivery recorded since the count was taken keeps its webhook enabled:
         // `last_delivered_at` is kept to within `LAST_DELIVERED_RESOLUTION_MS`, so one
         // recorded after the count shows as `last_delivered_at ≥ now − resolution`.
-        let ids: Vec<String> = sqlx::query_scalar(
+        let ids: Vec<(String, String)> = sqlx::query_as(
             "UPDATE webhooks SET enabled = 0, disabled_reason = ?4, auto_disabled_at = ?1, updated_at = ?1 \
              WHERE enabled = 1 AND agent IS NULL AND id IN (SELECT value FROM json_each(?3)) \
                AND (last_delivered_at IS NULL OR last_delivered_at < ?1 - ?5) \
-             RETURNING id",
+             RETURNING account_id, id",
         )
         .bind(to_millis(now))
         .bind(to_millis(since))
@@ -84,7 +84,7 @@ impl Maintenance for SqliteStore {
         .fetch_all(&self.write)
         .await
         .map_err(unavailable)?;
-        Ok(ids.into_iter().map(WebhookId::from_trusted).collect())
+        Ok(ids.into_iter().map(|(a, w)| (AccountId::from_trusted(a), WebhookId::from_trusted(w))).collect())
     }
 
     async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64> {

@@ -82,10 +82,11 @@ impl<T> Store for T where
 {
 }
 
-/// What the delivery engine uses: the queue, its gauges and the maintenance passes, nothing else.
-pub trait EngineStore: Queue + QueueState + Maintenance + Send + Sync + 'static {}
+/// What the delivery engine uses: the queue, its gauges, the maintenance passes, and the
+/// event log (to publish operational events), nothing else.
+pub trait EngineStore: Queue + QueueState + Maintenance + EventLog + Send + Sync + 'static {}
 
-impl<T> EngineStore for T where T: Queue + QueueState + Maintenance + Send + Sync + 'static {}
+impl<T> EngineStore for T where T: Queue + QueueState + Maintenance + EventLog + Send + Sync + 'static {}
 
 /// Liveness of the store (`/readyz`).
 #[async_trait]
@@ -338,13 +339,13 @@ pub trait Maintenance {
     /// references it), and expired portal sessions, at most `batch` rows a statement.
     async fn delete_expired(&self, now: OffsetDateTime, batch: u32) -> StoreResult<u64>;
     /// Disables every enabled webhook with ≥ `threshold` failed and no delivered deliveries
-    /// among those created since `since`; returns their ids.
+    /// among those created since `since`; returns their accounts and ids.
     async fn auto_disable(
         &self,
         since: OffsetDateTime,
         threshold: u32,
         now: OffsetDateTime,
-    ) -> StoreResult<Vec<WebhookId>>;
+    ) -> StoreResult<Vec<(AccountId, WebhookId)>>;
     /// Drops previous signing secrets whose grace has ended; returns how many webhooks changed.
     async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64>;
 }

@@ -74,6 +74,23 @@ pub struct NewEvent {
     pub created_at: OffsetDateTime,
 }
 
+impl NewEvent {
+    /// An operational event of `account` (no routing attributes, no idempotency key).
+    pub fn notice(account: &AccountId, notice: &herald_domain::operational::Notice, at: OffsetDateTime) -> Self {
+        let id = EventId::generate();
+        let data = serde_json::value::to_raw_value(&notice.data).expect("plain data serialises");
+        Self {
+            envelope: Envelope::build(&id, notice.event_type, at, &data),
+            id,
+            account_id: account.clone(),
+            event_type: notice.event_type.to_owned(),
+            routing: RoutingAttributes::default(),
+            idempotency_key: None,
+            created_at: at,
+        }
+    }
+}
+
 /// The rules a publish applies when it fans out.
 #[derive(Clone, Debug)]
 pub struct FanoutRules {
@@ -147,6 +164,8 @@ impl Attempt {
 pub struct Claimed {
     pub delivery_id: DeliveryId,
     pub webhook_id: WebhookId,
+    /// The account the delivery belongs to (for the operational events its end may cause).
+    pub account_id: AccountId,
     pub event_id: EventId,
     pub event_type: String,
     pub url: String,

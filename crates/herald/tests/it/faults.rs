@@ -309,7 +309,12 @@ impl Maintenance for Flaky {
     async fn delete_expired(&self, t: OffsetDateTime, b: u32) -> StoreResult<u64> {
         self.inner.delete_expired(t, b).await
     }
-    async fn auto_disable(&self, since: OffsetDateTime, n: u32, t: OffsetDateTime) -> StoreResult<Vec<WebhookId>> {
+    async fn auto_disable(
+        &self,
+        since: OffsetDateTime,
+        n: u32,
+        t: OffsetDateTime,
+    ) -> StoreResult<Vec<(AccountId, WebhookId)>> {
         self.inner.auto_disable(since, n, t).await
     }
     async fn prune_secrets(&self, t: OffsetDateTime) -> StoreResult<u64> {

@@ -17,6 +17,7 @@ mod keys;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod operational;
 mod pg_restart;
 mod portal;
 mod portal_browser;

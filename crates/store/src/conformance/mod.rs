@@ -305,11 +305,12 @@ pub async fn failing_webhooks_are_auto_disabled(store: &dyn Store) {
         publish(store, &acc, t0()).await;
     }
     let claimed = store.claim_due(t0(), LEASE, 100).await.unwrap();
+    assert!(claimed.iter().all(|c| c.account_id == acc), "a claim names the delivery's account");
     let fails: Vec<_> = claimed.iter().map(|c| outcome(c, Verdict::Failed { gone: false }, t0())).collect();
     store.record_outcomes(&fails, t0()).await.unwrap();
     let since = t0() - Duration::from_secs(72 * 3600);
     assert!(store.auto_disable(since, 4, t0()).await.unwrap().is_empty(), "below the threshold");
-    assert_eq!(store.auto_disable(since, 3, t0()).await.unwrap(), vec![bad.clone()]);
+    assert_eq!(store.auto_disable(since, 3, t0()).await.unwrap(), vec![(acc.clone(), bad.clone())]);
     let w = store.get_webhook(&acc, &bad).await.unwrap().unwrap();
     assert!(!w.enabled);
     assert_eq!(w.disabled_reason, Some(herald_domain::DisabledReason::Failing));
