@@ -156,6 +156,21 @@ fn without_axum_prefix(text: &str) -> String {
     text.strip_prefix("Failed to deserialize query string: ").unwrap_or(text).to_owned()
 }
 
+/// For an operation that takes no query parameters: any parameter is unknown (400).
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or("");
+        match url::form_urlencoded::parse(query.as_bytes()).next() {
+            None => Ok(NoQuery),
+            Some((name, _)) => Err(ApiError::field(&name, "unknown query parameter: this operation takes none")),
+        }
+    }
+}
+
 /// One path segment as a string. A segment that does not decode (invalid UTF-8 in its
 /// percent-encoding) names nothing here: 404.
 pub struct PathId(pub String);
