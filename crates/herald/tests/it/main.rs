@@ -16,6 +16,7 @@ mod input;
 mod keys;
 mod lifecycle;
 mod logs;
+mod openapi_contract;
 mod pg_restart;
 mod portal;
 mod portal_browser;
