@@ -6,8 +6,8 @@
 //! status, and every variant at the edge of a documented range or length accepted. Every
 //! answer must have a status the operation lists, its documented content type, a body that
 //! matches the documented schema (with no undocumented field) and the documented headers.
-//! Without a key every authenticated operation answers a documented 401; a method a path
-//! does not list answers 405.
+//! Without a key every authenticated operation answers a documented 401, and for an id that
+//! names nothing a documented 404; a method a path does not list answers 405.
 
 mod examples;
 mod mutations;
@@ -149,6 +149,15 @@ fn unexpected(expect: &Expect, answer: &Answer) -> Option<String> {
     }
 }
 
+/// A well-formed id (or address) of the same kind as `value` that names nothing.
+fn nothing_like(value: &str) -> String {
+    match value.split_once('_') {
+        _ if value.contains('@') => "nobody@agents.test".into(),
+        Some((prefix, _)) => format!("{prefix}_{}", "0".repeat(32)),
+        None => panic!("what kind of id is {value}?"),
+    }
+}
+
 /// The kinds of variant the walk must have sent at least once (a walk that derives nothing
 /// from the document proves nothing).
 const KINDS: &[&str] = &[
@@ -199,6 +208,19 @@ async fn walk(
             problems.push(format!("not a 401 with WWW-Authenticate: {}", answer.status));
         }
         fail("without a key", problems);
+    }
+
+    if !valid.path.is_empty() {
+        let mut ex = example(app, fx, op.id, next()).await.unwrap();
+        for (_, value) in &mut ex.path {
+            *value = nothing_like(value);
+        }
+        let answer = send(app, op, &ex, None, Sending::default()).await;
+        let mut problems = undocumented(s, op, &answer);
+        if answer.status != 404 {
+            problems.push(format!("expected 404, got {}", answer.status));
+        }
+        fail("for a resource that does not exist", problems);
     }
 
     let body_doc = &op.spec["requestBody"]["content"];
