@@ -2,8 +2,8 @@
 
 use crate::AppState;
 use crate::auth::Authed;
-use crate::dto::{AgentIn, AgentOut, AgentPatchIn, DeliveryOut, ListQuery};
-use crate::extract::{Json, MaybeJson, PathId, Query};
+use crate::dto::{AgentIn, AgentOut, AgentPatchIn, DeliveryOut, DeliveryPageQuery, ListOut};
+use crate::extract::{Json, MaybeJson, NoQuery, PathId, Query};
 use crate::lifecycle::{RotateIn, RotateOut, idempotency_key};
 use crate::problem::ApiError;
 use crate::webhooks::{list_out, page};
@@ -11,12 +11,33 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use herald_app::{AgentChange, AgentDraft};
+use serde::Deserialize;
 use std::time::Duration;
 
-#[utoipa::path(post, path = "/api/v1/agents", tag = "agents", security(("bearer" = [])), request_body = AgentIn, responses((status = 201, body = AgentOut, description = "created; signing_secret shown only here"), (status = 400, body = crate::problem::Problem, description = "invalid address, a domain not accepted here, or a refused webhook_url"), (status = 409, body = crate::problem::Problem, description = "the address is already an agent")))]
+/// A page of agents, in address order.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AgentPageQuery {
+    /// Items per page.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the page before (an address); empty or absent: the first page.
+    #[param(value_type = Option<crate::schemas::AgentAddress>)]
+    pub cursor: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/v1/agents", tag = "agents", security(("bearer" = [])),
+    request_body = AgentIn,
+    responses(
+        (status = 201, body = AgentOut, description = "created; `signing_secret` is shown only here"),
+        (status = 400, description = "invalid: also an address on a domain this server does not accept mail for (they are named), or a `webhook_url` the address policy refuses"),
+        (status = 409, description = "the address is already an agent (of any account), or the account has its maximum number of agents (1000)"),
+    ))]
 pub async fn create_agent(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     Json(input): Json<AgentIn>,
 ) -> Result<impl IntoResponse, ApiError> {
     let draft = AgentDraft {
@@ -31,15 +52,14 @@ pub async fn create_agent(
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
-#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", security(("bearer" = [])), params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<AgentOut>)))]
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents", security(("bearer" = [])),
+    params(AgentPageQuery),
+    responses((status = 200, body = ListOut<AgentOut>, description = "in address order")))]
 pub async fn list_agents(
     State(s): State<AppState>,
     Authed(account): Authed,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<AgentPageQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if q.status.is_some() {
-        return Err(ApiError::field("status", "agents have no status filter"));
-    }
     let mut p = agent_page(&q)?;
     let limit = p.limit;
     p.limit += 1;
@@ -48,31 +68,40 @@ pub async fn list_agents(
 }
 
 /// Agents page on their address, so the cursor is an address.
-fn agent_page(q: &ListQuery) -> Result<herald_store::Page, ApiError> {
-    let cursor = q.cursor.clone();
-    let mut p = page(&ListQuery { limit: q.limit, cursor: None, status: None })?;
-    if let Some(c) = cursor {
-        if c.len() > herald_domain::agent::MAX_ADDRESS_LEN || herald_domain::AgentAddress::parse(&c).is_err() {
+fn agent_page(q: &AgentPageQuery) -> Result<herald_store::Page, ApiError> {
+    let mut p = page(q.limit, None)?;
+    if let Some(c) = q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        if c.len() > herald_domain::agent::MAX_ADDRESS_LEN || herald_domain::AgentAddress::parse(c).is_err() {
             return Err(ApiError::field("cursor", "is not a cursor returned by this API"));
         }
-        p.after = Some(c);
+        p.after = Some(c.to_owned());
     }
     Ok(p)
 }
 
-#[utoipa::path(get, path = "/api/v1/agents/{address}", tag = "agents", security(("bearer" = [])), params(("address" = String, Path)), responses((status = 200, body = AgentOut), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/agents/{address}", tag = "agents", security(("bearer" = [])),
+    params(crate::schemas::AgentPath),
+    responses((status = 200, body = AgentOut, description = "the agent (never its secret)")))]
 pub async fn get_agent(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(address): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(AgentOut::from(s.app.agent(&account.id, &address).await?)))
 }
 
-#[utoipa::path(patch, path = "/api/v1/agents/{address}", tag = "agents", security(("bearer" = [])), params(("address" = String, Path)), request_body = AgentPatchIn, responses((status = 200, body = AgentOut), (status = 400, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(patch, path = "/api/v1/agents/{address}", tag = "agents", security(("bearer" = [])),
+    params(crate::schemas::AgentPath),
+    request_body = AgentPatchIn,
+    responses(
+        (status = 200, body = AgentOut, description = "changed"),
+        (status = 400, description = "invalid: also a `webhook_url` the address policy refuses"),
+    ))]
 pub async fn patch_agent(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(address): PathId,
     Json(input): Json<AgentPatchIn>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -80,20 +109,31 @@ pub async fn patch_agent(
     Ok(axum::Json(AgentOut::from(s.app.change_agent(&account.id, &address, change).await?)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/agents/{address}", tag = "agents", security(("bearer" = [])), params(("address" = String, Path)), responses((status = 204, description = "deleted; pending deliveries end as failed"), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(delete, path = "/api/v1/agents/{address}", tag = "agents", security(("bearer" = [])),
+    params(crate::schemas::AgentPath),
+    responses((status = 204, description = "deleted; its pending deliveries end as failed")))]
 pub async fn delete_agent(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(address): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     s.app.delete_agent(&account.id, &address).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/v1/agents/{address}/rotate-secret", tag = "agents", security(("bearer" = [])), params(("address" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<RotateIn>), responses((status = 200, body = RotateOut), (status = 400, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem), (status = 429, body = crate::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/agents/{address}/rotate-secret", tag = "agents", security(("bearer" = [])),
+    params(crate::schemas::AgentPath, crate::schemas::IdempotencyHeader),
+    request_body(content = Option<RotateIn>, description = "optional"),
+    responses(
+        (status = 200, body = RotateOut, description = "rotated, as for webhooks"),
+        (status = 400, description = "invalid: also a malformed `Idempotency-Key`"),
+        (status = 429, description = "too many rotations in this account (HERALD_ROTATIONS_PER_MINUTE, 10 a minute)"),
+    ))]
 pub async fn rotate_agent_secret(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(address): PathId,
     headers: HeaderMap,
     MaybeJson(body): MaybeJson<RotateIn>,
@@ -108,15 +148,17 @@ pub async fn rotate_agent_secret(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/agents/{address}/deliveries", tag = "agents", security(("bearer" = [])), params(("address" = String, Path), ("status" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<DeliveryOut>), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/agents/{address}/deliveries", tag = "agents", security(("bearer" = [])),
+    params(crate::schemas::AgentPath, DeliveryPageQuery),
+    responses((status = 200, body = ListOut<DeliveryOut>, description = "the agent's own deliveries, newest first")))]
 pub async fn list_agent_deliveries(
     State(s): State<AppState>,
     Authed(account): Authed,
     PathId(address): PathId,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<DeliveryPageQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let status = crate::deliveries::status_filter(q.status.as_deref())?;
-    let mut p = page(&q)?;
+    let mut p = page(q.limit, q.cursor.as_deref())?;
     let limit = p.limit;
     p.limit += 1;
     let rows = s.app.agent_deliveries(&account.id, &address, status, p).await?;

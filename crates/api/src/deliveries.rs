@@ -2,8 +2,8 @@
 
 use crate::AppState;
 use crate::auth::Authed;
-use crate::dto::{AttemptOut, DeliveryOut, ListQuery};
-use crate::extract::{PathId, Query};
+use crate::dto::{AttemptOut, DeliveryOut, DeliveryPageQuery, ListOut};
+use crate::extract::{NoQuery, PathId, Query};
 use crate::problem::ApiError;
 use crate::webhooks::{list_out, page, webhook_id};
 use axum::extract::State;
@@ -11,16 +11,18 @@ use axum::response::IntoResponse;
 use herald_domain::{DeliveryId, DeliveryStatus};
 use herald_store::DeliveryQuery;
 
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "deliveries", security(("bearer" = [])), params(("id" = String, Path), ("status" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<crate::dto::DeliveryOut>), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "deliveries", security(("bearer" = [])),
+    params(crate::schemas::WebhookPath, DeliveryPageQuery),
+    responses((status = 200, body = ListOut<DeliveryOut>, description = "newest first")))]
 pub async fn list_deliveries(
     State(s): State<AppState>,
     Authed(account): Authed,
     PathId(id): PathId,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<DeliveryPageQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
     let wh = webhook_id(&id)?;
     let status = status_filter(q.status.as_deref())?;
-    let mut p = page(&q)?;
+    let mut p = page(q.limit, q.cursor.as_deref())?;
     let limit = p.limit;
     p.limit += 1;
     let query = DeliveryQuery { account: account.id, webhook: wh, status, page: p };
@@ -42,10 +44,13 @@ fn delivery_id(id: &str) -> Result<DeliveryId, ApiError> {
     DeliveryId::parse(id).ok_or(ApiError::NotFound("delivery"))
 }
 
-#[utoipa::path(get, path = "/api/v1/deliveries/{id}", tag = "deliveries", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 200, body = crate::dto::DeliveryOut, description = "with attempt_log"), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/deliveries/{id}", tag = "deliveries", security(("bearer" = [])),
+    params(crate::schemas::DeliveryPath),
+    responses((status = 200, body = DeliveryOut, description = "the delivery with its `attempt_log`")))]
 pub async fn get_delivery(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = delivery_id(&id)?;
@@ -55,10 +60,16 @@ pub async fn get_delivery(
     Ok(axum::Json(out))
 }
 
-#[utoipa::path(post, path = "/api/v1/deliveries/{id}/retry", tag = "deliveries", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 202, body = crate::dto::DeliveryOut), (status = 404, body = crate::problem::Problem), (status = 409, body = crate::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/deliveries/{id}/retry", tag = "deliveries", security(("bearer" = [])),
+    params(crate::schemas::DeliveryPath),
+    responses(
+        (status = 202, body = DeliveryOut, description = "back to `pending` with one more attempt allowed"),
+        (status = 409, description = "only a `failed` delivery whose webhook still exists can be retried"),
+    ))]
 pub async fn retry_delivery(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = delivery_id(&id)?;

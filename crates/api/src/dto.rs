@@ -5,53 +5,77 @@ use herald_store::{Agent, Attempt, Delivery, Message, Webhook};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+/// A webhook to create.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookIn {
+    #[schema(value_type = crate::schemas::TargetUrl)]
     pub url: String,
+    /// The event types to deliver: at least one, each built in or registered; duplicates
+    /// are removed.
+    #[schema(value_type = Vec<crate::schemas::EventTypeName>, min_items = 1)]
     pub events: Vec<String>,
+    /// Default empty.
     #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::Description>)]
     pub description: Option<String>,
-    #[schema(value_type = Object)]
     #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::Filters>)]
     pub filters: Option<Filters>,
+    /// Default true.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// Attempts in flight to this webhook at once; default 1.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 256)]
     pub max_in_flight: Option<u32>,
 }
 
+/// A partial change: an absent (or `null`) field keeps its value. The URL is checked
+/// again only when it changes.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookPatchIn {
+    #[schema(value_type = Option<crate::schemas::TargetUrl>)]
     pub url: Option<String>,
+    /// At least one, each built in or registered; duplicates are removed.
+    #[schema(value_type = Option<Vec<crate::schemas::EventTypeName>>, min_items = 1)]
     pub events: Option<Vec<String>>,
+    #[schema(value_type = Option<crate::schemas::Description>)]
     pub description: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<crate::schemas::Filters>)]
     pub filters: Option<Filters>,
+    /// `true` within the re-enable cooldown of an automatic disable is a 409.
     pub enabled: Option<bool>,
+    #[schema(minimum = 1, maximum = 256)]
     pub max_in_flight: Option<u32>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WebhookOut {
+    #[schema(pattern = "^wh_[0-9a-f]{32}$")]
     pub id: String,
     pub url: String,
     pub description: String,
     pub events: Vec<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::schemas::Filters)]
     pub filters: Filters,
     pub enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::DisabledReason>)]
     pub disabled_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::Rfc3339>)]
     pub auto_disabled_at: Option<String>,
     pub max_in_flight: u32,
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::Rfc3339>)]
     pub last_delivered_at: Option<String>,
     /// Only on create.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^whsec_[0-9a-f]{64}$")]
     pub signing_secret: Option<String>,
 }
 
@@ -74,34 +98,50 @@ impl From<Webhook> for WebhookOut {
     }
 }
 
+/// An event to publish.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventIn {
     #[serde(rename = "type")]
+    #[schema(value_type = crate::schemas::EventTypeName)]
     pub event_type: String,
+    /// Any JSON object: valid string escapes, at most 128 levels deep, numbers within a
+    /// double's range. Delivered byte for byte as sent.
     #[schema(value_type = Object)]
     pub data: Box<RawValue>,
+    /// The same key within 24 h answers the same event and makes no new deliveries.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub idempotency_key: Option<String>,
+    /// Routing attribute matched by `filters.agent_ids`.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 320, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub agent_id: Option<String>,
+    /// Routing attribute matched by `filters.conversation_ids`.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub conversation_id: Option<String>,
+    /// Routing attributes matched by `filters.labels`.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::schemas::Label>>, max_items = 50)]
     pub labels: Option<Vec<String>>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EventOut {
+    #[schema(pattern = "^evt_[0-9a-f]{32}$")]
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub created_at: String,
+    /// Deliveries the event fanned out to.
     pub deliveries: u32,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct DeliveryOut {
+    #[schema(pattern = "^whd_[0-9a-f]{32}$")]
     pub id: String,
     /// The webhook (absent for a per-agent delivery).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -111,6 +151,7 @@ pub struct DeliveryOut {
     pub agent: Option<String>,
     pub event_id: String,
     pub event_type: String,
+    #[schema(value_type = crate::schemas::DeliveryStatus)]
     pub status: &'static str,
     pub attempts: u32,
     pub max_attempts: u32,
@@ -119,9 +160,13 @@ pub struct DeliveryOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_status_code: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::Rfc3339>)]
     pub last_attempt_at: Option<String>,
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub next_retry_at: String,
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub created_at: String,
+    /// Only on `GET /deliveries/{id}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt_log: Option<Vec<AttemptOut>>,
 }
@@ -153,7 +198,9 @@ pub struct AttemptOut {
     /// What happened: `response`, `body_error`, `timeout`, `connect_error`, `protocol_error`,
     /// `refused_by_policy` or `not_sent` (absent for attempts recorded by older versions).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::AttemptOutcome>)]
     pub outcome: Option<&'static str>,
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub started_at: String,
     pub duration_ms: u64,
     pub status_code: u16,
@@ -181,37 +228,74 @@ impl From<Attempt> for AttemptOut {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ListOut<T> {
     pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    #[schema(required = true)]
     pub next_cursor: Option<String>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+/// A page of a list ordered by id.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page.
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the page before; empty or absent: the first page.
+    #[param(pattern = "^[A-Za-z0-9_]{0,64}$", max_length = 64)]
     pub cursor: Option<String>,
+}
+
+/// A page of a list of deliveries, optionally of one status.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryPageQuery {
+    /// Items per page.
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the page before; empty or absent: the first page.
+    #[param(pattern = "^[A-Za-z0-9_]{0,64}$", max_length = 64)]
+    pub cursor: Option<String>,
+    /// Only deliveries in this state; empty or absent: all.
+    #[param(value_type = Option<crate::schemas::DeliveryStatus>)]
     pub status: Option<String>,
 }
 
+/// An agent to create.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentIn {
+    /// Unique on the server (409 when taken).
+    #[schema(value_type = crate::schemas::AgentAddress)]
     pub address: String,
+    /// Default empty.
     #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::Description>)]
     pub name: Option<String>,
+    /// The agent's own endpoint (the per-agent `Payload` deliveries); default none.
     #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::TargetUrl>)]
     pub webhook_url: Option<String>,
+    /// Attempts in flight to the agent's endpoint at once; default 1.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 256)]
     pub max_in_flight: Option<u32>,
 }
 
+/// A partial change: an absent field keeps its value.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentPatchIn {
+    /// `null` keeps the name.
+    #[schema(value_type = Option<crate::schemas::Description>)]
     pub name: Option<String>,
     /// `null` removes the URL (deliveries wait until one is set again).
     #[serde(default, deserialize_with = "present_or_null")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::schemas::TargetUrl>)]
     pub webhook_url: Option<Option<String>>,
+    /// `null` keeps the value.
+    #[schema(minimum = 1, maximum = 256)]
     pub max_in_flight: Option<u32>,
 }
 
@@ -222,6 +306,7 @@ fn present_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Opti
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct AgentOut {
+    /// Lowercased.
     pub address: String,
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -231,10 +316,13 @@ pub struct AgentOut {
     /// after it answered `410 Gone`: set `webhook_url` again to resume).
     pub enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::DisabledReason>)]
     pub disabled_reason: Option<String>,
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub created_at: String,
     /// Only on create.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^whsec_[0-9a-f]{64}$")]
     pub signing_secret: Option<String>,
 }
 
@@ -255,19 +343,23 @@ impl From<Agent> for AgentOut {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MessageOut {
+    #[schema(pattern = "^msg_[0-9a-f]{32}$")]
     pub id: String,
     pub agent: String,
     pub conversation_id: String,
+    /// The `Message-ID` header, when the message has one.
+    #[schema(required = true)]
     pub message_id_header: Option<String>,
     pub from: String,
     pub to: Vec<String>,
     pub cc: Vec<String>,
     pub reply_to: Vec<String>,
     pub subject: String,
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub received_at: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::schemas::AuthResults)]
     pub auth: herald_domain::AuthResults,
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<crate::schemas::Attachment>)]
     pub attachments: Vec<herald_domain::Attachment>,
     pub size: u64,
 }

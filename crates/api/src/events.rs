@@ -3,7 +3,7 @@
 use crate::AppState;
 use crate::auth::Authed;
 use crate::dto::{EventIn, EventOut};
-use crate::extract::Json;
+use crate::extract::{Json, NoQuery};
 use crate::problem::ApiError;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,10 +11,16 @@ use axum::response::IntoResponse;
 use herald_app::EventDraft;
 use herald_domain::rfc3339;
 
-#[utoipa::path(post, path = "/api/v1/events", tag = "events", security(("bearer" = [])), request_body = crate::dto::EventIn, responses((status = 202, body = crate::dto::EventOut, description = "committed with all its deliveries"), (status = 400, body = crate::problem::Problem), (status = 503, body = crate::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/events", tag = "events", security(("bearer" = [])),
+    request_body = EventIn,
+    responses(
+        (status = 202, body = EventOut, description = "committed with all its deliveries (or the event of the same idempotency_key)"),
+        (status = 400, description = "invalid: also an event type that is neither built in nor registered (the allowed ones are named)"),
+    ))]
 pub async fn create_event(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     Json(input): Json<EventIn>,
 ) -> Result<impl IntoResponse, ApiError> {
     let draft = EventDraft {

@@ -21,6 +21,7 @@ mod portal_sessions;
 mod problem;
 mod ratelimit;
 mod request_log;
+mod schemas;
 mod stats;
 mod webhooks;
 

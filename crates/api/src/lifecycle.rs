@@ -2,8 +2,8 @@
 
 use crate::AppState;
 use crate::auth::Authed;
-use crate::dto::{DeliveryOut, ListOut, ListQuery};
-use crate::extract::{Json, MaybeJson, PathId, Query};
+use crate::dto::{DeliveryOut, ListOut};
+use crate::extract::{Json, MaybeJson, NoQuery, PathId, Query};
 use crate::problem::ApiError;
 use crate::webhooks::{list_out, page, webhook_id};
 use axum::extract::State;
@@ -18,15 +18,22 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// A rotation (the body is optional: empty means the defaults).
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateIn {
+    /// How long the secret being replaced keeps signing; default 86400 (24 h).
+    #[schema(minimum = 0, maximum = 604800)]
     pub grace_period_seconds: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RotateOut {
+    /// The new secret, shown only here.
+    #[schema(pattern = "^whsec_[0-9a-f]{64}$")]
     pub signing_secret: String,
+    /// When the replaced secret stops signing.
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub previous_secret_expires_at: String,
 }
 
@@ -41,10 +48,18 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
     Ok(Some(k.to_owned()))
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)), request_body(content = Option<RotateIn>), responses((status = 200, body = RotateOut), (status = 400, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem), (status = 429, body = crate::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])),
+    params(crate::schemas::WebhookPath, crate::schemas::IdempotencyHeader),
+    request_body(content = Option<RotateIn>, description = "optional"),
+    responses(
+        (status = 200, body = RotateOut, description = "rotated; every earlier secret keeps signing until its own expiry (5 kept)"),
+        (status = 400, description = "invalid: also a malformed `Idempotency-Key`"),
+        (status = 429, description = "too many rotations in this account (HERALD_ROTATIONS_PER_MINUTE, 10 a minute)"),
+    ))]
 pub async fn rotate_secret(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(id): PathId,
     headers: HeaderMap,
     MaybeJson(body): MaybeJson<RotateIn>,
@@ -61,23 +76,32 @@ pub async fn rotate_secret(
     .into_response())
 }
 
+/// A test send (the body is optional: empty means the defaults).
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestIn {
+    /// Default `webhook.test`; any type the account knows, subscribed to or not.
     #[serde(rename = "type")]
+    #[schema(value_type = Option<crate::schemas::EventTypeName>)]
     pub event_type: Option<String>,
-    #[schema(value_type = Object)]
+    /// Default `{"message":"test event from herald"}`; any JSON object, as for events.
+    #[schema(value_type = Option<Object>)]
     pub data: Option<Box<RawValue>>,
 }
 
-#[derive(Deserialize, Default)]
+/// `?wait=`
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct WaitQuery {
+    /// Wait (up to 20 s) for the first attempt and answer its outcome; default false.
     pub wait: Option<bool>,
 }
 
+/// A test send's delivery; with `?wait=true`, its first attempt's outcome.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct TestOut {
+    #[schema(pattern = "^whd_[0-9a-f]{32}$")]
     pub delivery_id: String,
     /// The message, for a message injected with `?wait=true`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -94,7 +118,16 @@ pub struct TestOut {
     pub response_body: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path), ("wait" = Option<bool>, Query)), request_body(content = Option<TestIn>), responses((status = 202, body = TestOut), (status = 200, body = TestOut, description = "with ?wait=true: the first attempt's outcome"), (status = 409, body = crate::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "webhooks", security(("bearer" = [])),
+    params(crate::schemas::WebhookPath, WaitQuery),
+    request_body(content = Option<TestIn>, description = "optional"),
+    responses(
+        (status = 202, body = TestOut, description = "enqueued (with `?wait=true`: not attempted within the wait)"),
+        (status = 200, body = TestOut, description = "with `?wait=true`: the first attempt's outcome"),
+        (status = 400, description = "invalid: also an event type the account does not know"),
+        (status = 409, description = "the webhook is disabled"),
+        (status = 429, description = "too many test sends in this account (HERALD_TEST_SENDS_PER_MINUTE, 30 a minute)"),
+    ))]
 pub async fn test_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -140,17 +173,24 @@ impl TestOut {
     }
 }
 
+/// A recovery: the window of stored events to deliver again.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoverIn {
+    /// The window's start; before `until`.
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub since: String,
+    /// The window's end (exclusive); default now.
+    #[schema(value_type = Option<crate::schemas::Rfc3339>)]
     pub until: Option<String>,
+    /// Only count; default false.
     #[serde(default)]
     pub dry_run: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RecoverOut {
+    /// Events delivered again (or, in a dry run, that would be).
     pub count: u64,
     pub dry_run: bool,
 }
@@ -159,10 +199,19 @@ fn parse_time(field: &str, v: &str) -> Result<OffsetDateTime, ApiError> {
     OffsetDateTime::parse(v, &Rfc3339).map_err(|_| ApiError::field(field, "must be an RFC 3339 time"))
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks/{id}/recover", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)), request_body = RecoverIn, responses((status = 202, body = RecoverOut), (status = 200, body = RecoverOut, description = "dry run"), (status = 429, body = crate::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/recover", tag = "webhooks", security(("bearer" = [])),
+    params(crate::schemas::WebhookPath),
+    request_body = RecoverIn,
+    responses(
+        (status = 202, body = RecoverOut, description = "the window's matching events are enqueued again"),
+        (status = 200, body = RecoverOut, description = "a dry run: counted only"),
+        (status = 400, description = "invalid: also a time that is not RFC 3339, or `since` not before `until`"),
+        (status = 429, description = "a recovery of this webhook within HERALD_RECOVER_INTERVAL (1 min), or too many in this account (HERALD_RECOVERIES_PER_MINUTE, 10 a minute; dry runs count)"),
+    ))]
 pub async fn recover_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(id): PathId,
     Json(input): Json<RecoverIn>,
 ) -> Result<Response, ApiError> {
@@ -176,22 +225,37 @@ pub async fn recover_webhook(
     Ok((status, axum::Json(RecoverOut { count, dry_run: input.dry_run })).into_response())
 }
 
-#[derive(Deserialize)]
+/// A page of the events log, optionally of one type and within a window.
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Items per page.
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the page before; empty or absent: the first page.
+    #[param(pattern = "^[A-Za-z0-9_]{0,64}$", max_length = 64)]
     pub cursor: Option<String>,
+    /// Only events of this type.
     #[serde(rename = "type")]
+    #[param(value_type = Option<crate::schemas::EventTypeName>)]
     pub event_type: Option<String>,
+    /// Only events created at or after this time.
+    #[param(value_type = Option<crate::schemas::Rfc3339>)]
     pub since: Option<String>,
+    /// Only events created before this time.
+    #[param(value_type = Option<crate::schemas::Rfc3339>)]
     pub until: Option<String>,
 }
 
+/// An event of the log.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct EventLogOut {
+    #[schema(pattern = "^evt_[0-9a-f]{32}$")]
     pub id: String,
     #[serde(rename = "type")]
     pub event_type: String,
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub created_at: String,
     pub deliveries: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -201,6 +265,7 @@ pub struct EventLogOut {
     pub labels: Vec<String>,
     #[schema(value_type = Object)]
     pub data: Box<RawValue>,
+    /// Only on `GET /events/{id}`: the deliveries it made.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_log: Option<Vec<DeliveryOut>>,
 }
@@ -226,13 +291,15 @@ fn event_out(e: herald_store::Event) -> EventLogOut {
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/events", tag = "events", security(("bearer" = [])), params(("type" = Option<String>, Query), ("since" = Option<String>, Query), ("until" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<EventLogOut>), (status = 400, body = crate::problem::Problem, description = "a malformed type, time, limit or cursor")))]
+#[utoipa::path(get, path = "/api/v1/events", tag = "events", security(("bearer" = [])),
+    params(EventsQuery),
+    responses((status = 200, body = ListOut<EventLogOut>, description = "newest first (kept 30 days)")))]
 pub async fn list_events(
     State(s): State<AppState>,
     Authed(account): Authed,
     Query(q): Query<EventsQuery>,
 ) -> Result<axum::Json<ListOut<EventLogOut>>, ApiError> {
-    let mut p = page(&ListQuery { limit: q.limit, cursor: q.cursor.clone(), status: None })?;
+    let mut p = page(q.limit, q.cursor.as_deref())?;
     let filter = EventFilter {
         event_type: q.event_type.clone(),
         since: q.since.as_deref().map(|v| parse_time("since", v)).transpose()?,
@@ -244,10 +311,13 @@ pub async fn list_events(
     Ok(axum::Json(list_out(rows, limit, |e| e.id.to_string(), event_out)))
 }
 
-#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 200, body = EventLogOut, description = "with delivery_log"), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", security(("bearer" = [])),
+    params(crate::schemas::EventPath),
+    responses((status = 200, body = EventLogOut, description = "the event with its `delivery_log`")))]
 pub async fn get_event(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(id): PathId,
 ) -> Result<axum::Json<EventLogOut>, ApiError> {
     let id = EventId::parse(&id).ok_or(ApiError::NotFound("event"))?;
@@ -257,11 +327,16 @@ pub async fn get_event(
     Ok(axum::Json(out))
 }
 
+/// A custom event type to register.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventTypeIn {
+    /// Not a built-in name.
+    #[schema(value_type = crate::schemas::EventTypeName)]
     pub name: String,
+    /// Default empty.
     #[serde(default)]
+    #[schema(value_type = crate::schemas::Description)]
     pub description: String,
 }
 
@@ -270,23 +345,34 @@ pub struct EventTypeOut {
     pub name: String,
     pub description: String,
     pub built_in: bool,
+    /// Absent for built-in types.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::Rfc3339>)]
     pub created_at: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/event-types", tag = "events", security(("bearer" = [])), responses((status = 200, body = crate::dto::ListOut<EventTypeOut>)))]
+#[utoipa::path(get, path = "/api/v1/event-types", tag = "events", security(("bearer" = [])),
+    responses((status = 200, body = ListOut<EventTypeOut>, description = "built-in types first, then the account's own; one page")))]
 pub async fn list_event_types(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
 ) -> Result<axum::Json<ListOut<EventTypeOut>>, ApiError> {
     let items = s.app.event_types(&account.id).await?.into_iter().map(EventTypeOut::from).collect();
     Ok(axum::Json(ListOut { items, next_cursor: None }))
 }
 
-#[utoipa::path(post, path = "/api/v1/event-types", tag = "events", security(("bearer" = [])), request_body = EventTypeIn, responses((status = 201, body = EventTypeOut), (status = 409, body = crate::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/event-types", tag = "events", security(("bearer" = [])),
+    request_body = EventTypeIn,
+    responses(
+        (status = 201, body = EventTypeOut, description = "registered"),
+        (status = 400, description = "invalid: also a built-in name"),
+        (status = 409, description = "the account already has this type"),
+    ))]
 pub async fn create_event_type(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     Json(input): Json<EventTypeIn>,
 ) -> Result<impl IntoResponse, ApiError> {
     let created = s.app.create_event_type(&account.id, &input.name, &input.description).await?;

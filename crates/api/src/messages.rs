@@ -3,8 +3,8 @@
 
 use crate::AppState;
 use crate::auth::Authed;
-use crate::dto::{ListQuery, MessageOut};
-use crate::extract::{PathId, Query};
+use crate::dto::{ListOut, MessageOut, PageQuery};
+use crate::extract::{NoQuery, PathId, Query};
 use crate::lifecycle::{TestOut, WaitQuery};
 use crate::problem::ApiError;
 use crate::webhooks::{list_out, page};
@@ -17,14 +17,25 @@ use serde::Serialize;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct InjectOut {
+    #[schema(pattern = "^msg_[0-9a-f]{32}$")]
     pub message_id: String,
+    /// The agent's own delivery (none without a `webhook_url`, or for a duplicate).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^whd_[0-9a-f]{32}$")]
     pub delivery_id: Option<String>,
     /// True when the same message had already reached the agent: nothing new was made.
     pub duplicate: bool,
 }
 
-#[utoipa::path(post, path = "/api/v1/agents/{address}/messages", tag = "messages", security(("bearer" = [])), params(("address" = String, Path), ("wait" = Option<bool>, Query)), request_body(content = String, content_type = "message/rfc822", description = "a raw RFC 5322 message"), responses((status = 202, body = InjectOut, description = "stored; the agent's delivery runs"), (status = 200, body = TestOut, description = "with ?wait=true: the first attempt of the agent's own delivery"), (status = 400, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem), (status = 413, body = crate::problem::Problem), (status = 415, body = crate::problem::Problem), (status = 429, body = crate::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/agents/{address}/messages", tag = "messages", security(("bearer" = [])),
+    params(crate::schemas::AgentPath, WaitQuery),
+    request_body(content = String, content_type = "message/rfc822", description = "a raw RFC 5322 message"),
+    responses(
+        (status = 202, body = InjectOut, description = "stored; the agent's delivery runs (with `?wait=true`: none was attempted within the wait)"),
+        (status = 200, body = TestOut, description = "with `?wait=true`: the first attempt of the agent's own delivery"),
+        (status = 400, description = "invalid: also a message that does not parse (field `message`)"),
+        (status = 429, description = "too many messages injected in this account (HERALD_INJECTS_PER_MINUTE, 600 a minute)"),
+    ))]
 pub async fn inject_message(
     State(s): State<AppState>,
     Authed(account): Authed,
@@ -60,36 +71,41 @@ pub async fn inject_message(
     Ok((StatusCode::ACCEPTED, axum::Json(out)).into_response())
 }
 
-#[utoipa::path(get, path = "/api/v1/agents/{address}/messages", tag = "messages", security(("bearer" = [])), params(("address" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<MessageOut>), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/agents/{address}/messages", tag = "messages", security(("bearer" = [])),
+    params(crate::schemas::AgentPath, PageQuery),
+    responses((status = 200, body = ListOut<MessageOut>, description = "newest first (kept 30 days)")))]
 pub async fn list_messages(
     State(s): State<AppState>,
     Authed(account): Authed,
     PathId(address): PathId,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if q.status.is_some() {
-        return Err(ApiError::field("status", "messages have no status filter"));
-    }
-    let mut p = page(&q)?;
+    let mut p = page(q.limit, q.cursor.as_deref())?;
     let limit = p.limit;
     p.limit += 1;
     let rows = s.app.messages(&account.id, &address, p).await?;
     Ok(axum::Json(list_out(rows, limit, |m| m.id.to_string(), MessageOut::from)))
 }
 
-#[utoipa::path(get, path = "/api/v1/messages/{id}", tag = "messages", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 200, body = MessageOut), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/messages/{id}", tag = "messages", security(("bearer" = [])),
+    params(crate::schemas::MessagePath),
+    responses((status = 200, body = MessageOut, description = "the message as parsed")))]
 pub async fn get_message(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     Ok(axum::Json(MessageOut::from(s.app.message(&account.id, &id).await?)))
 }
 
-#[utoipa::path(get, path = "/api/v1/messages/{id}/raw", tag = "messages", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 200, content_type = "message/rfc822", body = String, description = "the message as stored (with the Authentication-Results header added)"), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/messages/{id}/raw", tag = "messages", security(("bearer" = [])),
+    params(crate::schemas::MessagePath),
+    responses((status = 200, content_type = "message/rfc822", body = String, description = "the message as stored (with the Authentication-Results header added)")))]
 pub async fn get_raw_message(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let raw = s.app.raw_message(&account.id, &id).await?;

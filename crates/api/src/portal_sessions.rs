@@ -3,7 +3,7 @@
 
 use crate::AppState;
 use crate::auth::Authed;
-use crate::extract::MaybeJson;
+use crate::extract::{MaybeJson, NoQuery};
 use crate::problem::ApiError;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PortalSessionIn {
-    /// How long the link (and the session it opens) lives: 1..86400, default 3600.
+    /// How long the link (and the session it opens) lives; default 3600.
+    #[schema(minimum = 1, maximum = 86400)]
     pub expires_in_seconds: Option<u64>,
     /// A read-only session sees everything and changes nothing.
     #[serde(default)]
@@ -23,7 +24,9 @@ pub struct PortalSessionIn {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PortalSessionOut {
     /// Open once: it sets the session cookie and redirects to the portal.
+    #[schema(format = "uri")]
     pub url: String,
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub expires_at: String,
 }
 
@@ -33,11 +36,12 @@ pub fn portal_link(public_url: &str, token: &str) -> String {
 }
 
 #[utoipa::path(post, path = "/api/v1/portal-sessions", tag = "portal", security(("bearer" = [])),
-    request_body(content = Option<PortalSessionIn>),
-    responses((status = 201, body = PortalSessionOut), (status = 400, body = crate::problem::Problem)))]
+    request_body(content = Option<PortalSessionIn>, description = "optional"),
+    responses((status = 201, body = PortalSessionOut, description = "a one-time link into the portal")))]
 pub async fn create_portal_session(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     MaybeJson(body): MaybeJson<PortalSessionIn>,
 ) -> Result<(StatusCode, axum::Json<PortalSessionOut>), ApiError> {
     let input = body.unwrap_or_default();

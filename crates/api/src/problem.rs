@@ -8,7 +8,10 @@ use serde::Serialize;
 /// One invalid field.
 #[derive(Debug, Serialize, Clone, utoipa::ToSchema)]
 pub struct FieldError {
+    /// The field or query parameter: its path for a nested one (`filters.labels`,
+    /// `events[0]`), `body` for the body as a whole.
     pub field: String,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -79,15 +82,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// RFC 9457 problem details.
+/// RFC 9457 problem details: the body of every error answer.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct Problem<'a> {
+    /// Stable: one per kind of problem.
     #[serde(rename = "type")]
+    #[schema(
+        pattern = "^/problems/(validation|bad-request|unauthorized|not-found|method-not-allowed|conflict|too-large|unsupported-media-type|rate-limited|unavailable|internal)$"
+    )]
     kind: String,
+    /// The kind of problem, for a person.
     title: &'a str,
+    /// The HTTP status of the answer.
+    #[schema(minimum = 400, maximum = 599)]
     status: u16,
+    /// This occurrence, for a person.
     detail: String,
+    /// Only in a `/problems/validation`: every invalid field.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, min_items = 1)]
     errors: Option<Vec<FieldError>>,
 }
 

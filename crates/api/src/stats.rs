@@ -12,29 +12,48 @@ use herald_domain::rfc3339;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Deserialize, Default)]
+/// The window and the bucket length, as durations like `24h`, `90m` or `7d` (units `s`,
+/// `m`, `h`, `d`, `w` and their longer names; parts may be combined: `1h 30m`).
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
+    /// How far back: 1m..31d, a whole number of buckets; default 24h.
+    #[param(
+        pattern = "^ *[0-9]+ *(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|wks?|weeks?)( *[0-9]+ *(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|wks?|weeks?))* *$",
+        example = "24h"
+    )]
     pub window: Option<String>,
+    /// The bucket length: whole seconds, at least 1m, at most the window, at most 1000
+    /// buckets in the window; default 1h.
+    #[param(
+        pattern = "^ *[0-9]+ *(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|wks?|weeks?)( *[0-9]+ *(s|secs?|seconds?|m|mins?|minutes?|h|hrs?|hours?|d|days?|w|wks?|weeks?))* *$",
+        example = "1h"
+    )]
     pub bucket: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct StatsBucketOut {
     /// The bucket's start (RFC 3339 UTC); it ends where the next one starts.
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub start: String,
     /// Attempts the endpoint answered with 2xx.
     pub delivered: u64,
     /// Attempts that failed: another status, a timeout, a refused connection.
     pub failed: u64,
     /// Attempt duration percentiles in milliseconds; null without attempts.
+    #[schema(required = true)]
     pub p50_ms: Option<u64>,
+    #[schema(required = true)]
     pub p99_ms: Option<u64>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct StatsOut {
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub since: String,
+    #[schema(value_type = crate::schemas::Rfc3339)]
     pub until: String,
     pub window_seconds: u64,
     pub bucket_seconds: u64,
@@ -73,9 +92,11 @@ pub(crate) fn duration_param(field: &str, v: Option<&str>, default: Duration) ->
 }
 
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/stats", tag = "webhooks", security(("bearer" = [])),
-    params(("id" = String, Path), ("window" = Option<String>, Query, description = "how far back, e.g. 24h (default), at most 31d"),
-           ("bucket" = Option<String>, Query, description = "bucket length, e.g. 1h (default), at least 1m; at most 1000 buckets")),
-    responses((status = 200, body = StatsOut), (status = 400, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem)))]
+    params(crate::schemas::WebhookPath, StatsQuery),
+    responses(
+        (status = 200, body = StatsOut, description = "the webhook's attempts per bucket"),
+        (status = 400, description = "invalid: also a window or bucket out of its bounds"),
+    ))]
 pub async fn webhook_stats(
     State(s): State<AppState>,
     Authed(account): Authed,

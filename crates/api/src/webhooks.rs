@@ -2,8 +2,8 @@
 
 use crate::AppState;
 use crate::auth::Authed;
-use crate::dto::{ListOut, ListQuery, WebhookIn, WebhookOut, WebhookPatchIn};
-use crate::extract::{Json, PathId, Query};
+use crate::dto::{ListOut, PageQuery, WebhookIn, WebhookOut, WebhookPatchIn};
+use crate::extract::{Json, NoQuery, PathId, Query};
 use crate::problem::ApiError;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,17 +12,20 @@ use herald_app::{WebhookChange, WebhookDraft};
 use herald_domain::WebhookId;
 use herald_store::Page;
 
-pub(crate) fn page(q: &ListQuery) -> Result<Page, ApiError> {
-    let limit = q.limit.unwrap_or(20);
+/// The page a list asks for: `limit` 1..100 (default 20); `cursor` a `next_cursor` of
+/// this API, empty meaning the first page.
+pub(crate) fn page(limit: Option<u32>, cursor: Option<&str>) -> Result<Page, ApiError> {
+    let limit = limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 100"));
     }
-    if let Some(c) = &q.cursor
+    let after = cursor.filter(|c| !c.is_empty());
+    if let Some(c) = after
         && (c.len() > 64 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
     {
         return Err(ApiError::field("cursor", "is not a cursor returned by this API"));
     }
-    Ok(Page { after: q.cursor.clone(), limit })
+    Ok(Page { after: after.map(str::to_owned), limit })
 }
 
 /// Builds a list response from one extra row fetched to know whether a next page exists.
@@ -41,10 +44,17 @@ pub(crate) fn list_out<T, O>(
     ListOut { items: rows.into_iter().map(map).collect(), next_cursor }
 }
 
-#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = [])), request_body = crate::dto::WebhookIn, responses((status = 201, body = crate::dto::WebhookOut, description = "created; signing_secret shown only here"), (status = 400, body = crate::problem::Problem), (status = 409, body = crate::problem::Problem)))]
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+    request_body = WebhookIn,
+    responses(
+        (status = 201, body = WebhookOut, description = "created; `signing_secret` is shown only here"),
+        (status = 400, description = "invalid: also an unknown event type (the allowed ones are named) or a URL the address policy refuses"),
+        (status = 409, description = "the account has its maximum number of webhooks (50 by default)"),
+    ))]
 pub async fn create_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     Json(input): Json<WebhookIn>,
 ) -> Result<impl IntoResponse, ApiError> {
     let draft = WebhookDraft {
@@ -61,16 +71,15 @@ pub async fn create_webhook(
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
-#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = [])), params(("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)), responses((status = 200, body = crate::dto::ListOut<crate::dto::WebhookOut>)))]
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
+    params(PageQuery),
+    responses((status = 200, body = ListOut<WebhookOut>, description = "newest first")))]
 pub async fn list_webhooks(
     State(s): State<AppState>,
     Authed(account): Authed,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<PageQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if q.status.is_some() {
-        return Err(ApiError::field("status", "webhooks have no status filter"));
-    }
-    let mut p = page(&q)?;
+    let mut p = page(q.limit, q.cursor.as_deref())?;
     let limit = p.limit;
     p.limit += 1;
     let rows = s.app.webhooks(&account.id, p).await?;
@@ -81,20 +90,30 @@ pub(crate) fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
     WebhookId::parse(id).ok_or(ApiError::NotFound("webhook"))
 }
 
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 200, body = crate::dto::WebhookOut), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(crate::schemas::WebhookPath),
+    responses((status = 200, body = WebhookOut, description = "the webhook (never its secret)")))]
 pub async fn get_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = webhook_id(&id)?;
     Ok(axum::Json(WebhookOut::from(s.app.webhook(&account.id, &id).await?)))
 }
 
-#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)), request_body = crate::dto::WebhookPatchIn, responses((status = 200, body = crate::dto::WebhookOut), (status = 400, body = crate::problem::Problem), (status = 404, body = crate::problem::Problem), (status = 409, body = crate::problem::Problem, description = "re-enable within the cooldown of an automatic disable")))]
+#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(crate::schemas::WebhookPath),
+    request_body = WebhookPatchIn,
+    responses(
+        (status = 200, body = WebhookOut, description = "changed"),
+        (status = 409, description = "re-enabled within the cooldown (HERALD_REENABLE_COOLDOWN, 5 min) of an automatic disable"),
+    ))]
 pub async fn patch_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(id): PathId,
     Json(input): Json<WebhookPatchIn>,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -110,10 +129,13 @@ pub async fn patch_webhook(
     Ok(axum::Json(WebhookOut::from(s.app.change_webhook(&account.id, &id, change).await?)))
 }
 
-#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])), params(("id" = String, Path)), responses((status = 204, description = "deleted; pending deliveries end as failed"), (status = 404, body = crate::problem::Problem)))]
+#[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(crate::schemas::WebhookPath),
+    responses((status = 204, description = "deleted; its pending deliveries end as failed")))]
 pub async fn delete_webhook(
     State(s): State<AppState>,
     Authed(account): Authed,
+    _: NoQuery,
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = webhook_id(&id)?;

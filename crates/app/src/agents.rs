@@ -39,7 +39,7 @@ impl Herald {
         let max_in_flight = d.max_in_flight.unwrap_or(1);
         self.check_max_in_flight(max_in_flight, &mut errs);
         let webhook_url = match &d.webhook_url {
-            Some(u) => self.check_url(u, &mut errs).await,
+            Some(u) => self.check_url("webhook_url", u, &mut errs).await,
             None => None,
         };
         let Some(address) = address.filter(|_| errs.is_empty()) else {
@@ -88,7 +88,7 @@ impl Herald {
             patch.max_in_flight = Some(m);
         }
         match c.webhook_url {
-            Some(Some(u)) => patch.webhook_url = self.check_url(&u, &mut errs).await.map(Some),
+            Some(Some(u)) => patch.webhook_url = self.check_url("webhook_url", &u, &mut errs).await.map(Some),
             Some(None) => patch.webhook_url = Some(None),
             None => {}
         }

@@ -29,7 +29,7 @@ pub use portal::{DEFAULT_PORTAL_LINK_TTL, MAX_PORTAL_LINK_TTL, OpenedSession, Po
 pub use recovery::RecoveryRequest;
 pub use stats::{StatsBucket, WebhookStats};
 pub use test_sends::{TestSend, TestSent};
-pub use webhooks::{RotateAnswer, WebhookChange, WebhookDraft};
+pub use webhooks::{MAX_GRACE, RotateAnswer, WebhookChange, WebhookDraft};
 
 use herald_domain::{AcceptedDomains, Clock, TargetUrl, UrlError};
 use herald_store::{FanoutRules, InboundRules, Store};

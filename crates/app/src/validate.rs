@@ -21,10 +21,11 @@ pub fn check_data(data: &serde_json::value::RawValue) -> Result<(), &'static str
     }
 }
 
-/// An optional short value (an id, a key): 1..=`max` bytes, no control characters.
+/// An optional short value (an id, a key): 1..=`max` characters, no control characters.
+/// Lengths count characters (Unicode scalar values), as JSON Schema's `maxLength` does.
 pub fn short_text(field: &str, v: Option<&str>, max: usize, errs: &mut Vec<FieldError>) {
     if let Some(v) = v
-        && (v.is_empty() || v.len() > max || v.chars().any(char::is_control))
+        && !is_short_text(v, max)
     {
         errs.push(FieldError {
             field: field.into(),
@@ -43,14 +44,19 @@ pub fn description(field: &str, d: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-/// Event labels: at most 50, each 1..=100 bytes without control characters.
+/// 1..=`max` characters, none of them a control character.
+fn is_short_text(v: &str, max: usize) -> bool {
+    !v.is_empty() && v.chars().count() <= max && !v.chars().any(char::is_control)
+}
+
+/// Event labels: at most 50, each 1..=100 characters without control characters.
 pub fn labels(labels: &[String], errs: &mut Vec<FieldError>) {
-    if labels.len() > 50 || labels.iter().any(|l| l.is_empty() || l.len() > 100 || l.chars().any(char::is_control)) {
+    if labels.len() > 50 || labels.iter().any(|l| !is_short_text(l, 100)) {
         errs.push(FieldError { field: "labels".into(), message: "at most 50 labels of 1..100 characters".into() });
     }
 }
 
-/// Filters: duplicates removed; at most [`MAX_FILTER_VALUES`] values of 1..=256 bytes each.
+/// Filters: duplicates removed; at most [`MAX_FILTER_VALUES`] values of 1..=256 characters each.
 pub fn filters(f: &mut Filters, errs: &mut Vec<FieldError>) {
     f.dedup();
     for (name, v) in [
@@ -61,7 +67,7 @@ pub fn filters(f: &mut Filters, errs: &mut Vec<FieldError>) {
         if v.len() > MAX_FILTER_VALUES {
             errs.push(FieldError { field: name.into(), message: format!("at most {MAX_FILTER_VALUES} values") });
         }
-        if v.iter().any(|x| x.is_empty() || x.len() > 256 || x.chars().any(char::is_control)) {
+        if v.iter().any(|x| !is_short_text(x, 256)) {
             errs.push(FieldError {
                 field: name.into(),
                 message: "values must be 1..256 characters without control characters".into(),

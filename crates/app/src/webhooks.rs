@@ -59,7 +59,7 @@ impl Herald {
         validate::filters(&mut filters, &mut errs);
         let max_in_flight = d.max_in_flight.unwrap_or(1);
         self.check_max_in_flight(max_in_flight, &mut errs);
-        let url = self.check_url(&d.url, &mut errs).await;
+        let url = self.check_url("url", &d.url, &mut errs).await;
         let Some(url) = url.filter(|_| errs.is_empty()) else {
             return Err(AppError::Invalid(errs));
         };
@@ -114,7 +114,7 @@ impl Herald {
             patch.max_in_flight = Some(m);
         }
         if let Some(url) = c.url.filter(|u| *u != current.url) {
-            patch.url = self.check_url(&url, &mut errs).await;
+            patch.url = self.check_url("url", &url, &mut errs).await;
         }
         if c.enabled == Some(true)
             && !current.enabled
@@ -232,12 +232,13 @@ impl Herald {
         }
     }
 
-    /// The URL as it will be stored (normalised), if the target policy accepts it.
-    pub(crate) async fn check_url(&self, url: &str, errs: &mut Vec<FieldError>) -> Option<String> {
+    /// The URL as it will be stored (normalised), if the target policy accepts it; if not,
+    /// an error on `field`.
+    pub(crate) async fn check_url(&self, field: &str, url: &str, errs: &mut Vec<FieldError>) -> Option<String> {
         match self.targets.check(url).await {
             Ok(u) => Some(u.as_str().to_owned()),
             Err(e) => {
-                errs.push(FieldError { field: "url".into(), message: e.to_string() });
+                errs.push(FieldError { field: field.into(), message: e.to_string() });
                 None
             }
         }

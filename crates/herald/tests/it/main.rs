@@ -17,6 +17,7 @@ mod keys;
 mod lifecycle;
 mod logs;
 mod metrics;
+mod openapi_contract;
 mod operational;
 mod pg_restart;
 mod portal;
