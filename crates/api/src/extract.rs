@@ -134,9 +134,19 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 /// Which parameter of `query` is wrong: the first one given twice, or the first one that is
 /// refused on its own.
 fn query_error<T: DeserializeOwned>(query: &str, whole: &str) -> FieldError {
-    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
-    for (i, (name, _)) in pairs.iter().enumerate() {
-        if pairs[..i].iter().any(|(seen, _)| seen == name) {
+    // No operation has this many parameters: name the first one past it, without looking
+    // at each of thousands (each is deserialised alone below).
+    const MOST: usize = 32;
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .take(MOST + 1)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if let Some((name, _)) = pairs.get(MOST) {
+        return FieldError { field: name.clone(), message: format!("more than {MOST} query parameters") };
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (name, _) in &pairs {
+        if !seen.insert(name.as_str()) {
             return FieldError { field: name.clone(), message: "is given more than once".into() };
         }
     }

@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 
 /// An event type name: dot-separated segments of a-z, 0-9, `_` and `-`. Where a type is
 /// used (publish, subscribe, test) it must also be built in or registered by the account
-/// (400 otherwise, naming the allowed ones).
+/// (400 otherwise, naming the allowed ones). The operational types (`webhook.disabled`,
+/// `webhook.enabled`, `delivery.failed`, `secret.rotated`) can be subscribed to; only Herald
+/// publishes them (400 on publish and test send).
 #[derive(ToSchema)]
 #[schema(pattern = "^[a-z0-9_-]+(\\.[a-z0-9_-]+)*$", min_length = 1, max_length = 100, example = "email.received")]
 pub struct EventTypeName(String);

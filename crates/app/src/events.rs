@@ -35,10 +35,7 @@ impl Herald {
         if event_type.is_none() {
             errs.push(FieldError { field: "type".into(), message: validate::unknown_type_message(&d.event_type) });
         } else if herald_domain::operational::is_operational(&d.event_type) {
-            errs.push(FieldError {
-                field: "type".into(),
-                message: format!("{:?} is an operational event type: only Herald publishes it", d.event_type),
-            });
+            errs.push(FieldError { field: "type".into(), message: validate::operational_type_message(&d.event_type) });
         }
         if let Err(m) = validate::check_data(&d.data) {
             errs.push(FieldError { field: "data".into(), message: m.into() });

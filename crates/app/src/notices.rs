@@ -12,8 +12,11 @@ impl Herald {
     /// (the change stays visible through the API).
     pub(crate) async fn notify(&self, account: &AccountId, notice: Notice) {
         let event = NewEvent::notice(account, &notice, self.clock.now());
-        if let Err(e) = self.store.publish(event, &self.config.fanout).await {
-            tracing::error!(error = %herald_store::error_chain(&e), event_type = notice.event_type, "an operational event could not be published");
+        match self.store.publish(event, &self.config.fanout).await {
+            Ok(p) => crate::events::count_published("herald", p.deliveries),
+            Err(e) => {
+                tracing::error!(error = %herald_store::error_chain(&e), event_type = notice.event_type, "an operational event could not be published")
+            }
         }
     }
 }

@@ -42,6 +42,9 @@ impl Herald {
         let Some(event_type) = self.known_event_type(account, &name).await? else {
             return Err(AppError::field("type", validate::unknown_type_message(&name)));
         };
+        if herald_domain::operational::is_operational(&name) {
+            return Err(AppError::field("type", validate::operational_type_message(&name)));
+        }
         let data = match t.data {
             Some(d) => d,
             None => RawValue::from_string(r#"{"message":"test event from herald"}"#.into()).expect("valid JSON"),
@@ -61,6 +64,7 @@ impl Herald {
         };
         let delivery_id =
             self.store.enqueue_direct(webhook, new, &self.config.fanout).await?.ok_or(AppError::NotFound("webhook"))?;
+        crate::events::count_published("test", 1);
         let first_attempt = if t.wait { self.first_attempt(account, &delivery_id).await? } else { None };
         Ok(TestSent { delivery_id, first_attempt })
     }

@@ -76,6 +76,11 @@ pub fn filters(f: &mut Filters, errs: &mut Vec<FieldError>) {
     }
 }
 
+/// The message for an operational type sent by someone else than Herald.
+pub fn operational_type_message(name: &str) -> String {
+    format!("{name:?} is an operational event type: only Herald publishes it")
+}
+
 /// The message for a type that is neither built in nor registered.
 pub fn unknown_type_message(name: &str) -> String {
     format!("unknown event type {name:?}; allowed: {} or one of the account's registered types", BUILT_IN.join(", "))

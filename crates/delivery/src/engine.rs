@@ -1,4 +1,4 @@
-//! The dispatcher, the outcome recorder and the janitor.
+//! The dispatcher and the outcome recorder (the periodic passes are in `maintenance`).
 //!
 //! The dispatcher claims only as many rows as it has free global slots, and the store
 //! only hands out rows of webhooks below their own cap, so a webhook at its cap never
@@ -120,7 +120,9 @@ impl Engine {
         let tracker = TaskTracker::new();
         let this = Arc::new(self);
         let (tx, rx) = mpsc::unbounded_channel();
-        tracker.spawn(this.clone().record_loop(rx, cancel.clone()));
+        let (notices_tx, notices_rx) = mpsc::channel(notices::QUEUED_BATCHES);
+        tracker.spawn(this.clone().record_loop(rx, notices_tx, cancel.clone()));
+        tracker.spawn(this.clone().notice_loop(notices_rx));
         tracker.spawn(this.clone().janitor_loop(cancel.clone()));
         tracker.spawn(this.clone().maintenance_loop(cancel.clone()));
         tracker.spawn(this.clone().gauges_loop(cancel.clone()));
@@ -134,6 +136,7 @@ impl Engine {
         outcomes: mpsc::UnboundedSender<(Outcome, About)>,
     ) {
         let slots = Arc::new(Semaphore::new(self.cfg.max_in_flight));
+        crate::telemetry::slots_start(self.cfg.max_in_flight);
         let attempts = TaskTracker::new();
         let inflight: Inflight = Arc::default();
         let signal = self.store.work_signal();
@@ -174,17 +177,16 @@ impl Engine {
                 }
             };
             let full = claimed.len() as u32 == want;
-            let max = self.cfg.max_in_flight;
             let claimed_some = !claimed.is_empty();
             for c in claimed {
                 let permit = slots.clone().try_acquire_owned().expect("claimed no more rows than free slots");
+                crate::telemetry::slot_taken();
                 lock(&inflight).insert(c.delivery_id.clone(), c.lease_token.clone());
                 let this = self.clone();
                 let tx = outcomes.clone();
                 let inflight = inflight.clone();
                 let signal = signal.clone();
                 let filled_webhook = c.filled_webhook;
-                let slots = slots.clone();
                 // One span per attempt: every line it logs names the delivery.
                 let span = tracing::debug_span!(
                     "attempt",
@@ -206,7 +208,7 @@ impl Engine {
                         lock(&inflight).remove(&outcome.delivery_id);
                         lock(&this.finished).insert(outcome.delivery_id.clone(), outcome.lease_token.clone());
                         drop(permit);
-                        crate::telemetry::slots(max, slots.available_permits());
+                        crate::telemetry::slot_freed();
                         if filled_webhook {
                             // Its slot is free now, not only once the outcome is recorded.
                             signal.raise();
@@ -216,7 +218,6 @@ impl Engine {
                     .instrument(span),
                 );
             }
-            crate::telemetry::slots(max, slots.available_permits());
             if full {
                 continue;
             }
@@ -303,11 +304,12 @@ impl Engine {
     async fn record_loop(
         self: Arc<Self>,
         mut rx: mpsc::UnboundedReceiver<(Outcome, About)>,
+        notices_tx: mpsc::Sender<Vec<(herald_domain::AccountId, herald_domain::operational::Notice)>>,
         cancel: CancellationToken,
     ) {
         let mut batch = Vec::new();
         while rx.recv_many(&mut batch, 512).await > 0 {
-            let applied = self.record(batch.iter().map(|(o, _)| o.clone()).collect(), &cancel).await;
+            let (applied, gone) = self.record(batch.iter().map(|(o, _)| o.clone()).collect(), &cancel).await;
             // Recorded (or given up on: the lease then expires) — no longer the claims' concern.
             {
                 let mut finished = lock(&self.finished);
@@ -319,24 +321,39 @@ impl Engine {
             }
             let notices = notices::after_outcomes(
                 batch.iter().filter(|(o, _)| applied.contains(&o.delivery_id)).map(|(o, a)| (o, a)),
+                &gone,
             );
             batch.clear();
             if !notices.is_empty() {
-                self.notify(notices).await;
+                // Published by their own task, in order: recording never waits for them. When
+                // that task falls this far behind (a store that fails, a storm of failures),
+                // notices are dropped and counted rather than queued without bound.
+                if let Err(mpsc::error::TrySendError::Full(dropped)) = notices_tx.try_send(notices) {
+                    crate::telemetry::notices_dropped(dropped.len());
+                    tracing::warn!(count = dropped.len(), "operational events dropped: their publisher is behind");
+                }
             }
         }
     }
 
-    /// Records `batch`; returns the deliveries whose outcomes applied.
-    async fn record(&self, batch: Vec<Outcome>, cancel: &CancellationToken) -> HashSet<DeliveryId> {
+    /// Records `batch`; returns the deliveries whose outcomes applied and the webhooks it
+    /// disabled as gone.
+    async fn record(
+        &self,
+        batch: Vec<Outcome>,
+        cancel: &CancellationToken,
+    ) -> (HashSet<DeliveryId>, HashSet<herald_domain::WebhookId>) {
         let mut applied_ids = HashSet::new();
+        let mut gone = HashSet::new();
         // Each part, and whether it was already stripped of the receiver's text.
         let mut parts: Vec<(Vec<Outcome>, bool)> = vec![(batch, false)];
         let mut failures = 0u32;
         let mut failing_since: Option<tokio::time::Instant> = None;
         while let Some((mut part, stripped)) = parts.pop() {
-            let err = match self.store.record_outcomes(&part, self.clock.now()).await {
-                Ok(applied) => {
+            let err = match self.store.record_batch(&part, self.clock.now()).await {
+                Ok(recorded) => {
+                    let applied = recorded.applied;
+                    gone.extend(recorded.disabled_gone);
                     (failures, failing_since) = (0, None);
                     applied_ids
                         .extend(part.iter().zip(&applied).filter(|(_, a)| **a).map(|(o, _)| o.delivery_id.clone()));
@@ -381,7 +398,7 @@ impl Engine {
             if give_up {
                 let left = part.len() + parts.iter().map(|(p, _)| p.len()).sum::<usize>();
                 tracing::error!(error = %herald_store::error_chain(&err), outcomes = left, "giving up on recording outcomes; their leases expire and those deliveries are sent again");
-                return applied_ids;
+                return (applied_ids, gone);
             }
             tracing::warn!(error = %herald_store::error_chain(&err), failures, "recording outcomes failed; retrying");
             parts.push((part, stripped));
@@ -391,7 +408,7 @@ impl Engine {
                 _ = cancel.cancelled(), if !cancel.is_cancelled() => {}
             }
         }
-        applied_ids
+        (applied_ids, gone)
     }
 }
 

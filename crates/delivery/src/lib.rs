@@ -4,8 +4,7 @@
 //!   [`IpPolicy`](herald_domain::IpPolicy) and the connection goes to the checked address.
 //! * [`sender`]: one signed HTTP attempt, classified into an
 //!   [`AttemptOutcome`](herald_domain::AttemptOutcome).
-//! * [`engine`]: the dispatcher (global and per-webhook caps), the outcome recorder and
-//!   the janitor. Lease, deliver, record: no transaction is open across an HTTP call.
+//! * [`engine`]: the dispatcher (global and per-webhook caps) and the outcome recorder. Lease, deliver, record: no transaction is open across an HTTP call.
 //! * `maintenance`: the engine's periodic passes (expiry, auto-disable, secret pruning,
 //!   the queue's gauges); `notices`: the operational events it publishes; `telemetry`:
 //!   the engine's metrics.

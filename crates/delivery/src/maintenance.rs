@@ -58,8 +58,8 @@ impl Engine {
         }
     }
 
-    /// Refreshes the queue's gauges now and then every `gauges_interval` (one store query
-    /// each time, whatever the scrape rate).
+    /// Refreshes the queue's gauges now and then every `gauges_interval` (the store's three
+    /// gauge queries each time, whatever the scrape rate).
     pub(crate) async fn gauges_loop(self: Arc<Self>, cancel: CancellationToken) {
         loop {
             let now = self.clock.now();

@@ -5,8 +5,9 @@
 
 use crate::engine::Engine;
 use herald_domain::operational::Notice;
-use herald_domain::{AccountId, DisabledReason, EventId, Verdict};
+use herald_domain::{AccountId, DisabledReason, EventId, Verdict, WebhookId};
 use herald_store::{NewEvent, Outcome};
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// What the engine knows about a finished attempt beyond its outcome.
@@ -19,17 +20,25 @@ pub(crate) struct About {
     pub agent: bool,
 }
 
-/// Publish attempts per batch of notices before they are given up (and logged).
+/// Publish attempts per notice before it is given up (and logged).
 const TRIES: u32 = 3;
 
+/// Batches of notices (one per recorded batch of outcomes) waiting to be published; beyond
+/// it new ones are dropped and counted (`herald_notices_dropped_total`).
+pub(crate) const QUEUED_BATCHES: usize = 64;
+
 /// The notices the applied outcomes cause: `delivery.failed` for each delivery that ended
-/// failed, and `webhook.disabled` (`gone`) once per webhook whose receiver answered 410.
+/// failed, and `webhook.disabled` (`gone`) once per webhook the store reports it disabled
+/// for a 410 (`disabled_gone`: one already disabled keeps its reason and gets no notice).
 /// Agents' own deliveries cause none (their endpoint is not a webhook of the account).
-pub(crate) fn after_outcomes<'a>(applied: impl Iterator<Item = (&'a Outcome, &'a About)>) -> Vec<(AccountId, Notice)> {
+pub(crate) fn after_outcomes<'a>(
+    applied: impl Iterator<Item = (&'a Outcome, &'a About)>,
+    disabled_gone: &HashSet<WebhookId>,
+) -> Vec<(AccountId, Notice)> {
     let mut out: Vec<(AccountId, Notice)> = Vec::new();
     for (o, about) in applied.filter(|(_, a)| !a.agent) {
         let Verdict::Failed { gone } = o.verdict else { continue };
-        if gone {
+        if gone && disabled_gone.contains(&o.webhook_id) {
             let notice = Notice::webhook_disabled(&o.webhook_id, DisabledReason::Gone);
             if !out.iter().any(|(_, n)| *n == notice) {
                 out.push((about.account_id.clone(), notice));
@@ -53,6 +62,16 @@ pub(crate) fn after_outcomes<'a>(applied: impl Iterator<Item = (&'a Outcome, &'a
 }
 
 impl Engine {
+    /// Publishes the recorder's notices in the order it sends them, until it stops.
+    pub(crate) async fn notice_loop(
+        self: std::sync::Arc<Self>,
+        mut rx: tokio::sync::mpsc::Receiver<Vec<(AccountId, Notice)>>,
+    ) {
+        while let Some(notices) = rx.recv().await {
+            self.notify(notices).await;
+        }
+    }
+
     /// Publishes `notices`, each in its own transaction; a store failure is retried a few
     /// times, then the notice is logged and dropped (what it reports has happened and is
     /// visible through the API either way).
@@ -63,7 +82,10 @@ impl Engine {
             loop {
                 tries += 1;
                 match self.store.publish(event.clone(), &self.cfg.fanout).await {
-                    Ok(_) => break,
+                    Ok(p) => {
+                        crate::telemetry::notice_published(p.deliveries);
+                        break;
+                    }
                     Err(e) if tries < TRIES => {
                         tracing::warn!(error = %herald_store::error_chain(&e), event_type = notice.event_type, "publishing an operational event failed; retrying");
                         tokio::time::sleep(Duration::from_millis(200 * u64::from(tries))).await;
@@ -75,5 +97,59 @@ impl Engine {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_domain::{AttemptKind, AttemptOutcome, DeliveryId};
+
+    fn failed(webhook: &WebhookId, status: u16, gone: bool) -> Outcome {
+        Outcome {
+            delivery_id: DeliveryId::generate(),
+            webhook_id: webhook.clone(),
+            lease_token: "t".into(),
+            attempt: 3,
+            result: AttemptOutcome {
+                kind: AttemptKind::Response,
+                started_at: herald_domain::from_millis(0),
+                duration: Duration::ZERO,
+                status_code: status,
+                error: None,
+                response_body: None,
+                retry_after: None,
+            },
+            verdict: Verdict::Failed { gone },
+        }
+    }
+
+    fn about(event_type: &str, agent: bool) -> About {
+        About { account_id: AccountId::generate(), event_id: EventId::generate(), event_type: event_type.into(), agent }
+    }
+
+    #[test]
+    fn failures_are_reported_once_per_delivery_and_gone_once_per_webhook() {
+        let (w, other) = (WebhookId::generate(), WebhookId::generate());
+        let outcomes = [failed(&w, 410, true), failed(&w, 410, true), failed(&other, 500, false)];
+        let abouts = [about("order.paid", false), about("order.paid", false), about("order.paid", false)];
+        let n = after_outcomes(outcomes.iter().zip(&abouts), &HashSet::from([w.clone()]));
+        let kinds: Vec<_> = n.iter().map(|(_, n)| n.event_type).collect();
+        assert_eq!(kinds, ["webhook.disabled", "delivery.failed", "delivery.failed", "delivery.failed"]);
+        let already_disabled = after_outcomes(outcomes.iter().zip(&abouts), &HashSet::new());
+        assert!(already_disabled.iter().all(|(_, n)| n.event_type == "delivery.failed"), "{already_disabled:?}");
+        assert_eq!(n[3].1.data["last_error"], "HTTP 500");
+        assert_eq!(n[3].1.data["attempts"], 3);
+    }
+
+    #[test]
+    fn operational_test_and_agent_deliveries_end_quietly() {
+        let w = WebhookId::generate();
+        let outcomes = [failed(&w, 500, false), failed(&w, 500, false), failed(&w, 410, true)];
+        let abouts = [about("delivery.failed", false), about("webhook.test", false), about("email.received", true)];
+        let gone = HashSet::from([w.clone()]);
+        assert!(after_outcomes(outcomes.iter().zip(&abouts), &gone).is_empty());
+        let delivered = Outcome { verdict: Verdict::Delivered, ..failed(&w, 200, false) };
+        assert!(after_outcomes([(&delivered, &about("order.paid", false))].into_iter(), &gone).is_empty());
     }
 }

@@ -20,10 +20,22 @@ pub(crate) fn attempt_finished(result: &AttemptOutcome, webhook: &WebhookId, per
     }
 }
 
-/// Attempts in flight in this process and the global slots still free.
-pub(crate) fn slots(max: usize, free: usize) {
-    metrics::gauge!("herald_attempts_in_flight").set(max.saturating_sub(free) as f64);
-    metrics::gauge!("herald_delivery_slots_free").set(free as f64);
+/// No attempt in flight yet, every global slot free.
+pub(crate) fn slots_start(max: usize) {
+    metrics::gauge!("herald_attempts_in_flight").set(0.0);
+    metrics::gauge!("herald_delivery_slots_free").set(max as f64);
+}
+
+/// An attempt took a global slot (moved by one, never set from a read: no stale value wins).
+pub(crate) fn slot_taken() {
+    metrics::gauge!("herald_attempts_in_flight").increment(1.0);
+    metrics::gauge!("herald_delivery_slots_free").decrement(1.0);
+}
+
+/// An attempt's request ended and gave its slot back.
+pub(crate) fn slot_freed() {
+    metrics::gauge!("herald_attempts_in_flight").decrement(1.0);
+    metrics::gauge!("herald_delivery_slots_free").increment(1.0);
 }
 
 /// The queue as the store last counted it, at `now`.
@@ -35,4 +47,15 @@ pub(crate) fn queue(g: &QueueGauges, now: OffsetDateTime) {
         let n = g.disabled.iter().find(|(r, _)| *r == reason).map_or(0, |(_, n)| *n);
         metrics::gauge!("herald_webhooks_disabled", "reason" => reason.as_str()).set(n as f64);
     }
+}
+
+/// An operational event stored (`source="herald"`) and the deliveries its fan-out made.
+pub(crate) fn notice_published(deliveries: u32) {
+    metrics::counter!("herald_events_published_total", "source" => "herald").increment(1);
+    metrics::counter!("herald_deliveries_created_total").increment(u64::from(deliveries));
+}
+
+/// Operational events not published because their publisher was too far behind.
+pub(crate) fn notices_dropped(n: usize) {
+    metrics::counter!("herald_notices_dropped_total").increment(n as u64);
 }

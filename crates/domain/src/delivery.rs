@@ -77,6 +77,10 @@ pub enum AttemptKind {
 }
 
 impl AttemptKind {
+    /// The kinds that name an attempt's outcome class on their own (no status to class by).
+    pub const FAILURES: [Self; 5] =
+        [Self::Timeout, Self::ConnectError, Self::ProtocolError, Self::RefusedByPolicy, Self::NotSent];
+
     /// A stable name for logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {

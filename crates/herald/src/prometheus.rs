@@ -2,6 +2,7 @@
 //! described here, in one list — the README's table follows it), histogram buckets, and
 //! the upkeep that folds recorded samples so memory stays flat between scrapes.
 
+use herald_domain::AttemptKind;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
@@ -114,13 +115,24 @@ fn describe() {
 /// Counters an alert takes a rate of exist from the start, at 0 (a series that appears with
 /// its first increment hides that increment from `rate()`).
 fn start_at_zero() {
-    for source in ["api", "mail"] {
+    for source in ["api", "mail", "test", "herald"] {
         metrics::counter!("herald_events_published_total", "source" => source).increment(0);
+    }
+    for outcome in ["2xx", "3xx", "4xx", "5xx", "1xx"].into_iter().chain(AttemptKind::FAILURES.map(AttemptKind::as_str))
+    {
+        metrics::counter!("herald_attempts_total", "outcome" => outcome).increment(0);
+    }
+    for answer in ["accepted", "temporary_failure", "rejected", "rejected_too_big", "rejected_bare_lf"] {
+        metrics::counter!("herald_smtp_messages_total", "answer" => answer).increment(0);
+    }
+    for result in ["served", "refused_busy", "refused_per_address"] {
+        metrics::counter!("herald_smtp_sessions_total", "result" => result).increment(0);
     }
     metrics::counter!("herald_deliveries_created_total").increment(0);
     for kind in ["unavailable", "invalid", "corrupt"] {
         metrics::counter!("herald_store_errors_total", "kind" => kind).increment(0);
     }
     metrics::counter!("herald_janitor_deleted_rows_total").increment(0);
+    metrics::counter!("herald_notices_dropped_total").increment(0);
     metrics::counter!("herald_webhooks_auto_disabled_total").increment(0);
 }

@@ -121,7 +121,8 @@ pub struct Settings {
     #[arg(long, env = "HERALD_JANITOR_INTERVAL", default_value = "5m", value_parser = duration)]
     pub janitor_interval: Duration,
     /// How often the queue's gauges of `/metrics` (pending deliveries, the oldest due one,
-    /// disabled webhooks) are counted: one query that scans the pending deliveries' index.
+    /// disabled webhooks) are counted: three queries, one of them a count over the pending
+    /// deliveries' index, on every replica.
     #[arg(long, env = "HERALD_QUEUE_GAUGES_INTERVAL", default_value = "5s", value_parser = duration)]
     pub queue_gauges_interval: Duration,
     /// Label attempt metrics with the webhook's id: one series per webhook (mind the

@@ -134,7 +134,7 @@ impl Queue for PgStore {
             .collect()
     }
 
-    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+    async fn record_batch(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Recorded> {
         self.apply_outcomes(outcomes, now).await
     }
 

@@ -16,9 +16,10 @@ impl QueueState for PgStore {
         // One probe per enabled webhook on `deliveries_webhook_due`.
         let earliest: Option<i64> = sqlx::query_scalar(
             "SELECT MIN(n.next_retry_at) FROM webhooks w CROSS JOIN LATERAL (SELECT d.next_retry_at \
-               FROM deliveries d WHERE d.webhook_id = w.id AND d.status = 'pending' \
+               FROM deliveries d WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.expires_at > $1 \
                ORDER BY d.webhook_id, d.next_retry_at LIMIT 1) n WHERE w.enabled",
         )
+        .bind(to_millis(now))
         .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;

@@ -78,7 +78,9 @@ impl Inbox for PgStore {
                 stored = insert().execute(&mut *tx).await.map_err(unavailable)?.rows_affected() == 1;
             }
             if !stored {
-                return Err(StoreError::Unavailable("a concurrent copy of the message is being stored".into()));
+                return Err(
+                    StoreError::Unavailable("a concurrent copy of the message is being stored".into()).counted()
+                );
             }
             let deliveries = publish_in(&mut tx, &item.event, &rules.fanout).await?;
             wake |= deliveries > 0;

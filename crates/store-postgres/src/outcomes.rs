@@ -7,7 +7,7 @@ use herald_store::*;
 use time::OffsetDateTime;
 
 impl PgStore {
-    pub(crate) async fn apply_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+    pub(crate) async fn apply_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Recorded> {
         let now_ms = to_millis(now);
         let mut ids = Vec::new();
         let mut tokens = Vec::new();
@@ -84,22 +84,24 @@ impl PgStore {
             .await
             .map_err(unavailable)?;
         }
+        let mut disabled_gone = Vec::new();
         if !gone.is_empty() {
-            sqlx::query(
+            let ids: Vec<String> = sqlx::query_scalar(
                 "UPDATE webhooks SET enabled = false, disabled_reason = $3, auto_disabled_at = $1, \
-                 updated_at = $1 WHERE id = ANY($2)",
+                 updated_at = $1 WHERE enabled AND id = ANY($2) RETURNING id",
             )
             .bind(now_ms)
             .bind(&gone)
             .bind(herald_domain::DisabledReason::Gone.as_str())
-            .execute(&mut *tx)
+            .fetch_all(&mut *tx)
             .await
             .map_err(unavailable)?;
+            disabled_gone = ids.into_iter().map(herald_domain::WebhookId::from_trusted).collect();
         }
         tx.commit().await.map_err(unavailable)?;
         // Slots were freed: any replica may claim more of these webhooks.
         self.wake_local();
         self.notify_soon();
-        Ok(outcomes.iter().map(was_applied).collect())
+        Ok(Recorded { applied: outcomes.iter().map(was_applied).collect(), disabled_gone })
     }
 }

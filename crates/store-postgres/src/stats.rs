@@ -49,7 +49,8 @@ fn count_from_row(r: &PgRow) -> StoreResult<AttemptCount> {
     let bucket: i64 = get(r, 0)?;
     Ok(AttemptCount {
         // Only a window of more than 2³² buckets gets here: the request is at fault.
-        bucket: u32::try_from(bucket).map_err(|_| StoreError::Invalid(format!("attempt bucket {bucket}").into()))?,
+        bucket: u32::try_from(bucket)
+            .map_err(|_| StoreError::Invalid(format!("attempt bucket {bucket}").into()).counted())?,
         success: get::<i64>(r, 1)? != 0,
         duration_ms: get::<i64>(r, 2)?.max(0) as u64,
         count: get::<i64>(r, 3)?.max(0) as u64,

@@ -29,7 +29,7 @@ impl Queue for SqliteStore {
         self.rounds.run(|reply| WriteJob::Claim { now, lease, limit, finished, cipher, reply }).await
     }
 
-    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+    async fn record_batch(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Recorded> {
         let outcomes = outcomes.to_vec();
         self.rounds.run(|reply| WriteJob::Outcomes { outcomes, now, reply }).await
     }

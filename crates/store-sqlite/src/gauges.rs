@@ -17,9 +17,10 @@ impl QueueState for SqliteStore {
         // One probe per enabled webhook on `deliveries_webhook_due`.
         let earliest: Option<i64> = sqlx::query_scalar(
             "SELECT MIN((SELECT d.next_retry_at FROM deliveries d WHERE d.webhook_id = w.id \
-               AND d.status = 'pending' ORDER BY d.next_retry_at LIMIT 1)) \
+               AND d.status = 'pending' AND d.expires_at > ?1 ORDER BY d.next_retry_at LIMIT 1)) \
              FROM webhooks w WHERE w.enabled = 1",
         )
+        .bind(to_millis(now))
         .fetch_one(&mut *conn)
         .await
         .map_err(unavailable)?;

@@ -13,7 +13,7 @@ pub(crate) async fn record_in(
     tx: &mut sqlx::SqliteConnection,
     outcomes: &[Outcome],
     now: OffsetDateTime,
-) -> StoreResult<Vec<bool>> {
+) -> StoreResult<Recorded> {
     let now_ms = to_millis(now);
     // Set-based: one UPDATE for all outcomes (compare-and-set on id, lease token and
     // pending), one INSERT for the attempts of those that applied.
@@ -82,18 +82,20 @@ pub(crate) async fn record_in(
         .await
         .map_err(unavailable)?;
     }
+    let mut disabled_gone = Vec::new();
     if !gone.is_empty() {
-        sqlx::query(
+        let ids: Vec<String> = sqlx::query_scalar(
             "UPDATE webhooks SET enabled = 0, disabled_reason = ?, auto_disabled_at = ?, updated_at = ? \
-             WHERE id IN (SELECT value FROM json_each(?))",
+             WHERE enabled = 1 AND id IN (SELECT value FROM json_each(?)) RETURNING id",
         )
         .bind(herald_domain::DisabledReason::Gone.as_str())
         .bind(now_ms)
         .bind(now_ms)
         .bind(json(&gone))
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
+        disabled_gone = ids.into_iter().map(herald_domain::WebhookId::from_trusted).collect();
     }
-    Ok(outcomes.iter().map(was_applied).collect())
+    Ok(Recorded { applied: outcomes.iter().map(was_applied).collect(), disabled_gone })
 }

@@ -77,7 +77,8 @@ pub(crate) async fn publish_in<'a>(
             .filter(|(_, types, filters)| filters.wants(types, &new.event_type, &new.routing))
             .map(|(id, _, _)| id)
             .collect();
-        let envelope = std::str::from_utf8(new.envelope.as_bytes()).map_err(|e| StoreError::Invalid(Box::new(e)))?;
+        let envelope =
+            std::str::from_utf8(new.envelope.as_bytes()).map_err(|e| StoreError::Invalid(Box::new(e)).counted())?;
         events.push(serde_json::json!([
             new.id.as_str(),
             account,

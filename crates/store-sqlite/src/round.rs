@@ -40,7 +40,7 @@ pub(crate) enum WriteJob {
     Outcomes {
         outcomes: Vec<Outcome>,
         now: OffsetDateTime,
-        reply: oneshot::Sender<StoreResult<Vec<bool>>>,
+        reply: oneshot::Sender<StoreResult<Recorded>>,
     },
 }
 
@@ -48,7 +48,7 @@ pub(crate) enum WriteJob {
 enum Done {
     Published(Published),
     Claimed(Vec<Claimed>),
-    Recorded(Vec<bool>),
+    Recorded(Recorded),
 }
 
 /// The handle the store sends its writes through.
@@ -73,7 +73,7 @@ impl Rounds {
 }
 
 fn closed() -> StoreError {
-    StoreError::Unavailable("the store is closed".into())
+    StoreError::Unavailable("the store is closed".into()).counted()
 }
 
 /// Runs the round loop and starts it again should it ever panic: the jobs of that round see
@@ -159,16 +159,18 @@ async fn round(write: &SqlitePool, jobs: &[WriteJob]) -> StoreResult<Vec<Done>> 
 
 /// Records `outcomes`; two outcomes of one delivery (its lease was taken over) are recorded
 /// one at a time, so each is compared with the lease current at its turn.
-async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+async fn record(conn: &mut SqliteConnection, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Recorded> {
     let mut seen = std::collections::HashSet::new();
     if outcomes.iter().all(|o| seen.insert(o.delivery_id.as_str())) {
         return outcomes::record_in(conn, outcomes, now).await;
     }
-    let mut applied = Vec::with_capacity(outcomes.len());
+    let mut all = Recorded::default();
     for o in outcomes {
-        applied.extend(outcomes::record_in(conn, std::slice::from_ref(o), now).await?);
+        let one = outcomes::record_in(conn, std::slice::from_ref(o), now).await?;
+        all.applied.extend(one.applied);
+        all.disabled_gone.extend(one.disabled_gone);
     }
-    Ok(applied)
+    Ok(all)
 }
 
 /// Answers one job after its round; raises the work signal when the round made work claimable

@@ -11,8 +11,8 @@ use time::OffsetDateTime;
 pub struct QueueGauges {
     /// Pending deliveries (due, leased or scheduled for later), of every webhook.
     pub pending: u64,
-    /// The earliest `next_retry_at` at or before `now` among pending deliveries of enabled
-    /// webhooks: the oldest delivery that is due and not yet taken. `None` when nothing is
+    /// The earliest `next_retry_at` at or before `now` among unexpired pending deliveries of
+    /// enabled webhooks: the oldest delivery that is due and not yet taken. `None` when nothing is
     /// waiting (a leased delivery is not waiting: its `next_retry_at` is its lease's end).
     pub oldest_due: Option<OffsetDateTime>,
     /// Disabled webhooks by reason (agents' endpoints included; an agent without an endpoint

@@ -320,9 +320,14 @@ pub trait Queue {
         limit: u32,
         finished: &[(DeliveryId, String)],
     ) -> StoreResult<Vec<Claimed>>;
-    /// Records outcomes (compare-and-set each); returns, per outcome, whether it applied.
-    /// Raises the work signal after the commit (the engine relies on it: slots were freed).
-    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>>;
+    /// Records outcomes (compare-and-set each) in one transaction; says which applied and
+    /// which webhooks it disabled as gone. Raises the work signal after the commit (the
+    /// engine relies on it: slots were freed).
+    async fn record_batch(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Recorded>;
+    /// [`Queue::record_batch`], answering per outcome whether it applied.
+    async fn record_outcomes(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Vec<bool>> {
+        Ok(self.record_batch(outcomes, now).await?.applied)
+    }
     /// Gives leases back unattempted (shutdown): due at `now`, no attempt counted.
     async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()>;
     /// The earliest `next_retry_at` strictly after `now` among pending deliveries of enabled

@@ -191,6 +191,16 @@ pub struct Claimed {
     pub filled_webhook: bool,
 }
 
+/// What recording a batch of outcomes did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recorded {
+    /// Per outcome, whether it applied (compare-and-set on its lease).
+    pub applied: Vec<bool>,
+    /// Webhooks this batch disabled because their receiver answered 410 (each was enabled
+    /// until then: a webhook disabled before keeps its reason and is not listed).
+    pub disabled_gone: Vec<WebhookId>,
+}
+
 /// One attempt's result and what it means, recorded under the lease.
 #[derive(Clone, Debug)]
 pub struct Outcome {

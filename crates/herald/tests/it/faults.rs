@@ -282,7 +282,7 @@ impl Queue for Flaky {
         }
         Ok(claimed)
     }
-    async fn record_outcomes(&self, o: &[Outcome], t: OffsetDateTime) -> StoreResult<Vec<bool>> {
+    async fn record_batch(&self, o: &[Outcome], t: OffsetDateTime) -> StoreResult<Recorded> {
         if take(&self.faults.record_failures) {
             return Err(injected());
         }
@@ -291,7 +291,7 @@ impl Queue for Flaky {
         if o.iter().any(|o| Some(o.webhook_id.as_str()) == refused.as_deref() && o.result.response_body.is_some()) {
             return Err(StoreError::Invalid("injected refusal".into()));
         }
-        self.inner.record_outcomes(o, t).await
+        self.inner.record_batch(o, t).await
     }
     async fn release_leases(&self, l: &[(DeliveryId, String)], t: OffsetDateTime) -> StoreResult<()> {
         self.inner.release_leases(l, t).await

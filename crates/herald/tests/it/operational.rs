@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-const OPERATIONAL: [&str; 4] = ["webhook.disabled", "webhook.enabled", "delivery.failed", "secret.rotated"];
+const OPERATIONAL: [&str; 4] = herald_domain::operational::TYPES;
 
 /// Settings: a failed attempt is retried once, 50 ms later.
 fn quick_retries() -> Box<dyn FnOnce(&mut herald::settings::Settings)> {
@@ -51,12 +51,16 @@ async fn operational_events_reach_subscribers_and_never_feed_themselves(backend:
     let (failing, _) = app.webhook(&rx.url("failing")).await;
     let (fine, _) = app.webhook(&rx.url("fine")).await;
 
-    // Nobody but Herald publishes them.
+    // Nobody but Herald publishes them, nor sends them as a test.
     for t in OPERATIONAL {
         let (s, v) = app.call(Method::POST, "/api/v1/events", Some(json!({"type": t, "data": {}}))).await;
         assert_eq!(s, 400, "{t}: {v}");
         assert!(v["errors"][0]["message"].as_str().unwrap().contains("only Herald publishes"), "{v}");
+        let test = json!({"type": t, "data": {"webhook_id": fine, "reason": "gone"}});
+        let (s, v) = app.call(Method::POST, &format!("/api/v1/webhooks/{fine}/test"), Some(test)).await;
+        assert_eq!(s, 400, "test send of {t}: {v}");
     }
+    assert!(rx.received("fine").is_empty(), "nothing was sent");
 
     let event = app.publish_received().await;
     let event_id = event["id"].as_str().unwrap().to_owned();
@@ -96,11 +100,12 @@ async fn operational_events_reach_subscribers_and_never_feed_themselves(backend:
             })
     })
     .await;
-    let seen = notices(&rx, "ops");
-    let manual: Vec<_> =
-        seen.iter().filter(|(t, d)| t == "webhook.disabled" && d["webhook_id"] == fine.as_str()).collect();
-    assert_eq!(manual.len(), 1, "{seen:?}");
-    assert_eq!(manual[0].1["reason"], "manual");
+    // The app publishes before it answers: the log is complete once the PATCHes returned.
+    let (_, log) = app.call(Method::GET, "/api/v1/events?type=webhook.disabled&limit=100", None).await;
+    let manual: Vec<&Value> =
+        log["items"].as_array().unwrap().iter().filter(|e| e["data"]["webhook_id"] == fine.as_str()).collect();
+    assert_eq!(manual.len(), 1, "one notice for two PATCHes that disable: {log}");
+    assert_eq!(manual[0]["data"]["reason"], "manual");
     let secret = rotated["signing_secret"].as_str().unwrap();
     for r in rx.received("ops") {
         assert!(!String::from_utf8_lossy(&r.body).contains(&secret[6..]), "a notice carried the new secret");

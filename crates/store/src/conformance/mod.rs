@@ -3,11 +3,13 @@
 //! test per case for a backend, so a case in its list runs on every backend: add each new
 //! case function here (or in a submodule) AND its name to the macro's list.
 
+mod gone;
 mod inbound;
 mod integrity;
 mod portal;
 mod rules;
 mod stats;
+pub use gone::*;
 pub use inbound::*;
 pub use integrity::*;
 pub use portal::*;
@@ -502,6 +504,7 @@ macro_rules! conformance_tests {
             concurrent_redemptions_of_one_link_make_one_session,
             attempt_counts_bucket_a_webhooks_attempts_by_outcome_and_duration,
             queue_gauges_count_pending_the_oldest_due_and_disabled_webhooks,
+            a_410_disables_its_webhook_once_and_keeps_an_earlier_reason,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(
