@@ -18,38 +18,26 @@ impl Settings {
         if self.max_in_flight == 0 {
             problems.push("HERALD_MAX_IN_FLIGHT must be at least 1 (0 would deliver nothing)".into());
         }
-        for (name, d) in [
-            ("HERALD_LEASE", self.lease),
-            ("HERALD_ATTEMPT_TIMEOUT", self.attempt_timeout),
-            ("HERALD_POLL_INTERVAL", self.poll_interval),
-            ("HERALD_AUTO_DISABLE_INTERVAL", self.auto_disable_interval),
-            ("HERALD_AUTO_DISABLE_WINDOW", self.auto_disable_window),
-            ("HERALD_RETENTION", self.retention),
-            ("HERALD_JANITOR_INTERVAL", self.janitor_interval),
-            ("HERALD_RECOVER_INTERVAL", self.recover_interval),
-            ("HERALD_QUEUE_GAUGES_INTERVAL", self.queue_gauges_interval),
-            ("HERALD_PG_STATEMENT_TIMEOUT", self.pg_statement_timeout),
-            ("HERALD_PG_ACQUIRE_TIMEOUT", self.pg_acquire_timeout),
-        ] {
-            if d.is_zero() {
-                problems.push(format!("{name} must be longer than zero"));
-            }
-        }
-        let mut all = vec![
-            ("HERALD_LEASE", self.lease),
-            ("HERALD_ATTEMPT_TIMEOUT", self.attempt_timeout),
-            ("HERALD_POLL_INTERVAL", self.poll_interval),
-            ("HERALD_SHUTDOWN_GRACE", self.shutdown_grace),
-            ("HERALD_AUTO_DISABLE_INTERVAL", self.auto_disable_interval),
-            ("HERALD_AUTO_DISABLE_WINDOW", self.auto_disable_window),
-            ("HERALD_REENABLE_COOLDOWN", self.reenable_cooldown),
-            ("HERALD_RETENTION", self.retention),
-            ("HERALD_JANITOR_INTERVAL", self.janitor_interval),
-            ("HERALD_RECOVER_INTERVAL", self.recover_interval),
-            ("HERALD_QUEUE_GAUGES_INTERVAL", self.queue_gauges_interval),
-            ("HERALD_PG_STATEMENT_TIMEOUT", self.pg_statement_timeout),
-            ("HERALD_PG_ACQUIRE_TIMEOUT", self.pg_acquire_timeout),
+        // Every duration setting, and whether zero makes sense for it (no grace, no cooldown).
+        let durations = [
+            ("HERALD_LEASE", self.lease, false),
+            ("HERALD_ATTEMPT_TIMEOUT", self.attempt_timeout, false),
+            ("HERALD_POLL_INTERVAL", self.poll_interval, false),
+            ("HERALD_SHUTDOWN_GRACE", self.shutdown_grace, true),
+            ("HERALD_AUTO_DISABLE_INTERVAL", self.auto_disable_interval, false),
+            ("HERALD_AUTO_DISABLE_WINDOW", self.auto_disable_window, false),
+            ("HERALD_REENABLE_COOLDOWN", self.reenable_cooldown, true),
+            ("HERALD_RETENTION", self.retention, false),
+            ("HERALD_JANITOR_INTERVAL", self.janitor_interval, false),
+            ("HERALD_RECOVER_INTERVAL", self.recover_interval, false),
+            ("HERALD_QUEUE_GAUGES_INTERVAL", self.queue_gauges_interval, false),
+            ("HERALD_PG_STATEMENT_TIMEOUT", self.pg_statement_timeout, false),
+            ("HERALD_PG_ACQUIRE_TIMEOUT", self.pg_acquire_timeout, false),
         ];
+        for (name, _, _) in durations.iter().filter(|(_, d, zero_ok)| d.is_zero() && !zero_ok) {
+            problems.push(format!("{name} must be longer than zero"));
+        }
+        let mut all: Vec<(&str, Duration)> = durations.iter().map(|(name, d, _)| (*name, *d)).collect();
         all.extend(self.retry_schedule.iter().map(|d| ("HERALD_RETRY_SCHEDULE", *d)));
         // Instants are computed as now + a setting: keep every one far from time's range.
         // (The checks below that add durations up only run on sane ones.)
