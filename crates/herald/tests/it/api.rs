@@ -319,27 +319,16 @@ async fn secrets_and_keys_never_reach_the_logs_even_at_debug() {
     use tokio::io::AsyncReadExt;
     let rx = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("serve")
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.arg("serve")
         .env("HERALD_LISTEN", "127.0.0.1:0")
         .env("HERALD_DATA_DIR", dir.path())
         .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")
         .env("HERALD_BOOTSTRAP_API_KEY", KEY)
         .env("RUST_LOG", "debug")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let base = loop {
-        line.clear();
-        tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut line).await.unwrap();
-        if let Some(a) = line.trim().strip_prefix("herald listening on ") {
-            break a.to_owned();
-        }
-    };
+        .stderr(std::process::Stdio::piped());
+    let Served { mut child, base, stdout, .. } = spawn_served(cmd).await;
+    let mut stdout = stdout.into_inner();
     let http = reqwest::Client::new();
     let w: serde_json::Value = http
         .post(format!("{base}/api/v1/webhooks"))

@@ -3,7 +3,6 @@
 use crate::support::*;
 use serde_json::json;
 use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 pub(crate) async fn start_binary(dir: &std::path::Path) -> (tokio::process::Child, String) {
     start_binary_with(dir, &[]).await
@@ -19,8 +18,8 @@ pub(crate) async fn start_binary_full(
     dir: &std::path::Path,
     env: &[(&str, &str)],
 ) -> (tokio::process::Child, String, Option<std::net::SocketAddr>) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .arg("serve")
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.arg("serve")
         .env("HERALD_LISTEN", "127.0.0.1:0")
         .env("HERALD_DATA_DIR", dir)
         .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")
@@ -32,23 +31,9 @@ pub(crate) async fn start_binary_full(
         .env("RUST_LOG", "warn")
         // The caller's settings win over the defaults above.
         .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut smtp = None;
-    let addr = loop {
-        let line = lines.next_line().await.unwrap().expect("binary printed its address");
-        if let Some(a) = line.strip_prefix("herald smtp listening on ") {
-            smtp = a.parse().ok();
-        }
-        if let Some(a) = line.strip_prefix("herald listening on ") {
-            break a.to_owned();
-        }
-    };
-    (child, addr, smtp)
+        .stderr(Stdio::null());
+    let served = spawn_served(cmd).await;
+    (served.child, served.base, served.smtp)
 }
 
 #[tokio::test]
@@ -108,24 +93,15 @@ async fn a_config_file_is_read_and_flags_and_environment_override_it() {
     )
     .unwrap();
     // The environment gives the key (beats the file); the flag gives the address (beats the file).
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config)
         .env("HERALD_DATA_DIR", dir.path())
         .env("HERALD_BOOTSTRAP_API_KEY", KEY)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next_line().await.unwrap().expect("started");
-        if let Some(a) = line.strip_prefix("herald listening on ") {
-            break a.to_owned();
-        }
-    };
+        .stderr(Stdio::null());
+    // Kept until the end: the server is killed when it is dropped.
+    let Served { child: _child, base, .. } = spawn_served(cmd).await;
     let http = reqwest::Client::new();
     let r = http.get(format!("{base}/api/v1/webhooks")).bearer_auth(KEY).send().await.unwrap();
     assert_eq!(r.status(), 200, "the environment's key won");

@@ -4,8 +4,6 @@
 
 use crate::support::*;
 use serde_json::{Value, json};
-use std::process::Stdio;
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[tokio::test]
 async fn debug_json_logs_name_every_request_and_never_a_secret_or_a_body() {
@@ -13,25 +11,15 @@ async fn debug_json_logs_name_every_request_and_never_a_secret_or_a_body() {
     rx.always("logs", Reply::status(200).body("RECEIVER-BODY-7f3a"));
     let dir = tempfile::tempdir().unwrap();
     let log_path = dir.path().join("herald.log");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["serve", "--log-json"])
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.args(["serve", "--log-json"])
         .env("HERALD_LISTEN", "127.0.0.1:0")
         .env("HERALD_DATA_DIR", dir.path())
         .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")
         .env("HERALD_BOOTSTRAP_API_KEY", KEY)
         .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let base = loop {
-        let line = lines.next_line().await.unwrap().expect("the binary prints its address");
-        if let Some(a) = line.strip_prefix("herald listening on ") {
-            break a.to_owned();
-        }
-    };
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let Served { mut child, base, .. } = spawn_served(cmd).await;
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
         let mut req = http.request(method, format!("{base}{path}")).bearer_auth(KEY);

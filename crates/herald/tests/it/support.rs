@@ -417,3 +417,32 @@ impl Drop for TestApp {
         self.cancel.cancel();
     }
 }
+
+/// A `herald serve` process that has printed where it listens.
+pub struct Served {
+    pub child: tokio::process::Child,
+    /// The API's base URL.
+    pub base: String,
+    /// The SMTP listener, when it has one.
+    pub smtp: Option<SocketAddr>,
+    /// The rest of its standard output.
+    pub stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+/// Spawns `cmd` (a `herald serve`; its stdout is piped here, and it is killed when dropped)
+/// and reads its output up to the `herald listening on` line, the last one it prints.
+pub async fn spawn_served(mut cmd: tokio::process::Command) -> Served {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = cmd.stdout(std::process::Stdio::piped()).kill_on_drop(true).spawn().expect("the binary starts");
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut smtp = None;
+    loop {
+        let line = stdout.next_line().await.unwrap().expect("the binary prints its address");
+        if let Some(a) = line.strip_prefix("herald smtp listening on ") {
+            smtp = a.parse().ok();
+        }
+        if let Some(a) = line.strip_prefix("herald listening on ") {
+            return Served { child, base: a.to_owned(), smtp, stdout };
+        }
+    }
+}
