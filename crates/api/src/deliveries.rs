@@ -1,4 +1,4 @@
-//! Delivery inspection and manual retry.
+//! Delivery inspection, manual retry and skip.
 
 use crate::AppState;
 use crate::auth::Authed;
@@ -36,7 +36,7 @@ pub(crate) fn status_filter(status: Option<&str>) -> Result<Option<DeliveryStatu
         None | Some("") => Ok(None),
         Some(st) => DeliveryStatus::parse(st)
             .map(Some)
-            .ok_or_else(|| ApiError::field("status", "must be pending, delivered or failed")),
+            .ok_or_else(|| ApiError::field("status", "must be pending, delivered, failed or blocked")),
     }
 }
 
@@ -64,7 +64,7 @@ pub async fn get_delivery(
     params(crate::schemas::DeliveryPath),
     responses(
         (status = 202, body = DeliveryOut, description = "back to `pending` with one more attempt allowed"),
-        (status = 409, description = "only a `failed` delivery whose webhook still exists can be retried"),
+        (status = 409, description = "only a `failed` or `blocked` delivery whose webhook still exists can be retried"),
     ))]
 pub async fn retry_delivery(
     State(s): State<AppState>,
@@ -75,4 +75,21 @@ pub async fn retry_delivery(
     let id = delivery_id(&id)?;
     let d = s.app.retry_delivery(&account.id, &id).await?;
     Ok((axum::http::StatusCode::ACCEPTED, axum::Json(DeliveryOut::from(d))))
+}
+
+#[utoipa::path(post, path = "/api/v1/deliveries/{id}/skip", tag = "deliveries", security(("bearer" = [])),
+    params(crate::schemas::DeliveryPath),
+    responses(
+        (status = 200, body = DeliveryOut, description = "ended `failed` with the error `skipped`; the next delivery of its FIFO lane may go"),
+        (status = 409, description = "only a `pending` or `blocked` delivery can be skipped"),
+    ))]
+pub async fn skip_delivery(
+    State(s): State<AppState>,
+    Authed(account): Authed,
+    _: NoQuery,
+    PathId(id): PathId,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = delivery_id(&id)?;
+    let d = s.app.skip_delivery(&account.id, &id).await?;
+    Ok(axum::Json(DeliveryOut::from(d)))
 }

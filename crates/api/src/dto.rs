@@ -25,10 +25,38 @@ pub struct WebhookIn {
     /// Default true.
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// Attempts in flight to this webhook at once; default 1.
+    /// Attempts in flight to this webhook at once; default 1. With `concurrency: adaptive`
+    /// the most the adaptive limit may reach.
     #[serde(default)]
     #[schema(minimum = 1, maximum = 256)]
     pub max_in_flight: Option<u32>,
+    /// `adaptive` (default for new webhooks): the in-flight limit moves between 1 and
+    /// `max_in_flight` with the receiver's answers; `fixed`: it is `max_in_flight`.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::Concurrency>)]
+    pub concurrency: Option<String>,
+    /// Most attempts started per second, across replicas; 0 removes the limit.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 10000)]
+    pub rate_limit_per_second: Option<u32>,
+    /// `fifo`: events of one `ordering_key` are delivered in publish order, one at a time.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::OrderingMode>)]
+    pub ordering: Option<String>,
+    /// With `ordering: fifo`, what a lane does after a final failure: `block` (default;
+    /// it waits for a retry or a skip) or `skip`.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::OnFinalFailure>)]
+    pub on_final_failure: Option<String>,
+    /// Waits between attempts (`30s`, `5m`, `1h`…): at most 20 steps, at most 7 days in
+    /// total; `[]` goes back to the server's schedule.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::schemas::DurationText>>, max_items = 20)]
+    pub retry_schedule: Option<Vec<String>>,
+    /// No attempt after a delivery is this old (at most `7d`); `0s` removes the limit.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::DurationText>)]
+    pub max_age: Option<String>,
 }
 
 /// A partial change: an absent (or `null`) field keeps its value. The URL is checked
@@ -49,7 +77,49 @@ pub struct WebhookPatchIn {
     pub enabled: Option<bool>,
     #[schema(minimum = 1, maximum = 256)]
     pub max_in_flight: Option<u32>,
+    /// `adaptive` (default for new webhooks): the in-flight limit moves between 1 and
+    /// `max_in_flight` with the receiver's answers; `fixed`: it is `max_in_flight`.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::Concurrency>)]
+    pub concurrency: Option<String>,
+    /// Most attempts started per second, across replicas; 0 removes the limit.
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 10000)]
+    pub rate_limit_per_second: Option<u32>,
+    /// `fifo`: events of one `ordering_key` are delivered in publish order, one at a time.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::OrderingMode>)]
+    pub ordering: Option<String>,
+    /// With `ordering: fifo`, what a lane does after a final failure: `block` (default;
+    /// it waits for a retry or a skip) or `skip`.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::OnFinalFailure>)]
+    pub on_final_failure: Option<String>,
+    /// Waits between attempts (`30s`, `5m`, `1h`…): at most 20 steps, at most 7 days in
+    /// total; `[]` goes back to the server's schedule.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<crate::schemas::DurationText>>, max_items = 20)]
+    pub retry_schedule: Option<Vec<String>>,
+    /// No attempt after a delivery is this old (at most `7d`); `0s` removes the limit.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::DurationText>)]
+    pub max_age: Option<String>,
 }
+
+/// The delivery controls of a create or patch body (the same six fields in both).
+macro_rules! control_change {
+    ($input:expr) => {
+        herald_app::ControlChange {
+            concurrency: $input.concurrency,
+            rate_limit_per_second: $input.rate_limit_per_second,
+            ordering: $input.ordering,
+            on_final_failure: $input.on_final_failure,
+            retry_schedule: $input.retry_schedule,
+            max_age: $input.max_age,
+        }
+    };
+}
+pub(crate) use control_change;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WebhookOut {
@@ -68,6 +138,24 @@ pub struct WebhookOut {
     #[schema(value_type = Option<crate::schemas::Rfc3339>)]
     pub auto_disabled_at: Option<String>,
     pub max_in_flight: u32,
+    #[schema(value_type = crate::schemas::Concurrency)]
+    pub concurrency: String,
+    /// The in-flight limit now: `max_in_flight` when fixed, the adaptive limit otherwise.
+    pub effective_max_in_flight: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit_per_second: Option<u32>,
+    #[schema(value_type = crate::schemas::OrderingMode)]
+    pub ordering: String,
+    #[schema(value_type = crate::schemas::OnFinalFailure)]
+    pub on_final_failure: String,
+    /// The schedule in effect (the server's unless the webhook has its own).
+    #[schema(value_type = Vec<crate::schemas::DurationText>)]
+    pub retry_schedule: Vec<String>,
+    /// Whether `retry_schedule` is the webhook's own.
+    pub custom_retry_schedule: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::DurationText>)]
+    pub max_age: Option<String>,
     #[schema(value_type = crate::schemas::Rfc3339)]
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,9 +167,20 @@ pub struct WebhookOut {
     pub signing_secret: Option<String>,
 }
 
-impl From<Webhook> for WebhookOut {
-    fn from(w: Webhook) -> Self {
+impl WebhookOut {
+    /// The shape of `w`, whose schedule is `server_schedule` unless it has its own.
+    pub fn of(w: Webhook, server_schedule: &[std::time::Duration]) -> Self {
+        let show = herald_domain::control::show_duration;
+        let c = &w.control;
         Self {
+            concurrency: c.concurrency.as_str().to_owned(),
+            effective_max_in_flight: w.effective_max_in_flight,
+            rate_limit_per_second: c.rate_limit_per_second,
+            ordering: c.ordering.as_str().to_owned(),
+            on_final_failure: c.on_final_failure.as_str().to_owned(),
+            retry_schedule: c.retry_schedule.as_deref().unwrap_or(server_schedule).iter().map(|d| show(*d)).collect(),
+            custom_retry_schedule: c.retry_schedule.is_some(),
+            max_age: c.max_age.map(show),
             id: w.id.to_string(),
             url: w.url,
             description: w.description,
@@ -125,6 +224,11 @@ pub struct EventIn {
     #[serde(default)]
     #[schema(value_type = Option<Vec<crate::schemas::Label>>, max_items = 50)]
     pub labels: Option<Vec<String>>,
+    /// The FIFO lane of this event in each webhook with `ordering: fifo` (absent: the
+    /// webhook's one lane); ignored by other webhooks.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    pub ordering_key: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -30,6 +30,7 @@ pub async fn create_event(
         agent_id: input.agent_id,
         conversation_id: input.conversation_id,
         labels: input.labels.unwrap_or_default(),
+        ordering_key: input.ordering_key,
     };
     let published = s.app.publish(&account.id, draft).await?;
     Ok((

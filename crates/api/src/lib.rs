@@ -135,6 +135,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/event-types", get(lifecycle::list_event_types).post(lifecycle::create_event_type))
         .route("/api/v1/deliveries/{id}", get(deliveries::get_delivery))
         .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry_delivery))
+        .route("/api/v1/deliveries/{id}/skip", post(deliveries::skip_delivery))
         .layer(DefaultBodyLimit::max(body_limit));
     let inject = Router::new()
         .route("/api/v1/agents/{address}/messages", post(messages::inject_message).get(messages::list_messages))

@@ -60,6 +60,7 @@ impl Modify for BearerAuth {
         crate::deliveries::list_deliveries,
         crate::deliveries::get_delivery,
         crate::deliveries::retry_delivery,
+        crate::deliveries::skip_delivery,
         crate::events::create_event,
         crate::lifecycle::list_events,
         crate::lifecycle::get_event,

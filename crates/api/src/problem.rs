@@ -69,6 +69,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::LimitReached => ApiError::Conflict("limit reached".into()),
             StoreError::RetryRefused(why) => ApiError::Conflict(why.to_string()),
+            StoreError::SkipRefused(why) => ApiError::Conflict(why.to_string()),
             e @ (StoreError::Corrupt(_) | StoreError::Misconfigured(_)) => {
                 tracing::error!(error = %e, "the store cannot serve this request");
                 ApiError::Internal

@@ -70,7 +70,41 @@ pub enum DeliveryStatus {
     Pending,
     Delivered,
     Failed,
+    /// Finally failed at the head of a FIFO lane of a webhook with `on_final_failure: block`:
+    /// the lane waits until it is retried or skipped.
+    Blocked,
 }
+
+/// How a webhook's in-flight limit is set: `adaptive` (between 1 and `max_in_flight`,
+/// following the receiver) or `fixed` (`max_in_flight`).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Concurrency {
+    Adaptive,
+    Fixed,
+}
+
+/// `none`, or `fifo`: one lane per `ordering_key`, delivered in publish order.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum OrderingMode {
+    None,
+    Fifo,
+}
+
+/// What a FIFO lane does after a final failure: `block` or `skip`.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum OnFinalFailure {
+    Block,
+    Skip,
+}
+
+/// A duration: numbers with a unit (`ms`, `s`, `m`, `h`, `d`), space-separated parts
+/// adding up (`1h 30m`).
+#[derive(ToSchema)]
+#[schema(max_length = 40, pattern = "^[0-9]+(ms|s|m|h|d)( [0-9]+(ms|s|m|h|d))*$", example = "5m")]
+pub struct DurationText(String);
 
 /// Why a webhook (or an agent's endpoint) is disabled: `manual` (through the API),
 /// `failing` (the auto-disable pass), `gone` (the receiver answered `410 Gone`).

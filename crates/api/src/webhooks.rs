@@ -64,9 +64,10 @@ pub async fn create_webhook(
         filters: input.filters,
         enabled: input.enabled,
         max_in_flight: input.max_in_flight,
+        control: crate::dto::control_change!(input),
     };
     let (created, secret) = s.app.create_webhook(&account.id, draft).await?;
-    let mut out = WebhookOut::from(created);
+    let mut out = WebhookOut::of(created, s.app.server_retry_schedule());
     out.signing_secret = Some(secret.expose().to_owned());
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
@@ -83,7 +84,7 @@ pub async fn list_webhooks(
     let limit = p.limit;
     p.limit += 1;
     let rows = s.app.webhooks(&account.id, p).await?;
-    Ok(axum::Json(list_out(rows, limit, |w| w.id.to_string(), WebhookOut::from)))
+    Ok(axum::Json(list_out(rows, limit, |w| w.id.to_string(), |w| WebhookOut::of(w, s.app.server_retry_schedule()))))
 }
 
 pub(crate) fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
@@ -100,7 +101,7 @@ pub async fn get_webhook(
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = webhook_id(&id)?;
-    Ok(axum::Json(WebhookOut::from(s.app.webhook(&account.id, &id).await?)))
+    Ok(axum::Json(WebhookOut::of(s.app.webhook(&account.id, &id).await?, s.app.server_retry_schedule())))
 }
 
 #[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
@@ -125,8 +126,10 @@ pub async fn patch_webhook(
         filters: input.filters,
         enabled: input.enabled,
         max_in_flight: input.max_in_flight,
+        control: crate::dto::control_change!(input),
     };
-    Ok(axum::Json(WebhookOut::from(s.app.change_webhook(&account.id, &id, change).await?)))
+    let changed = s.app.change_webhook(&account.id, &id, change).await?;
+    Ok(axum::Json(WebhookOut::of(changed, s.app.server_retry_schedule())))
 }
 
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),

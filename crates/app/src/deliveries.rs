@@ -1,4 +1,5 @@
-//! Deliveries as an account sees them: list a webhook's, inspect one, retry a failed one.
+//! Deliveries as an account sees them: list a webhook's, inspect one, retry a failed one,
+//! skip a pending or blocked one.
 
 use crate::{AppError, AppResult, Herald};
 use herald_domain::{AccountId, DeliveryId};
@@ -19,5 +20,10 @@ impl Herald {
     /// A failed delivery back to pending with one more attempt (see the domain's rule).
     pub async fn retry_delivery(&self, account: &AccountId, id: &DeliveryId) -> AppResult<Delivery> {
         self.store.retry_delivery(account, id, self.clock.now()).await?.ok_or(AppError::NotFound("delivery"))
+    }
+
+    /// A pending or blocked delivery ends failed (`skipped`): its FIFO lane moves on.
+    pub async fn skip_delivery(&self, account: &AccountId, id: &DeliveryId) -> AppResult<Delivery> {
+        self.store.skip_delivery(account, id, self.clock.now()).await?.ok_or(AppError::NotFound("delivery"))
     }
 }

@@ -28,6 +28,8 @@ pub enum Conflict {
     EventTypeExists(String),
     #[error("{0}")]
     Retry(#[from] RetryRefused),
+    #[error("{0}")]
+    Skip(#[from] herald_domain::delivery::SkipRefused),
     #[error("already exists")]
     AlreadyExists,
     #[error("an account may have at most {limit} agents")]
@@ -64,6 +66,7 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::RetryRefused(why) => Conflict::Retry(why).into(),
+            StoreError::SkipRefused(why) => Conflict::Skip(why).into(),
             StoreError::AlreadyExists => Conflict::AlreadyExists.into(),
             StoreError::Invalid(_) => AppError::field("body", "a value in the request cannot be stored"),
             e @ StoreError::Unavailable(_) => AppError::Unavailable(e),

@@ -16,6 +16,8 @@ pub struct EventDraft {
     pub agent_id: Option<String>,
     pub conversation_id: Option<String>,
     pub labels: Vec<String>,
+    /// The FIFO lane within each webhook with `ordering: fifo`.
+    pub ordering_key: Option<String>,
 }
 
 /// One event type an account can use.
@@ -44,6 +46,7 @@ impl Herald {
         validate::short_text("agent_id", d.agent_id.as_deref(), 320, &mut errs);
         validate::short_text("conversation_id", d.conversation_id.as_deref(), 255, &mut errs);
         validate::labels(&d.labels, &mut errs);
+        validate::short_text("ordering_key", d.ordering_key.as_deref(), 255, &mut errs);
         let Some(event_type) = event_type.filter(|_| errs.is_empty()) else {
             return Err(AppError::Invalid(errs));
         };
@@ -56,6 +59,7 @@ impl Herald {
             event_type: event_type.as_str().to_owned(),
             envelope,
             routing: RoutingAttributes { agent_id: d.agent_id, conversation_id: d.conversation_id, labels: d.labels },
+            ordering_key: d.ordering_key,
             idempotency_key: d.idempotency_key,
             created_at,
         };

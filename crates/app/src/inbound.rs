@@ -112,6 +112,7 @@ impl Herald {
                     conversation_id: Some(conversation.clone()),
                     labels: Vec::new(),
                 },
+                ordering_key: None,
                 idempotency_key: None,
                 created_at: now,
             };

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod agents;
+mod control;
 mod deliveries;
 mod error;
 mod events;
@@ -21,6 +22,7 @@ pub mod validate;
 mod webhooks;
 
 pub use agents::{AgentChange, AgentDraft};
+pub use control::ControlChange;
 pub use error::{Admit, AppError, AppResult, Conflict, FieldError};
 pub use events::{EventDraft, EventTypeView};
 pub use herald_mail::SmtpClient;
@@ -56,6 +58,8 @@ pub struct AppConfig {
     /// How many previous signing secrets a webhook keeps.
     pub previous_secrets_kept: usize,
     pub inbound: InboundConfig,
+    /// The server's retry schedule (`HERALD_RETRY_SCHEDULE`): what a webhook without its own shows.
+    pub retry_schedule: Vec<Duration>,
 }
 
 /// The rules of inbound mail.
@@ -97,6 +101,7 @@ impl Default for AppConfig {
             test_wait: Duration::from_secs(20),
             previous_secrets_kept: 5,
             inbound: InboundConfig::default(),
+            retry_schedule: herald_domain::RetryPolicy::default().schedule,
         }
     }
 }
@@ -121,6 +126,11 @@ impl Herald {
     }
 
     /// Authenticates inbound mail with `mail` (its DNS answers decide SPF, DKIM and DMARC).
+    /// The server's retry schedule (what a webhook without its own uses).
+    pub fn server_retry_schedule(&self) -> &[Duration] {
+        &self.config.retry_schedule
+    }
+
     pub fn with_authenticator(mut self, mail: Arc<herald_mail::Authenticator>) -> Self {
         self.mail = Some(mail);
         self

@@ -59,6 +59,7 @@ impl Herald {
             account_id: account.clone(),
             event_type: event_type.as_str().to_owned(),
             routing: Default::default(),
+            ordering_key: None,
             idempotency_key: None,
             created_at: now,
         };

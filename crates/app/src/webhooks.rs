@@ -15,6 +15,7 @@ pub struct WebhookDraft {
     pub filters: Option<Filters>,
     pub enabled: Option<bool>,
     pub max_in_flight: Option<u32>,
+    pub control: crate::ControlChange,
 }
 
 /// A partial change; `None` keeps a field.
@@ -26,6 +27,7 @@ pub struct WebhookChange {
     pub filters: Option<Filters>,
     pub enabled: Option<bool>,
     pub max_in_flight: Option<u32>,
+    pub control: crate::ControlChange,
 }
 
 /// The answer of a rotation; stored as is under an idempotency key and replayed. (Its
@@ -59,6 +61,8 @@ impl Herald {
         validate::filters(&mut filters, &mut errs);
         let max_in_flight = d.max_in_flight.unwrap_or(1);
         self.check_max_in_flight(max_in_flight, &mut errs);
+        let mut controls = WebhookPatch::default();
+        d.control.apply(&mut controls, &mut errs);
         let url = self.check_url("url", &d.url, &mut errs).await;
         let Some(url) = url.filter(|_| errs.is_empty()) else {
             return Err(AppError::Invalid(errs));
@@ -73,6 +77,7 @@ impl Herald {
             filters,
             enabled: d.enabled.unwrap_or(true),
             max_in_flight,
+            control: crate::control::for_new_webhook(&controls),
             secret: secret.clone(),
             created_at: self.clock.now(),
         };
@@ -98,6 +103,7 @@ impl Herald {
         let current = self.webhook(account, id).await?;
         let mut errs = Vec::new();
         let mut patch = WebhookPatch::default();
+        c.control.apply(&mut patch, &mut errs);
         if let Some(events) = &c.events {
             patch.events = Some(self.subscription(account, events, &mut errs).await?);
         }

@@ -11,7 +11,8 @@
 
 use crate::notices::{self, About};
 use crate::sender::Sender;
-use herald_domain::{AttemptOutcome, Clock, DeliveryId, RetryPolicy, Verdict, delivery::classify};
+use herald_domain::delivery::{TOO_OLD, classify, within_deadline};
+use herald_domain::{AttemptOutcome, Clock, DeliveryId, RetryPolicy, Verdict};
 use herald_store::{Claimed, EngineStore, FanoutRules, Outcome, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -258,18 +259,33 @@ impl Engine {
     }
 
     async fn run_attempt(&self, mut c: Claimed) -> Outcome {
+        // The webhook's own schedule, or the server's; no retry past its `max_age`.
+        let own_policy;
+        let policy = match c.retry_schedule.take() {
+            Some(schedule) => {
+                own_policy = RetryPolicy { schedule, ..self.cfg.retry.clone() };
+                &own_policy
+            }
+            None => &self.cfg.retry,
+        };
+        let verdict_of = |result: &AttemptOutcome| {
+            let now = self.clock.now();
+            within_deadline(classify(result, c.attempt, c.max_attempts, policy, now, unit_random()), c.deadline)
+        };
         let (result, verdict) = match c.body.take() {
+            // Older than the webhook's max_age: not sent at all.
+            Some(_) if c.deadline.is_some_and(|d| self.clock.now() > d) => {
+                (failure_without_response(self.clock.now(), TOO_OLD), Verdict::Failed { gone: false })
+            }
             // The secrets cannot be opened (another HERALD_SECRET_KEY): never send unsigned.
             Some(_) if c.secrets.is_none() => {
                 let result = failure_without_response(self.clock.now(), UNSIGNABLE);
-                let verdict =
-                    classify(&result, c.attempt, c.max_attempts, &self.cfg.retry, self.clock.now(), unit_random());
+                let verdict = verdict_of(&result);
                 (result, verdict)
             }
             Some(body) => {
                 let result = shielded(self.sender.attempt(&c, body), self.clock.now()).await;
-                let verdict =
-                    classify(&result, c.attempt, c.max_attempts, &self.cfg.retry, self.clock.now(), unit_random());
+                let verdict = verdict_of(&result);
                 (result, verdict)
             }
             // The event is gone: sending an empty body would be signed and "delivered".
@@ -293,6 +309,7 @@ impl Engine {
             attempt: c.attempt,
             result,
             verdict,
+            blocks_lane: c.blocks_lane,
         }
     }
 

@@ -121,6 +121,7 @@ mod tests {
                 retry_after: None,
             },
             verdict: Verdict::Failed { gone },
+            blocks_lane: false,
         }
     }
 

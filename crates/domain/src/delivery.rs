@@ -10,6 +10,9 @@ pub enum DeliveryStatus {
     Pending,
     Delivered,
     Failed,
+    /// Finally failed at the head of a FIFO lane that blocks: the lane waits for a manual
+    /// retry or a skip.
+    Blocked,
 }
 
 impl DeliveryStatus {
@@ -18,6 +21,7 @@ impl DeliveryStatus {
             Self::Pending => "pending",
             Self::Delivered => "delivered",
             Self::Failed => "failed",
+            Self::Blocked => "blocked",
         }
     }
 
@@ -26,6 +30,7 @@ impl DeliveryStatus {
             "pending" => Some(Self::Pending),
             "delivered" => Some(Self::Delivered),
             "failed" => Some(Self::Failed),
+            "blocked" => Some(Self::Blocked),
             _ => None,
         }
     }
@@ -34,11 +39,32 @@ impl DeliveryStatus {
 /// Why a manual retry is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RetryRefused {
-    #[error("delivery is {}, only failed deliveries can be retried", .0.as_str())]
+    #[error("delivery is {}, only failed or blocked deliveries can be retried", .0.as_str())]
     NotFailed(DeliveryStatus),
     #[error("the webhook of this delivery was deleted")]
     WebhookDeleted,
 }
+
+/// Why a skip is refused: only a delivery that has not ended (pending) or holds its lane
+/// (blocked) can be skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("delivery is {}, only pending or blocked deliveries can be skipped", .0.as_str())]
+pub struct SkipRefused(pub DeliveryStatus);
+
+/// The skip rule: a pending or blocked delivery ends `failed` with [`SKIPPED`], and its
+/// lane (if any) moves on.
+pub fn check_skip(status: DeliveryStatus) -> Result<(), SkipRefused> {
+    match status {
+        DeliveryStatus::Pending | DeliveryStatus::Blocked => Ok(()),
+        other => Err(SkipRefused(other)),
+    }
+}
+
+/// The error a skipped delivery ends with.
+pub const SKIPPED: &str = "skipped";
+
+/// The error of a delivery not attempted because it is older than its webhook's `max_age`.
+pub const TOO_OLD: &str = "not sent: older than the webhook's max_age";
 
 /// The error a pending delivery ends with when its webhook is deleted.
 pub const WEBHOOK_DELETED: &str = "webhook deleted";
@@ -51,8 +77,8 @@ pub const MANUAL_RETRY_LIFETIME: Duration = Duration::from_secs(86_400);
 /// [`MANUAL_RETRY_LIFETIME`] from now.
 pub fn check_manual_retry(status: DeliveryStatus, webhook_exists: bool) -> Result<(), RetryRefused> {
     match (status, webhook_exists) {
-        (DeliveryStatus::Failed, true) => Ok(()),
-        (DeliveryStatus::Failed, false) => Err(RetryRefused::WebhookDeleted),
+        (DeliveryStatus::Failed | DeliveryStatus::Blocked, true) => Ok(()),
+        (DeliveryStatus::Failed | DeliveryStatus::Blocked, false) => Err(RetryRefused::WebhookDeleted),
         (other, _) => Err(RetryRefused::NotFailed(other)),
     }
 }
@@ -192,10 +218,37 @@ pub fn classify(
     Verdict::RetryAt(now + wait)
 }
 
+/// A retry that would come after `deadline` (the delivery's creation + its webhook's
+/// `max_age`) is a final failure instead.
+pub fn within_deadline(verdict: Verdict, deadline: Option<OffsetDateTime>) -> Verdict {
+    match (verdict, deadline) {
+        (Verdict::RetryAt(at), Some(d)) if at > d => Verdict::Failed { gone: false },
+        (v, _) => v,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
+
+    #[test]
+    fn a_retry_past_the_deadline_is_a_final_failure() {
+        let at = NOW + Duration::from_secs(60);
+        assert_eq!(within_deadline(Verdict::RetryAt(at), None), Verdict::RetryAt(at));
+        assert_eq!(within_deadline(Verdict::RetryAt(at), Some(at)), Verdict::RetryAt(at));
+        assert_eq!(within_deadline(Verdict::RetryAt(at), Some(NOW)), Verdict::Failed { gone: false });
+        assert_eq!(within_deadline(Verdict::Delivered, Some(NOW)), Verdict::Delivered);
+    }
+
+    #[test]
+    fn pending_and_blocked_deliveries_can_be_skipped_and_blocked_ones_retried() {
+        assert!(check_skip(DeliveryStatus::Pending).is_ok());
+        assert!(check_skip(DeliveryStatus::Blocked).is_ok());
+        assert_eq!(check_skip(DeliveryStatus::Failed), Err(SkipRefused(DeliveryStatus::Failed)));
+        assert!(check_manual_retry(DeliveryStatus::Blocked, true).is_ok());
+        assert_eq!(DeliveryStatus::parse("blocked"), Some(DeliveryStatus::Blocked));
+    }
 
     fn outcome(code: u16, retry_after: Option<u64>) -> AttemptOutcome {
         AttemptOutcome {

@@ -5,9 +5,11 @@
 //! address policy, filter matching — are unit-tested with fixed vectors.
 #![forbid(unsafe_code)]
 
+pub mod adaptive;
 pub mod agent;
 pub mod api_key;
 pub mod clock;
+pub mod control;
 pub mod delivery;
 pub mod envelope;
 pub mod event_type;
@@ -19,6 +21,7 @@ pub mod ip_policy;
 pub mod mail;
 pub mod operational;
 pub mod portal_token;
+pub mod rate;
 pub mod retry;
 pub mod signing;
 pub mod target_url;
@@ -28,6 +31,7 @@ pub mod webhook;
 pub use agent::{AcceptedDomains, AddressError, AgentAddress};
 pub use api_key::ApiKey;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use control::{Concurrency, DeliveryControl, OnFinalFailure, Ordering};
 pub use delivery::{AttemptKind, AttemptOutcome, DeliveryStatus, RetryRefused, Verdict};
 pub use envelope::Envelope;
 pub use event_type::EventType;

@@ -226,6 +226,7 @@ impl Application {
                 fanout,
                 webhooks_per_account: settings.max_webhooks_per_account,
                 reenable_cooldown: settings.reenable_cooldown,
+                retry_schedule: settings.retry_schedule.clone(),
                 inbound: InboundConfig {
                     domains: herald_domain::AcceptedDomains::parse(&settings.smtp_domains),
                     hostname: settings.smtp_hostname.clone(),

@@ -104,4 +104,41 @@ impl Deliveries for PgStore {
         self.wake_local();
         delivery_from_row(&row).map(Some)
     }
+
+    async fn skip_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Delivery>> {
+        let mut tx = self.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM deliveries WHERE account_id = $1 AND id = $2 FOR UPDATE")
+                .bind(account.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let Some(status) = status else { return Ok(None) };
+        let status =
+            herald_domain::DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", &status))?;
+        herald_domain::delivery::check_skip(status)?;
+        let sql = concat!(
+            "UPDATE deliveries SET status = 'failed', last_error = $1, lease_token = NULL, next_retry_at = $2 \
+             WHERE id = $3 RETURNING ",
+            delivery_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(herald_domain::delivery::SKIPPED)
+            .bind(to_millis(now))
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        // The next delivery of its lane may go now, on any replica.
+        notify(&mut tx).await?;
+        tx.commit().await.map_err(unavailable)?;
+        self.wake_local();
+        delivery_from_row(&row).map(Some)
+    }
 }

@@ -247,9 +247,13 @@ impl PgStore {
             .map_err(unavailable)?;
         let n = sqlx::query(
             "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
-             max_attempts, next_retry_at, created_at, expires_at) \
-             SELECT v ->> 0, $1, $2, e.id, e.type, 'pending', 0, $3, $4, $4, $5 \
-             FROM jsonb_array_elements($6::jsonb) AS v JOIN events e ON e.id = v ->> 1",
+             max_attempts, next_retry_at, created_at, expires_at, ordering_key, lane_seq) \
+             SELECT x.v ->> 0, $1, $2, e.id, e.type, 'pending', 0, \
+               COALESCE(jsonb_array_length(w.retry_schedule::jsonb) + 1, $3), $4, $4, $5, \
+               CASE WHEN w.ordering = 'fifo' THEN COALESCE(e.ordering_key, '') END, \
+               CASE WHEN w.ordering = 'fifo' THEN nextval('deliveries_lane_seq') END \
+             FROM (SELECT v, n FROM jsonb_array_elements($6::jsonb) WITH ORDINALITY AS a(v, n) ORDER BY n) AS x(v, n) \
+             JOIN events e ON e.id = x.v ->> 1 JOIN webhooks w ON w.id = $2 ORDER BY x.n",
         )
         .bind(account.as_str())
         .bind(webhook.as_str())

@@ -84,6 +84,21 @@ impl PgStore {
             .await
             .map_err(unavailable)?;
         }
+        adapt_limits(&mut tx, &herald_store::control::samples_by_webhook(outcomes, was_applied), now_ms).await?;
+        let pauses = herald_store::control::pauses(outcomes, was_applied, now_ms);
+        if !pauses.is_empty() {
+            // A receiver's Retry-After pauses its whole webhook.
+            let (ids, until): (Vec<String>, Vec<i64>) = pauses.into_iter().unzip();
+            sqlx::query(
+                "UPDATE webhooks w SET ready_at = GREATEST(w.ready_at, p.until) \
+                 FROM UNNEST($1::text[], $2::bigint[]) AS p(id, until) WHERE w.id = p.id",
+            )
+            .bind(&ids)
+            .bind(&until)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
         let mut disabled_gone = Vec::new();
         if !gone.is_empty() {
             let ids: Vec<String> = sqlx::query_scalar(
@@ -104,4 +119,44 @@ impl PgStore {
         self.notify_soon();
         Ok(Recorded { applied: outcomes.iter().map(was_applied).collect(), disabled_gone })
     }
+}
+
+/// Steps the adaptive in-flight limit of each adaptive webhook in `samples`: the rows are
+/// locked (in id order) so two replicas recording at once step it one after the other.
+async fn adapt_limits(
+    tx: &mut sqlx::PgConnection,
+    samples: &[(String, Vec<herald_domain::adaptive::Sample>)],
+    now_ms: i64,
+) -> StoreResult<()> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = samples.iter().map(|(w, _)| w.as_str()).collect();
+    let rows: Vec<(String, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, max_in_flight, effective_max_in_flight, adaptive_state FROM webhooks \
+         WHERE concurrency = 'adaptive' AND id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    let (mut ids, mut limits, mut states) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, max, effective, state) in rows {
+        let Some((_, s)) = samples.iter().find(|(w, _)| *w == id) else { continue };
+        let (limit, state) = herald_store::control::adapt(effective as u32, max as u32, state.as_deref(), s, now_ms)?;
+        ids.push(id);
+        limits.push(i64::from(limit));
+        states.push(state);
+    }
+    sqlx::query(
+        "UPDATE webhooks w SET effective_max_in_flight = a.limit_, adaptive_state = a.state \
+         FROM UNNEST($1::text[], $2::bigint[], $3::text[]) AS a(id, limit_, state) WHERE w.id = a.id",
+    )
+    .bind(&ids)
+    .bind(&limits)
+    .bind(&states)
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    Ok(())
 }

@@ -73,20 +73,23 @@ impl PgStore {
         let now = to_millis(new.created_at);
         let n: i64 = sqlx::query_scalar(
             "WITH w AS ( \
-               SELECT id FROM webhooks WHERE account_id = $1 AND enabled AND agent IS NULL AND events::jsonb ? $2 \
+               SELECT id, retry_schedule, ordering FROM webhooks WHERE account_id = $1 AND enabled AND agent IS NULL AND events::jsonb ? $2 \
                  AND (jsonb_array_length(filters::jsonb -> 'agent_ids') = 0 OR (filters::jsonb -> 'agent_ids') ? $3) \
                  AND (jsonb_array_length(filters::jsonb -> 'conversation_ids') = 0 \
                       OR (filters::jsonb -> 'conversation_ids') ? $4) \
                  AND (jsonb_array_length(filters::jsonb -> 'labels') = 0 OR (filters::jsonb -> 'labels') ?| $5::text[]) \
              ), ev AS ( \
                INSERT INTO events (id, account_id, type, payload, agent_id, conversation_id, labels, deliveries, \
-                 created_at, expires_at) \
-               SELECT $6, $1, $2, $7, $3, $4, $8, (SELECT COUNT(*) FROM w), $9, $10 RETURNING deliveries \
+                 created_at, expires_at, ordering_key) \
+               SELECT $6, $1, $2, $7, $3, $4, $8, (SELECT COUNT(*) FROM w), $9, $10, $13 RETURNING deliveries \
              ), d AS ( \
                INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
-                 max_attempts, next_retry_at, created_at, expires_at) \
+                 max_attempts, next_retry_at, created_at, expires_at, ordering_key, lane_seq) \
                SELECT 'whd_' || lpad(to_hex($9::bigint), 12, '0') || '7' || substr(md5(random()::text || w.id), 1, 19), \
-                 $1, w.id, $6, $2, 'pending', 0, $11, $9, $9, $12 FROM w \
+                 $1, w.id, $6, $2, 'pending', 0, \
+                 COALESCE(jsonb_array_length(w.retry_schedule::jsonb) + 1, $11), $9, $9, $12, \
+                 CASE WHEN w.ordering = 'fifo' THEN COALESCE($13, '') END, \
+                 CASE WHEN w.ordering = 'fifo' THEN nextval('deliveries_lane_seq') END FROM w \
              ) SELECT deliveries FROM ev",
         )
         .bind(new.account_id.as_str())
@@ -101,6 +104,7 @@ impl PgStore {
         .bind(rules.event_expiry(now))
         .bind(i64::from(rules.max_attempts))
         .bind(rules.delivery_expiry(now))
+        .bind(new.ordering_key.as_deref())
         .fetch_one(&self.pool)
         .await
         .map_err(unavailable)?;
@@ -123,23 +127,30 @@ impl PgStore {
 pub(crate) async fn publish_in(tx: &mut sqlx::PgConnection, new: &NewEvent, rules: &FanoutRules) -> StoreResult<u32> {
     let now = to_millis(new.created_at);
     let account = new.account_id.as_str();
-    let subs =
-        sqlx::query("SELECT id, events, filters FROM webhooks WHERE account_id = $1 AND enabled AND agent IS NULL")
-            .bind(account)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-    let mut targets = Vec::new();
+    let subs = sqlx::query(
+        "SELECT id, events, filters, retry_schedule, ordering FROM webhooks \
+         WHERE account_id = $1 AND enabled AND agent IS NULL",
+    )
+    .bind(account)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    let (mut targets, mut max_attempts, mut keys) = (Vec::new(), Vec::new(), Vec::new());
     for r in &subs {
         let types: Vec<String> = parse_json(&get::<String>(r, 1)?)?;
         let filters: Filters = parse_json(&get::<String>(r, 2)?)?;
         if filters.wants(&types, &new.event_type, &new.routing) {
             targets.push(get::<String>(r, 0)?);
+            let schedule =
+                get::<Option<String>>(r, 3)?.map(|s| herald_store::control::schedule_from_json(&s)).transpose()?;
+            max_attempts.push(i64::from(herald_store::control::max_attempts(schedule.as_deref(), rules.max_attempts)));
+            let fifo = get::<String>(r, 4)? == herald_domain::Ordering::Fifo.as_str();
+            keys.push(fifo.then(|| new.ordering_key.clone().unwrap_or_default()));
         }
     }
     sqlx::query(
         "INSERT INTO events (id, account_id, type, payload, agent_id, conversation_id, labels, idempotency_key, \
-         deliveries, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         deliveries, created_at, expires_at, ordering_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(new.id.as_str())
     .bind(account)
@@ -152,6 +163,7 @@ pub(crate) async fn publish_in(tx: &mut sqlx::PgConnection, new: &NewEvent, rule
     .bind(targets.len() as i64)
     .bind(now)
     .bind(rules.event_expiry(now))
+    .bind(new.ordering_key.as_deref())
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
@@ -159,18 +171,20 @@ pub(crate) async fn publish_in(tx: &mut sqlx::PgConnection, new: &NewEvent, rule
         let ids: Vec<String> = targets.iter().map(|_| DeliveryId::generate().to_string()).collect();
         sqlx::query(
             "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
-             max_attempts, next_retry_at, created_at, expires_at) \
-             SELECT d.id, $3, d.webhook_id, $4, $5, 'pending', 0, $6, $7, $7, $8 \
-             FROM UNNEST($1::text[], $2::text[]) AS d(id, webhook_id)",
+             max_attempts, next_retry_at, created_at, expires_at, ordering_key, lane_seq) \
+             SELECT d.id, $3, d.webhook_id, $4, $5, 'pending', 0, d.max_attempts, $7, $7, $8, d.ordering_key, \
+               CASE WHEN d.ordering_key IS NOT NULL THEN nextval('deliveries_lane_seq') END \
+             FROM UNNEST($1::text[], $2::text[], $6::bigint[], $9::text[]) AS d(id, webhook_id, max_attempts, ordering_key)",
         )
         .bind(&ids)
         .bind(&targets)
         .bind(account)
         .bind(new.id.as_str())
         .bind(&new.event_type)
-        .bind(i64::from(rules.max_attempts))
+        .bind(&max_attempts)
         .bind(now)
         .bind(rules.delivery_expiry(now))
+        .bind(&keys)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;

@@ -11,6 +11,7 @@ use crate::{PgStore, notify, unavailable};
 use async_trait::async_trait;
 use herald_domain::{AccountId, WebhookId, to_millis};
 use herald_store::codec::to_json as json;
+use herald_store::control::{ControlColumns, PatchColumns};
 use herald_store::*;
 use time::OffsetDateTime;
 
@@ -18,6 +19,7 @@ use time::OffsetDateTime;
 impl Webhooks for PgStore {
     async fn create_webhook(&self, new: NewWebhook, limit: u32) -> StoreResult<Webhook> {
         let now = to_millis(new.created_at);
+        let control = ControlColumns::of(&new.control);
         let mut tx = self.begin().await?;
         // Serialise creations of one account so the limit holds across replicas.
         sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
@@ -35,7 +37,9 @@ impl Webhooks for PgStore {
         }
         sqlx::query(
             "INSERT INTO webhooks (id, account_id, url, description, events, filters, enabled, max_in_flight, \
-             secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+             secret, created_at, updated_at, concurrency, effective_max_in_flight, rate_limit_per_second, ordering, \
+             on_final_failure, retry_schedule, max_age_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $8, $12, $13, $14, $15, $16)",
         )
         .bind(new.id.as_str())
         .bind(new.account_id.as_str())
@@ -47,6 +51,12 @@ impl Webhooks for PgStore {
         .bind(i64::from(new.max_in_flight))
         .bind(herald_store::codec::seal(self.cipher.as_deref(), new.secret.expose()))
         .bind(now)
+        .bind(control.concurrency)
+        .bind(control.rate_limit_per_second)
+        .bind(control.ordering)
+        .bind(control.on_final_failure)
+        .bind(control.retry_schedule)
+        .bind(control.max_age_ms)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -62,6 +72,8 @@ impl Webhooks for PgStore {
             disabled_reason: None,
             auto_disabled_at: None,
             max_in_flight: new.max_in_flight,
+            effective_max_in_flight: new.max_in_flight,
+            control: new.control,
             created_at: new.created_at,
             updated_at: new.created_at,
             last_delivered_at: None,
@@ -107,6 +119,7 @@ impl Webhooks for PgStore {
         now: OffsetDateTime,
     ) -> StoreResult<Option<Webhook>> {
         let enabling = patch.enabled == Some(true);
+        let control = PatchColumns::of(&patch);
         let mut tx = self.begin().await?;
         let sql = concat!(
             "UPDATE webhooks SET \
@@ -115,7 +128,16 @@ impl Webhooks for PgStore {
                enabled = COALESCE($6, enabled), \
                disabled_reason = CASE WHEN $6::boolean IS NULL THEN disabled_reason WHEN $6 THEN NULL ELSE $11 END, \
                auto_disabled_at = CASE WHEN $7 THEN NULL ELSE auto_disabled_at END, \
-               updated_at = $8 \
+               updated_at = $8, \
+               effective_max_in_flight = CASE WHEN COALESCE($12, concurrency) = concurrency \
+                 THEN GREATEST(1, LEAST(effective_max_in_flight, COALESCE($5, max_in_flight))) \
+                 ELSE COALESCE($5, max_in_flight) END, \
+               adaptive_state = CASE WHEN COALESCE($12, concurrency) = concurrency THEN adaptive_state END, \
+               concurrency = COALESCE($12, concurrency), \
+               rate_limit_per_second = CASE WHEN $13 THEN $14 ELSE rate_limit_per_second END, \
+               ordering = COALESCE($15, ordering), on_final_failure = COALESCE($16, on_final_failure), \
+               retry_schedule = CASE WHEN $17 THEN $18 ELSE retry_schedule END, \
+               max_age_ms = CASE WHEN $19 THEN $20 ELSE max_age_ms END \
              WHERE account_id = $9 AND id = $10 AND agent IS NULL RETURNING ",
             webhook_columns!()
         );
@@ -131,11 +153,20 @@ impl Webhooks for PgStore {
             .bind(account.as_str())
             .bind(id.as_str())
             .bind(herald_domain::DisabledReason::Manual.as_str())
+            .bind(control.concurrency)
+            .bind(control.rate.0)
+            .bind(control.rate.1)
+            .bind(control.ordering)
+            .bind(control.on_final_failure)
+            .bind(control.retry_schedule.0)
+            .bind(control.retry_schedule.1)
+            .bind(control.max_age_ms.0)
+            .bind(control.max_age_ms.1)
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?;
         let Some(row) = row else { return Ok(None) };
-        let woke = enabling || patch.max_in_flight.is_some();
+        let woke = patch.frees_work();
         if woke {
             notify(&mut tx).await?;
         }

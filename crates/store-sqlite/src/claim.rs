@@ -5,12 +5,31 @@ use crate::round::WriteJob;
 use crate::rows::*;
 use crate::{SqliteStore, unavailable};
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, EventId, WebhookId, to_millis};
+use herald_domain::{AccountId, DeliveryId, EventId, WebhookId, from_millis, to_millis};
 use herald_store::codec::SecretCipher;
 use herald_store::*;
 use sqlx::SqliteConnection;
 use std::time::Duration;
 use time::OffsetDateTime;
+
+/// A webhook's in-flight limit in SQL (`webhooks w`): the adaptive limit, or `max_in_flight`.
+/// Keep it the same as PostgreSQL's (`store-postgres/src/claim.rs`) and `control::effective_limit`.
+macro_rules! limit_sql {
+    () => {
+        "(CASE WHEN w.concurrency = 'adaptive' THEN MAX(1, MIN(w.effective_max_in_flight, w.max_in_flight)) \
+          ELSE w.max_in_flight END)"
+    };
+}
+
+/// What a leasing statement returns, in this order.
+macro_rules! leased {
+    () => {
+        " RETURNING id, event_id, event_type, attempts, max_attempts, lease_token, \
+         COALESCE(body, (SELECT payload FROM events e WHERE e.id = deliveries.event_id)), \
+         agent IS NOT NULL, (SELECT raw FROM messages m WHERE m.id = deliveries.message_id), account_id, created_at, \
+         ordering_key IS NOT NULL"
+    };
+}
 
 #[async_trait]
 impl Queue for SqliteStore {
@@ -55,10 +74,15 @@ impl Queue for SqliteStore {
     async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>> {
         // One probe per enabled webhook on `deliveries_webhook_due` (a disabled webhook's rows
         // are not claimable; enabling it raises the work signal).
+        // And a webhook with due work that waits (a pause, or its next token) is due when it is ready.
         let ms: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN((SELECT d.next_retry_at FROM deliveries d WHERE d.webhook_id = w.id \
-               AND d.status = 'pending' AND d.next_retry_at > ?1 ORDER BY d.next_retry_at LIMIT 1)) \
-             FROM webhooks w WHERE w.enabled = 1",
+            "SELECT MIN(t) FROM ( \
+               SELECT (SELECT d.next_retry_at FROM deliveries d WHERE d.webhook_id = w.id \
+                 AND d.status = 'pending' AND d.next_retry_at > ?1 ORDER BY d.next_retry_at LIMIT 1) AS t \
+               FROM webhooks w WHERE w.enabled = 1 \
+               UNION ALL \
+               SELECT w.ready_at FROM webhooks w WHERE w.enabled = 1 AND w.ready_at > ?1 AND EXISTS (SELECT 1 \
+                 FROM deliveries d WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_retry_at <= ?1))",
         )
         .bind(to_millis(now))
         .fetch_one(&self.read)
@@ -72,9 +96,10 @@ impl Queue for SqliteStore {
     }
 }
 
-/// Leases up to `limit` due deliveries inside the round's transaction: webhooks with due work
-/// and a free slot (live leases count against the cap, less the caller's `finished` ones),
-/// walked from a different one each time.
+/// Leases up to `limit` due deliveries inside the round's transaction: webhooks with due work,
+/// ready (no pause, a token when rate-limited) and a free slot under their in-flight limit
+/// (live leases count against it, less the caller's `finished` ones), walked from a different
+/// one each time.
 pub(crate) async fn claim_in(
     conn: &mut SqliteConnection,
     cipher: Option<&SecretCipher>,
@@ -85,37 +110,34 @@ pub(crate) async fn claim_in(
 ) -> StoreResult<Vec<Claimed>> {
     let now_ms = to_millis(now);
     let lease_until = now_ms + lease.as_millis() as i64;
-    let candidates = sqlx::query(
-        "SELECT w.id, w.url, w.secret, w.previous_secrets, w.max_in_flight - \
-           (SELECT COUNT(*) FROM deliveries l WHERE l.webhook_id = w.id AND l.status = 'pending' \
-              AND l.lease_token IS NOT NULL AND l.next_retry_at > ?1) AS free \
-         FROM webhooks w WHERE w.enabled = 1 AND EXISTS (SELECT 1 FROM deliveries d \
+    let rows = sqlx::query(concat!(
+        "SELECT w.id, w.url, w.secret, w.previous_secrets, ",
+        limit_sql!(),
+        " - (SELECT COUNT(*) FROM deliveries l WHERE l.webhook_id = w.id AND l.status = 'pending' \
+              AND l.lease_token IS NOT NULL AND l.next_retry_at > ?1) AS free, \
+           w.rate_limit_per_second, w.rate_tokens, w.rate_refilled_at, w.ordering, w.on_final_failure, \
+           w.retry_schedule, w.max_age_ms \
+         FROM webhooks w WHERE w.enabled = 1 AND w.ready_at <= ?1 AND EXISTS (SELECT 1 FROM deliveries d \
            WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_retry_at <= ?1 AND d.expires_at > ?1)",
-    )
+    ))
     .bind(now_ms)
     .fetch_all(&mut *conn)
     .await
     .map_err(unavailable)?;
-    let mut candidates: Vec<_> = candidates
-        .iter()
-        .map(|r| -> StoreResult<_> {
-            Ok((
-                get::<String>(r, 0)?,
-                get::<String>(r, 1)?,
-                get::<String>(r, 2)?,
-                get::<String>(r, 3)?,
-                get::<i64>(r, 4)?,
-            ))
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
+    let mut candidates = rows.iter().map(Candidate::of).collect::<StoreResult<Vec<_>>>()?;
     if !finished.is_empty() {
         for (webhook, n) in finished_per_webhook(conn, finished, now_ms).await? {
-            if let Some(c) = candidates.iter_mut().find(|c| c.0 == webhook) {
-                c.4 += n;
+            if let Some(c) = candidates.iter_mut().find(|c| c.id == webhook) {
+                c.free += n;
             }
         }
     }
-    candidates.retain(|c| c.4 > 0);
+    for c in &mut candidates {
+        if let Some(rate) = c.rate {
+            c.free = c.free.min(i64::from(c.bucket.available(rate, now_ms)));
+        }
+    }
+    candidates.retain(|c| c.free > 0);
     // Fairness: start the walk at a different webhook each claim.
     if candidates.len() > 1 {
         let k = (now_ms as usize ^ rand_offset()) % candidates.len();
@@ -124,10 +146,51 @@ pub(crate) async fn claim_in(
     lease_rows(conn, cipher, candidates, limit, now_ms, lease_until).await
 }
 
+/// A webhook the claim may take rows of, and what each of its attempts needs.
+struct Candidate {
+    id: String,
+    url: String,
+    secret: String,
+    previous: String,
+    /// Rows it may take: free slots, then at most its tokens.
+    free: i64,
+    rate: Option<u32>,
+    bucket: herald_domain::rate::Bucket,
+    fifo: bool,
+    blocks: bool,
+    retry_schedule: Option<Vec<Duration>>,
+    max_age: Option<Duration>,
+}
+
+impl Candidate {
+    fn of(r: &sqlx::sqlite::SqliteRow) -> StoreResult<Self> {
+        let control = herald_domain::DeliveryControl {
+            ordering: herald_domain::Ordering::parse(&get::<String>(r, 8)?).unwrap_or_default(),
+            on_final_failure: herald_domain::OnFinalFailure::parse(&get::<String>(r, 9)?).unwrap_or_default(),
+            ..Default::default()
+        };
+        Ok(Self {
+            id: get(r, 0)?,
+            url: get(r, 1)?,
+            secret: get(r, 2)?,
+            previous: get(r, 3)?,
+            free: get(r, 4)?,
+            rate: get::<Option<i64>>(r, 5)?.map(|n| n as u32),
+            bucket: herald_domain::rate::Bucket { tokens: get(r, 6)?, refilled_at_ms: get(r, 7)? },
+            fifo: control.ordering == herald_domain::Ordering::Fifo,
+            blocks: control.blocks_on_final_failure(),
+            retry_schedule: get::<Option<String>>(r, 10)?
+                .map(|s| herald_store::control::schedule_from_json(&s))
+                .transpose()?,
+            max_age: get::<Option<i64>>(r, 11)?.map(|ms| Duration::from_millis(ms as u64)),
+        })
+    }
+}
+
 /// How many of `finished` are live leases still holding their token, per webhook: the ones
 /// the cap count included although their requests have ended — at most the webhook's
-/// `max_in_flight`, so a stalled recorder cannot let it run on (its unrecorded outcomes stay
-/// under twice its cap). Keep the live-lease condition the same as the cap count's above and
+/// limit, so a stalled recorder cannot let it run on (its unrecorded outcomes stay under
+/// twice its cap). Keep the live-lease condition the same as the cap count's above and
 /// PostgreSQL's (`store-postgres/src/claim.rs`).
 async fn finished_per_webhook(
     conn: &mut SqliteConnection,
@@ -135,12 +198,14 @@ async fn finished_per_webhook(
     now_ms: i64,
 ) -> StoreResult<Vec<(String, i64)>> {
     let pairs: Vec<(&str, &str)> = finished.iter().map(|(id, token)| (id.as_str(), token.as_str())).collect();
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT d.webhook_id, min(COUNT(DISTINCT d.id), w.max_in_flight) FROM json_each(?1) a \
+    let rows: Vec<(String, i64)> = sqlx::query_as(concat!(
+        "SELECT d.webhook_id, min(COUNT(DISTINCT d.id), ",
+        limit_sql!(),
+        ") FROM json_each(?1) a \
          JOIN deliveries d ON d.id = a.value ->> 0 AND d.lease_token = a.value ->> 1 \
          JOIN webhooks w ON w.id = d.webhook_id \
          WHERE d.status = 'pending' AND d.next_retry_at > ?2 GROUP BY d.webhook_id",
-    )
+    ))
     .bind(herald_store::codec::to_json(&pairs))
     .bind(now_ms)
     .fetch_all(&mut *conn)
@@ -149,64 +214,132 @@ async fn finished_per_webhook(
     Ok(rows)
 }
 
-/// Leases due rows of each candidate webhook (id, url, secret, previous, free slots).
+/// Leases due rows of each candidate: of a FIFO webhook, only the heads of its lanes (and
+/// rows from before it became FIFO, which have no lane); of a rate-limited one, as many as
+/// it has tokens, which are then taken.
 async fn lease_rows(
     conn: &mut SqliteConnection,
     cipher: Option<&SecretCipher>,
-    candidates: Vec<(String, String, String, String, i64)>,
+    candidates: Vec<Candidate>,
     limit: u32,
     now_ms: i64,
     lease_until: i64,
 ) -> StoreResult<Vec<Claimed>> {
     let mut claimed = Vec::new();
     let mut left = i64::from(limit);
-    for (wh, url, secret, prev, free) in candidates {
+    for c in candidates {
         if left <= 0 {
             break;
         }
-        let take = free.min(left);
-        // The envelope comes back with the lease: no second round trip for bodies.
-        // `LIMIT ? + 0`, not `LIMIT ?`: a bare parameter as the limit makes SQLite
-        // re-prepare the statement whenever the bound value changes (4 % of the CPU).
-        let rows = sqlx::query(
-            "UPDATE deliveries SET next_retry_at = ?, lease_token = lower(hex(randomblob(8))) \
-             WHERE id IN (SELECT id FROM deliveries WHERE webhook_id = ? AND status = 'pending' \
-               AND next_retry_at <= ? AND expires_at > ? ORDER BY next_retry_at LIMIT ? + 0) \
-             RETURNING id, event_id, event_type, attempts, max_attempts, lease_token, \
-               COALESCE(body, (SELECT payload FROM events e WHERE e.id = deliveries.event_id)), \
-               agent IS NOT NULL, (SELECT raw FROM messages m WHERE m.id = deliveries.message_id), account_id",
-        )
-        .bind(lease_until)
-        .bind(&wh)
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(take)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(unavailable)?;
+        let take = c.free.min(left);
+        let mut rows = Vec::new();
+        if c.fifo {
+            rows = lease_lane_heads(conn, &c.id, take, now_ms, lease_until).await?;
+        }
+        if (rows.len() as i64) < take {
+            // The envelope comes back with the lease: no second round trip for bodies.
+            // `LIMIT ? + 0`, not `LIMIT ?`: a bare parameter as the limit makes SQLite
+            // re-prepare the statement whenever the bound value changes (4 % of the CPU).
+            let sql = concat!(
+                "UPDATE deliveries SET next_retry_at = ?1, lease_token = lower(hex(randomblob(8))) \
+                 WHERE id IN (SELECT id FROM deliveries WHERE webhook_id = ?2 AND status = 'pending' \
+                   AND next_retry_at <= ?3 AND expires_at > ?3 AND (?5 = 0 OR ordering_key IS NULL) \
+                   ORDER BY next_retry_at LIMIT ?4 + 0)",
+                leased!()
+            );
+            rows.extend(
+                sqlx::query(sql)
+                    .bind(lease_until)
+                    .bind(&c.id)
+                    .bind(now_ms)
+                    .bind(take - rows.len() as i64)
+                    .bind(c.fifo)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
         left -= rows.len() as i64;
-        let filled_webhook = rows.len() as i64 >= free;
-        let secrets = herald_store::codec::open_for_claim(cipher, &wh, secret, &prev);
+        if let Some(rate) = c.rate
+            && !rows.is_empty()
+        {
+            let (bucket, ready_at) = c.bucket.take(rate, now_ms, rows.len() as u32);
+            sqlx::query(
+                "UPDATE webhooks SET rate_tokens = ?, rate_refilled_at = ?, ready_at = MAX(ready_at, ?) WHERE id = ?",
+            )
+            .bind(bucket.tokens)
+            .bind(bucket.refilled_at_ms)
+            .bind(ready_at)
+            .bind(&c.id)
+            .execute(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        }
+        let filled_webhook = rows.len() as i64 >= c.free;
+        let secrets = herald_store::codec::open_for_claim(cipher, &c.id, c.secret.clone(), &c.previous);
         for r in &rows {
+            let in_lane: bool = get(r, 11)?;
             claimed.push(Claimed {
                 delivery_id: DeliveryId::from_trusted(get(r, 0)?),
-                webhook_id: WebhookId::from_trusted(wh.clone()),
+                webhook_id: WebhookId::from_trusted(c.id.clone()),
                 account_id: AccountId::from_trusted(get(r, 9)?),
                 event_id: EventId::from_trusted(get(r, 1)?),
                 event_type: get(r, 2)?,
-                url: url.clone(),
+                url: c.url.clone(),
                 secrets: secrets.clone(),
                 body: get::<Option<Vec<u8>>>(r, 6)?,
                 agent_payload: get(r, 7)?,
                 message_raw: get::<Option<Vec<u8>>>(r, 8)?,
                 attempt: get::<i64>(r, 3)? as u32 + 1,
                 max_attempts: get::<i64>(r, 4)? as u32,
+                retry_schedule: c.retry_schedule.clone(),
+                deadline: c.max_age.map(|age| from_millis(get::<i64>(r, 10).unwrap_or_default()) + age),
+                in_lane: in_lane && c.fifo,
+                blocks_lane: in_lane && c.blocks,
                 lease_token: get(r, 5)?,
                 filled_webhook,
             });
         }
     }
     Ok(claimed)
+}
+
+/// Leases up to `take` due heads of `webhook`'s lanes: a lane's head is its oldest row that
+/// is pending or blocked, so a lane whose head is leased, waiting for a retry or blocked
+/// offers nothing. The lanes are found by a skip scan of `deliveries_lane` (one probe per
+/// lane, not one per queued row).
+async fn lease_lane_heads(
+    conn: &mut SqliteConnection,
+    webhook: &str,
+    take: i64,
+    now_ms: i64,
+    lease_until: i64,
+) -> StoreResult<Vec<sqlx::sqlite::SqliteRow>> {
+    let sql = concat!(
+        "WITH RECURSIVE lane(k) AS ( \
+           SELECT (SELECT MIN(ordering_key) FROM deliveries WHERE webhook_id = ?2 \
+             AND ordering_key IS NOT NULL AND status IN ('pending', 'blocked')) \
+           UNION ALL \
+           SELECT (SELECT MIN(ordering_key) FROM deliveries WHERE webhook_id = ?2 AND ordering_key > lane.k \
+             AND ordering_key IS NOT NULL AND status IN ('pending', 'blocked')) FROM lane WHERE lane.k IS NOT NULL \
+         ), head(id) AS ( \
+           SELECT (SELECT h.id FROM deliveries h WHERE h.webhook_id = ?2 AND h.ordering_key = lane.k \
+             AND h.ordering_key IS NOT NULL AND h.status IN ('pending', 'blocked') ORDER BY h.rowid LIMIT 1) \
+           FROM lane WHERE lane.k IS NOT NULL \
+         ) \
+         UPDATE deliveries SET next_retry_at = ?1, lease_token = lower(hex(randomblob(8))) \
+         WHERE id IN (SELECT d.id FROM head JOIN deliveries d ON d.id = head.id WHERE d.status = 'pending' \
+           AND d.next_retry_at <= ?3 AND d.expires_at > ?3 ORDER BY d.next_retry_at LIMIT ?4 + 0)",
+        leased!()
+    );
+    sqlx::query(sql)
+        .bind(lease_until)
+        .bind(webhook)
+        .bind(now_ms)
+        .bind(take)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(unavailable)
 }
 
 fn rand_offset() -> usize {

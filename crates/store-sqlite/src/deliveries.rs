@@ -87,7 +87,7 @@ impl Deliveries for SqliteStore {
         herald_domain::delivery::check_manual_retry(status, exists > 0)?;
         sqlx::query(
             "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_retry_at = ?, \
-             lease_token = NULL, expires_at = MAX(expires_at, ?) WHERE id = ? AND status = 'failed'",
+             lease_token = NULL, expires_at = MAX(expires_at, ?) WHERE id = ? AND status IN ('failed', 'blocked')",
         )
         .bind(to_millis(now))
         .bind(to_millis(now + herald_domain::delivery::MANUAL_RETRY_LIFETIME))
@@ -107,6 +107,42 @@ impl Deliveries for SqliteStore {
         let sql = concat!("SELECT ", delivery_columns!(), " FROM deliveries WHERE id = ?");
         let row = sqlx::query(sql).bind(id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
+        self.wake();
+        delivery_from_row(&row).map(Some)
+    }
+
+    async fn skip_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Delivery>> {
+        let mut tx = self.begin().await?;
+        let status: Option<String> =
+            sqlx::query_scalar("SELECT status FROM deliveries WHERE account_id = ? AND id = ?")
+                .bind(account.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        let Some(status) = status else { return Ok(None) };
+        let status =
+            herald_domain::DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", &status))?;
+        herald_domain::delivery::check_skip(status)?;
+        let sql = concat!(
+            "UPDATE deliveries SET status = 'failed', last_error = ?, lease_token = NULL, next_retry_at = ? \
+             WHERE id = ? AND status IN ('pending', 'blocked') RETURNING ",
+            delivery_columns!()
+        );
+        let row = sqlx::query(sql)
+            .bind(herald_domain::delivery::SKIPPED)
+            .bind(to_millis(now))
+            .bind(id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        // The next delivery of its lane may go now.
         self.wake();
         delivery_from_row(&row).map(Some)
     }

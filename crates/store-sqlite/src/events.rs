@@ -248,9 +248,12 @@ impl SqliteStore {
         .map_err(unavailable)?;
         let n = sqlx::query(
             "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
-             max_attempts, next_retry_at, created_at, expires_at) \
-             SELECT v.value ->> 0, ?1, ?2, e.id, e.type, 'pending', 0, ?3, ?4, ?4, ?5 \
-             FROM json_each(?6) AS v JOIN events e ON e.id = v.value ->> 1",
+             max_attempts, next_retry_at, created_at, expires_at, ordering_key) \
+             SELECT v.value ->> 0, ?1, ?2, e.id, e.type, 'pending', 0, \
+               COALESCE(json_array_length(w.retry_schedule) + 1, ?3), ?4, ?4, ?5, \
+               CASE WHEN w.ordering = 'fifo' THEN COALESCE(e.ordering_key, '') END \
+             FROM json_each(?6) AS v JOIN events e ON e.id = v.value ->> 1 JOIN webhooks w ON w.id = ?2 \
+             ORDER BY v.key",
         )
         .bind(account.as_str())
         .bind(webhook.as_str())

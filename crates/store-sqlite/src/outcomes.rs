@@ -82,6 +82,19 @@ pub(crate) async fn record_in(
         .await
         .map_err(unavailable)?;
     }
+    adapt_limits(tx, &herald_store::control::samples_by_webhook(outcomes, was_applied), now_ms).await?;
+    let pauses = herald_store::control::pauses(outcomes, was_applied, now_ms);
+    if !pauses.is_empty() {
+        // A receiver's Retry-After pauses its whole webhook.
+        sqlx::query(
+            "UPDATE webhooks SET ready_at = MAX(ready_at, p.value ->> 1) FROM json_each(?) AS p \
+             WHERE webhooks.id = p.value ->> 0",
+        )
+        .bind(json(&pauses))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
     let mut disabled_gone = Vec::new();
     if !gone.is_empty() {
         let ids: Vec<String> = sqlx::query_scalar(
@@ -98,4 +111,36 @@ pub(crate) async fn record_in(
         disabled_gone = ids.into_iter().map(herald_domain::WebhookId::from_trusted).collect();
     }
     Ok(Recorded { applied: outcomes.iter().map(was_applied).collect(), disabled_gone })
+}
+
+/// Steps the adaptive in-flight limit of each adaptive webhook in `samples`.
+async fn adapt_limits(
+    tx: &mut sqlx::SqliteConnection,
+    samples: &[(String, Vec<herald_domain::adaptive::Sample>)],
+    now_ms: i64,
+) -> StoreResult<()> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = samples.iter().map(|(w, _)| w.as_str()).collect();
+    let rows: Vec<(String, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT id, max_in_flight, effective_max_in_flight, adaptive_state FROM webhooks \
+         WHERE concurrency = 'adaptive' AND id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(json(&ids))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    for (id, max, effective, state) in rows {
+        let Some((_, s)) = samples.iter().find(|(w, _)| *w == id) else { continue };
+        let (limit, state) = herald_store::control::adapt(effective as u32, max as u32, state.as_deref(), s, now_ms)?;
+        sqlx::query("UPDATE webhooks SET effective_max_in_flight = ?, adaptive_state = ? WHERE id = ?")
+            .bind(i64::from(limit))
+            .bind(state)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }

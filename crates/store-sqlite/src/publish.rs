@@ -14,7 +14,7 @@ pub(crate) async fn publish_in<'a>(
     jobs: impl Iterator<Item = (&'a NewEvent, &'a FanoutRules)>,
 ) -> StoreResult<Vec<Published>> {
     use std::collections::HashMap;
-    let mut subscriptions: HashMap<String, Vec<(String, Vec<String>, Filters)>> = HashMap::new();
+    let mut subscriptions: HashMap<String, Vec<Subscription>> = HashMap::new();
     let mut keys_in_batch: HashMap<(String, String), Published> = HashMap::new();
     let mut events = Vec::new();
     let mut deliveries = Vec::new();
@@ -58,7 +58,8 @@ pub(crate) async fn publish_in<'a>(
         }
         if !subscriptions.contains_key(&account) {
             let rows = sqlx::query(
-                "SELECT id, events, filters FROM webhooks WHERE account_id = ? AND enabled = 1 AND agent IS NULL",
+                "SELECT id, events, filters, retry_schedule, ordering FROM webhooks \
+                 WHERE account_id = ? AND enabled = 1 AND agent IS NULL",
             )
             .bind(&account)
             .fetch_all(&mut *tx)
@@ -67,15 +68,22 @@ pub(crate) async fn publish_in<'a>(
             let subs = rows
                 .iter()
                 .map(|r| {
-                    Ok((get::<String>(r, 0)?, parse_json(&get::<String>(r, 1)?)?, parse_json(&get::<String>(r, 2)?)?))
+                    Ok(Subscription {
+                        id: get(r, 0)?,
+                        events: parse_json(&get::<String>(r, 1)?)?,
+                        filters: parse_json(&get::<String>(r, 2)?)?,
+                        schedule_steps: get::<Option<String>>(r, 3)?
+                            .map(|s| herald_store::control::schedule_from_json(&s).map(|v| v.len()))
+                            .transpose()?,
+                        fifo: get::<String>(r, 4)? == herald_domain::Ordering::Fifo.as_str(),
+                    })
                 })
                 .collect::<StoreResult<Vec<_>>>()?;
             subscriptions.insert(account.clone(), subs);
         }
-        let targets: Vec<&String> = subscriptions[&account]
+        let targets: Vec<&Subscription> = subscriptions[&account]
             .iter()
-            .filter(|(_, types, filters)| filters.wants(types, &new.event_type, &new.routing))
-            .map(|(id, _, _)| id)
+            .filter(|s| s.filters.wants(&s.events, &new.event_type, &new.routing))
             .collect();
         let envelope =
             std::str::from_utf8(new.envelope.as_bytes()).map_err(|e| StoreError::Invalid(Box::new(e)).counted())?;
@@ -91,17 +99,19 @@ pub(crate) async fn publish_in<'a>(
             targets.len(),
             now,
             rules.event_expiry(now),
+            new.ordering_key,
         ]));
         for wh in &targets {
             deliveries.push(serde_json::json!([
                 DeliveryId::generate().as_str(),
                 account,
-                wh,
+                wh.id,
                 new.id.as_str(),
                 new.event_type,
-                rules.max_attempts,
+                wh.schedule_steps.map_or(rules.max_attempts, |n| n as u32 + 1),
                 now,
                 rules.delivery_expiry(now),
+                wh.fifo.then(|| new.ordering_key.as_deref().unwrap_or_default()),
             ]));
         }
         let p = Published {
@@ -119,9 +129,9 @@ pub(crate) async fn publish_in<'a>(
     if !events.is_empty() {
         sqlx::query(
             "INSERT INTO events (id, account_id, type, payload, agent_id, conversation_id, labels, idempotency_key, \
-             deliveries, created_at, expires_at) \
+             deliveries, created_at, expires_at, ordering_key) \
              SELECT value ->> 0, value ->> 1, value ->> 2, CAST(value ->> 3 AS BLOB), value ->> 4, value ->> 5, \
-                    value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10 FROM json_each(?)",
+                    value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10, value ->> 11 FROM json_each(?)",
         )
         .bind(json(&events))
         .execute(&mut *tx)
@@ -131,9 +141,9 @@ pub(crate) async fn publish_in<'a>(
     if !deliveries.is_empty() {
         sqlx::query(
             "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, \
-             max_attempts, next_retry_at, created_at, expires_at) \
+             max_attempts, next_retry_at, created_at, expires_at, ordering_key) \
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'pending', 0, \
-                    value ->> 5, value ->> 6, value ->> 6, value ->> 7 FROM json_each(?)",
+                    value ->> 5, value ->> 6, value ->> 6, value ->> 7, value ->> 8 FROM json_each(?) ORDER BY key",
         )
         .bind(json(&deliveries))
         .execute(&mut *tx)
@@ -141,4 +151,14 @@ pub(crate) async fn publish_in<'a>(
         .map_err(unavailable)?;
     }
     Ok(out)
+}
+
+/// An enabled webhook of the account, as fan-out sees it.
+struct Subscription {
+    id: String,
+    events: Vec<String>,
+    filters: Filters,
+    /// Steps of its own retry schedule (`None`: the server's).
+    schedule_steps: Option<usize>,
+    fifo: bool,
 }

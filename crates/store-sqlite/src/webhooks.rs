@@ -11,6 +11,7 @@ use crate::{SqliteStore, unavailable};
 use async_trait::async_trait;
 use herald_domain::{AccountId, WebhookId, to_millis};
 use herald_store::codec::to_json as json;
+use herald_store::control::{ControlColumns, PatchColumns};
 use herald_store::*;
 use time::OffsetDateTime;
 
@@ -18,6 +19,7 @@ use time::OffsetDateTime;
 impl Webhooks for SqliteStore {
     async fn create_webhook(&self, new: NewWebhook, limit: u32) -> StoreResult<Webhook> {
         let now = to_millis(new.created_at);
+        let control = ControlColumns::of(&new.control);
         let mut tx = self.begin().await?;
         // The single writer makes count-then-insert atomic.
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE account_id = ? AND agent IS NULL")
@@ -30,7 +32,9 @@ impl Webhooks for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO webhooks (id, account_id, url, description, events, filters, enabled, max_in_flight, \
-             secret, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             secret, created_at, updated_at, concurrency, effective_max_in_flight, rate_limit_per_second, ordering, \
+             on_final_failure, retry_schedule, max_age_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.id.as_str())
         .bind(new.account_id.as_str())
@@ -43,6 +47,13 @@ impl Webhooks for SqliteStore {
         .bind(herald_store::codec::seal(self.cipher.as_deref(), new.secret.expose()))
         .bind(now)
         .bind(now)
+        .bind(control.concurrency)
+        .bind(i64::from(new.max_in_flight))
+        .bind(control.rate_limit_per_second)
+        .bind(control.ordering)
+        .bind(control.on_final_failure)
+        .bind(control.retry_schedule)
+        .bind(control.max_age_ms)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -58,6 +69,8 @@ impl Webhooks for SqliteStore {
             disabled_reason: None,
             auto_disabled_at: None,
             max_in_flight: new.max_in_flight,
+            effective_max_in_flight: new.max_in_flight,
+            control: new.control,
             created_at: new.created_at,
             updated_at: new.created_at,
             last_delivered_at: None,
@@ -101,16 +114,26 @@ impl Webhooks for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<Option<Webhook>> {
         let enabling = patch.enabled == Some(true);
+        let control = PatchColumns::of(&patch);
         let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE webhooks SET \
-               url = COALESCE(?, url), description = COALESCE(?, description), events = COALESCE(?, events), \
-               filters = COALESCE(?, filters), max_in_flight = COALESCE(?, max_in_flight), \
-               enabled = COALESCE(?, enabled), \
-               disabled_reason = CASE WHEN ? IS NULL THEN disabled_reason WHEN ? THEN NULL ELSE ? END, \
-               auto_disabled_at = CASE WHEN ? THEN NULL ELSE auto_disabled_at END, \
-               updated_at = ? \
-             WHERE account_id = ? AND id = ? AND agent IS NULL",
+               url = COALESCE(?1, url), description = COALESCE(?2, description), events = COALESCE(?3, events), \
+               filters = COALESCE(?4, filters), max_in_flight = COALESCE(?5, max_in_flight), \
+               enabled = COALESCE(?6, enabled), \
+               disabled_reason = CASE WHEN ?7 IS NULL THEN disabled_reason WHEN ?8 THEN NULL ELSE ?9 END, \
+               auto_disabled_at = CASE WHEN ?10 THEN NULL ELSE auto_disabled_at END, \
+               updated_at = ?11, \
+               effective_max_in_flight = CASE WHEN COALESCE(?14, concurrency) = concurrency \
+                 THEN MAX(1, MIN(effective_max_in_flight, COALESCE(?5, max_in_flight))) \
+                 ELSE COALESCE(?5, max_in_flight) END, \
+               adaptive_state = CASE WHEN COALESCE(?14, concurrency) = concurrency THEN adaptive_state END, \
+               concurrency = COALESCE(?14, concurrency), \
+               rate_limit_per_second = CASE WHEN ?15 THEN ?16 ELSE rate_limit_per_second END, \
+               ordering = COALESCE(?17, ordering), on_final_failure = COALESCE(?18, on_final_failure), \
+               retry_schedule = CASE WHEN ?19 THEN ?20 ELSE retry_schedule END, \
+               max_age_ms = CASE WHEN ?21 THEN ?22 ELSE max_age_ms END \
+             WHERE account_id = ?12 AND id = ?13 AND agent IS NULL",
         )
         .bind(patch.url.as_deref())
         .bind(patch.description.as_deref())
@@ -125,6 +148,15 @@ impl Webhooks for SqliteStore {
         .bind(to_millis(now))
         .bind(account.as_str())
         .bind(id.as_str())
+        .bind(control.concurrency)
+        .bind(control.rate.0)
+        .bind(control.rate.1)
+        .bind(control.ordering)
+        .bind(control.on_final_failure)
+        .bind(control.retry_schedule.0)
+        .bind(control.retry_schedule.1)
+        .bind(control.max_age_ms.0)
+        .bind(control.max_age_ms.1)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -134,7 +166,7 @@ impl Webhooks for SqliteStore {
         let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE id = ?");
         let row = sqlx::query(sql).bind(id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
-        if enabling || patch.max_in_flight.is_some() {
+        if patch.frees_work() {
             self.wake();
         }
         webhook_from_row(&row).map(Some)

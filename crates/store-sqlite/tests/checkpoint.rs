@@ -16,6 +16,7 @@ async fn publish(store: &SqliteStore, account: &herald_domain::AccountId) {
         account_id: account.clone(),
         event_type: "email.received".into(),
         routing: Default::default(),
+        ordering_key: None,
         idempotency_key: None,
         created_at: now,
     };

@@ -15,6 +15,7 @@ fn event(id: EventId, account: &AccountId, now: OffsetDateTime) -> NewEvent {
         account_id: account.clone(),
         event_type: "order.paid".into(),
         routing: Default::default(),
+        ordering_key: None,
         idempotency_key: None,
         created_at: now,
     }
@@ -36,6 +37,7 @@ async fn one_refused_publish_fails_only_its_caller_while_the_others_and_a_claim_
         filters: Default::default(),
         enabled: true,
         max_in_flight: 1000,
+        control: herald_domain::DeliveryControl::default(),
         secret: herald_domain::SigningSecret::generate(),
         created_at: now,
     };

@@ -19,6 +19,9 @@ pub enum StoreError {
     /// A manual retry the delivery's state does not allow.
     #[error("{0}")]
     RetryRefused(#[from] herald_domain::RetryRefused),
+    /// A skip the delivery's state does not allow.
+    #[error("{0}")]
+    SkipRefused(#[from] herald_domain::delivery::SkipRefused),
     /// A uniqueness rule was violated (e.g. account name taken).
     #[error("already exists")]
     AlreadyExists,

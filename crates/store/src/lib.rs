@@ -14,6 +14,7 @@ pub mod backlog;
 pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod control;
 mod error;
 mod gauges;
 mod inbound;
@@ -271,6 +272,14 @@ pub trait Deliveries {
     /// `failed` → `pending` with one more attempt allowed, due now; otherwise
     /// `RetryRefused` (not failed, or its webhook deleted) — the domain's manual-retry rule.
     async fn retry_delivery(
+        &self,
+        account: &AccountId,
+        id: &DeliveryId,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<Delivery>>;
+    /// A `pending` or `blocked` delivery ends `failed` with the error `skipped` (its FIFO
+    /// lane moves on; an attempt in flight no longer records); otherwise `SkipRefused`.
+    async fn skip_delivery(
         &self,
         account: &AccountId,
         id: &DeliveryId,

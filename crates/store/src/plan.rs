@@ -31,6 +31,7 @@ impl OutcomeRow {
         let (status, next_ms) = match &o.verdict {
             Verdict::Delivered => ("delivered", now_ms),
             Verdict::RetryAt(at) => ("pending", to_millis(*at)),
+            Verdict::Failed { .. } if o.blocks_lane => ("blocked", now_ms),
             Verdict::Failed { .. } => ("failed", now_ms),
         };
         let r = &o.result;

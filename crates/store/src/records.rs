@@ -33,6 +33,9 @@ pub struct Webhook {
     pub disabled_reason: Option<herald_domain::DisabledReason>,
     pub auto_disabled_at: Option<OffsetDateTime>,
     pub max_in_flight: u32,
+    /// The in-flight limit claims use now: `max_in_flight` when fixed, the adaptive limit otherwise.
+    pub effective_max_in_flight: u32,
+    pub control: herald_domain::DeliveryControl,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub last_delivered_at: Option<OffsetDateTime>,
@@ -48,6 +51,7 @@ pub struct NewWebhook {
     pub filters: Filters,
     pub enabled: bool,
     pub max_in_flight: u32,
+    pub control: herald_domain::DeliveryControl,
     pub secret: SigningSecret,
     pub created_at: OffsetDateTime,
 }
@@ -61,6 +65,25 @@ pub struct WebhookPatch {
     pub filters: Option<Filters>,
     pub enabled: Option<bool>,
     pub max_in_flight: Option<u32>,
+    pub concurrency: Option<herald_domain::Concurrency>,
+    /// `Some(None)` removes the limit.
+    pub rate_limit_per_second: Option<Option<u32>>,
+    pub ordering: Option<herald_domain::Ordering>,
+    pub on_final_failure: Option<herald_domain::OnFinalFailure>,
+    /// `Some(None)` goes back to the server's schedule.
+    pub retry_schedule: Option<Option<Vec<Duration>>>,
+    pub max_age: Option<Option<Duration>>,
+}
+
+impl WebhookPatch {
+    /// Whether the patch changes what claims may take (limit, rate, order, enabled).
+    pub fn frees_work(&self) -> bool {
+        self.enabled == Some(true)
+            || self.max_in_flight.is_some()
+            || self.concurrency.is_some()
+            || self.rate_limit_per_second.is_some()
+            || self.ordering.is_some()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -70,6 +93,8 @@ pub struct NewEvent {
     pub event_type: String,
     pub envelope: Envelope,
     pub routing: RoutingAttributes,
+    /// The FIFO lane within each webhook with `ordering: fifo` (none = the webhook's one lane).
+    pub ordering_key: Option<String>,
     pub idempotency_key: Option<String>,
     pub created_at: OffsetDateTime,
 }
@@ -85,6 +110,7 @@ impl NewEvent {
             account_id: account.clone(),
             event_type: notice.event_type.to_owned(),
             routing: RoutingAttributes::default(),
+            ordering_key: None,
             idempotency_key: None,
             created_at: at,
         }
@@ -184,6 +210,14 @@ pub struct Claimed {
     /// The number this attempt will have (attempts so far + 1).
     pub attempt: u32,
     pub max_attempts: u32,
+    /// The webhook's own retry schedule (`None`: the server's).
+    pub retry_schedule: Option<Vec<Duration>>,
+    /// No attempt after this instant (creation + the webhook's `max_age`).
+    pub deadline: Option<OffsetDateTime>,
+    /// The delivery is in a FIFO lane: its end lets the next one of its lane go.
+    pub in_lane: bool,
+    /// A final failure holds the lane (status `blocked`).
+    pub blocks_lane: bool,
     pub lease_token: String,
     /// This claim took every free slot of its webhook (whether or not more of its work is
     /// due): when this attempt ends, the worker claims again at once rather than waiting for
@@ -210,6 +244,8 @@ pub struct Outcome {
     pub attempt: u32,
     pub result: AttemptOutcome,
     pub verdict: Verdict,
+    /// A final failure holds the delivery's FIFO lane (it ends `blocked`, not `failed`).
+    pub blocks_lane: bool,
 }
 
 /// A stored event as the events log shows it.

@@ -7,7 +7,8 @@
 macro_rules! webhook_columns {
     () => {
         "id, account_id, url, description, events, filters, enabled, disabled_reason, \
-         auto_disabled_at, max_in_flight, created_at, updated_at, last_delivered_at"
+         auto_disabled_at, max_in_flight, created_at, updated_at, last_delivered_at, concurrency, \
+         effective_max_in_flight, rate_limit_per_second, ordering, on_final_failure, retry_schedule, max_age_ms"
     };
 }
 
@@ -108,7 +109,27 @@ macro_rules! sql_rows {
                 created_at: from_millis(get(r, 10)?),
                 updated_at: from_millis(get(r, 11)?),
                 last_delivered_at: get::<Option<i64>>(r, 12)?.map(from_millis),
+                effective_max_in_flight: $crate::control::effective_limit(
+                    named(&get::<String>(r, 13)?, "concurrency", Concurrency::parse)?,
+                    get::<i64>(r, 9)? as u32,
+                    Some(get::<i64>(r, 14)? as u32),
+                ),
+                control: DeliveryControl {
+                    concurrency: named(&get::<String>(r, 13)?, "concurrency", Concurrency::parse)?,
+                    rate_limit_per_second: get::<Option<i64>>(r, 15)?.map(|n| n as u32),
+                    ordering: named(&get::<String>(r, 16)?, "ordering", Ordering::parse)?,
+                    on_final_failure: named(&get::<String>(r, 17)?, "on_final_failure", OnFinalFailure::parse)?,
+                    retry_schedule: get::<Option<String>>(r, 18)?
+                        .map(|s| $crate::control::schedule_from_json(&s))
+                        .transpose()?,
+                    max_age: get::<Option<i64>>(r, 19)?.map(|ms| std::time::Duration::from_millis(ms as u64)),
+                },
             })
+        }
+
+        /// A stored name of one of the delivery-control enums.
+        fn named<T>(s: &str, what: &str, parse: impl Fn(&str) -> Option<T>) -> StoreResult<T> {
+            parse(s).ok_or_else(|| corrupt(what, s))
         }
 
         /// A row of [`delivery_columns!`]($crate::delivery_columns).
@@ -199,7 +220,7 @@ macro_rules! sql_rows {
 pub mod __private {
     pub use crate::{Account, Agent, Attempt, Delivery, Event, Message, StoreError, StoreResult, Webhook};
     pub use herald_domain::{
-        AccountId, AgentAddress, AttemptKind, DeliveryId, DeliveryStatus, DisabledReason, EventId, MessageId,
-        WebhookId, from_millis,
+        AccountId, AgentAddress, AttemptKind, Concurrency, DeliveryControl, DeliveryId, DeliveryStatus, DisabledReason,
+        EventId, MessageId, OnFinalFailure, Ordering, WebhookId, from_millis,
     };
 }

@@ -142,7 +142,10 @@ impl From<Delivery> for DeliveryView {
             last_attempt_at: d.last_attempt_at.map(Stamp::new),
             next_retry_at: Stamp::new(d.next_retry_at),
             created_at: Stamp::new(d.created_at),
-            retryable: d.status == herald_domain::DeliveryStatus::Failed,
+            retryable: matches!(
+                d.status,
+                herald_domain::DeliveryStatus::Failed | herald_domain::DeliveryStatus::Blocked
+            ),
         }
     }
 }

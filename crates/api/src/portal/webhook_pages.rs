@@ -154,6 +154,29 @@ fn parse_common(f: &FormFields) -> (Filters, Result<u32, herald_app::FieldError>
     (filters, cap)
 }
 
+/// The delivery controls of the webhook form. A field the form does not carry keeps its
+/// value; an empty one clears it (no rate limit, the server's schedule, no max age).
+fn parse_control(f: &FormFields) -> Result<herald_app::ControlChange, herald_app::FieldError> {
+    let rate = match f.get("rate_limit_per_second").map(str::trim) {
+        None => None,
+        Some("") => Some(0),
+        Some(r) => Some(r.parse::<u32>().map_err(|_| herald_app::FieldError {
+            field: "rate_limit_per_second".into(),
+            message: "must be a whole number (empty: no limit)".into(),
+        })?),
+    };
+    Ok(herald_app::ControlChange {
+        concurrency: f.get("concurrency").map(str::to_owned),
+        rate_limit_per_second: rate,
+        ordering: f.get("ordering").map(str::to_owned),
+        on_final_failure: f.get("on_final_failure").map(str::to_owned),
+        retry_schedule: f
+            .get("retry_schedule")
+            .map(|s| s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()),
+        max_age: f.get("max_age").map(|a| if a.trim().is_empty() { "0s".to_owned() } else { a.trim().to_owned() }),
+    })
+}
+
 /// `GET /portal/webhooks/new`.
 pub(crate) async fn new_form(State(s): State<AppState>, session: Session) -> Result<Response, PortalError> {
     let page = FormPage::new(&s, &session, None, &[]).await?;
@@ -170,9 +193,9 @@ pub(crate) async fn create(
     let events = f.all("events");
     let (filters, cap) = parse_common(&f);
     let page = FormPage::new(&s, &session, None, &events).await?;
-    let max_in_flight = match cap {
-        Ok(c) => c,
-        Err(e) => return Ok(page.refill(&f, vec![e])),
+    let (max_in_flight, control) = match (cap, parse_control(&f)) {
+        (Ok(c), Ok(control)) => (c, control),
+        (Err(e), _) | (_, Err(e)) => return Ok(page.refill(&f, vec![e])),
     };
     let draft = WebhookDraft {
         url: f.get("url").unwrap_or_default().to_owned(),
@@ -181,6 +204,7 @@ pub(crate) async fn create(
         filters: Some(filters),
         enabled: Some(f.get("enabled").is_some()),
         max_in_flight: Some(max_in_flight),
+        control,
     };
     match s.app.create_webhook(&session.account, draft).await {
         Ok((w, secret)) => {
@@ -218,9 +242,9 @@ pub(crate) async fn update(
     let events = f.all("events");
     let (filters, cap) = parse_common(&f);
     let page = FormPage::new(&s, &session, Some(current), &events).await?;
-    let max_in_flight = match cap {
-        Ok(c) => c,
-        Err(e) => return Ok(page.refill(&f, vec![e])),
+    let (max_in_flight, control) = match (cap, parse_control(&f)) {
+        (Ok(c), Ok(control)) => (c, control),
+        (Err(e), _) | (_, Err(e)) => return Ok(page.refill(&f, vec![e])),
     };
     let change = WebhookChange {
         url: Some(f.get("url").unwrap_or_default().to_owned()),
@@ -229,6 +253,7 @@ pub(crate) async fn update(
         filters: Some(filters),
         enabled: None,
         max_in_flight: Some(max_in_flight),
+        control,
     };
     match s.app.change_webhook(&session.account, &id, change).await {
         Ok(_) => Ok(Redirect::to(&format!("/portal/webhooks/{id}?done=updated")).into_response()),

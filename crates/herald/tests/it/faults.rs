@@ -216,6 +216,9 @@ impl Deliveries for Flaky {
     async fn retry_delivery(&self, a: &AccountId, id: &DeliveryId, t: OffsetDateTime) -> StoreResult<Option<Delivery>> {
         self.inner.retry_delivery(a, id, t).await
     }
+    async fn skip_delivery(&self, a: &AccountId, id: &DeliveryId, t: OffsetDateTime) -> StoreResult<Option<Delivery>> {
+        self.inner.skip_delivery(a, id, t).await
+    }
 }
 
 #[async_trait]

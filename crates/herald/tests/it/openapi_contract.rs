@@ -312,6 +312,7 @@ async fn states_the_walk_does_not_reach(app: &TestApp, s: &Schemas<'_>, fx: &Fix
     let cases = [
         ("test_webhook", "to a disabled webhook", request(vec![("id", fx.disabled_webhook.clone())], Body::None), 409),
         ("retry_delivery", "of a delivered delivery", request(vec![("id", fx.delivered.clone())], Body::None), 409),
+        ("skip_delivery", "of a delivered delivery", request(vec![("id", fx.delivered.clone())], Body::None), 409),
         ("create_event_type", "already registered", request(vec![], Body::Json(json!({"name": fx.event_type}))), 409),
         ("create_agent", "on a taken address", request(vec![], Body::Json(json!({"address": fx.agent}))), 409),
         ("recover_webhook", "for the first time", recover(), 202),

@@ -141,6 +141,7 @@ async fn a_postgres_restart_is_survived_with_503s_during_the_outage_and_no_losse
             event_type: "email.received".into(),
             envelope: herald_domain::Envelope::build(&id, "email.received", now, &data),
             routing: Default::default(),
+            ordering_key: None,
             idempotency_key: None,
             created_at: now,
         },

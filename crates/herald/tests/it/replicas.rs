@@ -118,6 +118,7 @@ async fn a_publish_by_another_process_is_delivered_without_waiting_for_the_poll(
             event_type: "email.received".into(),
             envelope: herald_domain::Envelope::build(&id, "email.received", now, &data),
             routing: Default::default(),
+            ordering_key: None,
             idempotency_key: None,
             created_at: now,
         },

@@ -56,6 +56,7 @@ fn item(a: &crate::Agent, message_id: Option<&str>, at: OffsetDateTime, with_del
             event_type: "email.received".into(),
             envelope: Envelope::build(&event_id, "email.received", at, &data),
             routing: RoutingAttributes { agent_id: Some(a.address.to_string()), ..Default::default() },
+            ordering_key: None,
             idempotency_key: None,
             created_at: at,
         },

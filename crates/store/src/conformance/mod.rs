@@ -45,6 +45,7 @@ async fn webhook(store: &dyn Store, account: &AccountId, max_in_flight: u32) -> 
                 filters: Filters::default(),
                 enabled: true,
                 max_in_flight,
+                control: herald_domain::DeliveryControl::default(),
                 secret: SigningSecret::generate(),
                 created_at: t0(),
             },
@@ -66,6 +67,7 @@ async fn publish(store: &dyn Store, account: &AccountId, at: OffsetDateTime) -> 
                 event_type: "email.received".into(),
                 envelope: Envelope::build(&id, "email.received", at, &data),
                 routing: RoutingAttributes::default(),
+                ordering_key: None,
                 idempotency_key: None,
                 created_at: at,
             },
@@ -106,6 +108,7 @@ fn outcome(c: &crate::Claimed, verdict: Verdict, at: OffsetDateTime) -> Outcome 
 /// An attempt with this answer (0: timed out), duration and start.
 fn answered(c: &crate::Claimed, status_code: u16, duration_ms: u64, at: OffsetDateTime, verdict: &Verdict) -> Outcome {
     Outcome {
+        blocks_lane: false,
         delivery_id: c.delivery_id.clone(),
         webhook_id: c.webhook_id.clone(),
         lease_token: c.lease_token.clone(),
@@ -394,6 +397,7 @@ pub async fn publish_fans_out_by_type_and_filters(store: &dyn Store) {
         filters,
         enabled: true,
         max_in_flight: 10,
+        control: herald_domain::DeliveryControl::default(),
         secret: SigningSecret::generate(),
         created_at: t0(),
     };
@@ -432,6 +436,7 @@ pub async fn publish_fans_out_by_type_and_filters(store: &dyn Store) {
                     event_type: "email.received".into(),
                     envelope: Envelope::build(&id, "email.received", t0(), &data),
                     routing: routing.clone(),
+                    ordering_key: None,
                     idempotency_key: None,
                     created_at: t0(),
                 },

@@ -19,6 +19,7 @@ fn event(account: &herald_domain::AccountId, key: Option<&str>, routing: Routing
         event_type: "email.received".into(),
         envelope: Envelope::build(&id, "email.received", t0(), &data),
         routing,
+        ordering_key: None,
         idempotency_key: key.map(String::from),
         created_at: t0(),
     }
@@ -39,6 +40,7 @@ pub async fn publish_with_an_idempotency_key_returns_the_first_event(store: &dyn
         filters: filtered,
         enabled: true,
         max_in_flight: 1,
+        control: herald_domain::DeliveryControl::default(),
         secret: SigningSecret::generate(),
         created_at: t0(),
     };
@@ -98,6 +100,7 @@ pub async fn the_webhook_limit_holds_under_concurrent_creates(store: &dyn Store)
         filters: Filters::default(),
         enabled: true,
         max_in_flight: 1,
+        control: herald_domain::DeliveryControl::default(),
         secret: SigningSecret::generate(),
         created_at: t0(),
     };

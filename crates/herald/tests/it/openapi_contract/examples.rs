@@ -129,6 +129,16 @@ pub async fn example(app: &TestApp, fx: &Fixtures, operation: &str, n: usize) ->
         "get_event" => Example::new(Empty).at("id", &fx.event),
         "create_event_type" => Example::new(Json(json!({"name": format!("walk.type{n}")}))),
         "get_delivery" | "retry_delivery" => Example::new(Empty).at("id", &fx.failed_delivery),
+        "skip_delivery" => {
+            // A pending delivery: its receiver answers 503 and its next attempt is an hour away.
+            fx.receiver.always("busy", Reply::status(503));
+            let body = json!({"url": fx.receiver.url("busy"), "events": ["email.sent"], "retry_schedule": ["1h"]});
+            let busy = app.create_webhook(body).await["id"].as_str().unwrap().to_owned();
+            app.publish(json!({"type": "email.sent", "data": {"n": n}})).await;
+            let pending = app.deliveries(&busy).await.into_iter().next().expect("a delivery");
+            assert_eq!(pending["status"], "pending", "{pending}");
+            Example::new(Empty).at("id", pending["id"].as_str().unwrap())
+        }
         "create_agent" => Example::new(Json(json!({"address": format!("walker{n}@agents.test")}))),
         "get_agent" | "list_agent_deliveries" | "list_messages" => Example::new(Empty).at("address", agent),
         "patch_agent" => Example::new(Json(json!({"name": "changed"}))).at("address", agent),
