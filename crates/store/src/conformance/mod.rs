@@ -3,12 +3,14 @@
 //! test per case for a backend, so a case in its list runs on every backend: add each new
 //! case function here (or in a submodule) AND its name to the macro's list.
 
+mod control;
 mod gone;
 mod inbound;
 mod integrity;
 mod portal;
 mod rules;
 mod stats;
+pub use control::*;
 pub use gone::*;
 pub use inbound::*;
 pub use integrity::*;
@@ -108,7 +110,7 @@ fn outcome(c: &crate::Claimed, verdict: Verdict, at: OffsetDateTime) -> Outcome 
 /// An attempt with this answer (0: timed out), duration and start.
 fn answered(c: &crate::Claimed, status_code: u16, duration_ms: u64, at: OffsetDateTime, verdict: &Verdict) -> Outcome {
     Outcome {
-        blocks_lane: false,
+        blocks_lane: c.blocks_lane,
         delivery_id: c.delivery_id.clone(),
         webhook_id: c.webhook_id.clone(),
         lease_token: c.lease_token.clone(),
@@ -510,6 +512,13 @@ macro_rules! conformance_tests {
             attempt_counts_bucket_a_webhooks_attempts_by_outcome_and_duration,
             queue_gauges_count_pending_the_oldest_due_and_disabled_webhooks,
             a_410_disables_its_webhook_once_and_keeps_an_earlier_reason,
+            fifo_lanes_offer_only_their_heads_in_publish_order,
+            a_blocked_head_holds_its_lane_until_skipped_or_retried,
+            a_skipping_lane_moves_on_after_a_final_failure,
+            the_rate_limit_spends_tokens_at_claim_and_names_the_next_one,
+            a_retry_after_pauses_the_whole_webhook,
+            the_adaptive_limit_halves_on_congestion_and_caps_claims,
+            a_webhooks_own_schedule_sets_attempts_and_travels_with_the_claim,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(
