@@ -1,5 +1,6 @@
 //! Portal actions: test send (answer shown inline), rotate (new secret shown once),
-//! recovery (a dry-run count first), retry of a failed delivery.
+//! recovery (a dry-run count first), retry of a failed delivery, skip of a pending or
+//! blocked one.
 
 use super::form::FormFields;
 use super::views::Layout;
@@ -235,4 +236,18 @@ pub(crate) async fn retry(
     let id = DeliveryId::parse(&id).ok_or(PortalError::App(AppError::NotFound("delivery")))?;
     s.app.retry_delivery(&session.account, &id).await?;
     Ok(Redirect::to(&format!("/portal/deliveries/{id}?done=retried")).into_response())
+}
+
+/// `POST /portal/deliveries/{id}/skip`: a pending or blocked delivery ends failed (no more
+/// attempts); the next delivery of its FIFO lane may go.
+pub(crate) async fn skip(
+    State(s): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    f: FormFields,
+) -> Result<Response, PortalError> {
+    session.check_change(f.csrf())?;
+    let id = DeliveryId::parse(&id).ok_or(PortalError::App(AppError::NotFound("delivery")))?;
+    s.app.skip_delivery(&session.account, &id).await?;
+    Ok(Redirect::to(&format!("/portal/deliveries/{id}?done=skipped")).into_response())
 }

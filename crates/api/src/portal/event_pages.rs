@@ -1,5 +1,5 @@
 //! The events log (what was published, its payload, where it went) and a delivery's page
-//! (every attempt, retry when failed).
+//! (every attempt, retry when failed or blocked, skip when pending or blocked).
 
 use super::views::{AttemptView, DeliveryView, EventView, Layout, paginate};
 use super::{PortalError, Session, html};
@@ -99,7 +99,11 @@ pub(crate) async fn delivery(
 ) -> Result<Response, PortalError> {
     let id = DeliveryId::parse(&id).ok_or(PortalError::App(AppError::NotFound("delivery")))?;
     let (d, attempts) = s.app.delivery(&session.account, &id).await?;
-    let notice = (q.done.as_deref() == Some("retried")).then(|| "Retry queued: one more attempt, now.".to_owned());
+    let notice = match q.done.as_deref() {
+        Some("retried") => Some("Retry queued: one more attempt, now.".to_owned()),
+        Some("skipped") => Some("Skipped: no more attempts; the next event of its ordering key may go.".to_owned()),
+        _ => None,
+    };
     let page = DeliveryPage {
         layout: Some((&session).into()),
         d: d.into(),

@@ -15,6 +15,12 @@ impl FormFields {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).filter(|v| !v.is_empty())
     }
 
+    /// The first value of `name`, trimmed and possibly empty; `None` only when the form
+    /// does not carry the field (an emptied input is a change, an absent one is not).
+    pub fn given(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim())
+    }
+
     /// Every value of `name` (repeated keys), blanks dropped.
     pub fn all(&self, name: &str) -> Vec<String> {
         self.0.iter().filter(|(k, v)| k == name && !v.trim().is_empty()).map(|(_, v)| v.trim().to_owned()).collect()

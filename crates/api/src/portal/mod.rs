@@ -44,6 +44,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/portal/webhooks/{id}/recover", get(actions::recover_form).post(actions::recover))
         .route("/portal/deliveries/{id}", get(event_pages::delivery))
         .route("/portal/deliveries/{id}/retry", post(actions::retry))
+        .route("/portal/deliveries/{id}/skip", post(actions::skip))
         .route("/portal/events", get(event_pages::list))
         .route("/portal/events/{id}", get(event_pages::event))
         .route("/portal/assets/portal.css", get(css))

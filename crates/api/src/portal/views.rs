@@ -77,6 +77,20 @@ pub(crate) struct WebhookView {
     pub state: String,
     pub auto_disabled_at: Option<Stamp>,
     pub max_in_flight: u32,
+    /// `adaptive` or `fixed`.
+    pub concurrency: &'static str,
+    /// The in-flight limit now: the adaptive one, or `max_in_flight` when fixed.
+    pub effective_max_in_flight: u32,
+    /// Attempts started per second at most; empty without a limit.
+    pub rate_limit_per_second: String,
+    /// `none` or `fifo`.
+    pub ordering: &'static str,
+    /// `block` or `skip`.
+    pub on_final_failure: &'static str,
+    /// The webhook's own schedule (`30s, 5m, 1h`); empty: the server's.
+    pub retry_schedule: String,
+    /// `3d`; empty without a limit.
+    pub max_age: String,
     pub created_at: Stamp,
     pub last_delivered_at: Option<Stamp>,
 }
@@ -88,6 +102,10 @@ impl From<Webhook> for WebhookView {
             (false, Some(r)) => format!("disabled ({})", r.as_str()),
             (false, None) => "disabled".to_owned(),
         };
+        let show = herald_domain::control::show_duration;
+        let c = &w.control;
+        let retry_schedule =
+            c.retry_schedule.as_deref().map(|steps| steps.iter().map(|d| show(*d)).collect::<Vec<_>>().join(", "));
         Self {
             id: w.id.to_string(),
             url: w.url,
@@ -100,6 +118,13 @@ impl From<Webhook> for WebhookView {
             state,
             auto_disabled_at: w.auto_disabled_at.map(Stamp::new),
             max_in_flight: w.max_in_flight,
+            concurrency: c.concurrency.as_str(),
+            effective_max_in_flight: w.effective_max_in_flight,
+            rate_limit_per_second: c.rate_limit_per_second.map(|r| r.to_string()).unwrap_or_default(),
+            ordering: c.ordering.as_str(),
+            on_final_failure: c.on_final_failure.as_str(),
+            retry_schedule: retry_schedule.unwrap_or_default(),
+            max_age: c.max_age.map(show).unwrap_or_default(),
             created_at: Stamp::new(w.created_at),
             last_delivered_at: w.last_delivered_at.map(Stamp::new),
         }
@@ -124,6 +149,8 @@ pub(crate) struct DeliveryView {
     pub next_retry_at: Stamp,
     pub created_at: Stamp,
     pub retryable: bool,
+    /// Pending or blocked: it can be skipped (it ends failed; the next of its lane may go).
+    pub skippable: bool,
 }
 
 impl From<Delivery> for DeliveryView {
@@ -145,6 +172,10 @@ impl From<Delivery> for DeliveryView {
             retryable: matches!(
                 d.status,
                 herald_domain::DeliveryStatus::Failed | herald_domain::DeliveryStatus::Blocked
+            ),
+            skippable: matches!(
+                d.status,
+                herald_domain::DeliveryStatus::Pending | herald_domain::DeliveryStatus::Blocked
             ),
         }
     }

@@ -92,6 +92,14 @@ struct FormPage {
     conversation_ids: String,
     labels: String,
     max_in_flight: String,
+    concurrency: String,
+    rate_limit_per_second: String,
+    ordering: String,
+    on_final_failure: String,
+    retry_schedule: String,
+    max_age: String,
+    /// The server's retry schedule, what an empty `retry_schedule` means.
+    server_schedule: String,
     enabled: bool,
     errors: FormErrors,
 }
@@ -111,6 +119,8 @@ impl FormPage {
             .map(|t| TypeChoice { checked: chosen.contains(&t.name), name: t.name, description: t.description })
             .collect();
         let w = w.as_ref();
+        // A new webhook's controls: what the app gives one that sets none.
+        let defaults = herald_domain::DeliveryControl::default();
         Ok(Self {
             layout: Some(session.into()),
             id: w.map(|w| w.id.clone()),
@@ -121,6 +131,13 @@ impl FormPage {
             conversation_ids: w.map(|w| w.conversation_ids.clone()).unwrap_or_default(),
             labels: w.map(|w| w.labels.clone()).unwrap_or_default(),
             max_in_flight: w.map_or_else(|| "1".to_owned(), |w| w.max_in_flight.to_string()),
+            concurrency: w.map_or(defaults.concurrency.as_str(), |w| w.concurrency).to_owned(),
+            rate_limit_per_second: w.map(|w| w.rate_limit_per_second.clone()).unwrap_or_default(),
+            ordering: w.map_or(defaults.ordering.as_str(), |w| w.ordering).to_owned(),
+            on_final_failure: w.map_or(defaults.on_final_failure.as_str(), |w| w.on_final_failure).to_owned(),
+            retry_schedule: w.map(|w| w.retry_schedule.clone()).unwrap_or_default(),
+            max_age: w.map(|w| w.max_age.clone()).unwrap_or_default(),
+            server_schedule: server_schedule(s),
             enabled: w.is_none_or(|w| w.enabled),
             errors: FormErrors::default(),
         })
@@ -134,10 +151,28 @@ impl FormPage {
         self.conversation_ids = f.get("conversation_ids").unwrap_or_default().to_owned();
         self.labels = f.get("labels").unwrap_or_default().to_owned();
         self.max_in_flight = f.get("max_in_flight").unwrap_or_default().to_owned();
+        // A delivery control the form does not carry keeps its value (see `parse_control`).
+        let typed = |field: &mut String, name: &str| {
+            if let Some(v) = f.given(name) {
+                *field = v.to_owned();
+            }
+        };
+        typed(&mut self.concurrency, "concurrency");
+        typed(&mut self.rate_limit_per_second, "rate_limit_per_second");
+        typed(&mut self.ordering, "ordering");
+        typed(&mut self.on_final_failure, "on_final_failure");
+        typed(&mut self.retry_schedule, "retry_schedule");
+        typed(&mut self.max_age, "max_age");
         self.enabled = f.get("enabled").is_some();
         self.errors = FormErrors::new(errs);
         html(StatusCode::BAD_REQUEST, &self)
     }
+}
+
+/// The server's retry schedule as the pages show it (`1m, 5m, 15m`).
+fn server_schedule(s: &AppState) -> String {
+    let show = herald_domain::control::show_duration;
+    s.app.server_retry_schedule().iter().map(|d| show(*d)).collect::<Vec<_>>().join(", ")
 }
 
 /// The form's filters and in-flight cap; a cap that is not a number is a field error.
@@ -157,7 +192,7 @@ fn parse_common(f: &FormFields) -> (Filters, Result<u32, herald_app::FieldError>
 /// The delivery controls of the webhook form. A field the form does not carry keeps its
 /// value; an empty one clears it (no rate limit, the server's schedule, no max age).
 fn parse_control(f: &FormFields) -> Result<herald_app::ControlChange, herald_app::FieldError> {
-    let rate = match f.get("rate_limit_per_second").map(str::trim) {
+    let rate = match f.given("rate_limit_per_second") {
         None => None,
         Some("") => Some(0),
         Some(r) => Some(r.parse::<u32>().map_err(|_| herald_app::FieldError {
@@ -171,9 +206,9 @@ fn parse_control(f: &FormFields) -> Result<herald_app::ControlChange, herald_app
         ordering: f.get("ordering").map(str::to_owned),
         on_final_failure: f.get("on_final_failure").map(str::to_owned),
         retry_schedule: f
-            .get("retry_schedule")
+            .given("retry_schedule")
             .map(|s| s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()),
-        max_age: f.get("max_age").map(|a| if a.trim().is_empty() { "0s".to_owned() } else { a.trim().to_owned() }),
+        max_age: f.given("max_age").map(|a| if a.is_empty() { "0s".to_owned() } else { a.to_owned() }),
     })
 }
 
@@ -345,6 +380,8 @@ struct DetailPage {
     status: String,
     next: Option<String>,
     shown: Shown,
+    /// The server's retry schedule, in effect when the webhook has none of its own.
+    server_schedule: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -412,6 +449,7 @@ pub(crate) async fn render_detail(
         status: status.map(|s| s.as_str().to_owned()).unwrap_or_default(),
         next,
         shown,
+        server_schedule: server_schedule(s),
     };
     Ok(html(status_code, &page))
 }

@@ -12,7 +12,7 @@ pub enum DeliveriesCommand {
     List {
         /// The webhook (`wh_…`).
         webhook: String,
-        #[arg(long, value_parser = ["pending", "delivered", "failed"])]
+        #[arg(long, value_parser = ["pending", "delivered", "failed", "blocked"])]
         status: Option<String>,
         #[arg(long)]
         limit: Option<u32>,
@@ -21,8 +21,10 @@ pub enum DeliveriesCommand {
     },
     /// Show a delivery with its attempt log.
     Show { id: String },
-    /// Retry a failed delivery once more.
+    /// Retry a failed (or blocked) delivery once more.
     Retry { id: String },
+    /// Skip a pending or blocked delivery: it ends failed and the next of its FIFO lane may go.
+    Skip { id: String },
 }
 
 pub async fn run(c: &ClientArgs, cmd: DeliveriesCommand) -> anyhow::Result<()> {
@@ -54,6 +56,10 @@ pub async fn run(c: &ClientArgs, cmd: DeliveriesCommand) -> anyhow::Result<()> {
         }
         DeliveriesCommand::Retry { id } => {
             let v = c.call(Method::POST, &format!("/api/v1/deliveries/{id}/retry"), None).await?;
+            c.print(&v, COLUMNS);
+        }
+        DeliveriesCommand::Skip { id } => {
+            let v = c.call(Method::POST, &format!("/api/v1/deliveries/{id}/skip"), None).await?;
             c.print(&v, COLUMNS);
         }
     }

@@ -23,6 +23,9 @@ pub enum EventsCommand {
         conversation_id: Option<String>,
         #[arg(long, value_delimiter = ',')]
         labels: Vec<String>,
+        /// The FIFO lane of the event in webhooks with `ordering: fifo`.
+        #[arg(long)]
+        ordering_key: Option<String>,
     },
     /// List published events.
     List {
@@ -41,7 +44,7 @@ pub enum EventsCommand {
 
 pub async fn run(c: &ClientArgs, cmd: EventsCommand) -> anyhow::Result<()> {
     match cmd {
-        EventsCommand::Send { event_type, data, idempotency_key, agent_id, conversation_id, labels } => {
+        EventsCommand::Send { event_type, data, idempotency_key, agent_id, conversation_id, labels, ordering_key } => {
             let data: serde_json::Value = serde_json::from_str(&data).context("--data must be JSON")?;
             let mut body = json!({"type": event_type, "data": data});
             if let Some(k) = idempotency_key {
@@ -55,6 +58,9 @@ pub async fn run(c: &ClientArgs, cmd: EventsCommand) -> anyhow::Result<()> {
             }
             if !labels.is_empty() {
                 body["labels"] = json!(labels);
+            }
+            if let Some(o) = ordering_key {
+                body["ordering_key"] = json!(o);
             }
             let v = c.call(Method::POST, "/api/v1/events", Some(body)).await?;
             c.print(&v, &["id", "type", "created_at", "deliveries"]);

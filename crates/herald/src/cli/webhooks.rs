@@ -2,10 +2,76 @@
 
 use super::ClientArgs;
 use reqwest::Method;
-use serde_json::json;
+use serde_json::{Value, json};
 use std::time::Duration;
 
-const COLUMNS: &[&str] = &["id", "url", "events", "enabled", "disabled_reason", "max_in_flight", "last_delivered_at"];
+const COLUMNS: &[&str] = &[
+    "id",
+    "url",
+    "events",
+    "enabled",
+    "disabled_reason",
+    "max_in_flight",
+    "concurrency",
+    "effective_max_in_flight",
+    "rate_limit_per_second",
+    "ordering",
+    "on_final_failure",
+    "retry_schedule",
+    "max_age",
+    "last_delivered_at",
+];
+
+/// The delivery controls of `create` and `update`; a field is sent only when its flag is given.
+#[derive(clap::Args, Debug)]
+pub struct ControlArgs {
+    /// `adaptive`: the in-flight limit moves between 1 and `--max-in-flight` with the
+    /// receiver's answers; `fixed`: it is `--max-in-flight`.
+    #[arg(long, value_parser = ["adaptive", "fixed"])]
+    concurrency: Option<String>,
+    /// Most attempts started per second; 0 removes the limit.
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// `fifo`: events of one ordering key are delivered in publish order, one at a time.
+    #[arg(long, value_parser = ["none", "fifo"])]
+    ordering: Option<String>,
+    /// With `--ordering fifo`, what a lane does after a final failure: `block` (it waits for
+    /// a retry or a skip) or `skip`.
+    #[arg(long, value_parser = ["block", "skip"])]
+    on_final_failure: Option<String>,
+    /// Waits between attempts, comma-separated (`30s,5m,1h`); an empty value goes back to
+    /// the server's schedule.
+    #[arg(long, value_name = "30s,5m,1h")]
+    retry_schedule: Option<String>,
+    /// No attempt after a delivery is this old (`3d`); `0s` removes the limit.
+    #[arg(long, value_name = "3d")]
+    max_age: Option<String>,
+}
+
+impl ControlArgs {
+    /// Writes the given controls into `body`.
+    fn apply(self, body: &mut Value) {
+        if let Some(cc) = self.concurrency {
+            body["concurrency"] = json!(cc);
+        }
+        if let Some(r) = self.rate_limit {
+            body["rate_limit_per_second"] = json!(r);
+        }
+        if let Some(o) = self.ordering {
+            body["ordering"] = json!(o);
+        }
+        if let Some(f) = self.on_final_failure {
+            body["on_final_failure"] = json!(f);
+        }
+        if let Some(s) = self.retry_schedule {
+            let steps: Vec<&str> = s.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+            body["retry_schedule"] = json!(steps);
+        }
+        if let Some(a) = self.max_age {
+            body["max_age"] = json!(a);
+        }
+    }
+}
 
 #[derive(clap::Subcommand, Debug)]
 pub enum WebhooksCommand {
@@ -26,9 +92,26 @@ pub enum WebhooksCommand {
         description: Option<String>,
         #[arg(long)]
         max_in_flight: Option<u32>,
+        #[command(flatten)]
+        control: ControlArgs,
     },
     /// Show one webhook.
     Get { id: String },
+    /// Change a webhook's URL, events, description, concurrency or delivery controls.
+    Update {
+        id: String,
+        #[arg(long)]
+        url: Option<String>,
+        /// Event types, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        events: Option<Vec<String>>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        max_in_flight: Option<u32>,
+        #[command(flatten)]
+        control: ControlArgs,
+    },
     /// Rotate the signing secret; the old one signs for the grace period too.
     Rotate {
         id: String,
@@ -76,7 +159,7 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
             let v = c.call(Method::GET, &format!("/api/v1/webhooks?{}", q.join("&")), None).await?;
             c.print(&v, COLUMNS);
         }
-        WebhooksCommand::Create { url, events, description, max_in_flight } => {
+        WebhooksCommand::Create { url, events, description, max_in_flight, control } => {
             let mut body = json!({"url": url, "events": events});
             if let Some(d) = description {
                 body["description"] = json!(d);
@@ -84,6 +167,7 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
             if let Some(m) = max_in_flight {
                 body["max_in_flight"] = json!(m);
             }
+            control.apply(&mut body);
             let v = c.call(Method::POST, "/api/v1/webhooks", Some(body)).await?;
             c.print(&v, COLUMNS);
             if !c.json {
@@ -92,6 +176,26 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
         }
         WebhooksCommand::Get { id } => {
             let v = c.call(Method::GET, &format!("/api/v1/webhooks/{id}"), None).await?;
+            c.print(&v, COLUMNS);
+        }
+        WebhooksCommand::Update { id, url, events, description, max_in_flight, control } => {
+            let mut body = json!({});
+            if let Some(u) = url {
+                body["url"] = json!(u);
+            }
+            if let Some(e) = events {
+                body["events"] = json!(e);
+            }
+            if let Some(d) = description {
+                body["description"] = json!(d);
+            }
+            if let Some(m) = max_in_flight {
+                body["max_in_flight"] = json!(m);
+            }
+            control.apply(&mut body);
+            let changes = body.as_object().map_or(0, |o| o.len());
+            anyhow::ensure!(changes > 0, "nothing to change: give at least one flag");
+            let v = c.call(Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(body)).await?;
             c.print(&v, COLUMNS);
         }
         WebhooksCommand::Rotate { id, grace_period_seconds, idempotency_key } => {

@@ -238,6 +238,7 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
         ("post", "/api/v1/event-types"),
         ("get", "/api/v1/deliveries/{id}"),
         ("post", "/api/v1/deliveries/{id}/retry"),
+        ("post", "/api/v1/deliveries/{id}/skip"),
         ("post", "/api/v1/agents"),
         ("get", "/api/v1/agents"),
         ("get", "/api/v1/agents/{address}"),
@@ -329,6 +330,13 @@ async fn secrets_and_keys_never_reach_the_logs_even_at_debug() {
         .stderr(std::process::Stdio::piped());
     let Served { mut child, base, stdout, .. } = spawn_served(cmd).await;
     let mut stdout = stdout.into_inner();
+    // Read the logs while the server runs: a full pipe would block its logging (and it).
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr = tokio::spawn(async move {
+        let mut logs = String::new();
+        stderr.read_to_string(&mut logs).await.unwrap();
+        logs
+    });
     let http = reqwest::Client::new();
     let w: serde_json::Value = http
         .post(format!("{base}/api/v1/webhooks"))
@@ -363,8 +371,7 @@ async fn secrets_and_keys_never_reach_the_logs_even_at_debug() {
     let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     child.start_kill().unwrap();
     child.wait().await.unwrap();
-    let mut logs = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut logs).await.unwrap();
+    let mut logs = stderr.await.unwrap();
     let mut out = String::new();
     stdout.read_to_string(&mut out).await.unwrap();
     logs.push_str(&out);

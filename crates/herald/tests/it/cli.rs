@@ -66,6 +66,100 @@ async fn cli_manages_webhooks_events_and_deliveries_of_a_running_server() {
 }
 
 #[tokio::test]
+async fn cli_sets_delivery_controls_and_skips_the_blocked_head_of_a_fifo_lane() {
+    let rx = Receiver::start().await;
+    let app = spawn_app().await;
+    let created = herald_json(
+        &app,
+        &[
+            "webhooks",
+            "create",
+            &rx.url("lane"),
+            "--events",
+            "email.received",
+            "--max-in-flight",
+            "4",
+            "--concurrency",
+            "fixed",
+            "--rate-limit",
+            "50",
+            "--ordering",
+            "fifo",
+            "--on-final-failure",
+            "block",
+            "--retry-schedule",
+            "1s",
+            "--max-age",
+            "3d",
+        ],
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["concurrency"], "fixed", "{created}");
+    assert_eq!(created["effective_max_in_flight"], 4, "fixed: the limit is max_in_flight: {created}");
+    assert_eq!(created["rate_limit_per_second"], 50, "{created}");
+    assert_eq!(created["ordering"], "fifo", "{created}");
+    assert_eq!(created["on_final_failure"], "block", "{created}");
+    assert_eq!(created["retry_schedule"], serde_json::json!(["1s"]), "{created}");
+    assert_eq!(created["custom_retry_schedule"], true, "{created}");
+    assert_eq!(created["max_age"], "3d", "{created}");
+    let (ok, table) = herald(&app, &["webhooks", "get", &id]).await;
+    assert!(ok && table.contains("EFFECTIVE_MAX_IN_FLIGHT") && table.contains("fifo"), "{table}");
+
+    // Two events of one key: the first fails both attempts and blocks the lane.
+    rx.script("lane", vec![Reply::status(500), Reply::status(500)]);
+    let first = herald_json(&app, &["events", "send", "--type", "email.received", "--ordering-key", "k1"]).await;
+    let second = herald_json(&app, &["events", "send", "--type", "email.received", "--ordering-key", "k1"]).await;
+    assert_eq!((first["deliveries"].as_u64(), second["deliveries"].as_u64()), (Some(1), Some(1)));
+    let blocked = eventually("the first delivery blocked", || async {
+        let page = herald_json(&app, &["deliveries", "list", &id, "--status", "blocked"]).await;
+        page["items"].as_array().and_then(|a| a.first().cloned())
+    })
+    .await;
+    assert_eq!(blocked["event_id"], first["id"], "{blocked}");
+    let did = blocked["id"].as_str().unwrap().to_owned();
+    assert_eq!(rx.received("lane").len(), 2, "the second event waits behind the blocked head");
+
+    let skipped = herald_json(&app, &["deliveries", "skip", &did]).await;
+    assert_eq!(skipped["status"], "failed", "{skipped}");
+    let got = rx.wait_for("lane", 3).await;
+    assert_eq!(got[2].json()["id"], second["id"], "the lane moves on to the second event");
+    let (ok, out) = herald(&app, &["deliveries", "skip", &did]).await;
+    assert!(!ok && out.contains("409"), "a failed delivery cannot be skipped: {out}");
+
+    let changed = herald_json(
+        &app,
+        &[
+            "webhooks",
+            "update",
+            &id,
+            "--concurrency",
+            "adaptive",
+            "--rate-limit",
+            "0",
+            "--ordering",
+            "none",
+            "--retry-schedule",
+            "",
+            "--max-age",
+            "0s",
+        ],
+    )
+    .await;
+    assert_eq!(changed["concurrency"], "adaptive", "{changed}");
+    assert_eq!(changed["ordering"], "none", "{changed}");
+    assert!(changed.get("rate_limit_per_second").is_none(), "0 removes the limit: {changed}");
+    assert!(changed.get("max_age").is_none(), "0s removes the limit: {changed}");
+    assert_eq!(changed["custom_retry_schedule"], false, "an empty schedule is the server's: {changed}");
+    let server = serde_json::json!(["1m", "5m", "15m", "1h", "4h", "8h", "16h"]);
+    assert_eq!(changed["retry_schedule"], server, "the server's schedule is in effect again: {changed}");
+    let (ok, out) = herald(&app, &["webhooks", "update", &id]).await;
+    assert!(!ok, "an update without a change is refused: {out}");
+    let (ok, out) = herald(&app, &["webhooks", "update", &id, "--ordering", "lifo"]).await;
+    assert!(!ok && out.contains("lifo"), "{out}");
+}
+
+#[tokio::test]
 async fn cli_manages_agents_of_a_running_server() {
     let app = spawn_app().await;
     let hook = "http://127.0.0.1:9/agent";

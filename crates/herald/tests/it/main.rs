@@ -7,6 +7,7 @@ mod api;
 mod backup;
 mod cli;
 mod crash;
+mod delivery_control;
 mod dns;
 mod engine;
 mod faults;

@@ -254,6 +254,7 @@ async fn a_session_never_reaches_another_accounts_objects(backend: Backend) {
             vec![("csrf", csrf.as_str()), ("url", "http://127.0.0.1:9/x"), ("events", "email.received")],
         ),
         (format!("/portal/deliveries/{their_delivery}/retry"), vec![("csrf", csrf.as_str())]),
+        (format!("/portal/deliveries/{their_delivery}/skip"), vec![("csrf", csrf.as_str())]),
     ] {
         let (s, _) = post_form(&app, &cookie, &path, &form).await;
         assert_eq!(s, 404, "{path}");
@@ -344,6 +345,17 @@ async fn hostile_portal_requests_get_a_plain_4xx_and_change_nothing(backend: Bac
             good("url=http://127.0.0.1:9/h&events=email.received&max_in_flight=-5"),
         ),
         (format!("/portal/webhooks/{wh}"), form, good("url=http://127.0.0.1:9/h&events=nope")),
+        (
+            format!("/portal/webhooks/{wh}"),
+            form,
+            good("url=http://127.0.0.1:9/h&events=email.received&concurrency=fixed&rate_limit_per_second=-1"),
+        ),
+        (
+            format!("/portal/webhooks/{wh}"),
+            form,
+            good("url=http://127.0.0.1:9/h&events=email.received&concurrency=fixed&retry_schedule=5x"),
+        ),
+        (format!("/portal/webhooks/{wh}"), form, good("url=http://127.0.0.1:9/h&events=email.received&ordering=lifo")),
         (format!("/portal/webhooks/{wh}/recover"), form, good("since=yesterday")),
         (format!("/portal/webhooks/{wh}/recover"), form, good("since=2026-01-01T00:00&tz_offset=99999999999")),
         (format!("/portal/webhooks/{wh}/recover"), form, good("since=2026-01-02T00:00&until=2026-01-01T00:00")),
@@ -352,6 +364,7 @@ async fn hostile_portal_requests_get_a_plain_4xx_and_change_nothing(backend: Bac
         ("/portal/webhooks/wh_nothex/enabled".into(), form, good("enabled=false")),
         ("/portal/deliveries/../../etc/retry".into(), form, good("")),
         ("/portal/deliveries/whd_00000000000000000000000000000000/retry".into(), form, good("")),
+        ("/portal/deliveries/whd_00000000000000000000000000000000/skip".into(), form, good("")),
     ];
     for (path, ct, body) in cases {
         let status = raw(path.clone(), ct, body).await;
@@ -369,6 +382,7 @@ async fn hostile_portal_requests_get_a_plain_4xx_and_change_nothing(backend: Bac
     let (_, w) = app.call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None).await;
     assert_eq!((w["enabled"].as_bool(), w["max_in_flight"].as_u64()), (Some(true), Some(1)), "nothing changed: {w}");
     assert_eq!(w["events"], json!(["email.received"]));
+    assert_eq!((w["concurrency"].as_str(), w["ordering"].as_str()), (Some("adaptive"), Some("none")), "{w}");
 }
 
 async fn sign_out_ends_the_session_wherever_the_cookie_went(backend: Backend) {

@@ -1,7 +1,8 @@
 //! The consumer portal in a real headless Chromium (Debian's `chromium` + `chromedriver`):
 //! open a link, create a webhook, see its secret once, send a test and read the answer,
-//! watch a failure, retry it, rotate, read the chart, and prove isolation and CSRF. Also
-//! takes the README's screenshots (into `HERALD_SCREENSHOTS_DIR` when set).
+//! watch a failure, retry it, rotate, read the chart, set delivery controls, and prove
+//! isolation and CSRF. Also takes the README's screenshots (into `HERALD_SCREENSHOTS_DIR`
+//! when set).
 
 use crate::support::*;
 use fantoccini::{Client, Locator};
@@ -193,6 +194,48 @@ async fn a_receiver_owner_manages_their_webhooks_in_the_browser() {
     assert!(widths[0].as_u64() <= widths[1].as_u64(), "no sideways scrolling at 360 px: {widths}");
     browser.screenshot_to(&shots.join("narrow.png")).await.unwrap();
     browser.set_window(1280, 900).await.unwrap();
+
+    // Delivery control through the edit form: a fixed limit of 3, a rate limit, FIFO order.
+    let edit = app.url(&format!("/portal/webhooks/{wh}/edit"));
+    c.goto(&edit).await.unwrap();
+    assert_eq!(value(c, "#concurrency").await, "adaptive", "a new webhook's limit adapts");
+    assert_eq!(value(c, "#rate_limit_per_second").await, "", "and has no rate limit");
+    find(c, "#max_in_flight").await.clear().await.unwrap();
+    find(c, "#max_in_flight").await.send_keys("3").await.unwrap();
+    find(c, "#concurrency").await.select_by_value("fixed").await.unwrap();
+    find(c, "#rate_limit_per_second").await.send_keys("25").await.unwrap();
+    find(c, "#ordering").await.select_by_value("fifo").await.unwrap();
+    find(c, "#on_final_failure").await.select_by_value("skip").await.unwrap();
+    find(c, "#retry_schedule").await.send_keys("30s, 5m").await.unwrap();
+    click(c, "form.stack button[type=submit]").await;
+    wait_text(c, "main", "Saved.").await;
+    assert_eq!(text(c, "#concurrency").await, "fixed");
+    assert_eq!(text(c, "#effective-in-flight").await, "3", "fixed: the limit is the maximum");
+    assert_eq!(text(c, "#rate-limit").await, "25 per second");
+    let ordering = text(c, "#ordering").await;
+    assert!(ordering.starts_with("fifo") && ordering.contains("skip"), "{ordering}");
+    assert_eq!(text(c, "#retry-schedule").await, "30s, 5m");
+    let (_, w) = app.call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None).await;
+    assert_eq!(
+        (w["concurrency"].as_str(), w["rate_limit_per_second"].as_u64(), w["ordering"].as_str()),
+        (Some("fixed"), Some(25), Some("fifo")),
+        "{w}"
+    );
+    // The form shows the settings again; emptied fields remove them.
+    c.goto(&edit).await.unwrap();
+    assert_eq!(value(c, "#concurrency").await, "fixed");
+    assert_eq!(value(c, "#ordering").await, "fifo");
+    assert_eq!(value(c, "#rate_limit_per_second").await, "25");
+    find(c, "#rate_limit_per_second").await.clear().await.unwrap();
+    find(c, "#retry_schedule").await.clear().await.unwrap();
+    find(c, "#ordering").await.select_by_value("none").await.unwrap();
+    click(c, "form.stack button[type=submit]").await;
+    wait_text(c, "main", "Saved.").await;
+    assert_eq!(text(c, "#rate-limit").await, "none");
+    assert!(text(c, "#retry-schedule").await.contains("the server's"));
+    let (_, w) = app.call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None).await;
+    assert!(w.get("rate_limit_per_second").is_none() && w["custom_retry_schedule"] == false, "{w}");
+    assert_eq!((w["concurrency"].as_str(), w["ordering"].as_str()), (Some("fixed"), Some("none")), "{w}");
 
     // A form without the CSRF token changes nothing.
     c.goto(&app.url(&format!("/portal/webhooks/{wh}"))).await.unwrap();

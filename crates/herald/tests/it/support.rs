@@ -62,11 +62,13 @@ pub struct Reply {
     pub body: String,
     /// Hold the request until the gate opens.
     pub gated: bool,
+    /// Take this long to answer.
+    pub delay: Duration,
 }
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Self { status, headers: Vec::new(), body: String::new(), gated: false }
+        Self { status, headers: Vec::new(), body: String::new(), gated: false, delay: Duration::ZERO }
     }
     pub fn header(mut self, k: &'static str, v: &str) -> Self {
         self.headers.push((k, v.to_owned()));
@@ -78,6 +80,10 @@ impl Reply {
     }
     pub fn gated(mut self) -> Self {
         self.gated = true;
+        self
+    }
+    pub fn delayed(mut self, by: Duration) -> Self {
+        self.delay = by;
         self
     }
 }
@@ -93,6 +99,9 @@ struct ReceiverState {
     arrived: Notify,
     in_flight: Mutex<HashMap<String, usize>>,
     max_in_flight: Mutex<HashMap<String, usize>>,
+    /// Requests a path serves at once; beyond, it answers 503 at once (counted in `rejected`).
+    capacity: Mutex<HashMap<String, usize>>,
+    rejected: Mutex<HashMap<String, usize>>,
 }
 
 /// A loopback HTTP server that records every request.
@@ -117,6 +126,10 @@ async fn receive(
     {
         let mut f = st.in_flight.lock().unwrap();
         let n = f.entry(path.clone()).or_default();
+        if st.capacity.lock().unwrap().get(&path).is_some_and(|cap| *n >= *cap) {
+            *st.rejected.lock().unwrap().entry(path.clone()).or_default() += 1;
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
         *n += 1;
         let mut m = st.max_in_flight.lock().unwrap();
         let mx = m.entry(path.clone()).or_default();
@@ -132,6 +145,9 @@ async fn receive(
             }
             n.await;
         }
+    }
+    if !reply.delay.is_zero() {
+        tokio::time::sleep(reply.delay).await;
     }
     *st.in_flight.lock().unwrap().get_mut(&path).unwrap() -= 1;
     let mut r = (StatusCode::from_u16(reply.status).unwrap(), reply.body).into_response();
@@ -174,6 +190,21 @@ impl Receiver {
 
     pub fn max_in_flight(&self, path: &str) -> usize {
         self.state.max_in_flight.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// Starts counting the most requests in flight on `path` afresh.
+    pub fn reset_max_in_flight(&self, path: &str) {
+        self.state.max_in_flight.lock().unwrap().remove(path);
+    }
+
+    /// `path` serves at most `n` requests at once and answers 503 to the rest (not recorded
+    /// as received; counted by [`Receiver::rejected`]).
+    pub fn capacity(&self, path: &str, n: usize) {
+        self.state.capacity.lock().unwrap().insert(path.into(), n);
+    }
+
+    pub fn rejected(&self, path: &str) -> usize {
+        self.state.rejected.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
     /// Waits until `path` has received at least `n` requests.

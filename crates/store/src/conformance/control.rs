@@ -2,7 +2,7 @@
 //! pauses, the adaptive limit and a webhook's own retry policy.
 
 use super::*;
-use crate::{Claimed, Deliveries, DeliveryQuery, Page};
+use crate::{Claimed, DeliveryQuery, Page};
 use herald_domain::{Concurrency, DeliveryControl, DeliveryStatus, OnFinalFailure, Ordering};
 
 async fn controlled(store: &dyn Store, account: &AccountId, max_in_flight: u32, control: DeliveryControl) -> WebhookId {
