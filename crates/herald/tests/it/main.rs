@@ -6,6 +6,7 @@ mod support;
 mod api;
 mod backup;
 mod cli;
+mod control_replicas;
 mod crash;
 mod delivery_control;
 mod dns;

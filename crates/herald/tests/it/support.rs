@@ -43,6 +43,8 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -135,7 +137,12 @@ async fn receive(
         let mx = m.entry(path.clone()).or_default();
         *mx = (*mx).max(*n);
     }
-    st.received.lock().unwrap().push(Received { path: path.clone(), headers, body: body.to_vec() });
+    st.received.lock().unwrap().push(Received {
+        path: path.clone(),
+        headers,
+        body: body.to_vec(),
+        at: std::time::Instant::now(),
+    });
     st.arrived.notify_waiters();
     if reply.gated {
         loop {
