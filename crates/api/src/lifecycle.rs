@@ -263,6 +263,9 @@ pub struct EventLogOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
     pub labels: Vec<String>,
+    /// The FIFO lane the event was published to (`ordering_key` on publish).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
     #[schema(value_type = Object)]
     pub data: Box<RawValue>,
     /// Only on `GET /events/{id}`: the deliveries it made.
@@ -286,6 +289,7 @@ fn event_out(e: herald_store::Event) -> EventLogOut {
         agent_id: e.agent_id,
         conversation_id: e.conversation_id,
         labels: e.labels,
+        ordering_key: e.ordering_key,
         data,
         delivery_log: None,
     }

@@ -17,7 +17,7 @@ impl Herald {
         self.store.get_delivery(account, id).await?.ok_or(AppError::NotFound("delivery"))
     }
 
-    /// A failed delivery back to pending with one more attempt (see the domain's rule).
+    /// A failed or blocked delivery back to pending with one more attempt (see the domain's rule).
     pub async fn retry_delivery(&self, account: &AccountId, id: &DeliveryId) -> AppResult<Delivery> {
         self.store.retry_delivery(account, id, self.clock.now()).await?.ok_or(AppError::NotFound("delivery"))
     }

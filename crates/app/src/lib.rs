@@ -125,11 +125,12 @@ impl Herald {
         Self { store, clock, targets, config: Arc::new(config), mail: None, ingests }
     }
 
-    /// Authenticates inbound mail with `mail` (its DNS answers decide SPF, DKIM and DMARC).
     /// The server's retry schedule (what a webhook without its own uses).
     pub fn server_retry_schedule(&self) -> &[Duration] {
         &self.config.retry_schedule
     }
+
+    /// Authenticates inbound mail with `mail` (its DNS answers decide SPF, DKIM and DMARC).
 
     pub fn with_authenticator(mut self, mail: Arc<herald_mail::Authenticator>) -> Self {
         self.mail = Some(mail);

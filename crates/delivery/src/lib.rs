@@ -10,6 +10,7 @@
 //!   the engine's metrics.
 #![forbid(unsafe_code)]
 
+mod attempt;
 pub mod engine;
 mod maintenance;
 mod notices;

@@ -45,18 +45,24 @@ pub enum RetryRefused {
     WebhookDeleted,
 }
 
-/// Why a skip is refused: only a delivery that has not ended (pending) or holds its lane
-/// (blocked) can be skipped.
+/// Why a skip is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("delivery is {}, only pending or blocked deliveries can be skipped", .0.as_str())]
-pub struct SkipRefused(pub DeliveryStatus);
+pub enum SkipRefused {
+    /// Only a delivery that has not ended (pending) or holds its lane (blocked) can be skipped.
+    #[error("delivery is {}, only pending or blocked deliveries can be skipped", .0.as_str())]
+    Ended(DeliveryStatus),
+    /// An attempt is in flight: skipping now would let the next of its lane overtake it.
+    #[error("an attempt of this delivery is in flight; skip it when the attempt has ended")]
+    InFlight,
+}
 
-/// The skip rule: a pending or blocked delivery ends `failed` with [`SKIPPED`], and its
-/// lane (if any) moves on.
-pub fn check_skip(status: DeliveryStatus) -> Result<(), SkipRefused> {
+/// The skip rule: a pending (with no attempt in flight) or blocked delivery ends `failed`
+/// with [`SKIPPED`], and its lane (if any) moves on.
+pub fn check_skip(status: DeliveryStatus, in_flight: bool) -> Result<(), SkipRefused> {
     match status {
+        DeliveryStatus::Pending if in_flight => Err(SkipRefused::InFlight),
         DeliveryStatus::Pending | DeliveryStatus::Blocked => Ok(()),
-        other => Err(SkipRefused(other)),
+        other => Err(SkipRefused::Ended(other)),
     }
 }
 
@@ -243,9 +249,10 @@ mod tests {
 
     #[test]
     fn pending_and_blocked_deliveries_can_be_skipped_and_blocked_ones_retried() {
-        assert!(check_skip(DeliveryStatus::Pending).is_ok());
-        assert!(check_skip(DeliveryStatus::Blocked).is_ok());
-        assert_eq!(check_skip(DeliveryStatus::Failed), Err(SkipRefused(DeliveryStatus::Failed)));
+        assert!(check_skip(DeliveryStatus::Pending, false).is_ok());
+        assert!(check_skip(DeliveryStatus::Blocked, false).is_ok());
+        assert_eq!(check_skip(DeliveryStatus::Pending, true), Err(SkipRefused::InFlight));
+        assert_eq!(check_skip(DeliveryStatus::Failed, false), Err(SkipRefused::Ended(DeliveryStatus::Failed)));
         assert!(check_manual_retry(DeliveryStatus::Blocked, true).is_ok());
         assert_eq!(DeliveryStatus::parse("blocked"), Some(DeliveryStatus::Blocked));
     }

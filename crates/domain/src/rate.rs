@@ -29,8 +29,19 @@ impl Bucket {
     /// is there (`now_ms` when one is left).
     pub fn take(&self, rate: u32, now_ms: i64, taken: u32) -> (Bucket, i64) {
         let left = (self.level(rate, now_ms) - f64::from(taken)).max(0.0);
-        let next = if left >= 1.0 { now_ms } else { now_ms + ((1.0 - left) * 1000.0 / f64::from(rate)).ceil() as i64 };
-        (Bucket { tokens: left, refilled_at_ms: now_ms }, next)
+        // Never move the count back: a claim with an earlier `now` (another replica's clock,
+        // a wait for a connection) must not credit the same interval twice.
+        let after = Bucket { tokens: left, refilled_at_ms: self.refilled_at_ms.max(now_ms) };
+        let mut next = if left >= 1.0 {
+            now_ms
+        } else {
+            after.refilled_at_ms + ((1.0 - left) * 1000.0 / f64::from(rate)).ceil() as i64
+        };
+        // Rounding must not leave the webhook at its ready instant without a whole token.
+        while after.available(rate, next) < 1 {
+            next += 1;
+        }
+        (after, next)
     }
 }
 
@@ -49,6 +60,21 @@ mod tests {
         assert_eq!(b.available(50, 1_000_020), 1);
         assert_eq!(b.available(50, 2_000_000), 5, "never more than the burst");
         assert_eq!(Bucket::default().available(3, 10_000), 1, "at least one token");
+    }
+
+    #[test]
+    fn the_ready_instant_always_has_a_token_and_an_earlier_clock_credits_nothing_twice() {
+        for rate in [1, 3, 7, 85, 999, 10_000] {
+            for left in [0.0, 0.065, 0.3333, 0.999_999] {
+                let b = Bucket { tokens: left, refilled_at_ms: 5_000 };
+                let (after, next) = b.take(rate, 5_000, 0);
+                assert!(after.available(rate, next) >= 1, "rate {rate}, left {left}");
+            }
+        }
+        let b = Bucket { tokens: 0.0, refilled_at_ms: 10_000 };
+        let (after, _) = b.take(10, 9_900, 0);
+        assert_eq!(after.refilled_at_ms, 10_000, "an earlier now does not move the count back");
+        assert_eq!(after.available(10, 10_050), 0);
     }
 
     #[test]

@@ -22,9 +22,21 @@ use tokio_util::sync::CancellationToken;
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
     /// Which workload: `a` (burst, 1 webhook), `b` (paced), `c` (fan-out), `all` (a, b and c),
-    /// or `smtp` (inbound mail to an agent; see the `--smtp-*` options).
-    #[arg(long, default_value = "all", value_parser = ["a", "b", "c", "all", "smtp"])]
+    /// `d` (10 webhooks on receivers that serve `--receiver-capacity` requests at once and
+    /// answer 503 beyond: adaptive, then fixed, concurrency), `e` (a FIFO webhook, events over
+    /// `--keys` ordering keys), or `smtp` (inbound mail to an agent; see the `--smtp-*` options).
+    /// d and e run in separate processes only.
+    #[arg(long, default_value = "all", value_parser = ["a", "b", "c", "all", "d", "e", "smtp"])]
     pub workload: String,
+    /// Workload d: requests each receiver serves at once (503 beyond).
+    #[arg(long, default_value_t = 8)]
+    pub receiver_capacity: u64,
+    /// Workload d: how long each receiver takes to answer, in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    pub receiver_delay_ms: u64,
+    /// Workload e: ordering keys (FIFO lanes) the events are spread over.
+    #[arg(long, default_value_t = 100)]
+    pub keys: u64,
     /// Events published in workloads a and b.
     #[arg(long, default_value_t = 20_000)]
     pub events: u64,
@@ -114,6 +126,29 @@ struct Workload {
     webhooks: u64,
     fanout: u64,
     rate: Option<u64>,
+    /// Delivery controls every webhook of the workload gets (merged into its create body).
+    controls: serde_json::Value,
+    /// Each webhook its own receiver path, serving this many requests at once (503 beyond).
+    receiver_capacity: Option<u64>,
+    receiver_delay_ms: u64,
+    /// Ordering keys the events are spread over (0: none).
+    keys: u64,
+}
+
+impl Workload {
+    fn plain(name: &'static str, events: u64, webhooks: u64, fanout: u64, rate: Option<u64>) -> Self {
+        Self {
+            name,
+            events,
+            webhooks,
+            fanout,
+            rate,
+            controls: json!({"concurrency": "fixed"}),
+            receiver_capacity: None,
+            receiver_delay_ms: 0,
+            keys: 0,
+        }
+    }
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -130,24 +165,38 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut list = Vec::new();
     let w = args.workload.as_str();
     if w == "a" || w == "all" {
-        list.push(Workload { name: "a (burst, 1 webhook)", events: args.events, webhooks: 1, fanout: 1, rate: None });
+        list.push(Workload::plain("a (burst, 1 webhook)", args.events, 1, 1, None));
     }
     if w == "b" || w == "all" {
-        list.push(Workload {
-            name: "b (paced, 1 webhook)",
-            events: args.events,
-            webhooks: 1,
-            fanout: 1,
-            rate: Some(args.rate),
-        });
+        list.push(Workload::plain("b (paced, 1 webhook)", args.events, 1, 1, Some(args.rate)));
     }
     if w == "c" || w == "all" {
+        list.push(Workload::plain(
+            "c (fan-out)",
+            args.fanout_events,
+            args.webhooks,
+            args.fanout.min(args.webhooks).max(1),
+            None,
+        ));
+    }
+    if w == "d" {
+        for (name, concurrency) in [
+            ("d (10 receivers of limited capacity, adaptive)", "adaptive"),
+            ("d (10 receivers of limited capacity, fixed)", "fixed"),
+        ] {
+            list.push(Workload {
+                controls: json!({"concurrency": concurrency, "retry_schedule": vec!["1s"; 20]}),
+                receiver_capacity: Some(args.receiver_capacity),
+                receiver_delay_ms: args.receiver_delay_ms,
+                ..Workload::plain(name, args.fanout_events, 10, 10, None)
+            });
+        }
+    }
+    if w == "e" {
         list.push(Workload {
-            name: "c (fan-out)",
-            events: args.fanout_events,
-            webhooks: args.webhooks,
-            fanout: args.fanout.min(args.webhooks).max(1),
-            rate: None,
+            controls: json!({"concurrency": "fixed", "ordering": "fifo"}),
+            keys: args.keys,
+            ..Workload::plain("e (FIFO lanes, 1 webhook)", args.events, 1, 1, None)
         });
     }
     anyhow::ensure!(args.replicas >= 1, "--replicas must be at least 1");
@@ -158,6 +207,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if !args.in_process {
         return separate::run(&args, list).await;
     }
+    anyhow::ensure!(w != "d" && w != "e", "workloads d and e run in separate processes only (drop --in-process)");
     let store = match &args.database_url {
         Some(_) => format!("PostgreSQL (fresh database per workload), {} replica(s)", args.replicas),
         None => format!("SQLite synchronous={}", args.sqlite_synchronous),
@@ -217,8 +267,8 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
     let groups = (wl.webhooks / wl.fanout).max(1);
     for i in 0..wl.webhooks {
-        let mut body =
-            json!({"url": sink_url, "events": ["email.received"], "max_in_flight": args.webhook_max_in_flight});
+        let mut body = json!({"url": sink_url, "events": ["email.received"], "max_in_flight": args.webhook_max_in_flight,
+            "concurrency": "fixed"});
         if wl.webhooks > 1 {
             body["filters"] = json!({"labels": [format!("g{}", i % groups)]});
         }

@@ -4,7 +4,8 @@
 use crate::rows::*;
 use crate::{PgStore, notify, unavailable};
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, EventId, WebhookId, from_millis, to_millis};
+use herald_domain::{AccountId, DeliveryId, EventId, WebhookId, to_millis};
+use herald_store::control::ClaimControl;
 use herald_store::*;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -45,8 +46,9 @@ impl Queue for PgStore {
         }
         let now_ms = to_millis(now);
         let mut tx = self.begin_soft().await?;
-        // 1. Lock webhooks with due work that are ready (no pause, a token when rate-limited);
-        //    another replica claiming for one of them skips it.
+        // 1. Lock webhooks with due work that are ready (no pause, no wait for a token); another
+        //    replica claiming for one of them skips it. Those without a whole token now are
+        //    dropped after the lock (their bucket is read under it).
         //    LATERAL … LIMIT 1 keeps this a probe per webhook: as a semi-join the planner may
         //    instead read every due row and group them, so a claim costs as much as the due
         //    backlog is long. `ORDER BY d.webhook_id, d.next_retry_at` (webhook_id is fixed,
@@ -67,18 +69,19 @@ impl Queue for PgStore {
         .await
         .map_err(unavailable)?;
         let locked = locked.iter().map(Locked::of).collect::<StoreResult<Vec<_>>>()?;
-        let locked: Vec<Locked> = locked.into_iter().filter(|w| w.allowed(now_ms) > 0).collect();
+        let locked: Vec<Locked> = locked.into_iter().filter(|w| w.control.allowed(now_ms) > 0).collect();
         if locked.is_empty() {
             return Ok(Vec::new());
         }
         let ids: Vec<&str> = locked.iter().map(|w| w.id.as_str()).collect();
-        let allowed: Vec<i64> = locked.iter().map(|w| w.allowed(now_ms)).collect();
-        let fifo: Vec<bool> = locked.iter().map(|w| w.fifo).collect();
+        let allowed: Vec<i64> = locked.iter().map(|w| w.control.allowed(now_ms)).collect();
+        let fifo: Vec<bool> = locked.iter().map(|w| w.control.fifo).collect();
         // 2. One statement: free slots per webhook (live leases counted in a snapshot taken
         //    after the locks, less the caller's finished ones still live with their token — at
         //    most its limit, so a stalled recorder cannot let a webhook run on: its unrecorded
         //    outcomes stay under twice its cap; at most its tokens), the due rows within them
-        //    (by `deliveries_webhook_due`, as above; of a FIFO webhook only rows without a lane),
+        //    (by `deliveries_webhook_due`, as above; none of a FIFO webhook: all its rows are in
+        //    lanes, step 3),
         //    leased with fresh tokens.
         let (finished_ids, finished_tokens): (Vec<&str>, Vec<&str>) =
             finished.iter().map(|(id, token)| (id.as_str(), token.as_str())).unzip();
@@ -103,7 +106,7 @@ impl Queue for PgStore {
              ), picked AS ( \
                SELECT p.id, cap.id AS webhook_id, cap.free FROM cap CROSS JOIN LATERAL ( \
                  SELECT d.id FROM deliveries d WHERE d.webhook_id = cap.id AND d.status = 'pending' \
-                   AND d.next_retry_at <= $1 AND d.expires_at > $1 AND (NOT cap.fifo OR d.ordering_key IS NULL) \
+                   AND d.next_retry_at <= $1 AND d.expires_at > $1 AND NOT cap.fifo \
                  ORDER BY d.webhook_id, d.next_retry_at LIMIT GREATEST(cap.free, 0) FOR UPDATE SKIP LOCKED) p \
                LIMIT $3 \
              ) \
@@ -123,7 +126,7 @@ impl Queue for PgStore {
         .await
         .map_err(unavailable)?;
         // 3. FIFO webhooks: the due heads of their lanes, within what is left.
-        for w in locked.iter().filter(|w| w.fifo) {
+        for w in locked.iter().filter(|w| w.control.fifo) {
             let left = i64::from(limit) - rows.len() as i64;
             if left <= 0 {
                 break;
@@ -132,7 +135,7 @@ impl Queue for PgStore {
             for r in &rows {
                 already += i64::from(get::<String>(r, 1)? == w.id);
             }
-            let take = left.min(w.allowed(now_ms) - already);
+            let take = left.min(w.control.allowed(now_ms) - already);
             if take <= 0 {
                 continue;
             }
@@ -147,8 +150,8 @@ impl Queue for PgStore {
         }
         // 4. Rate-limited webhooks pay their tokens.
         for w in &locked {
-            if let (Some(rate), Some(n)) = (w.rate, taken.get(&w.id)) {
-                let (bucket, ready_at) = w.bucket.take(rate, now_ms, *n as u32);
+            if let (Some(rate), Some(n)) = (w.control.rate, taken.get(&w.id)) {
+                let (bucket, ready_at) = w.control.bucket.take(rate, now_ms, *n as u32);
                 sqlx::query(
                     "UPDATE webhooks SET rate_tokens = $1, rate_refilled_at = $2, ready_at = GREATEST(ready_at, $3) \
                      WHERE id = $4",
@@ -197,10 +200,10 @@ impl Queue for PgStore {
                     message_raw: get::<Option<Vec<u8>>>(r, 12)?,
                     attempt: get::<i64>(r, 4)? as u32 + 1,
                     max_attempts: get::<i64>(r, 5)? as u32,
-                    retry_schedule: w.retry_schedule.clone(),
-                    deadline: w.max_age.map(|age| from_millis(get::<i64>(r, 15).unwrap_or_default()) + age),
-                    in_lane: in_lane && w.fifo,
-                    blocks_lane: in_lane && w.blocks,
+                    retry_schedule: w.control.retry_schedule.clone(),
+                    deadline: w.control.deadline(get(r, 15)?),
+                    in_lane: in_lane && w.control.fifo,
+                    blocks_lane: in_lane && w.control.blocks,
                     lease_token: get(r, 6)?,
                     body: get::<Option<Vec<u8>>>(r, 7)?,
                     filled_webhook,
@@ -262,37 +265,23 @@ impl Queue for PgStore {
 /// A webhook locked for this claim, with what its rows need.
 struct Locked {
     id: String,
-    rate: Option<u32>,
-    bucket: herald_domain::rate::Bucket,
-    fifo: bool,
-    blocks: bool,
-    retry_schedule: Option<Vec<Duration>>,
-    max_age: Option<Duration>,
+    control: ClaimControl,
 }
 
 impl Locked {
     fn of(r: &sqlx::postgres::PgRow) -> StoreResult<Self> {
-        let control = herald_domain::DeliveryControl {
-            ordering: herald_domain::Ordering::parse(&get::<String>(r, 4)?).unwrap_or_default(),
-            on_final_failure: herald_domain::OnFinalFailure::parse(&get::<String>(r, 5)?).unwrap_or_default(),
-            ..Default::default()
-        };
         Ok(Self {
             id: get(r, 0)?,
-            rate: get::<Option<i64>>(r, 1)?.map(|n| n as u32),
-            bucket: herald_domain::rate::Bucket { tokens: get(r, 2)?, refilled_at_ms: get(r, 3)? },
-            fifo: control.ordering == herald_domain::Ordering::Fifo,
-            blocks: control.blocks_on_final_failure(),
-            retry_schedule: get::<Option<String>>(r, 6)?
-                .map(|s| herald_store::control::schedule_from_json(&s))
-                .transpose()?,
-            max_age: get::<Option<i64>>(r, 7)?.map(|ms| Duration::from_millis(ms as u64)),
+            control: ClaimControl::from_columns(
+                get(r, 1)?,
+                get(r, 2)?,
+                get(r, 3)?,
+                &get::<String>(r, 4)?,
+                &get::<String>(r, 5)?,
+                get(r, 6)?,
+                get(r, 7)?,
+            )?,
         })
-    }
-
-    /// Rows its tokens allow now (no limit without a rate).
-    fn allowed(&self, now_ms: i64) -> i64 {
-        self.rate.map_or(i64::from(u32::MAX), |rate| i64::from(self.bucket.available(rate, now_ms)))
     }
 }
 

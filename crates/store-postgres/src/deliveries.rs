@@ -80,7 +80,12 @@ impl Deliveries for PgStore {
         herald_domain::delivery::check_manual_retry(status, get(&row, 1)?)?;
         let sql = concat!(
             "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_retry_at = $1, \
-             lease_token = NULL, expires_at = GREATEST(expires_at, $2) WHERE id = $3 RETURNING ",
+             lease_token = NULL, expires_at = GREATEST(expires_at, $2), \
+             ordering_key = CASE WHEN status = 'failed' AND ordering_key IS NOT NULL THEN 'retry:' || id \
+               ELSE ordering_key END, \
+             lane_seq = CASE WHEN status = 'failed' AND ordering_key IS NOT NULL THEN nextval('deliveries_lane_seq') \
+               ELSE lane_seq END \
+             WHERE id = $3 RETURNING ",
             delivery_columns!()
         );
         let row = sqlx::query(sql)
@@ -112,17 +117,20 @@ impl Deliveries for PgStore {
         now: OffsetDateTime,
     ) -> StoreResult<Option<Delivery>> {
         let mut tx = self.begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM deliveries WHERE account_id = $1 AND id = $2 FOR UPDATE")
-                .bind(account.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        let Some(status) = status else { return Ok(None) };
+        let found: Option<(String, bool)> = sqlx::query_as(
+            "SELECT status, lease_token IS NOT NULL AND next_retry_at > $3 FROM deliveries \
+             WHERE account_id = $1 AND id = $2 FOR UPDATE",
+        )
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .bind(to_millis(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some((status, in_flight)) = found else { return Ok(None) };
         let status =
             herald_domain::DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", &status))?;
-        herald_domain::delivery::check_skip(status)?;
+        herald_domain::delivery::check_skip(status, in_flight)?;
         let sql = concat!(
             "UPDATE deliveries SET status = 'failed', last_error = $1, lease_token = NULL, next_retry_at = $2 \
              WHERE id = $3 RETURNING ",

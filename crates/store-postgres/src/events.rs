@@ -47,9 +47,14 @@ impl EventLog for PgStore {
         .await
         .map_err(unavailable)?;
         let id = DeliveryId::generate();
+        // To a FIFO webhook a test send goes in a lane of its own: it never waits for (or
+        // blocks) the webhook's events.
         sqlx::query(
             "INSERT INTO deliveries (id, account_id, webhook_id, event_id, event_type, status, attempts, max_attempts, \
-             next_retry_at, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $8, $9)",
+             next_retry_at, created_at, expires_at, ordering_key, lane_seq) \
+             SELECT $1, $2, $3, $4, $5, 'pending', 0, COALESCE(jsonb_array_length(w.retry_schedule::jsonb) + 1, $6), \
+               $7, $8, $9, CASE WHEN w.ordering = 'fifo' THEN 'test:' || $1 END, \
+               CASE WHEN w.ordering = 'fifo' THEN nextval('deliveries_lane_seq') END FROM webhooks w WHERE w.id = $3",
         )
         .bind(id.as_str())
         .bind(new.account_id.as_str())

@@ -67,7 +67,7 @@ impl Maintenance for PgStore {
         let ids: Vec<(String, String)> = sqlx::query_as(
             "UPDATE webhooks SET enabled = false, disabled_reason = $4, auto_disabled_at = $1, updated_at = $1 \
              WHERE enabled AND agent IS NULL AND id IN (SELECT webhook_id FROM deliveries WHERE created_at >= $2 \
-               GROUP BY webhook_id HAVING COUNT(*) FILTER (WHERE status = 'failed') >= $3 AND COUNT(*) FILTER (WHERE status = 'delivered') = 0) \
+               GROUP BY webhook_id HAVING COUNT(*) FILTER (WHERE status IN ('failed', 'blocked')) >= $3 AND COUNT(*) FILTER (WHERE status = 'delivered') = 0) \
              RETURNING account_id, id",
         )
         .bind(to_millis(now))

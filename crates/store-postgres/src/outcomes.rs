@@ -71,6 +71,27 @@ impl PgStore {
         let applied: std::collections::HashSet<(String, String)> = applied.into_iter().collect();
         let was_applied = |o: &Outcome| applied.contains(&(o.delivery_id.to_string(), o.lease_token.clone()));
         let (delivered, gone) = touched_webhooks(outcomes, was_applied);
+        let samples = herald_store::control::samples_by_webhook(outcomes, was_applied);
+        let pauses = herald_store::control::pauses(outcomes, was_applied, now_ms);
+        // Lock every webhook row this batch changes, once and in id order, before changing
+        // any: two recorders (or a recorder and a claim's token update) then never hold one
+        // row each while waiting for the other's.
+        let all: Vec<&str> = samples.iter().map(|(w, _)| w.as_str()).collect();
+        let changed: Vec<&str> =
+            gone.iter().map(String::as_str).chain(pauses.iter().map(|(w, _)| w.as_str())).collect();
+        sqlx::query(
+            "SELECT id FROM webhooks WHERE (id = ANY($1) AND concurrency = 'adaptive') OR id = ANY($2) \
+               OR (id = ANY($3) AND (last_delivered_at IS NULL OR last_delivered_at < $4 - $5)) \
+             ORDER BY id FOR UPDATE",
+        )
+        .bind(&all)
+        .bind(&changed)
+        .bind(&delivered)
+        .bind(now_ms)
+        .bind(plan::LAST_DELIVERED_RESOLUTION_MS)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         if !delivered.is_empty() {
             // At most once a second per webhook: the row is hot (claims lock it).
             sqlx::query(
@@ -84,8 +105,7 @@ impl PgStore {
             .await
             .map_err(unavailable)?;
         }
-        adapt_limits(&mut tx, &herald_store::control::samples_by_webhook(outcomes, was_applied), now_ms).await?;
-        let pauses = herald_store::control::pauses(outcomes, was_applied, now_ms);
+        adapt_limits(&mut tx, &samples, now_ms).await?;
         if !pauses.is_empty() {
             // A receiver's Retry-After pauses its whole webhook.
             let (ids, until): (Vec<String>, Vec<i64>) = pauses.into_iter().unzip();
@@ -121,8 +141,8 @@ impl PgStore {
     }
 }
 
-/// Steps the adaptive in-flight limit of each adaptive webhook in `samples`: the rows are
-/// locked (in id order) so two replicas recording at once step it one after the other.
+/// Steps the adaptive in-flight limit of each adaptive webhook in `samples` (their rows are
+/// locked, so two replicas recording at once step it one after the other).
 async fn adapt_limits(
     tx: &mut sqlx::PgConnection,
     samples: &[(String, Vec<herald_domain::adaptive::Sample>)],
@@ -134,7 +154,7 @@ async fn adapt_limits(
     let ids: Vec<&str> = samples.iter().map(|(w, _)| w.as_str()).collect();
     let rows: Vec<(String, i64, i64, Option<String>)> = sqlx::query_as(
         "SELECT id, max_in_flight, effective_max_in_flight, adaptive_state FROM webhooks \
-         WHERE concurrency = 'adaptive' AND id = ANY($1) ORDER BY id FOR UPDATE",
+         WHERE concurrency = 'adaptive' AND id = ANY($1)",
     )
     .bind(&ids)
     .fetch_all(&mut *tx)

@@ -129,6 +129,7 @@ impl Webhooks for PgStore {
                disabled_reason = CASE WHEN $6::boolean IS NULL THEN disabled_reason WHEN $6 THEN NULL ELSE $11 END, \
                auto_disabled_at = CASE WHEN $7 THEN NULL ELSE auto_disabled_at END, \
                updated_at = $8, \
+               ready_at = CASE WHEN $7 OR ($1::text IS NOT NULL AND $1 <> url) THEN 0 ELSE ready_at END, \
                effective_max_in_flight = CASE WHEN COALESCE($12, concurrency) = concurrency \
                  THEN GREATEST(1, LEAST(effective_max_in_flight, COALESCE($5, max_in_flight))) \
                  ELSE COALESCE($5, max_in_flight) END, \
@@ -166,6 +167,7 @@ impl Webhooks for PgStore {
             .await
             .map_err(unavailable)?;
         let Some(row) = row else { return Ok(None) };
+        lanes_after_patch(&mut tx, id.as_str(), &patch, to_millis(now)).await?;
         let woke = patch.frees_work();
         if woke {
             notify(&mut tx).await?;
@@ -190,7 +192,7 @@ impl Webhooks for PgStore {
         }
         sqlx::query(
             "UPDATE deliveries SET status = 'failed', last_error = $3, lease_token = NULL, \
-             next_retry_at = $1 WHERE webhook_id = $2 AND status = 'pending'",
+             next_retry_at = $1 WHERE webhook_id = $2 AND status IN ('pending', 'blocked')",
         )
         .bind(to_millis(now))
         .bind(id.as_str())
@@ -242,4 +244,39 @@ impl Webhooks for PgStore {
         tx.commit().await.map_err(unavailable)?;
         Ok(Rotated::Applied)
     }
+}
+
+/// What a change of `ordering` or `on_final_failure` does to queued deliveries: becoming FIFO
+/// gives each queued one a lane of its own (they predate the order, so they go unordered,
+/// and a FIFO webhook's claim then only reads lanes); no longer blocking ends blocked ones
+/// failed, so their lanes move on.
+async fn lanes_after_patch(
+    tx: &mut sqlx::PgConnection,
+    webhook: &str,
+    patch: &WebhookPatch,
+    now_ms: i64,
+) -> StoreResult<()> {
+    if patch.ordering == Some(herald_domain::Ordering::Fifo) {
+        sqlx::query(
+            "UPDATE deliveries SET ordering_key = 'queued:' || id, lane_seq = nextval('deliveries_lane_seq') \
+             WHERE webhook_id = $1 AND status = 'pending' AND ordering_key IS NULL",
+        )
+        .bind(webhook)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    if patch.ordering.is_some() || patch.on_final_failure.is_some() {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'failed', next_retry_at = $2 WHERE webhook_id = $1 AND status = 'blocked' \
+             AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = $1 AND w.ordering = 'fifo' \
+               AND w.on_final_failure = 'block')",
+        )
+        .bind(webhook)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
 }

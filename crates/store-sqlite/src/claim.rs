@@ -5,8 +5,9 @@ use crate::round::WriteJob;
 use crate::rows::*;
 use crate::{SqliteStore, unavailable};
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, EventId, WebhookId, from_millis, to_millis};
+use herald_domain::{AccountId, DeliveryId, EventId, WebhookId, to_millis};
 use herald_store::codec::SecretCipher;
+use herald_store::control::ClaimControl;
 use herald_store::*;
 use sqlx::SqliteConnection;
 use std::time::Duration;
@@ -133,9 +134,7 @@ pub(crate) async fn claim_in(
         }
     }
     for c in &mut candidates {
-        if let Some(rate) = c.rate {
-            c.free = c.free.min(i64::from(c.bucket.available(rate, now_ms)));
-        }
+        c.free = c.free.min(c.control.allowed(now_ms));
     }
     candidates.retain(|c| c.free > 0);
     // Fairness: start the walk at a different webhook each claim.
@@ -154,35 +153,26 @@ struct Candidate {
     previous: String,
     /// Rows it may take: free slots, then at most its tokens.
     free: i64,
-    rate: Option<u32>,
-    bucket: herald_domain::rate::Bucket,
-    fifo: bool,
-    blocks: bool,
-    retry_schedule: Option<Vec<Duration>>,
-    max_age: Option<Duration>,
+    control: ClaimControl,
 }
 
 impl Candidate {
     fn of(r: &sqlx::sqlite::SqliteRow) -> StoreResult<Self> {
-        let control = herald_domain::DeliveryControl {
-            ordering: herald_domain::Ordering::parse(&get::<String>(r, 8)?).unwrap_or_default(),
-            on_final_failure: herald_domain::OnFinalFailure::parse(&get::<String>(r, 9)?).unwrap_or_default(),
-            ..Default::default()
-        };
         Ok(Self {
             id: get(r, 0)?,
             url: get(r, 1)?,
             secret: get(r, 2)?,
             previous: get(r, 3)?,
             free: get(r, 4)?,
-            rate: get::<Option<i64>>(r, 5)?.map(|n| n as u32),
-            bucket: herald_domain::rate::Bucket { tokens: get(r, 6)?, refilled_at_ms: get(r, 7)? },
-            fifo: control.ordering == herald_domain::Ordering::Fifo,
-            blocks: control.blocks_on_final_failure(),
-            retry_schedule: get::<Option<String>>(r, 10)?
-                .map(|s| herald_store::control::schedule_from_json(&s))
-                .transpose()?,
-            max_age: get::<Option<i64>>(r, 11)?.map(|ms| Duration::from_millis(ms as u64)),
+            control: ClaimControl::from_columns(
+                get(r, 5)?,
+                get(r, 6)?,
+                get(r, 7)?,
+                &get::<String>(r, 8)?,
+                &get::<String>(r, 9)?,
+                get(r, 10)?,
+                get(r, 11)?,
+            )?,
         })
     }
 }
@@ -214,9 +204,8 @@ async fn finished_per_webhook(
     Ok(rows)
 }
 
-/// Leases due rows of each candidate: of a FIFO webhook, only the heads of its lanes (and
-/// rows from before it became FIFO, which have no lane); of a rate-limited one, as many as
-/// it has tokens, which are then taken.
+/// Leases due rows of each candidate: of a FIFO webhook only the heads of its lanes (all its
+/// rows are in lanes); of a rate-limited one, as many as it has tokens, which are then taken.
 async fn lease_rows(
     conn: &mut SqliteConnection,
     cipher: Option<&SecretCipher>,
@@ -233,18 +222,18 @@ async fn lease_rows(
         }
         let take = c.free.min(left);
         let mut rows = Vec::new();
-        if c.fifo {
+        if c.control.fifo {
             rows = lease_lane_heads(conn, &c.id, take, now_ms, lease_until).await?;
         }
-        if (rows.len() as i64) < take {
+        // A FIFO webhook's deliveries all have lanes (`webhooks.rs`, `lanes_after_patch`).
+        if !c.control.fifo {
             // The envelope comes back with the lease: no second round trip for bodies.
             // `LIMIT ? + 0`, not `LIMIT ?`: a bare parameter as the limit makes SQLite
             // re-prepare the statement whenever the bound value changes (4 % of the CPU).
             let sql = concat!(
                 "UPDATE deliveries SET next_retry_at = ?1, lease_token = lower(hex(randomblob(8))) \
                  WHERE id IN (SELECT id FROM deliveries WHERE webhook_id = ?2 AND status = 'pending' \
-                   AND next_retry_at <= ?3 AND expires_at > ?3 AND (?5 = 0 OR ordering_key IS NULL) \
-                   ORDER BY next_retry_at LIMIT ?4 + 0)",
+                   AND next_retry_at <= ?3 AND expires_at > ?3 ORDER BY next_retry_at LIMIT ?4 + 0)",
                 leased!()
             );
             rows.extend(
@@ -252,18 +241,17 @@ async fn lease_rows(
                     .bind(lease_until)
                     .bind(&c.id)
                     .bind(now_ms)
-                    .bind(take - rows.len() as i64)
-                    .bind(c.fifo)
+                    .bind(take)
                     .fetch_all(&mut *conn)
                     .await
                     .map_err(unavailable)?,
             );
         }
         left -= rows.len() as i64;
-        if let Some(rate) = c.rate
+        if let Some(rate) = c.control.rate
             && !rows.is_empty()
         {
-            let (bucket, ready_at) = c.bucket.take(rate, now_ms, rows.len() as u32);
+            let (bucket, ready_at) = c.control.bucket.take(rate, now_ms, rows.len() as u32);
             sqlx::query(
                 "UPDATE webhooks SET rate_tokens = ?, rate_refilled_at = ?, ready_at = MAX(ready_at, ?) WHERE id = ?",
             )
@@ -292,10 +280,10 @@ async fn lease_rows(
                 message_raw: get::<Option<Vec<u8>>>(r, 8)?,
                 attempt: get::<i64>(r, 3)? as u32 + 1,
                 max_attempts: get::<i64>(r, 4)? as u32,
-                retry_schedule: c.retry_schedule.clone(),
-                deadline: c.max_age.map(|age| from_millis(get::<i64>(r, 10).unwrap_or_default()) + age),
-                in_lane: in_lane && c.fifo,
-                blocks_lane: in_lane && c.blocks,
+                retry_schedule: c.control.retry_schedule.clone(),
+                deadline: c.control.deadline(get(r, 10)?),
+                in_lane: in_lane && c.control.fifo,
+                blocks_lane: in_lane && c.control.blocks,
                 lease_token: get(r, 5)?,
                 filled_webhook,
             });

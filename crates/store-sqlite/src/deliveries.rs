@@ -87,7 +87,9 @@ impl Deliveries for SqliteStore {
         herald_domain::delivery::check_manual_retry(status, exists > 0)?;
         sqlx::query(
             "UPDATE deliveries SET status = 'pending', max_attempts = attempts + 1, next_retry_at = ?, \
-             lease_token = NULL, expires_at = MAX(expires_at, ?) WHERE id = ? AND status IN ('failed', 'blocked')",
+             lease_token = NULL, expires_at = MAX(expires_at, ?), ordering_key = CASE \
+               WHEN status = 'failed' AND ordering_key IS NOT NULL THEN 'retry:' || id ELSE ordering_key END \
+             WHERE id = ? AND status IN ('failed', 'blocked')",
         )
         .bind(to_millis(now))
         .bind(to_millis(now + herald_domain::delivery::MANUAL_RETRY_LIFETIME))
@@ -118,17 +120,20 @@ impl Deliveries for SqliteStore {
         now: OffsetDateTime,
     ) -> StoreResult<Option<Delivery>> {
         let mut tx = self.begin().await?;
-        let status: Option<String> =
-            sqlx::query_scalar("SELECT status FROM deliveries WHERE account_id = ? AND id = ?")
-                .bind(account.as_str())
-                .bind(id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        let Some(status) = status else { return Ok(None) };
+        let found: Option<(String, bool)> = sqlx::query_as(
+            "SELECT status, lease_token IS NOT NULL AND next_retry_at > ? FROM deliveries \
+             WHERE account_id = ? AND id = ?",
+        )
+        .bind(to_millis(now))
+        .bind(account.as_str())
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let Some((status, in_flight)) = found else { return Ok(None) };
         let status =
             herald_domain::DeliveryStatus::parse(&status).ok_or_else(|| corrupt("delivery status", &status))?;
-        herald_domain::delivery::check_skip(status)?;
+        herald_domain::delivery::check_skip(status, in_flight)?;
         let sql = concat!(
             "UPDATE deliveries SET status = 'failed', last_error = ?, lease_token = NULL, next_retry_at = ? \
              WHERE id = ? AND status IN ('pending', 'blocked') RETURNING ",

@@ -57,7 +57,7 @@ impl Maintenance for SqliteStore {
         // scan takes a while, and on the writer it would hold up every publish and claim.
         let failing: Vec<String> = sqlx::query_scalar(
             "SELECT webhook_id FROM deliveries WHERE created_at >= ?1 GROUP BY webhook_id \
-             HAVING SUM(status = 'failed') >= ?2 AND SUM(status = 'delivered') = 0",
+             HAVING SUM(status IN ('failed', 'blocked')) >= ?2 AND SUM(status = 'delivered') = 0",
         )
         .bind(to_millis(since))
         .bind(i64::from(threshold))

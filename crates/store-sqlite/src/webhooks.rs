@@ -124,6 +124,7 @@ impl Webhooks for SqliteStore {
                disabled_reason = CASE WHEN ?7 IS NULL THEN disabled_reason WHEN ?8 THEN NULL ELSE ?9 END, \
                auto_disabled_at = CASE WHEN ?10 THEN NULL ELSE auto_disabled_at END, \
                updated_at = ?11, \
+               ready_at = CASE WHEN ?10 OR (?1 IS NOT NULL AND ?1 <> url) THEN 0 ELSE ready_at END, \
                effective_max_in_flight = CASE WHEN COALESCE(?14, concurrency) = concurrency \
                  THEN MAX(1, MIN(effective_max_in_flight, COALESCE(?5, max_in_flight))) \
                  ELSE COALESCE(?5, max_in_flight) END, \
@@ -163,6 +164,7 @@ impl Webhooks for SqliteStore {
         if done.rows_affected() == 0 {
             return Ok(None);
         }
+        lanes_after_patch(&mut tx, id.as_str(), &patch, to_millis(now)).await?;
         let sql = concat!("SELECT ", webhook_columns!(), " FROM webhooks WHERE id = ?");
         let row = sqlx::query(sql).bind(id.as_str()).fetch_one(&mut *tx).await.map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
@@ -185,7 +187,7 @@ impl Webhooks for SqliteStore {
         }
         sqlx::query(
             "UPDATE deliveries SET status = 'failed', last_error = ?, lease_token = NULL, \
-             next_retry_at = ? WHERE webhook_id = ? AND status = 'pending'",
+             next_retry_at = ? WHERE webhook_id = ? AND status IN ('pending', 'blocked')",
         )
         .bind(herald_domain::delivery::WEBHOOK_DELETED)
         .bind(to_millis(now))
@@ -236,4 +238,39 @@ impl Webhooks for SqliteStore {
         tx.commit().await.map_err(unavailable)?;
         Ok(Rotated::Applied)
     }
+}
+
+/// What a change of `ordering` or `on_final_failure` does to queued deliveries: becoming FIFO
+/// gives each queued one a lane of its own (they predate the order, so they go unordered,
+/// and a FIFO webhook's claim then only reads lanes); no longer blocking ends blocked ones
+/// failed, so their lanes move on.
+async fn lanes_after_patch(
+    tx: &mut sqlx::SqliteConnection,
+    webhook: &str,
+    patch: &WebhookPatch,
+    now_ms: i64,
+) -> StoreResult<()> {
+    if patch.ordering == Some(herald_domain::Ordering::Fifo) {
+        sqlx::query(
+            "UPDATE deliveries SET ordering_key = 'queued:' || id \
+             WHERE webhook_id = ? AND status = 'pending' AND ordering_key IS NULL",
+        )
+        .bind(webhook)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    if patch.ordering.is_some() || patch.on_final_failure.is_some() {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'failed', next_retry_at = ?2 WHERE webhook_id = ?1 AND status = 'blocked' \
+             AND NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = ?1 AND w.ordering = 'fifo' \
+               AND w.on_final_failure = 'block')",
+        )
+        .bind(webhook)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    Ok(())
 }

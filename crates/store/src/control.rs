@@ -70,6 +70,60 @@ impl PatchColumns {
     }
 }
 
+/// What a claim needs of a webhook's controls, read from its stored columns (the same in
+/// both backends): its token bucket, its lanes, its own retry policy.
+#[derive(Clone, Debug)]
+pub struct ClaimControl {
+    pub rate: Option<u32>,
+    pub bucket: herald_domain::rate::Bucket,
+    pub fifo: bool,
+    /// A final failure holds the lane.
+    pub blocks: bool,
+    pub retry_schedule: Option<Vec<Duration>>,
+    pub max_age: Option<Duration>,
+}
+
+impl ClaimControl {
+    /// From the columns `rate_limit_per_second, rate_tokens, rate_refilled_at, ordering,
+    /// on_final_failure, retry_schedule, max_age_ms`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_columns(
+        rate: Option<i64>,
+        tokens: f64,
+        refilled_at_ms: i64,
+        ordering: &str,
+        on_final_failure: &str,
+        retry_schedule: Option<String>,
+        max_age_ms: Option<i64>,
+    ) -> StoreResult<Self> {
+        let control = DeliveryControl {
+            ordering: herald_domain::Ordering::parse(ordering)
+                .ok_or_else(|| StoreError::corrupt("ordering", ordering))?,
+            on_final_failure: herald_domain::OnFinalFailure::parse(on_final_failure)
+                .ok_or_else(|| StoreError::corrupt("on_final_failure", on_final_failure))?,
+            ..DeliveryControl::default()
+        };
+        Ok(Self {
+            rate: rate.map(|n| n.clamp(1, i64::from(u32::MAX)) as u32),
+            bucket: herald_domain::rate::Bucket { tokens, refilled_at_ms },
+            fifo: control.ordering == herald_domain::Ordering::Fifo,
+            blocks: control.blocks_on_final_failure(),
+            retry_schedule: retry_schedule.map(|s| schedule_from_json(&s)).transpose()?,
+            max_age: max_age_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        })
+    }
+
+    /// Rows its tokens allow at `now_ms` (no limit without a rate).
+    pub fn allowed(&self, now_ms: i64) -> i64 {
+        self.rate.map_or(i64::from(u32::MAX), |rate| i64::from(self.bucket.available(rate, now_ms)))
+    }
+
+    /// The attempt deadline of a delivery created at `created_ms`.
+    pub fn deadline(&self, created_ms: i64) -> Option<time::OffsetDateTime> {
+        self.max_age.map(|age| herald_domain::from_millis(created_ms) + age)
+    }
+}
+
 /// The attempts a delivery of a webhook with this schedule gets (`None`: the server's).
 pub fn max_attempts(schedule: Option<&[Duration]>, server: u32) -> u32 {
     schedule.map_or(server, |s| s.len() as u32 + 1)

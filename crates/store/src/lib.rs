@@ -4,8 +4,10 @@
 //! * instants are passed in (`now`), never read from the database clock, so tests
 //!   drive time with a manual clock and replicas agree on arithmetic;
 //! * a claim leases rows by pushing `next_retry_at` forward and writing a fresh lease
-//!   token, and only claims rows of enabled webhooks below their in-flight cap
-//!   (counted as live leases, so the cap holds across processes);
+//!   token, and only claims rows of enabled webhooks that are ready (`ready_at`: no
+//!   `Retry-After` pause, a token when rate-limited) and below their in-flight limit
+//!   (`max_in_flight`, or the adaptive limit; counted as live leases, so it holds across
+//!   processes); of a FIFO webhook only the heads of its lanes;
 //! * outcomes are compare-and-set on (id, lease token, status = pending);
 //! * every account-facing query is scoped by account.
 #![forbid(unsafe_code)]
@@ -269,7 +271,7 @@ pub trait Deliveries {
     async fn list_deliveries(&self, query: DeliveryQuery) -> StoreResult<Vec<Delivery>>;
     async fn get_delivery(&self, account: &AccountId, id: &DeliveryId)
     -> StoreResult<Option<(Delivery, Vec<Attempt>)>>;
-    /// `failed` → `pending` with one more attempt allowed, due now; otherwise
+    /// `failed` or `blocked` → `pending` with one more attempt allowed, due now; otherwise
     /// `RetryRefused` (not failed, or its webhook deleted) — the domain's manual-retry rule.
     async fn retry_delivery(
         &self,
@@ -340,7 +342,7 @@ pub trait Queue {
     /// Gives leases back unattempted (shutdown): due at `now`, no attempt counted.
     async fn release_leases(&self, leases: &[(DeliveryId, String)], now: OffsetDateTime) -> StoreResult<()>;
     /// The earliest `next_retry_at` strictly after `now` among pending deliveries of enabled
-    /// webhooks.
+    /// webhooks, or the `ready_at` of one whose due work waits for a token or a pause.
     async fn next_due_after(&self, now: OffsetDateTime) -> StoreResult<Option<OffsetDateTime>>;
     /// Raised when work may have become claimable, here or (shared stores) in a replica.
     fn work_signal(&self) -> WorkSignal;

@@ -260,6 +260,8 @@ pub struct Event {
     pub labels: Vec<String>,
     /// The envelope bytes (what receivers got).
     pub envelope: Vec<u8>,
+    /// The FIFO lane it was published to, if any.
+    pub ordering_key: Option<String>,
 }
 
 /// Filters of the events log.

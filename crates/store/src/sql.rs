@@ -15,7 +15,7 @@ macro_rules! webhook_columns {
 #[macro_export]
 macro_rules! event_columns {
     () => {
-        "id, type, created_at, deliveries, agent_id, conversation_id, labels, payload"
+        "id, type, created_at, deliveries, agent_id, conversation_id, labels, payload, ordering_key"
     };
 }
 
@@ -210,6 +210,7 @@ macro_rules! sql_rows {
                 conversation_id: get(r, 5)?,
                 labels: parse_json(&get::<String>(r, 6)?)?,
                 envelope: get(r, 7)?,
+                ordering_key: get(r, 8)?,
             })
         }
     };

@@ -225,7 +225,7 @@ fn error_text(e: AppError) -> String {
     }
 }
 
-/// `POST /portal/deliveries/{id}/retry`: a failed delivery gets one more attempt, now.
+/// `POST /portal/deliveries/{id}/retry`: a failed or blocked delivery gets one more attempt, now.
 pub(crate) async fn retry(
     State(s): State<AppState>,
     session: Session,

@@ -34,6 +34,9 @@ pub struct LoadArgs {
     /// Label event `seq` with `g{seq % groups}` (the fan-out workload's webhook filters).
     #[arg(long, default_value_t = 1)]
     pub groups: u64,
+    /// Give event `seq` the ordering key `k{seq % keys}` (0: no key).
+    #[arg(long, default_value_t = 0)]
+    pub keys: u64,
 }
 
 pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
@@ -59,7 +62,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     for c in 0..args.clients {
         let url = format!("{}/api/v1/events", args.target[c as usize % args.target.len()]);
         let (http, key, next, sent) = (http.clone(), args.api_key.clone(), next.clone(), sent.clone());
-        let (events, rate, groups) = (args.events, args.rate, args.groups);
+        let (events, rate, groups, keys) = (args.events, args.rate, args.groups, args.keys);
         publishers.push(tokio::spawn(async move {
             loop {
                 let seq = next.fetch_add(1, Ordering::Relaxed);
@@ -71,8 +74,11 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
                     tokio::time::sleep_until(due.into()).await;
                 }
                 sent[seq as usize].store(wall_micros(), Ordering::Relaxed);
-                let body =
+                let mut body =
                     json!({"type": "email.received", "data": {"seq": seq}, "labels": [format!("g{}", seq % groups)]});
+                if keys > 0 {
+                    body["ordering_key"] = json!(format!("k{}", seq % keys));
+                }
                 let r = http.post(&url).bearer_auth(&key).json(&body).send().await?;
                 anyhow::ensure!(r.status() == 202, "publish failed: {}", r.status());
             }

@@ -42,6 +42,9 @@ struct Published {
 #[derive(serde::Deserialize)]
 struct Received {
     count: u64,
+    /// Requests answered 503 (beyond a receiver's capacity).
+    #[serde(default)]
+    rejected: u64,
     received: Vec<(u64, u64)>,
 }
 
@@ -84,16 +87,24 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
     }
     let mut cmd = command("bench-sink")?;
     cmd.args(["--listen", "127.0.0.1:0"]);
+    if let Some(capacity) = wl.receiver_capacity {
+        cmd.args(["--capacity", &capacity.to_string(), "--delay-ms", &wl.receiver_delay_ms.to_string()]);
+    }
     let mut sink = Child::spawn("herald bench-sink", cmd, dir.path().join("sink.log"))?;
     let sink_base = sink.line_after("bench-sink listening on ", START_TIMEOUT).await?;
 
     let http = reqwest::Client::new();
     let groups = (wl.webhooks / wl.fanout).max(1);
     for i in 0..wl.webhooks {
-        let mut body = json!({"url": format!("{sink_base}/sink"), "events": ["email.received"],
+        // With a receiver capacity, each webhook its own receiver (a path of the sink).
+        let path = if wl.receiver_capacity.is_some() { format!("sink/{i}") } else { "sink".into() };
+        let mut body = json!({"url": format!("{sink_base}/{path}"), "events": ["email.received"],
             "max_in_flight": args.webhook_max_in_flight});
         if wl.webhooks > 1 {
             body["filters"] = json!({"labels": [format!("g{}", i % groups)]});
+        }
+        for (k, v) in wl.controls.as_object().into_iter().flatten() {
+            body[k] = v.clone();
         }
         let r = http.post(format!("{}/api/v1/webhooks", bases[0])).bearer_auth(key.expose()).json(&body).send().await?;
         anyhow::ensure!(r.status() == 201, "creating webhook: {}", r.text().await?);
@@ -115,7 +126,7 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         cmd.args(["--target", base]);
     }
     cmd.args(["--clients", &args.clients.to_string(), "--events", &wl.events.to_string()]);
-    cmd.args(["--groups", &groups.to_string()]);
+    cmd.args(["--groups", &groups.to_string(), "--keys", &wl.keys.to_string()]);
     if let Some(rate) = wl.rate {
         cmd.args(["--rate", &rate.to_string()]);
     }
@@ -204,6 +215,17 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         delivered as f64 / delivered_in.max(1e-9)
     );
     println!("  publish→receive latency: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", pct(0.50), pct(0.99), pct(1.0));
+    if let Some(capacity) = wl.receiver_capacity {
+        println!(
+            "  receivers: {capacity} at once each, {} ms per request; 503s answered: {} ({:.2} per delivery); controls {}",
+            wl.receiver_delay_ms,
+            r.rejected,
+            r.rejected as f64 / delivered.max(1) as f64,
+            wl.controls
+        );
+    } else if wl.keys > 0 {
+        println!("  {} ordering keys; controls {}", wl.keys, wl.controls);
+    }
     for (name, mib) in rss {
         println!("  peak RSS of {name}: {}", mib.map(|m| format!("{m:.0} MiB")).unwrap_or_else(|| "?".into()));
     }

@@ -519,6 +519,8 @@ macro_rules! conformance_tests {
             a_retry_after_pauses_the_whole_webhook,
             the_adaptive_limit_halves_on_congestion_and_caps_claims,
             a_webhooks_own_schedule_sets_attempts_and_travels_with_the_claim,
+            changing_controls_never_strands_the_queue,
+            a_test_send_to_a_fifo_webhook_is_not_held_by_a_blocked_lane,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(
