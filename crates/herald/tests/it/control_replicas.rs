@@ -52,9 +52,9 @@ async fn lane_receive(State(st): State<Arc<Lanes>>, body: axum::body::Bytes) -> 
     if ok { StatusCode::OK } else { StatusCode::INTERNAL_SERVER_ERROR }
 }
 
-async fn serve_lanes(addr: SocketAddr, st: Arc<Lanes>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+async fn serve_lanes(st: Arc<Lanes>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let app = axum::Router::new().route("/lanes", axum::routing::post(lane_receive)).with_state(st);
-    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     (addr, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
 }
@@ -64,7 +64,7 @@ async fn serve_lanes(addr: SocketAddr, st: Arc<Lanes>) -> (SocketAddr, tokio::ta
 /// in flight allowed, a reorder never — and each is accepted exactly once or more.
 async fn lanes_keep_their_order(apps: &[TestApp]) {
     let st = Arc::new(Lanes::default());
-    let (addr, server) = serve_lanes("127.0.0.1:0".parse().unwrap(), st.clone()).await;
+    let (addr, server) = serve_lanes(st.clone()).await;
     let body = json!({"url": format!("http://{addr}/lanes"), "events": ["email.received"], "max_in_flight": 8,
         "ordering": "fifo", "retry_schedule": vec!["20ms"; 20]});
     apps[0].create_webhook(body).await;
@@ -83,17 +83,16 @@ async fn lanes_keep_their_order(apps: &[TestApp]) {
             }
         }));
     }
-    // Kill the receiver once mid-run, then bring it back on the same port.
+    // Kill the receiver once mid-run: for a while every request (those in flight and new
+    // ones) loses its connection without an answer; then it serves again.
     let accepted = |st: &Lanes| st.log.lock().unwrap().iter().filter(|e| e.2).count();
     eventually("300 accepted before the kill", || async { (accepted(&st) >= 300).then_some(()) }).await;
     st.dead.store(true, Ordering::SeqCst);
-    server.abort();
-    eventually("a request met the killed receiver", || async {
-        (st.hits_while_dead.load(Ordering::SeqCst) > 0).then_some(())
+    eventually("20 requests met the killed receiver", || async {
+        (st.hits_while_dead.load(Ordering::SeqCst) >= 20).then_some(())
     })
     .await;
     st.dead.store(false, Ordering::SeqCst);
-    let (_, server) = serve_lanes(addr, st.clone()).await;
     for p in publishers {
         p.await.unwrap();
     }
@@ -114,7 +113,6 @@ async fn lanes_keep_their_order(apps: &[TestApp]) {
             assert!(b == a || (b == a + 1 && a_ok), "{key}: {b} arrived after {a} (accepted: {a_ok})");
         }
     }
-    assert!(st.hits_while_dead.load(Ordering::SeqCst) > 0);
     server.abort();
 }
 

@@ -63,10 +63,13 @@ async fn the_adaptive_limit_finds_a_receivers_capacity_and_follows_it_up(backend
     assert!(converging <= 200, "{converging} 503s before the limit came down");
     let limit = get_webhook(&app, id).await["effective_max_in_flight"].as_u64().unwrap();
     assert!((1..=5).contains(&limit), "effective limit {limit}");
-    // 2. Converged: the next 150 go through without a 503.
+    // 2. Converged: the next 150 go through without a 503 — but for at most one probe of the
+    //    level above (a couple of 503s; the first comes after 200 successes at the held level,
+    //    which a loaded machine may not have reached in step 1).
     publish_many(&app, 150, "second").await;
     rx.wait_for("cap", 550).await;
-    assert_eq!(rx.rejected("cap"), converging, "no 503 once converged");
+    let after = rx.rejected("cap") - converging;
+    assert!(after <= 3, "{after} 503s once converged");
     // 3. Capacity triples: the limit follows it up (after a probe, within a few hundred).
     rx.capacity("cap", 12);
     rx.reset_max_in_flight("cap");
