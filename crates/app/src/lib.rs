@@ -131,7 +131,6 @@ impl Herald {
     }
 
     /// Authenticates inbound mail with `mail` (its DNS answers decide SPF, DKIM and DMARC).
-
     pub fn with_authenticator(mut self, mail: Arc<herald_mail::Authenticator>) -> Self {
         self.mail = Some(mail);
         self
