@@ -4,7 +4,7 @@
 use crate::FieldError;
 use herald_domain::control::parse_api_duration as parse_duration;
 use herald_domain::control::{self, MAX_RATE_PER_SECOND};
-use herald_domain::{Concurrency, DeliveryControl, OnFinalFailure, Ordering};
+use herald_domain::{Concurrency, DeliveryControl, OnFinalFailure, OrderingMode};
 use herald_store::WebhookPatch;
 use std::time::Duration;
 
@@ -31,7 +31,7 @@ impl ControlChange {
                 .ok();
         }
         if let Some(o) = &self.ordering {
-            patch.ordering = named(o, Ordering::parse, Ordering::ALL.iter().map(|v| v.as_str()))
+            patch.ordering = named(o, OrderingMode::parse, OrderingMode::ALL.iter().map(|v| v.as_str()))
                 .map_err(|m| err("ordering", m))
                 .ok();
         }
@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(p.retry_schedule, Some(Some(vec![Duration::from_secs(5), Duration::from_secs(60)])));
         assert_eq!(p.max_age, Some(None));
         let c = for_new_webhook(&p);
-        assert_eq!((c.ordering, c.on_final_failure), (Ordering::Fifo, OnFinalFailure::Skip));
+        assert_eq!((c.ordering, c.on_final_failure), (OrderingMode::Fifo, OnFinalFailure::Skip));
         let (p, _) = checked(ControlChange { retry_schedule: Some(vec![]), ..Default::default() });
         assert_eq!(p.retry_schedule, Some(None));
         assert_eq!(for_new_webhook(&WebhookPatch::default()), DeliveryControl::default());

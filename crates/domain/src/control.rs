@@ -17,7 +17,7 @@ pub enum Concurrency {
 
 /// Whether a webhook's events of one ordering key are delivered in publish order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Ordering {
+pub enum OrderingMode {
     #[default]
     None,
     /// One lane per ordering key: the next event of a key is not attempted before the
@@ -53,7 +53,7 @@ macro_rules! named {
     };
 }
 named!(Concurrency { Adaptive = "adaptive", Fixed = "fixed" });
-named!(Ordering { None = "none", Fifo = "fifo" });
+named!(OrderingMode { None = "none", Fifo = "fifo" });
 named!(OnFinalFailure { Block = "block", Skip = "skip" });
 
 /// The most steps a webhook's own retry schedule may have.
@@ -68,7 +68,7 @@ pub const MAX_RATE_PER_SECOND: u32 = 10_000;
 pub struct DeliveryControl {
     pub concurrency: Concurrency,
     pub rate_limit_per_second: Option<u32>,
-    pub ordering: Ordering,
+    pub ordering: OrderingMode,
     pub on_final_failure: OnFinalFailure,
     pub retry_schedule: Option<Vec<Duration>>,
     pub max_age: Option<Duration>,
@@ -83,7 +83,7 @@ impl DeliveryControl {
 
     /// Whether a failed delivery of this webhook holds its lane.
     pub fn blocks_on_final_failure(&self) -> bool {
-        self.ordering == Ordering::Fifo && self.on_final_failure == OnFinalFailure::Block
+        self.ordering == OrderingMode::Fifo && self.on_final_failure == OnFinalFailure::Block
     }
 }
 
@@ -164,9 +164,9 @@ mod tests {
         for c in Concurrency::ALL {
             assert_eq!(Concurrency::parse(c.as_str()), Some(*c));
         }
-        assert_eq!(Ordering::parse("fifo"), Some(Ordering::Fifo));
+        assert_eq!(OrderingMode::parse("fifo"), Some(OrderingMode::Fifo));
         assert_eq!(OnFinalFailure::parse("skip"), Some(OnFinalFailure::Skip));
-        assert_eq!(Ordering::parse("FIFO"), None);
+        assert_eq!(OrderingMode::parse("FIFO"), None);
         assert_eq!(Concurrency::default(), Concurrency::Adaptive);
         assert_eq!(DeliveryControl::legacy().concurrency, Concurrency::Fixed);
     }

@@ -144,7 +144,7 @@ pub(crate) async fn publish_in(tx: &mut sqlx::PgConnection, new: &NewEvent, rule
             let schedule =
                 get::<Option<String>>(r, 3)?.map(|s| herald_store::control::schedule_from_json(&s)).transpose()?;
             max_attempts.push(i64::from(herald_store::control::max_attempts(schedule.as_deref(), rules.max_attempts)));
-            let fifo = get::<String>(r, 4)? == herald_domain::Ordering::Fifo.as_str();
+            let fifo = get::<String>(r, 4)? == herald_domain::OrderingMode::Fifo.as_str();
             keys.push(fifo.then(|| new.ordering_key.clone().unwrap_or_default()));
         }
     }

@@ -256,7 +256,7 @@ async fn lanes_after_patch(
     patch: &WebhookPatch,
     now_ms: i64,
 ) -> StoreResult<()> {
-    if patch.ordering == Some(herald_domain::Ordering::Fifo) {
+    if patch.ordering == Some(herald_domain::OrderingMode::Fifo) {
         sqlx::query(
             "UPDATE deliveries SET ordering_key = 'queued:' || id, lane_seq = nextval('deliveries_lane_seq') \
              WHERE webhook_id = $1 AND status = 'pending' AND ordering_key IS NULL",

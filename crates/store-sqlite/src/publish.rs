@@ -75,7 +75,7 @@ pub(crate) async fn publish_in<'a>(
                         schedule_steps: get::<Option<String>>(r, 3)?
                             .map(|s| herald_store::control::schedule_from_json(&s).map(|v| v.len()))
                             .transpose()?,
-                        fifo: get::<String>(r, 4)? == herald_domain::Ordering::Fifo.as_str(),
+                        fifo: get::<String>(r, 4)? == herald_domain::OrderingMode::Fifo.as_str(),
                     })
                 })
                 .collect::<StoreResult<Vec<_>>>()?;

@@ -250,7 +250,7 @@ async fn lanes_after_patch(
     patch: &WebhookPatch,
     now_ms: i64,
 ) -> StoreResult<()> {
-    if patch.ordering == Some(herald_domain::Ordering::Fifo) {
+    if patch.ordering == Some(herald_domain::OrderingMode::Fifo) {
         sqlx::query(
             "UPDATE deliveries SET ordering_key = 'queued:' || id \
              WHERE webhook_id = ? AND status = 'pending' AND ordering_key IS NULL",

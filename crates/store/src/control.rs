@@ -97,7 +97,7 @@ impl ClaimControl {
         max_age_ms: Option<i64>,
     ) -> StoreResult<Self> {
         let control = DeliveryControl {
-            ordering: herald_domain::Ordering::parse(ordering)
+            ordering: herald_domain::OrderingMode::parse(ordering)
                 .ok_or_else(|| StoreError::corrupt("ordering", ordering))?,
             on_final_failure: herald_domain::OnFinalFailure::parse(on_final_failure)
                 .ok_or_else(|| StoreError::corrupt("on_final_failure", on_final_failure))?,
@@ -106,7 +106,7 @@ impl ClaimControl {
         Ok(Self {
             rate: rate.map(|n| n.clamp(1, i64::from(u32::MAX)) as u32),
             bucket: herald_domain::rate::Bucket { tokens, refilled_at_ms },
-            fifo: control.ordering == herald_domain::Ordering::Fifo,
+            fifo: control.ordering == herald_domain::OrderingMode::Fifo,
             blocks: control.blocks_on_final_failure(),
             retry_schedule: retry_schedule.map(|s| schedule_from_json(&s)).transpose()?,
             max_age: max_age_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),

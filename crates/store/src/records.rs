@@ -68,7 +68,7 @@ pub struct WebhookPatch {
     pub concurrency: Option<herald_domain::Concurrency>,
     /// `Some(None)` removes the limit.
     pub rate_limit_per_second: Option<Option<u32>>,
-    pub ordering: Option<herald_domain::Ordering>,
+    pub ordering: Option<herald_domain::OrderingMode>,
     pub on_final_failure: Option<herald_domain::OnFinalFailure>,
     /// `Some(None)` goes back to the server's schedule.
     pub retry_schedule: Option<Option<Vec<Duration>>>,

@@ -117,7 +117,7 @@ macro_rules! sql_rows {
                 control: DeliveryControl {
                     concurrency: named(&get::<String>(r, 13)?, "concurrency", Concurrency::parse)?,
                     rate_limit_per_second: get::<Option<i64>>(r, 15)?.map(|n| n as u32),
-                    ordering: named(&get::<String>(r, 16)?, "ordering", Ordering::parse)?,
+                    ordering: named(&get::<String>(r, 16)?, "ordering", OrderingMode::parse)?,
                     on_final_failure: named(&get::<String>(r, 17)?, "on_final_failure", OnFinalFailure::parse)?,
                     retry_schedule: get::<Option<String>>(r, 18)?
                         .map(|s| $crate::control::schedule_from_json(&s))
@@ -222,6 +222,6 @@ pub mod __private {
     pub use crate::{Account, Agent, Attempt, Delivery, Event, Message, StoreError, StoreResult, Webhook};
     pub use herald_domain::{
         AccountId, AgentAddress, AttemptKind, Concurrency, DeliveryControl, DeliveryId, DeliveryStatus, DisabledReason,
-        EventId, MessageId, OnFinalFailure, Ordering, WebhookId, from_millis,
+        EventId, MessageId, OnFinalFailure, OrderingMode, WebhookId, from_millis,
     };
 }

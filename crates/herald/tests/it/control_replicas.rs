@@ -1,6 +1,7 @@
 //! Delivery control across replicas (PostgreSQL; FIFO also on one SQLite app): the order of
 //! every FIFO lane holds with concurrent publishers on three replicas, a receiver that fails
-//! at random and is killed once mid-run; the rate limit holds at the receiver.
+//! at random and is killed once mid-run; the rate limit holds at the receiver; the adaptive
+//! limit finds a receiver's capacity with three replicas sending.
 
 use crate::support::*;
 use axum::extract::State;
@@ -154,6 +155,17 @@ async fn the_rate_limit_holds_across_three_replicas() {
         assert!(within <= 101, "{within} requests within 10 s from {t:?}");
     }
     assert!(*at.last().unwrap() >= Duration::from_millis(14_500), "150 at 10/s took {:?}", at.last());
+    for a in apps {
+        a.stop().await;
+    }
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adaptive_limit_holds_across_three_replicas() {
+    let Some(db) = TestDb::create("adaptive_replicas").await else { return };
+    let apps = replicas(&db, 3).await;
+    crate::delivery_control::adaptive_limit_against_a_receiver_of_capacity_4(&apps).await;
     for a in apps {
         a.stop().await;
     }

@@ -15,10 +15,11 @@ on_both_stores!(
     a_webhooks_own_schedule_and_max_age_drive_its_retries,
 );
 
-/// Publishes `n` events of `kind` from 8 tasks at once.
-async fn publish_many(app: &TestApp, n: usize, kind: &str) {
+/// Publishes `n` events of `kind` from 8 tasks at once, spread over `apps` (replicas).
+pub async fn publish_many(apps: &[TestApp], n: usize, kind: &str) {
     let mut tasks = Vec::new();
     for t in 0..8 {
+        let app = &apps[t % apps.len()];
         let (url, http) = (app.url("/api/v1/events"), app.http.clone());
         let kind = kind.to_owned();
         tasks.push(tokio::spawn(async move {
@@ -47,6 +48,13 @@ async fn get_webhook(app: &TestApp, id: &str) -> Value {
 
 async fn the_adaptive_limit_finds_a_receivers_capacity_and_follows_it_up(backend: Backend) {
     let Some(app) = spawn_on(backend, Options::default()).await else { return };
+    adaptive_limit_against_a_receiver_of_capacity_4(std::slice::from_ref(&app)).await;
+}
+
+/// Against a receiver that serves 4 at once (503 beyond), through `apps` (one, or replicas
+/// of one database): the limit comes down, holds, and follows the capacity up.
+pub async fn adaptive_limit_against_a_receiver_of_capacity_4(apps: &[TestApp]) {
+    let app = &apps[0];
     let rx = Receiver::start().await;
     rx.capacity("cap", 4);
     rx.always("cap", Reply::status(200).delayed(Duration::from_millis(20)));
@@ -56,26 +64,26 @@ async fn the_adaptive_limit_finds_a_receivers_capacity_and_follows_it_up(backend
     assert_eq!((w["concurrency"].as_str(), w["effective_max_in_flight"].as_u64()), (Some("adaptive"), Some(32)));
     let id = w["id"].as_str().unwrap();
     // 1. It starts at 32 against a capacity of 4: 503s until the limit comes down.
-    publish_many(&app, 400, "first").await;
+    publish_many(apps, 400, "first").await;
     rx.wait_for("cap", 400).await;
     let converging = rx.rejected("cap");
     assert!(converging > 0, "a limit of 32 must have met the capacity of 4");
     assert!(converging <= 200, "{converging} 503s before the limit came down");
-    let limit = get_webhook(&app, id).await["effective_max_in_flight"].as_u64().unwrap();
+    let limit = get_webhook(app, id).await["effective_max_in_flight"].as_u64().unwrap();
     assert!((1..=5).contains(&limit), "effective limit {limit}");
     // 2. Converged: the next 150 go through without a 503 — but for at most one probe of the
     //    level above (a couple of 503s; the first comes after 200 successes at the held level,
     //    which a loaded machine may not have reached in step 1).
-    publish_many(&app, 150, "second").await;
+    publish_many(apps, 150, "second").await;
     rx.wait_for("cap", 550).await;
     let after = rx.rejected("cap") - converging;
     assert!(after <= 3, "{after} 503s once converged");
     // 3. Capacity triples: the limit follows it up (after a probe, within a few hundred).
     rx.capacity("cap", 12);
     rx.reset_max_in_flight("cap");
-    publish_many(&app, 900, "third").await;
+    publish_many(apps, 900, "third").await;
     rx.wait_for("cap", 1450).await;
-    let grown = get_webhook(&app, id).await["effective_max_in_flight"].as_u64().unwrap();
+    let grown = get_webhook(app, id).await["effective_max_in_flight"].as_u64().unwrap();
     assert!(rx.max_in_flight("cap") > 4 && grown > 4, "grew to {grown}, {} at once", rx.max_in_flight("cap"));
 }
 
@@ -87,7 +95,7 @@ async fn the_rate_limit_holds_at_the_receiver(backend: Backend) {
     let w = app.create_webhook(body).await;
     assert_eq!(w["rate_limit_per_second"], 10);
     let started = Instant::now();
-    publish_many(&app, 60, "rate").await;
+    publish_many(std::slice::from_ref(&app), 60, "rate").await;
     let got = rx.wait_for("rate", 60).await;
     let elapsed = started.elapsed();
     // 60 at 10/s with a burst of one: at least 5.9 s, and not much more.

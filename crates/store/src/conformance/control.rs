@@ -4,7 +4,7 @@
 use super::*;
 use crate::{Claimed, DeliveryQuery, Page};
 use herald_domain::delivery::SkipRefused;
-use herald_domain::{Concurrency, DeliveryControl, DeliveryStatus, OnFinalFailure, Ordering};
+use herald_domain::{Concurrency, DeliveryControl, DeliveryStatus, OnFinalFailure, OrderingMode};
 
 async fn controlled(store: &dyn Store, account: &AccountId, max_in_flight: u32, control: DeliveryControl) -> WebhookId {
     let new = NewWebhook {
@@ -24,7 +24,7 @@ async fn controlled(store: &dyn Store, account: &AccountId, max_in_flight: u32, 
 }
 
 fn fifo(on_final_failure: OnFinalFailure) -> DeliveryControl {
-    DeliveryControl { ordering: Ordering::Fifo, on_final_failure, ..DeliveryControl::default() }
+    DeliveryControl { ordering: OrderingMode::Fifo, on_final_failure, ..DeliveryControl::default() }
 }
 
 /// Publishes one event with `key` (or none) at `at`; returns its id.
@@ -281,7 +281,7 @@ pub async fn changing_controls_never_strands_the_queue(store: &dyn Store) {
     let acc = account(store, "a").await;
     let wh = controlled(store, &acc, 10, DeliveryControl::default()).await;
     let (q1, q2) = (keyed(store, &acc, Some("k"), t0()).await, keyed(store, &acc, None, t0()).await);
-    let to_fifo = WebhookPatch { ordering: Some(Ordering::Fifo), ..Default::default() };
+    let to_fifo = WebhookPatch { ordering: Some(OrderingMode::Fifo), ..Default::default() };
     store.update_webhook(&acc, &wh, to_fifo, t0()).await.unwrap().unwrap();
     let mut want = vec![q1, q2];
     want.sort_by(|a, b| a.as_str().cmp(b.as_str()));
