@@ -108,7 +108,12 @@ async fn the_rate_limit_holds_at_the_receiver(backend: Backend) {
         let within = got[i..].iter().take_while(|u| u.at < r.at + Duration::from_secs(5)).count();
         assert!(within <= 55, "{within} requests within 5 s");
     }
-    let ds = app.deliveries(w["id"].as_str().unwrap()).await;
+    // Once the outcomes are recorded: one attempt each (waiting for a token is not an attempt).
+    let ds = eventually("the outcomes recorded", || async {
+        let ds = app.deliveries(w["id"].as_str().unwrap()).await;
+        ds.iter().all(|d| d["status"] == "delivered").then_some(ds)
+    })
+    .await;
     assert!(ds.iter().all(|d| d["attempts"] == 1), "waiting for a token is not an attempt");
 }
 
