@@ -8,6 +8,7 @@
 pub mod adaptive;
 pub mod agent;
 pub mod api_key;
+pub mod asymmetric;
 pub mod clock;
 pub mod control;
 pub mod delivery;
