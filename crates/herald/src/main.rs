@@ -147,9 +147,12 @@ enum Command {
         #[command(subcommand)]
         command: herald::cli::events::EventsCommand,
     },
-    /// Run a local receiver while you write yours: it checks each delivery's signatures (both
-    /// schemes) and prints it, answering 200 when they verify and 401 when not.
-    #[command(after_help = "Example:\n  herald listen --secret whsec_… --port 9000")]
+    /// Run a local receiver while you write yours: it checks each delivery's signatures (the
+    /// HMAC schemes with a webhook's secret, or Ed25519 `v1a` with public keys) and prints it,
+    /// answering 200 when they verify and 401 when not.
+    #[command(
+        after_help = "Example:\n  herald listen --secret whsec_… --port 9000\n  herald listen --public-key whpk_… --port 9000"
+    )]
     Listen(herald::cli::listen::ListenArgs),
 }
 

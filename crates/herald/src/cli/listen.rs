@@ -1,17 +1,27 @@
-//! `herald listen`: a local receiver for people writing theirs. Verifies both signature
-//! schemes with the given secret and prints every delivery.
+//! `herald listen`: a local receiver for people writing theirs. Verifies the signatures of
+//! every delivery and prints it: with a webhook's shared secret (`--secret`: both HMAC
+//! schemes), or with public keys (`--public-key whpk_…`, or the keys of a JWK Set at
+//! `--jwks-url`: the Standard Webhooks `v1a` Ed25519 signature, picked by `webhook-key-id`).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use herald_domain::SigningSecret;
+use herald_domain::asymmetric::PublicKey;
 use herald_domain::signing::{verify_e2a, verify_standard};
 use std::sync::Arc;
 
 #[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["secret", "public_key", "jwks_url"])))]
 pub struct ListenArgs {
     /// The webhook's signing secret (`whsec_…`).
     #[arg(long, env = "HERALD_WEBHOOK_SECRET", hide_env_values = true)]
-    pub secret: String,
+    pub secret: Option<String>,
+    /// A public key (`whpk_…`) that signs `v1a`; repeat it for keys in rotation.
+    #[arg(long)]
+    pub public_key: Vec<String>,
+    /// A JWK Set of the public keys (`jwks_url` of a webhook), fetched once at start.
+    #[arg(long)]
+    pub jwks_url: Option<String>,
     /// Port on 127.0.0.1 to listen on.
     #[arg(long, default_value_t = 9000)]
     pub port: u16,
@@ -20,26 +30,69 @@ pub struct ListenArgs {
     pub tolerance: i64,
 }
 
+/// What a delivery is checked with.
+#[derive(Clone, Debug)]
+pub enum Verifier {
+    /// A shared secret: `X-E2A-Signature` and the `v1` entry of `webhook-signature`.
+    Secret(SigningSecret),
+    /// Public keys, each with its `kid`: a `v1a` entry of `webhook-signature`.
+    Keys(Vec<(String, PublicKey)>),
+}
+
 fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
 /// Checks one request; returns what a receiver should conclude.
-pub fn check(secret: &SigningSecret, headers: &HeaderMap, body: &[u8], now: i64, tolerance: i64) -> Result<(), String> {
-    let e2a = verify_e2a(header(headers, "x-e2a-signature"), body, secret);
+pub fn check(verifier: &Verifier, headers: &HeaderMap, body: &[u8], now: i64, tolerance: i64) -> Result<(), String> {
     let (id, ts) = (header(headers, "webhook-id"), header(headers, "webhook-timestamp"));
-    let std_ok = verify_standard(header(headers, "webhook-signature"), id, ts, body, secret);
-    let fresh = ts.parse::<i64>().is_ok_and(|t| (now - t).abs() <= tolerance);
-    match (e2a, std_ok, fresh) {
-        (true, true, true) => Ok(()),
-        (_, _, false) => Err("timestamp missing or outside the tolerance".into()),
-        (false, _, _) => Err("X-E2A-Signature does not verify".into()),
-        (_, false, _) => Err("webhook-signature does not verify".into()),
+    if !ts.parse::<i64>().is_ok_and(|t| (now - t).abs() <= tolerance) {
+        return Err("timestamp missing or outside the tolerance".into());
+    }
+    let signature = header(headers, "webhook-signature");
+    match verifier {
+        Verifier::Secret(secret) => {
+            if !verify_e2a(header(headers, "x-e2a-signature"), body, secret) {
+                return Err("X-E2A-Signature does not verify".into());
+            }
+            if !verify_standard(signature, id, ts, body, secret) {
+                return Err("webhook-signature does not verify".into());
+            }
+            Ok(())
+        }
+        Verifier::Keys(keys) => {
+            // The key the header names, or (without one) any of them.
+            let kid = header(headers, "webhook-key-id");
+            let mut candidates = keys.iter().filter(|(k, _)| kid.is_empty() || k == kid).peekable();
+            if candidates.peek().is_none() {
+                return Err(format!("no public key with webhook-key-id {kid:?}"));
+            }
+            if candidates.any(|(_, key)| key.verify_v1a(signature, id, ts, body)) {
+                Ok(())
+            } else {
+                Err("webhook-signature has no v1a signature of these keys".into())
+            }
+        }
     }
 }
 
+/// The keys of the JWK Set at `url` (its Ed25519 keys; others are skipped).
+pub async fn fetch_jwks(url: &str) -> anyhow::Result<Vec<(String, PublicKey)>> {
+    let set: serde_json::Value = reqwest::get(url).await?.error_for_status()?.json().await?;
+    let keys: Vec<(String, PublicKey)> = set["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|jwk| {
+            PublicKey::from_jwk(jwk).ok().map(|k| (jwk["kid"].as_str().unwrap_or_default().to_owned(), k))
+        })
+        .collect();
+    anyhow::ensure!(!keys.is_empty(), "{url} has no Ed25519 keys");
+    Ok(keys)
+}
+
 async fn receive(
-    State(cfg): State<Arc<(SigningSecret, i64)>>,
+    State(cfg): State<Arc<(Verifier, i64)>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> (StatusCode, &'static str) {
@@ -68,8 +121,19 @@ async fn receive(
 }
 
 pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
-    let secret = SigningSecret::from_stored(args.secret);
-    let app = axum::Router::new().fallback(axum::routing::post(receive)).with_state(Arc::new((secret, args.tolerance)));
+    let verifier = match (args.secret, args.jwks_url) {
+        (Some(secret), _) => Verifier::Secret(SigningSecret::from_stored(secret)),
+        (None, Some(url)) => Verifier::Keys(fetch_jwks(&url).await?),
+        (None, None) => Verifier::Keys(
+            args.public_key
+                .iter()
+                .map(|k| PublicKey::from_whpk(k).map(|p| (p.kid(), p)))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("--public-key: {e}"))?,
+        ),
+    };
+    let app =
+        axum::Router::new().fallback(axum::routing::post(receive)).with_state(Arc::new((verifier, args.tolerance)));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
     println!("listening on http://{} — point a webhook here; Ctrl-C to stop", listener.local_addr()?);
     axum::serve(listener, app)
@@ -78,4 +142,53 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_domain::asymmetric::SigningKeyPair;
+
+    fn signed(key: &SigningKeyPair, kid: Option<&str>, t: i64, body: &[u8]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("webhook-id", "msg_1".parse().unwrap());
+        h.insert("webhook-timestamp", t.to_string().parse().unwrap());
+        h.insert("webhook-signature", key.sign_v1a("msg_1", t, body).parse().unwrap());
+        if let Some(kid) = kid {
+            h.insert("webhook-key-id", kid.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn v1a_deliveries_verify_with_the_named_public_key() {
+        let (current, old) = (SigningKeyPair::generate(), SigningKeyPair::generate());
+        let keys = Verifier::Keys(vec![(old.kid(), old.public()), (current.kid(), current.public())]);
+        let now = 1_700_000_000;
+        assert_eq!(check(&keys, &signed(&current, Some(&current.kid()), now, b"{}"), b"{}", now, 300), Ok(()));
+        assert_eq!(check(&keys, &signed(&old, None, now, b"{}"), b"{}", now, 300), Ok(()), "any key without a kid");
+        assert!(check(&keys, &signed(&current, Some(&current.kid()), now, b"{}"), b"{x}", now, 300).is_err());
+        assert!(check(&keys, &signed(&current, Some(&old.kid()), now, b"{}"), b"{}", now, 300).is_err(), "wrong kid");
+        assert!(
+            check(&keys, &signed(&current, Some("nope"), now, b"{}"), b"{}", now, 300).unwrap_err().contains("nope")
+        );
+        let stranger = SigningKeyPair::generate();
+        assert!(check(&keys, &signed(&stranger, None, now, b"{}"), b"{}", now, 300).is_err());
+        assert!(
+            check(&keys, &signed(&current, None, now - 301, b"{}"), b"{}", now, 300).unwrap_err().contains("timestamp")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_keys_of_a_jwks_url_are_read() {
+        let key = SigningKeyPair::generate();
+        let set = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}, key.public().jwk()]});
+        let app = axum::Router::new().route("/jwks.json", axum::routing::get(move || async move { axum::Json(set) }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let keys = fetch_jwks(&format!("http://{addr}/jwks.json")).await.unwrap();
+        assert_eq!(keys, vec![(key.kid(), key.public())]);
+        assert!(fetch_jwks(&format!("http://{addr}/missing")).await.is_err());
+    }
 }

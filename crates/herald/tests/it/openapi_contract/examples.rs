@@ -130,12 +130,18 @@ pub async fn example(app: &TestApp, fx: &Fixtures, operation: &str, n: usize) ->
         "create_event_type" => Example::new(Json(json!({"name": format!("walk.type{n}")}))),
         "get_delivery" | "retry_delivery" => Example::new(Empty).at("id", &fx.failed_delivery),
         "skip_delivery" => {
-            // A pending delivery: its receiver answers 503 and its next attempt is an hour away.
+            // A pending delivery, not in flight: its receiver answered 503 and its next attempt
+            // is an hour away.
             fx.receiver.always("busy", Reply::status(503));
             let body = json!({"url": fx.receiver.url("busy"), "events": ["email.sent"], "retry_schedule": ["1h"]});
             let busy = app.create_webhook(body).await["id"].as_str().unwrap().to_owned();
             app.publish(json!({"type": "email.sent", "data": {"n": n}})).await;
-            let pending = app.deliveries(&busy).await.into_iter().next().expect("a delivery");
+            // Once its first attempt is recorded: a delivery in flight cannot be skipped.
+            let pending = eventually("the first attempt recorded", || async {
+                let d = app.deliveries(&busy).await.into_iter().next()?;
+                (d["attempts"] == 1).then_some(d)
+            })
+            .await;
             assert_eq!(pending["status"], "pending", "{pending}");
             Example::new(Empty).at("id", pending["id"].as_str().unwrap())
         }
