@@ -75,12 +75,6 @@ pub struct DeliveryControl {
 }
 
 impl DeliveryControl {
-    /// Today's behaviour: fixed limit, no rate, no order, the server's schedule (what a
-    /// webhook created before these controls existed has).
-    pub fn legacy() -> Self {
-        Self { concurrency: Concurrency::Fixed, ..Self::default() }
-    }
-
     /// Whether a failed delivery of this webhook holds its lane.
     pub fn blocks_on_final_failure(&self) -> bool {
         self.ordering == OrderingMode::Fifo && self.on_final_failure == OnFinalFailure::Block
@@ -168,7 +162,6 @@ mod tests {
         assert_eq!(OnFinalFailure::parse("skip"), Some(OnFinalFailure::Skip));
         assert_eq!(OrderingMode::parse("FIFO"), None);
         assert_eq!(Concurrency::default(), Concurrency::Adaptive);
-        assert_eq!(DeliveryControl::legacy().concurrency, Concurrency::Fixed);
     }
 
     #[test]
