@@ -30,7 +30,7 @@ pub struct AgentPageQuery {
 #[utoipa::path(post, path = "/api/v1/agents", tag = "agents", security(("bearer" = [])),
     request_body = AgentIn,
     responses(
-        (status = 201, body = AgentOut, description = "created; `signing_secret` is shown only here"),
+        (status = 201, body = AgentOut, description = "created; `signing_secret` (with `signature: hmac`) is shown only here"),
         (status = 400, description = "invalid: also an address on a domain this server does not accept mail for (they are named), or a `webhook_url` the address policy refuses"),
         (status = 409, description = "the address is already an agent (of any account), or the account has its maximum number of agents (1000)"),
     ))]
@@ -45,10 +45,12 @@ pub async fn create_agent(
         name: input.name,
         webhook_url: input.webhook_url,
         max_in_flight: input.max_in_flight,
+        signature: input.signature,
     };
     let (created, secret) = s.app.create_agent(&account.id, draft).await?;
-    let mut out = AgentOut::from(created);
-    out.signing_secret = Some(secret.expose().to_owned());
+    let hmac = created.signature == herald_domain::SignatureScheme::Hmac;
+    let mut out = AgentOut::of(created, &s.config.portal.public_url);
+    out.signing_secret = hmac.then(|| secret.expose().to_owned());
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
@@ -64,7 +66,7 @@ pub async fn list_agents(
     let limit = p.limit;
     p.limit += 1;
     let rows = s.app.agents(&account.id, p).await?;
-    Ok(axum::Json(list_out(rows, limit, |a| a.address.to_string(), AgentOut::from)))
+    Ok(axum::Json(list_out(rows, limit, |a| a.address.to_string(), |a| AgentOut::of(a, &s.config.portal.public_url))))
 }
 
 /// Agents page on their address, so the cursor is an address.
@@ -88,14 +90,14 @@ pub async fn get_agent(
     _: NoQuery,
     PathId(address): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(axum::Json(AgentOut::from(s.app.agent(&account.id, &address).await?)))
+    Ok(axum::Json(AgentOut::of(s.app.agent(&account.id, &address).await?, &s.config.portal.public_url)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/agents/{address}", tag = "agents", security(("bearer" = [])),
     params(crate::schemas::AgentPath),
     request_body = AgentPatchIn,
     responses(
-        (status = 200, body = AgentOut, description = "changed"),
+        (status = 200, body = AgentOut, description = "changed; a switch to `signature: hmac` answers the fresh `signing_secret`, shown only here"),
         (status = 400, description = "invalid: also a `webhook_url` the address policy refuses"),
     ))]
 pub async fn patch_agent(
@@ -105,8 +107,16 @@ pub async fn patch_agent(
     PathId(address): PathId,
     Json(input): Json<AgentPatchIn>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let change = AgentChange { name: input.name, webhook_url: input.webhook_url, max_in_flight: input.max_in_flight };
-    Ok(axum::Json(AgentOut::from(s.app.change_agent(&account.id, &address, change).await?)))
+    let change = AgentChange {
+        name: input.name,
+        webhook_url: input.webhook_url,
+        max_in_flight: input.max_in_flight,
+        signature: input.signature,
+    };
+    let (changed, secret) = s.app.change_agent(&account.id, &address, change).await?;
+    let mut out = AgentOut::of(changed, &s.config.portal.public_url);
+    out.signing_secret = secret.map(|r| r.signing_secret);
+    Ok(axum::Json(out))
 }
 
 #[utoipa::path(delete, path = "/api/v1/agents/{address}", tag = "agents", security(("bearer" = [])),

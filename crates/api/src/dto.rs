@@ -57,6 +57,13 @@ pub struct WebhookIn {
     #[serde(default)]
     #[schema(value_type = Option<crate::schemas::DurationText>)]
     pub max_age: Option<String>,
+    /// `hmac` (default): a shared secret signs (`X-E2A-Signature`, `webhook-signature: v1,…`);
+    /// `ed25519`: the account's key signs (`webhook-signature: v1a,…`, `webhook-key-id`), and
+    /// receivers verify with the public keys at `jwks_url`. Switching to `hmac` answers a
+    /// fresh `signing_secret`.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::SignatureScheme>)]
+    pub signature: Option<String>,
 }
 
 /// A partial change: an absent (or `null`) field keeps its value. The URL is checked
@@ -104,6 +111,13 @@ pub struct WebhookPatchIn {
     #[serde(default)]
     #[schema(value_type = Option<crate::schemas::DurationText>)]
     pub max_age: Option<String>,
+    /// `hmac` (default): a shared secret signs (`X-E2A-Signature`, `webhook-signature: v1,…`);
+    /// `ed25519`: the account's key signs (`webhook-signature: v1a,…`, `webhook-key-id`), and
+    /// receivers verify with the public keys at `jwks_url`. Switching to `hmac` answers a
+    /// fresh `signing_secret`.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::SignatureScheme>)]
+    pub signature: Option<String>,
 }
 
 /// The delivery controls of a create or patch body (the same six fields in both).
@@ -156,23 +170,45 @@ pub struct WebhookOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schemas::DurationText>)]
     pub max_age: Option<String>,
+    #[schema(value_type = crate::schemas::SignatureScheme)]
+    pub signature: String,
+    /// With `signature: ed25519`: the account's public keys (a JWK Set, no auth needed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
     #[schema(value_type = crate::schemas::Rfc3339)]
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schemas::Rfc3339>)]
     pub last_delivered_at: Option<String>,
-    /// Only on create.
+    /// Only on create with `signature: hmac`, and on a switch to `hmac`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^whsec_[0-9a-f]{64}$")]
     pub signing_secret: Option<String>,
 }
 
+/// Where an account's JWK Set is served, under the server's public address.
+pub fn jwks_url(public_url: &str, account: &herald_domain::AccountId) -> String {
+    format!("{}/.well-known/herald/{account}/jwks.json", public_url.trim_end_matches('/'))
+}
+
+/// `jwks_url` for a target signing with `signature`.
+fn jwks_url_for(
+    signature: herald_domain::SignatureScheme,
+    public_url: &str,
+    account: &herald_domain::AccountId,
+) -> Option<String> {
+    (signature == herald_domain::SignatureScheme::Ed25519).then(|| jwks_url(public_url, account))
+}
+
 impl WebhookOut {
-    /// The shape of `w`, whose schedule is `server_schedule` unless it has its own.
-    pub fn of(w: Webhook, server_schedule: &[std::time::Duration]) -> Self {
+    /// The shape of `w`, whose schedule is `server_schedule` unless it has its own, served
+    /// at `public_url`.
+    pub fn of(w: Webhook, server_schedule: &[std::time::Duration], public_url: &str) -> Self {
         let show = herald_domain::control::show_duration;
         let c = &w.control;
         Self {
+            signature: w.signature.as_str().to_owned(),
+            jwks_url: jwks_url_for(w.signature, public_url, &w.account_id),
             concurrency: c.concurrency.as_str().to_owned(),
             effective_max_in_flight: w.effective_max_in_flight,
             rate_limit_per_second: c.rate_limit_per_second,
@@ -385,6 +421,11 @@ pub struct AgentIn {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 256)]
     pub max_in_flight: Option<u32>,
+    /// `hmac` (default) or `ed25519`, as for webhooks. An `ed25519` agent's `Payload` has
+    /// no `X-E2A-Auth-Signature`: the body's `v1a` signature covers it.
+    #[serde(default)]
+    #[schema(value_type = Option<crate::schemas::SignatureScheme>)]
+    pub signature: Option<String>,
 }
 
 /// A partial change: an absent field keeps its value.
@@ -401,6 +442,9 @@ pub struct AgentPatchIn {
     /// `null` keeps the value.
     #[schema(minimum = 1, maximum = 256)]
     pub max_in_flight: Option<u32>,
+    /// `null` keeps it; switching to `hmac` answers a fresh `signing_secret`.
+    #[schema(value_type = Option<crate::schemas::SignatureScheme>)]
+    pub signature: Option<String>,
 }
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -422,17 +466,25 @@ pub struct AgentOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::schemas::DisabledReason>)]
     pub disabled_reason: Option<String>,
+    #[schema(value_type = crate::schemas::SignatureScheme)]
+    pub signature: String,
+    /// With `signature: ed25519`: the account's public keys (a JWK Set, no auth needed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
     #[schema(value_type = crate::schemas::Rfc3339)]
     pub created_at: String,
-    /// Only on create.
+    /// Only on create with `signature: hmac`, and on a switch to `hmac`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(pattern = "^whsec_[0-9a-f]{64}$")]
     pub signing_secret: Option<String>,
 }
 
-impl From<Agent> for AgentOut {
-    fn from(a: Agent) -> Self {
+impl AgentOut {
+    /// The shape of `a`, served at `public_url`.
+    pub fn of(a: Agent, public_url: &str) -> Self {
         Self {
+            signature: a.signature.as_str().to_owned(),
+            jwks_url: jwks_url_for(a.signature, public_url, &a.account_id),
             address: a.address.to_string(),
             name: a.name,
             webhook_url: a.webhook_url,

@@ -22,6 +22,7 @@ mod problem;
 mod ratelimit;
 mod request_log;
 mod schemas;
+mod signing_keys;
 mod stats;
 mod webhooks;
 
@@ -136,6 +137,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/deliveries/{id}", get(deliveries::get_delivery))
         .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry_delivery))
         .route("/api/v1/deliveries/{id}/skip", post(deliveries::skip_delivery))
+        .route("/api/v1/signing-keys", get(signing_keys::list_signing_keys))
+        .route("/api/v1/signing-keys/rotate", post(signing_keys::rotate_signing_key))
+        .route("/.well-known/herald/{account_public_id}/jwks.json", get(signing_keys::jwks))
         .layer(DefaultBodyLimit::max(body_limit));
     let inject = Router::new()
         .route("/api/v1/agents/{address}/messages", post(messages::inject_message).get(messages::list_messages))

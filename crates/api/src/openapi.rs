@@ -82,6 +82,9 @@ impl Modify for BearerAuth {
         crate::messages::list_messages,
         crate::messages::get_message,
         crate::messages::get_raw_message,
+        crate::signing_keys::list_signing_keys,
+        crate::signing_keys::rotate_signing_key,
+        crate::signing_keys::jwks,
         crate::health::healthz,
         crate::health::readyz,
         crate::health::metrics,
@@ -134,7 +137,8 @@ mod tests {
             e.into_iter().map(|v| v.as_str().unwrap().to_owned()).collect()
         };
         type Names = fn(&str) -> bool;
-        let parses: [(&str, Names); 3] = [
+        let parses: [(&str, Names); 4] = [
+            ("SignatureScheme", |v| herald_domain::SignatureScheme::parse(v).is_some()),
             ("DeliveryStatus", |v| herald_domain::DeliveryStatus::parse(v).is_some()),
             ("DisabledReason", |v| herald_domain::DisabledReason::parse(v).is_some()),
             ("AttemptOutcome", |v| herald_domain::AttemptKind::parse(v).is_some()),
@@ -145,5 +149,6 @@ mod tests {
             }
         }
         assert_eq!(values("AttemptOutcome").len(), 7);
+        assert_eq!(values("SignatureScheme"), ["hmac", "ed25519"]);
     }
 }

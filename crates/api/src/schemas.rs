@@ -84,6 +84,14 @@ pub enum Concurrency {
     Fixed,
 }
 
+/// `hmac` (a shared secret) or `ed25519` (the account's key; public keys at `jwks_url`).
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum SignatureScheme {
+    Hmac,
+    Ed25519,
+}
+
 /// `none`, or `fifo`: one lane per `ordering_key`, delivered in publish order.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]

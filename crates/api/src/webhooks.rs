@@ -47,7 +47,7 @@ pub(crate) fn list_out<T, O>(
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", security(("bearer" = [])),
     request_body = WebhookIn,
     responses(
-        (status = 201, body = WebhookOut, description = "created; `signing_secret` is shown only here"),
+        (status = 201, body = WebhookOut, description = "created; `signing_secret` (with `signature: hmac`) is shown only here"),
         (status = 400, description = "invalid: also an unknown event type (the allowed ones are named) or a URL the address policy refuses"),
         (status = 409, description = "the account has its maximum number of webhooks (50 by default)"),
     ))]
@@ -65,10 +65,12 @@ pub async fn create_webhook(
         enabled: input.enabled,
         max_in_flight: input.max_in_flight,
         control: crate::dto::control_change!(input),
+        signature: input.signature,
     };
     let (created, secret) = s.app.create_webhook(&account.id, draft).await?;
-    let mut out = WebhookOut::of(created, s.app.server_retry_schedule());
-    out.signing_secret = Some(secret.expose().to_owned());
+    let hmac = created.signature == herald_domain::SignatureScheme::Hmac;
+    let mut out = WebhookOut::of(created, s.app.server_retry_schedule(), &s.config.portal.public_url);
+    out.signing_secret = hmac.then(|| secret.expose().to_owned());
     Ok((StatusCode::CREATED, axum::Json(out)))
 }
 
@@ -84,7 +86,12 @@ pub async fn list_webhooks(
     let limit = p.limit;
     p.limit += 1;
     let rows = s.app.webhooks(&account.id, p).await?;
-    Ok(axum::Json(list_out(rows, limit, |w| w.id.to_string(), |w| WebhookOut::of(w, s.app.server_retry_schedule()))))
+    Ok(axum::Json(list_out(
+        rows,
+        limit,
+        |w| w.id.to_string(),
+        |w| WebhookOut::of(w, s.app.server_retry_schedule(), &s.config.portal.public_url),
+    )))
 }
 
 pub(crate) fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
@@ -101,14 +108,15 @@ pub async fn get_webhook(
     PathId(id): PathId,
 ) -> Result<impl IntoResponse, ApiError> {
     let id = webhook_id(&id)?;
-    Ok(axum::Json(WebhookOut::of(s.app.webhook(&account.id, &id).await?, s.app.server_retry_schedule())))
+    let w = s.app.webhook(&account.id, &id).await?;
+    Ok(axum::Json(WebhookOut::of(w, s.app.server_retry_schedule(), &s.config.portal.public_url)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),
     params(crate::schemas::WebhookPath),
     request_body = WebhookPatchIn,
     responses(
-        (status = 200, body = WebhookOut, description = "changed"),
+        (status = 200, body = WebhookOut, description = "changed; a switch to `signature: hmac` answers the fresh `signing_secret`, shown only here"),
         (status = 409, description = "re-enabled within the cooldown (HERALD_REENABLE_COOLDOWN, 5 min) of an automatic disable"),
     ))]
 pub async fn patch_webhook(
@@ -127,9 +135,12 @@ pub async fn patch_webhook(
         enabled: input.enabled,
         max_in_flight: input.max_in_flight,
         control: crate::dto::control_change!(input),
+        signature: input.signature,
     };
-    let changed = s.app.change_webhook(&account.id, &id, change).await?;
-    Ok(axum::Json(WebhookOut::of(changed, s.app.server_retry_schedule())))
+    let (changed, secret) = s.app.change_webhook(&account.id, &id, change).await?;
+    let mut out = WebhookOut::of(changed, s.app.server_retry_schedule(), &s.config.portal.public_url);
+    out.signing_secret = secret.map(|r| r.signing_secret);
+    Ok(axum::Json(out))
 }
 
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", security(("bearer" = [])),

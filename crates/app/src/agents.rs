@@ -1,8 +1,9 @@
 //! Agents: create (on an accepted domain, with its own secret), change (the URL checked on
 //! every write), delete, read, rotate the secret, list its deliveries.
 
+use crate::signing_keys::signature_scheme;
 use crate::{Admit, AppError, AppResult, Conflict, FieldError, Herald, RotateAnswer, validate};
-use herald_domain::{AccountId, AgentAddress, DeliveryStatus, SigningSecret, WebhookId};
+use herald_domain::{AccountId, AgentAddress, DeliveryStatus, SignatureScheme, SigningSecret, WebhookId};
 use herald_store::{Agent, AgentPatch, Delivery, DeliveryQuery, NewAgent, Page, StoreError};
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ pub struct AgentDraft {
     pub name: Option<String>,
     pub webhook_url: Option<String>,
     pub max_in_flight: Option<u32>,
+    /// `hmac` (default) or `ed25519`.
+    pub signature: Option<String>,
 }
 
 /// A partial change; `None` keeps a field, `webhook_url: Some(None)` removes the URL.
@@ -21,6 +24,8 @@ pub struct AgentChange {
     pub name: Option<String>,
     pub webhook_url: Option<Option<String>>,
     pub max_in_flight: Option<u32>,
+    /// `hmac` or `ed25519`; switching to `hmac` gives the agent a fresh secret.
+    pub signature: Option<String>,
 }
 
 impl Herald {
@@ -42,9 +47,16 @@ impl Herald {
             Some(u) => self.check_url("webhook_url", u, &mut errs).await,
             None => None,
         };
+        let signature = match &d.signature {
+            Some(s) => signature_scheme("signature", s, &mut errs).unwrap_or_default(),
+            None => SignatureScheme::Hmac,
+        };
         let Some(address) = address.filter(|_| errs.is_empty()) else {
             return Err(AppError::Invalid(errs));
         };
+        if signature == SignatureScheme::Ed25519 {
+            self.ensure_signing_key(account).await?;
+        }
         let secret = SigningSecret::generate();
         let new = NewAgent {
             address,
@@ -53,6 +65,7 @@ impl Herald {
             webhook_url,
             max_in_flight,
             secret: secret.clone(),
+            signature,
             target: WebhookId::generate(),
             created_at: self.clock.now(),
         };
@@ -75,7 +88,13 @@ impl Herald {
     }
 
     /// Applies a change; a URL given is checked by the target policy (every write).
-    pub async fn change_agent(&self, account: &AccountId, address: &str, c: AgentChange) -> AppResult<Agent> {
+    /// Switching from `ed25519` to `hmac` gives the agent a fresh secret, answered here.
+    pub async fn change_agent(
+        &self,
+        account: &AccountId,
+        address: &str,
+        c: AgentChange,
+    ) -> AppResult<(Agent, Option<RotateAnswer>)> {
         let current = self.agent(account, address).await?;
         let mut errs = Vec::new();
         let mut patch = AgentPatch::default();
@@ -92,13 +111,27 @@ impl Herald {
             Some(None) => patch.webhook_url = Some(None),
             None => {}
         }
+        if let Some(s) = &c.signature {
+            patch.signature = signature_scheme("signature", s, &mut errs);
+        }
         if !errs.is_empty() {
             return Err(AppError::Invalid(errs));
         }
-        self.store
+        if patch.signature == Some(SignatureScheme::Ed25519) {
+            self.ensure_signing_key(account).await?;
+        }
+        let to_hmac = patch.signature == Some(SignatureScheme::Hmac) && current.signature == SignatureScheme::Ed25519;
+        let updated = self
+            .store
             .update_agent(account, &current.address, patch, self.clock.now())
             .await?
-            .ok_or(AppError::NotFound("agent"))
+            .ok_or(AppError::NotFound("agent"))?;
+        // Its stored secret was never used while Ed25519 signed: a fresh one, at once.
+        let secret = match to_hmac {
+            true => Some(self.rotate(account, &updated.target, "agent", Duration::ZERO, None, || Ok(())).await?),
+            false => None,
+        };
+        Ok((updated, secret))
     }
 
     /// Deletes an agent; its pending deliveries end as failed.
@@ -122,6 +155,9 @@ impl Herald {
         admit: impl Admit,
     ) -> AppResult<RotateAnswer> {
         let agent = self.agent(account, address).await?;
+        if agent.signature == SignatureScheme::Ed25519 {
+            return Err(Conflict::NoSharedSecret("agent").into());
+        }
         self.rotate(account, &agent.target, "agent", grace, idempotency_key, admit).await
     }
 

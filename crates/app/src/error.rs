@@ -36,6 +36,11 @@ pub enum Conflict {
     AgentLimit { limit: u32 },
     #[error("this address is already an agent (addresses are unique across the server)")]
     AddressTaken,
+    #[error(
+        "this {0} signs with ed25519 and has no shared secret: rotate the account's signing key \
+         (POST /api/v1/signing-keys/rotate), or set \"signature\": \"hmac\" first"
+    )]
+    NoSharedSecret(&'static str),
 }
 
 /// Why a use case did not happen.

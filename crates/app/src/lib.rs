@@ -16,6 +16,7 @@ mod inbound;
 mod notices;
 mod portal;
 mod recovery;
+mod signing_keys;
 mod stats;
 mod test_sends;
 pub mod validate;

@@ -1,8 +1,9 @@
 //! Webhooks: create, change (re-enable cooldown included), delete, read, rotate the secret.
 
+use crate::signing_keys::signature_scheme;
 use crate::{Admit, AppError, AppResult, Conflict, FieldError, Herald, validate};
 use herald_domain::operational::Notice;
-use herald_domain::{AccountId, DisabledReason, Filters, SigningSecret, WebhookId, rfc3339};
+use herald_domain::{AccountId, DisabledReason, Filters, SignatureScheme, SigningSecret, WebhookId, rfc3339};
 use herald_store::{IdempotentAnswer, NewWebhook, Page, Rotated, Rotation, StoreError, Webhook, WebhookPatch};
 use std::time::Duration;
 
@@ -16,6 +17,8 @@ pub struct WebhookDraft {
     pub enabled: Option<bool>,
     pub max_in_flight: Option<u32>,
     pub control: crate::ControlChange,
+    /// `hmac` (default) or `ed25519`.
+    pub signature: Option<String>,
 }
 
 /// A partial change; `None` keeps a field.
@@ -28,6 +31,8 @@ pub struct WebhookChange {
     pub enabled: Option<bool>,
     pub max_in_flight: Option<u32>,
     pub control: crate::ControlChange,
+    /// `hmac` or `ed25519`; switching to `hmac` gives the webhook a fresh secret.
+    pub signature: Option<String>,
 }
 
 /// The answer of a rotation; stored as is under an idempotency key and replayed. (Its
@@ -51,7 +56,8 @@ impl std::fmt::Debug for RotateAnswer {
 pub const MAX_GRACE: Duration = Duration::from_secs(7 * 86_400);
 
 impl Herald {
-    /// Creates a webhook with a fresh signing secret (returned once, here).
+    /// Creates a webhook with a fresh signing secret (returned once, here; an Ed25519
+    /// webhook never uses it: its account's keys sign).
     pub async fn create_webhook(&self, account: &AccountId, d: WebhookDraft) -> AppResult<(Webhook, SigningSecret)> {
         let mut errs = Vec::new();
         let events = self.subscription(account, &d.events, &mut errs).await?;
@@ -63,10 +69,17 @@ impl Herald {
         self.check_max_in_flight(max_in_flight, &mut errs);
         let mut controls = WebhookPatch::default();
         d.control.apply(&mut controls, &mut errs);
+        let signature = match &d.signature {
+            Some(s) => signature_scheme("signature", s, &mut errs).unwrap_or_default(),
+            None => SignatureScheme::Hmac,
+        };
         let url = self.check_url("url", &d.url, &mut errs).await;
         let Some(url) = url.filter(|_| errs.is_empty()) else {
             return Err(AppError::Invalid(errs));
         };
+        if signature == SignatureScheme::Ed25519 {
+            self.ensure_signing_key(account).await?;
+        }
         let secret = SigningSecret::generate();
         let new = NewWebhook {
             id: WebhookId::generate(),
@@ -78,6 +91,7 @@ impl Herald {
             enabled: d.enabled.unwrap_or(true),
             max_in_flight,
             control: crate::control::for_new_webhook(&controls),
+            signature,
             secret: secret.clone(),
             created_at: self.clock.now(),
         };
@@ -98,12 +112,21 @@ impl Herald {
     }
 
     /// Applies a change. The URL is re-checked only when it changes; re-enabling sooner than
-    /// the cooldown after an automatic disable is a conflict.
-    pub async fn change_webhook(&self, account: &AccountId, id: &WebhookId, c: WebhookChange) -> AppResult<Webhook> {
+    /// the cooldown after an automatic disable is a conflict. Switching from `ed25519` to
+    /// `hmac` gives the webhook a fresh secret, answered here (shown once).
+    pub async fn change_webhook(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        c: WebhookChange,
+    ) -> AppResult<(Webhook, Option<RotateAnswer>)> {
         let current = self.webhook(account, id).await?;
         let mut errs = Vec::new();
         let mut patch = WebhookPatch::default();
         c.control.apply(&mut patch, &mut errs);
+        if let Some(s) = &c.signature {
+            patch.signature = signature_scheme("signature", s, &mut errs);
+        }
         if let Some(events) = &c.events {
             patch.events = Some(self.subscription(account, events, &mut errs).await?);
         }
@@ -140,6 +163,10 @@ impl Herald {
         if !errs.is_empty() {
             return Err(AppError::Invalid(errs));
         }
+        if patch.signature == Some(SignatureScheme::Ed25519) {
+            self.ensure_signing_key(account).await?;
+        }
+        let to_hmac = patch.signature == Some(SignatureScheme::Hmac) && current.signature == SignatureScheme::Ed25519;
         let updated = self
             .store
             .update_webhook(account, id, patch, self.clock.now())
@@ -153,7 +180,12 @@ impl Herald {
             };
             self.notify(account, notice).await;
         }
-        Ok(updated)
+        // Its stored secret was never used while Ed25519 signed: a fresh one, at once.
+        let secret = match to_hmac {
+            true => Some(self.rotate(account, id, "webhook", Duration::ZERO, None, || Ok(())).await?),
+            false => None,
+        };
+        Ok((updated, secret))
     }
 
     /// Deletes a webhook; its pending deliveries end as failed.
@@ -177,7 +209,9 @@ impl Herald {
     ) -> AppResult<RotateAnswer> {
         // Only a webhook of the account: an agent's endpoint (a hidden `webhooks` row) is
         // rotated through its agent, never through a webhook id.
-        self.webhook(account, id).await?;
+        if self.webhook(account, id).await?.signature == SignatureScheme::Ed25519 {
+            return Err(Conflict::NoSharedSecret("webhook").into());
+        }
         self.rotate(account, id, "webhook", grace, idempotency_key, admit).await
     }
 

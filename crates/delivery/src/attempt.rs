@@ -30,9 +30,9 @@ impl Engine {
                 c.blocks_lane = false;
                 (failure_without_response(self.clock.now(), TOO_OLD), Verdict::Failed { gone: false })
             }
-            // The secrets cannot be opened (another HERALD_SECRET_KEY): never send unsigned.
-            Some(_) if c.secrets.is_none() => {
-                let result = failure_without_response(self.clock.now(), UNSIGNABLE);
+            // The secrets or keys cannot be opened (another HERALD_SECRET_KEY): never send unsigned.
+            Some(_) if unsignable(&c).is_some() => {
+                let result = failure_without_response(self.clock.now(), unsignable(&c).unwrap_or(UNSIGNABLE));
                 let verdict = verdict_of(&result);
                 (result, verdict)
             }
@@ -71,6 +71,14 @@ impl Engine {
 const MISSING_BODY: &str = "not sent: the event of this delivery no longer exists";
 
 /// The error of a delivery whose webhook's signing secrets cannot be opened.
+/// Why `c` cannot be signed, if it cannot: its scheme's secrets or keys did not open.
+fn unsignable(c: &Claimed) -> Option<&'static str> {
+    match c.signature {
+        herald_domain::SignatureScheme::Hmac => c.secrets.is_none().then_some(UNSIGNABLE),
+        herald_domain::SignatureScheme::Ed25519 => c.keys.is_none().then_some(crate::sender::NO_SIGNING_KEY),
+    }
+}
+
 const UNSIGNABLE: &str = "not sent: the signing secret cannot be decrypted (check HERALD_SECRET_KEY)";
 
 /// A failed attempt with no response to show (nothing sent, or the attempt broke).

@@ -1,10 +1,23 @@
 //! One attempt: POST the stored bytes with the signature headers, classify the result.
 
 use crate::resolver::{GuardedResolver, RefusedDestination};
-use herald_domain::{AttemptKind, AttemptOutcome, Clock, TargetUrl, UrlError, retry::parse_retry_after, text};
+use herald_domain::{
+    AttemptKind, AttemptOutcome, Clock, SignatureScheme, TargetUrl, UrlError, retry::parse_retry_after, text,
+};
 use herald_store::Claimed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Why an Ed25519 delivery is not sent: its account has no key that opens.
+pub const NO_SIGNING_KEY: &str =
+    "not sent: the account's signing key is missing or cannot be decrypted (check HERALD_SECRET_KEY)";
+
+/// What signs one attempt.
+#[derive(Clone, Copy)]
+enum Signer<'a> {
+    Hmac(&'a herald_domain::SecretSet),
+    Ed25519(&'a herald_domain::KeyRing),
+}
 
 /// Most of a response body kept in the attempt log.
 pub const RESPONSE_SNIPPET: usize = 4096;
@@ -78,35 +91,58 @@ impl Sender {
             }
             Err(e) => return fail(AttemptKind::NotSent, format!("invalid target: {e}")),
         };
-        let Some(secrets) = &c.secrets else {
-            return fail(AttemptKind::NotSent, "not sent: no signing secret".into());
+        // What signs this delivery: the webhook's secrets (HMAC) or its account's keys.
+        let signer = match c.signature {
+            SignatureScheme::Hmac => match &c.secrets {
+                Some(secrets) => Signer::Hmac(secrets),
+                None => return fail(AttemptKind::NotSent, "not sent: no signing secret".into()),
+            },
+            SignatureScheme::Ed25519 => match &c.keys {
+                Some(keys) => Signer::Ed25519(keys),
+                None => return fail(AttemptKind::NotSent, NO_SIGNING_KEY.into()),
+            },
         };
         // A per-agent delivery: the stored Payload gets this attempt's auth timestamp and
-        // signature, in the body and as headers.
+        // signature (HMAC agents only), in the body and as headers.
         let (body, auth_headers) = if c.agent_payload {
             let Some(raw) = &c.message_raw else {
                 return fail(AttemptKind::NotSent, "not sent: the message of this delivery no longer exists".into());
             };
-            match herald_domain::inbound::payload_for_attempt(&body, raw, &secrets.current, started_at) {
+            let secret = match signer {
+                Signer::Hmac(secrets) => Some(&secrets.current),
+                Signer::Ed25519(_) => None,
+            };
+            match herald_domain::inbound::payload_for_attempt(&body, raw, secret, started_at) {
                 Ok(signed) => signed,
                 Err(e) => return fail(AttemptKind::NotSent, format!("not sent: {e}")),
             }
         } else {
             (body, Vec::new())
         };
-        let sig = secrets.sign(c.event_id.as_str(), &body, started_at);
         let mut req = self
             .client
             .post(url.as_url().clone())
             .header("content-type", "application/json")
-            .header("x-e2a-signature", sig.e2a_signature)
             .header("webhook-id", c.event_id.as_str())
-            .header("webhook-timestamp", sig.timestamp.to_string())
-            .header("webhook-signature", sig.webhook_signature)
             .header("x-e2a-event-type", c.event_type.as_str())
             .header("x-e2a-event-id", c.event_id.as_str())
             .header("x-e2a-delivery-id", c.delivery_id.as_str())
             .header("x-e2a-attempt", c.attempt.to_string());
+        req = match signer {
+            Signer::Hmac(secrets) => {
+                let sig = secrets.sign(c.event_id.as_str(), &body, started_at);
+                req.header("x-e2a-signature", sig.e2a_signature)
+                    .header("webhook-timestamp", sig.timestamp.to_string())
+                    .header("webhook-signature", sig.webhook_signature)
+            }
+            // No shared secret, so no X-E2A-Signature: only the Standard Webhooks `v1a`.
+            Signer::Ed25519(keys) => {
+                let t = started_at.unix_timestamp();
+                req.header("webhook-timestamp", t.to_string())
+                    .header("webhook-signature", keys.sign(c.event_id.as_str(), t, &body))
+                    .header("webhook-key-id", keys.current_kid())
+            }
+        };
         for (name, value) in auth_headers {
             req = req.header(name, value);
         }

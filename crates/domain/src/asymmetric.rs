@@ -114,6 +114,59 @@ impl PublicKey {
     }
 }
 
+/// How a webhook's (or an agent's) deliveries are signed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SignatureScheme {
+    /// A shared secret: `X-E2A-Signature` and `webhook-signature: v1,…`.
+    #[default]
+    Hmac,
+    /// The account's Ed25519 keys: `webhook-signature: v1a,…` and `webhook-key-id`.
+    Ed25519,
+}
+
+impl SignatureScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hmac => "hmac",
+            Self::Ed25519 => "ed25519",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "hmac" => Some(Self::Hmac),
+            "ed25519" => Some(Self::Ed25519),
+            _ => None,
+        }
+    }
+}
+
+/// The keys that sign now: the account's current key first, then those still in grace,
+/// each with its `kid` (computed once).
+#[derive(Clone, Debug)]
+pub struct KeyRing {
+    keys: Vec<(String, SigningKeyPair)>,
+}
+
+impl KeyRing {
+    /// `None` without a key: nothing can be signed.
+    pub fn new(keys: Vec<SigningKeyPair>) -> Option<Self> {
+        (!keys.is_empty()).then(|| Self { keys: keys.into_iter().map(|k| (k.kid(), k)).collect() })
+    }
+
+    /// The `kid` of the current key: the `webhook-key-id` header.
+    pub fn current_kid(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    /// The `webhook-signature` value: one `v1a,…` entry per key, space-separated, the
+    /// current key's first.
+    pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
+        let entries: Vec<String> = self.keys.iter().map(|(_, k)| k.sign_v1a(msg_id, timestamp, body)).collect();
+        entries.join(" ")
+    }
+}
+
 /// `{msg_id}.{timestamp}.{body}`, what both Standard Webhooks schemes sign.
 fn signed_content(msg_id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
     let mut m = format!("{msg_id}.{timestamp}.").into_bytes();
@@ -134,6 +187,23 @@ mod tests {
     const SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
     const PUBLIC: &str = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
     const EMPTY_MESSAGE_SIGNATURE: &str = "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b";
+
+    #[test]
+    fn a_key_ring_signs_with_every_key_the_current_first() {
+        let (current, old) = (SigningKeyPair::generate(), SigningKeyPair::generate());
+        assert!(KeyRing::new(Vec::new()).is_none());
+        let ring = KeyRing::new(vec![current.clone(), old.clone()]).unwrap();
+        assert_eq!(ring.current_kid(), current.kid());
+        let header = ring.sign("msg_1", 1_700_000_000, b"{}");
+        let entries: Vec<&str> = header.split(' ').collect();
+        assert_eq!(entries.len(), 2);
+        assert!(current.public().verify_v1a(entries[0], "msg_1", "1700000000", b"{}"));
+        assert!(old.public().verify_v1a(entries[1], "msg_1", "1700000000", b"{}"));
+        assert!(!old.public().verify_v1a(entries[0], "msg_1", "1700000000", b"{}"));
+        assert_eq!(SignatureScheme::parse("ed25519"), Some(SignatureScheme::Ed25519));
+        assert_eq!(SignatureScheme::parse("HMAC"), None);
+        assert_eq!(SignatureScheme::default().as_str(), "hmac");
+    }
 
     fn rfc_key() -> SigningKeyPair {
         let seed = hex::decode(SEED).unwrap();

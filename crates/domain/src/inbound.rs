@@ -197,10 +197,12 @@ pub type AuthHeaders = Vec<(&'static str, String)>;
 /// `X-E2A-Auth-Timestamp` (RFC 3339 seconds, UTC) and `X-E2A-Auth-Signature` (hex
 /// HMAC-SHA256 keyed by the agent's secret over the newline-joined values: verified, sender,
 /// entity type, domain check, an empty delegation line, timestamp, message id, body hash).
+/// Without a secret (an Ed25519 agent) there is no `X-E2A-Auth-Signature`, in the body or
+/// as a header.
 pub fn payload_for_attempt(
     stored: &[u8],
     raw: &[u8],
-    secret: &SigningSecret,
+    secret: Option<&SigningSecret>,
     now: OffsetDateTime,
 ) -> Result<(Vec<u8>, AuthHeaders), PayloadError> {
     let mut p: Payload = serde_json::from_slice(stored)?;
@@ -219,7 +221,16 @@ pub fn payload_for_attempt(
         value(header::BODY_HASH),
     ]
     .join("\n");
-    p.auth_headers.insert(header::SIGNATURE.to_owned(), auth_signature(secret, &signed));
+    // Without a shared secret (an Ed25519 agent) there is no auth signature: the body's
+    // `v1a` signature covers these fields.
+    match secret {
+        Some(secret) => {
+            p.auth_headers.insert(header::SIGNATURE.to_owned(), auth_signature(secret, &signed));
+        }
+        None => {
+            p.auth_headers.remove(header::SIGNATURE);
+        }
+    }
     let headers = [
         header::VERIFIED,
         header::SENDER,
@@ -231,6 +242,7 @@ pub fn payload_for_attempt(
         header::SIGNATURE,
     ]
     .into_iter()
+    .filter(|h| secret.is_some() || *h != header::SIGNATURE)
     .map(|h| (h, crate::text::header_safe(p.auth_headers.get(h).map_or("", String::as_str))))
     .collect();
     Ok((serde_json::to_vec(&p)?, headers))
@@ -337,7 +349,8 @@ mod tests {
         let stored = serde_json::to_vec(&r.stored_payload()).unwrap();
         assert!(!stored.windows(4).any(|w| w == b"body"), "the raw message is not stored with the delivery");
         let secret = SigningSecret::from_stored("whsec_agent".into());
-        let (body, headers) = payload_for_attempt(&stored, r.raw, &secret, datetime!(2026-11-28 10:05:07 UTC)).unwrap();
+        let (body, headers) =
+            payload_for_attempt(&stored, r.raw, Some(&secret), datetime!(2026-11-28 10:05:07 UTC)).unwrap();
         let sent: Payload = serde_json::from_slice(&body).unwrap();
         assert_eq!(sent.reply_to, vec!["replies@sender.test"], "reply_to is kept on every attempt");
         assert_eq!(sent.raw_message, r.raw);
@@ -350,9 +363,16 @@ mod tests {
         );
         assert_eq!(h[header::SIGNATURE], auth_signature(&secret, &signed));
         assert_eq!(sent.auth_headers[header::SIGNATURE], h[header::SIGNATURE]);
-        let (_, later) = payload_for_attempt(&stored, r.raw, &secret, datetime!(2026-11-28 11:00:00 UTC)).unwrap();
+        let (_, later) =
+            payload_for_attempt(&stored, r.raw, Some(&secret), datetime!(2026-11-28 11:00:00 UTC)).unwrap();
         let later: BTreeMap<_, _> = later.into_iter().collect();
         assert_eq!(later[header::TIMESTAMP], "2026-11-28T11:00:00Z");
         assert_ne!(later[header::SIGNATURE], h[header::SIGNATURE]);
+        // An Ed25519 agent has no shared secret: no auth signature anywhere.
+        let (body, headers) = payload_for_attempt(&stored, r.raw, None, datetime!(2026-11-28 11:00:00 UTC)).unwrap();
+        let sent: Payload = serde_json::from_slice(&body).unwrap();
+        assert!(!sent.auth_headers.contains_key(header::SIGNATURE));
+        assert!(headers.iter().all(|(name, _)| *name != header::SIGNATURE));
+        assert!(headers.iter().any(|(name, _)| *name == header::TIMESTAMP));
     }
 }

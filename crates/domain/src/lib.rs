@@ -31,6 +31,7 @@ pub mod webhook;
 
 pub use agent::{AcceptedDomains, AddressError, AgentAddress};
 pub use api_key::ApiKey;
+pub use asymmetric::{KeyRing, SignatureScheme, SigningKeyPair};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use control::{Concurrency, DeliveryControl, OnFinalFailure, OrderingMode};
 pub use delivery::{AttemptKind, AttemptOutcome, DeliveryStatus, RetryRefused, Verdict};

@@ -48,7 +48,8 @@ impl Agents for PgStore {
         .map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO webhooks (id, account_id, url, description, events, filters, enabled, max_in_flight, \
-             secret, created_at, updated_at, agent) VALUES ($1, $2, $3, '', '[]', $4, $5, $6, $7, $8, $8, $9)",
+             secret, created_at, updated_at, agent, signature) \
+             VALUES ($1, $2, $3, '', '[]', $4, $5, $6, $7, $8, $8, $9, $10)",
         )
         .bind(new.target.as_str())
         .bind(new.account_id.as_str())
@@ -59,6 +60,7 @@ impl Agents for PgStore {
         .bind(herald_store::codec::seal(self.cipher.as_deref(), new.secret.expose()))
         .bind(now)
         .bind(new.address.as_str())
+        .bind(new.signature.as_str())
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -73,6 +75,7 @@ impl Agents for PgStore {
             webhook_url: new.webhook_url,
             target: new.target,
             disabled_reason: None,
+            signature: new.signature,
         })
     }
 
@@ -124,13 +127,15 @@ impl Agents for PgStore {
         sqlx::query(
             "UPDATE webhooks SET url = COALESCE($1, url), max_in_flight = COALESCE($2, max_in_flight), \
                enabled = CASE WHEN $1::text IS NULL THEN enabled ELSE $1 <> '' END, \
-               disabled_reason = CASE WHEN $1::text IS NULL THEN disabled_reason ELSE NULL END, updated_at = $3 \
+               disabled_reason = CASE WHEN $1::text IS NULL THEN disabled_reason ELSE NULL END, updated_at = $3, \
+               signature = COALESCE($5, signature) \
              WHERE id = $4",
         )
         .bind(url.as_deref())
         .bind(patch.max_in_flight.map(i64::from))
         .bind(to_millis(now))
         .bind(&target)
+        .bind(patch.signature.map(|s| s.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;

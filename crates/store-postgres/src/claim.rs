@@ -4,7 +4,7 @@
 use crate::rows::*;
 use crate::{PgStore, notify, unavailable};
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, EventId, WebhookId, to_millis};
+use herald_domain::{AccountId, DeliveryId, EventId, SignatureScheme, WebhookId, to_millis};
 use herald_store::control::ClaimControl;
 use herald_store::*;
 use std::collections::HashMap;
@@ -28,7 +28,7 @@ macro_rules! leased {
            COALESCE(d.body, (SELECT e.payload FROM events e WHERE e.id = d.event_id)), \
            w.url, w.secret, w.previous_secrets, d.agent IS NOT NULL, \
            (SELECT m.raw FROM messages m WHERE m.id = d.message_id), picked.free, d.account_id, d.created_at, \
-           d.ordering_key IS NOT NULL"
+           d.ordering_key IS NOT NULL, w.signature"
     };
 }
 
@@ -165,7 +165,8 @@ impl Queue for PgStore {
         tx.commit().await.map_err(unavailable)?;
         let by_id: HashMap<&str, &Locked> = locked.iter().map(|w| (w.id.as_str(), w)).collect();
         let mut secrets_of: HashMap<String, Option<herald_domain::SecretSet>> = Default::default();
-        rows.iter()
+        let mut claimed = rows
+            .iter()
             .map(|r| {
                 let wh: String = get(r, 1)?;
                 let secrets = match secrets_of.get(&wh) {
@@ -193,6 +194,11 @@ impl Queue for PgStore {
                     event_type: get(r, 3)?,
                     url,
                     secrets,
+                    signature: {
+                        let s: String = get(r, 17)?;
+                        SignatureScheme::parse(&s).ok_or_else(|| corrupt("signature", &s))?
+                    },
+                    keys: None,
                     agent_payload: get(r, 11)?,
                     message_raw: get::<Option<Vec<u8>>>(r, 12)?,
                     attempt: get::<i64>(r, 4)? as u32 + 1,
@@ -206,7 +212,20 @@ impl Queue for PgStore {
                     filled_webhook,
                 })
             })
-            .collect()
+            .collect::<StoreResult<Vec<Claimed>>>()?;
+        // Ed25519 deliveries get their account's keys (one read per account).
+        let accounts: Vec<String> = claimed
+            .iter()
+            .filter(|c| c.signature == SignatureScheme::Ed25519)
+            .map(|c| c.account_id.to_string())
+            .collect();
+        if !accounts.is_empty() {
+            let rings = crate::signing_keys::key_rings(&self.pool, self.cipher.as_deref(), &accounts, now_ms).await?;
+            for c in claimed.iter_mut().filter(|c| c.signature == SignatureScheme::Ed25519) {
+                c.keys = rings.get(c.account_id.as_str()).cloned().flatten();
+            }
+        }
+        Ok(claimed)
     }
 
     async fn record_batch(&self, outcomes: &[Outcome], now: OffsetDateTime) -> StoreResult<Recorded> {

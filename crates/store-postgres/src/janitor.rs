@@ -81,6 +81,12 @@ impl Maintenance for PgStore {
     }
 
     async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64> {
+        // Signing keys whose grace has ended sign nothing and are no longer published.
+        sqlx::query("DELETE FROM signing_keys WHERE expires_at <= $1")
+            .bind(to_millis(now))
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
         let rows = sqlx::query("SELECT id, previous_secrets FROM webhooks WHERE previous_secrets <> '[]'")
             .fetch_all(&self.pool)
             .await

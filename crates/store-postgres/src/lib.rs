@@ -32,6 +32,7 @@ pub mod migrations;
 mod outcomes;
 mod portal;
 mod publish;
+mod signing_keys;
 mod stats;
 pub mod test_db;
 mod webhooks;

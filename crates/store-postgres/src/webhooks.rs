@@ -38,8 +38,8 @@ impl Webhooks for PgStore {
         sqlx::query(
             "INSERT INTO webhooks (id, account_id, url, description, events, filters, enabled, max_in_flight, \
              secret, created_at, updated_at, concurrency, effective_max_in_flight, rate_limit_per_second, ordering, \
-             on_final_failure, retry_schedule, max_age_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $8, $12, $13, $14, $15, $16)",
+             on_final_failure, retry_schedule, max_age_ms, signature) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $8, $12, $13, $14, $15, $16, $17)",
         )
         .bind(new.id.as_str())
         .bind(new.account_id.as_str())
@@ -57,6 +57,7 @@ impl Webhooks for PgStore {
         .bind(control.on_final_failure)
         .bind(control.retry_schedule)
         .bind(control.max_age_ms)
+        .bind(new.signature.as_str())
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -74,6 +75,7 @@ impl Webhooks for PgStore {
             max_in_flight: new.max_in_flight,
             effective_max_in_flight: new.max_in_flight,
             control: new.control,
+            signature: new.signature,
             created_at: new.created_at,
             updated_at: new.created_at,
             last_delivered_at: None,
@@ -138,7 +140,8 @@ impl Webhooks for PgStore {
                rate_limit_per_second = CASE WHEN $13 THEN $14 ELSE rate_limit_per_second END, \
                ordering = COALESCE($15, ordering), on_final_failure = COALESCE($16, on_final_failure), \
                retry_schedule = CASE WHEN $17 THEN $18 ELSE retry_schedule END, \
-               max_age_ms = CASE WHEN $19 THEN $20 ELSE max_age_ms END \
+               max_age_ms = CASE WHEN $19 THEN $20 ELSE max_age_ms END, \
+               signature = COALESCE($21, signature) \
              WHERE account_id = $9 AND id = $10 AND agent IS NULL RETURNING ",
             webhook_columns!()
         );
@@ -163,6 +166,7 @@ impl Webhooks for PgStore {
             .bind(control.retry_schedule.1)
             .bind(control.max_age_ms.0)
             .bind(control.max_age_ms.1)
+            .bind(patch.signature.map(|s| s.as_str()))
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?;

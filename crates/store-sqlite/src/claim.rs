@@ -5,7 +5,7 @@ use crate::round::WriteJob;
 use crate::rows::*;
 use crate::{SqliteStore, unavailable};
 use async_trait::async_trait;
-use herald_domain::{AccountId, DeliveryId, EventId, WebhookId, to_millis};
+use herald_domain::{AccountId, DeliveryId, EventId, SignatureScheme, WebhookId, to_millis};
 use herald_store::codec::SecretCipher;
 use herald_store::control::ClaimControl;
 use herald_store::*;
@@ -117,7 +117,7 @@ pub(crate) async fn claim_in(
         " - (SELECT COUNT(*) FROM deliveries l WHERE l.webhook_id = w.id AND l.status = 'pending' \
               AND l.lease_token IS NOT NULL AND l.next_retry_at > ?1) AS free, \
            w.rate_limit_per_second, w.rate_tokens, w.rate_refilled_at, w.ordering, w.on_final_failure, \
-           w.retry_schedule, w.max_age_ms \
+           w.retry_schedule, w.max_age_ms, w.signature \
          FROM webhooks w WHERE w.enabled = 1 AND w.ready_at <= ?1 AND EXISTS (SELECT 1 FROM deliveries d \
            WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_retry_at <= ?1 AND d.expires_at > ?1)",
     ))
@@ -154,6 +154,7 @@ struct Candidate {
     /// Rows it may take: free slots, then at most its tokens.
     free: i64,
     control: ClaimControl,
+    signature: SignatureScheme,
 }
 
 impl Candidate {
@@ -173,6 +174,10 @@ impl Candidate {
                 get(r, 10)?,
                 get(r, 11)?,
             )?,
+            signature: {
+                let s: String = get(r, 12)?;
+                SignatureScheme::parse(&s).ok_or_else(|| corrupt("signature", &s))?
+            },
         })
     }
 }
@@ -275,6 +280,8 @@ async fn lease_rows(
                 event_type: get(r, 2)?,
                 url: c.url.clone(),
                 secrets: secrets.clone(),
+                signature: c.signature,
+                keys: None,
                 body: get::<Option<Vec<u8>>>(r, 6)?,
                 agent_payload: get(r, 7)?,
                 message_raw: get::<Option<Vec<u8>>>(r, 8)?,
@@ -287,6 +294,16 @@ async fn lease_rows(
                 lease_token: get(r, 5)?,
                 filled_webhook,
             });
+        }
+    }
+    // Ed25519 deliveries get their account's keys (one read per account).
+    let accounts: Vec<String> =
+        claimed.iter().filter(|c| c.signature == SignatureScheme::Ed25519).map(|c| c.account_id.to_string()).collect();
+    if !accounts.is_empty() {
+        let refs: Vec<&str> = accounts.iter().map(String::as_str).collect();
+        let rings = crate::signing_keys::key_rings(conn, cipher, &refs, now_ms).await?;
+        for c in claimed.iter_mut().filter(|c| c.signature == SignatureScheme::Ed25519) {
+            c.keys = rings.get(c.account_id.as_str()).cloned().flatten();
         }
     }
     Ok(claimed)

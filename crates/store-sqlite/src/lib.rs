@@ -29,6 +29,7 @@ mod outcomes;
 mod portal;
 mod publish;
 mod round;
+mod signing_keys;
 mod stats;
 mod webhooks;
 

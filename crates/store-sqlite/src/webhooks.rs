@@ -33,8 +33,8 @@ impl Webhooks for SqliteStore {
         sqlx::query(
             "INSERT INTO webhooks (id, account_id, url, description, events, filters, enabled, max_in_flight, \
              secret, created_at, updated_at, concurrency, effective_max_in_flight, rate_limit_per_second, ordering, \
-             on_final_failure, retry_schedule, max_age_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             on_final_failure, retry_schedule, max_age_ms, signature) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.id.as_str())
         .bind(new.account_id.as_str())
@@ -54,6 +54,7 @@ impl Webhooks for SqliteStore {
         .bind(control.on_final_failure)
         .bind(control.retry_schedule)
         .bind(control.max_age_ms)
+        .bind(new.signature.as_str())
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -71,6 +72,7 @@ impl Webhooks for SqliteStore {
             max_in_flight: new.max_in_flight,
             effective_max_in_flight: new.max_in_flight,
             control: new.control,
+            signature: new.signature,
             created_at: new.created_at,
             updated_at: new.created_at,
             last_delivered_at: None,
@@ -133,7 +135,8 @@ impl Webhooks for SqliteStore {
                rate_limit_per_second = CASE WHEN ?15 THEN ?16 ELSE rate_limit_per_second END, \
                ordering = COALESCE(?17, ordering), on_final_failure = COALESCE(?18, on_final_failure), \
                retry_schedule = CASE WHEN ?19 THEN ?20 ELSE retry_schedule END, \
-               max_age_ms = CASE WHEN ?21 THEN ?22 ELSE max_age_ms END \
+               max_age_ms = CASE WHEN ?21 THEN ?22 ELSE max_age_ms END, \
+               signature = COALESCE(?23, signature) \
              WHERE account_id = ?12 AND id = ?13 AND agent IS NULL",
         )
         .bind(patch.url.as_deref())
@@ -158,6 +161,7 @@ impl Webhooks for SqliteStore {
         .bind(control.retry_schedule.1)
         .bind(control.max_age_ms.0)
         .bind(control.max_age_ms.1)
+        .bind(patch.signature.map(|s| s.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;

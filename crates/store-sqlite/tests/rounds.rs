@@ -29,6 +29,7 @@ async fn one_refused_publish_fails_only_its_caller_while_the_others_and_a_claim_
     let now = OffsetDateTime::now_utc();
     let account = store.create_account("a", "h", now).await.unwrap().id;
     let webhook = NewWebhook {
+        signature: Default::default(),
         id: herald_domain::WebhookId::generate(),
         account_id: account.clone(),
         url: "http://127.0.0.1:9/hook".into(),

@@ -1,7 +1,7 @@
 //! Encodings both stores share for values kept as JSON text.
 
 use crate::{StoreError, StoreResult};
-use herald_domain::{SecretSet, SigningSecret};
+use herald_domain::{KeyRing, SecretSet, SigningKeyPair, SigningSecret};
 
 /// Parses a JSON column; a bad value is reported as a store fault.
 pub fn parse_json<T: serde::de::DeserializeOwned>(s: &str) -> StoreResult<T> {
@@ -142,6 +142,31 @@ pub fn open_for_claim(
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(webhook_id = webhook, error = %e, "signing secrets cannot be opened; its deliveries are not sent");
+            None
+        }
+    }
+}
+
+/// An account's key ring for a claim, from its sealed private keys (current first): `None`
+/// (logged) when there are none or one cannot be opened, so that account's Ed25519
+/// deliveries are not sent and nothing else is held up.
+pub fn open_key_ring(cipher: Option<&SecretCipher>, account: &str, sealed: Vec<String>) -> Option<KeyRing> {
+    let opened: StoreResult<Vec<SigningKeyPair>> = sealed
+        .into_iter()
+        .map(|stored| {
+            if cipher.is_none() && stored.starts_with(ENC_PREFIX) {
+                return Err(StoreError::Misconfigured(
+                    "signing keys are stored encrypted: set HERALD_SECRET_KEY".into(),
+                ));
+            }
+            let plain = open(cipher, stored)?;
+            SigningKeyPair::from_secret(&plain).map_err(|e| StoreError::corrupt("a signing key", e))
+        })
+        .collect();
+    match opened {
+        Ok(keys) => KeyRing::new(keys),
+        Err(e) => {
+            tracing::error!(account_id = account, error = %e, "signing keys cannot be opened; its Ed25519 deliveries are not sent");
             None
         }
     }

@@ -24,6 +24,7 @@ pub struct Agent {
     /// after the endpoint answered `410 Gone` (setting `webhook_url` again enables it).
     pub enabled: bool,
     pub disabled_reason: Option<herald_domain::DisabledReason>,
+    pub signature: herald_domain::SignatureScheme,
 }
 
 #[derive(Clone, Debug)]
@@ -34,6 +35,7 @@ pub struct NewAgent {
     pub webhook_url: Option<String>,
     pub max_in_flight: u32,
     pub secret: SigningSecret,
+    pub signature: herald_domain::SignatureScheme,
     pub target: WebhookId,
     pub created_at: OffsetDateTime,
 }
@@ -45,6 +47,7 @@ pub struct AgentPatch {
     pub name: Option<String>,
     pub webhook_url: Option<Option<String>>,
     pub max_in_flight: Option<u32>,
+    pub signature: Option<herald_domain::SignatureScheme>,
 }
 
 /// Where mail for an address goes (found case-insensitively, across accounts).

@@ -60,6 +60,7 @@ pub trait Store:
     + Idempotency
     + PortalSessions
     + AttemptStats
+    + SigningKeys
     + EngineStore
     + Send
     + Sync
@@ -78,6 +79,7 @@ impl<T> Store for T where
         + Idempotency
         + PortalSessions
         + AttemptStats
+        + SigningKeys
         + EngineStore
         + Send
         + Sync
@@ -106,6 +108,35 @@ pub trait Accounts {
     async fn account_count(&self) -> StoreResult<u64>;
     async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>>;
     async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>>;
+}
+
+/// Each account's Ed25519 signing keys: one current, earlier ones signing until their grace
+/// ends. Private keys are stored sealed (`HERALD_SECRET_KEY`) and never leave the store
+/// except as a claim's [`herald_domain::KeyRing`].
+#[async_trait]
+pub trait SigningKeys {
+    /// The account's current key and those whose grace has not ended at `now`, newest first.
+    async fn signing_keys(&self, account: &AccountId, now: OffsetDateTime) -> StoreResult<Vec<SigningKeyInfo>>;
+    /// Makes `key` the account's current key unless it has one (concurrent callers agree
+    /// on one); says whether `key` was stored.
+    async fn ensure_signing_key(
+        &self,
+        account: &AccountId,
+        key: &herald_domain::SigningKeyPair,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool>;
+    /// Makes `key` current; the key it replaces keeps signing until `grace_until` (keys
+    /// already in grace keep their own end). Atomic: concurrent rotations never leave two
+    /// current keys or lose one. Keys whose grace has ended are deleted.
+    async fn rotate_signing_key(
+        &self,
+        account: &AccountId,
+        key: &herald_domain::SigningKeyPair,
+        grace_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
+    /// Whether the account exists (the public JWKS answers 404 for one that does not).
+    async fn account_exists(&self, account: &AccountId) -> StoreResult<bool>;
 }
 
 /// Webhook subscriptions: CRUD and secret rotation.
@@ -362,6 +393,7 @@ pub trait Maintenance {
         threshold: u32,
         now: OffsetDateTime,
     ) -> StoreResult<Vec<(AccountId, WebhookId)>>;
-    /// Drops previous signing secrets whose grace has ended; returns how many webhooks changed.
+    /// Drops previous signing secrets and signing keys whose grace has ended; returns how
+    /// many webhooks changed.
     async fn prune_secrets(&self, now: OffsetDateTime) -> StoreResult<u64>;
 }

@@ -36,6 +36,7 @@ pub struct Webhook {
     /// The in-flight limit claims use now: `max_in_flight` when fixed, the adaptive limit otherwise.
     pub effective_max_in_flight: u32,
     pub control: herald_domain::DeliveryControl,
+    pub signature: herald_domain::SignatureScheme,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub last_delivered_at: Option<OffsetDateTime>,
@@ -52,6 +53,7 @@ pub struct NewWebhook {
     pub enabled: bool,
     pub max_in_flight: u32,
     pub control: herald_domain::DeliveryControl,
+    pub signature: herald_domain::SignatureScheme,
     pub secret: SigningSecret,
     pub created_at: OffsetDateTime,
 }
@@ -73,6 +75,7 @@ pub struct WebhookPatch {
     /// `Some(None)` goes back to the server's schedule.
     pub retry_schedule: Option<Option<Vec<Duration>>>,
     pub max_age: Option<Option<Duration>>,
+    pub signature: Option<herald_domain::SignatureScheme>,
 }
 
 impl WebhookPatch {
@@ -198,6 +201,11 @@ pub struct Claimed {
     /// The signing secrets; `None` when they cannot be opened (encrypted under another
     /// `HERALD_SECRET_KEY`): such a delivery is not sent, and other webhooks are unaffected.
     pub secrets: Option<SecretSet>,
+    /// How this delivery is signed: with `secrets`, or with `keys`.
+    pub signature: herald_domain::SignatureScheme,
+    /// For an Ed25519 webhook, its account's keys that sign now; `None` when there are
+    /// none or they cannot be opened (such a delivery is not sent). Always `None` for HMAC.
+    pub keys: Option<std::sync::Arc<herald_domain::KeyRing>>,
     /// The bytes to POST; `None` when the event they came from no longer exists (such a
     /// delivery is never sent: it fails with a clear error).
     pub body: Option<Vec<u8>>,
@@ -383,4 +391,15 @@ pub struct RecoveredBatch {
     pub max_attempts: u32,
     /// Expiry of the new deliveries (their events are kept at least as long).
     pub expires_ms: i64,
+}
+
+/// An account's signing key as stored, public parts only (the JWKS, the API).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeyInfo {
+    pub kid: String,
+    /// `whpk_…`
+    pub public_key: String,
+    pub created_at: OffsetDateTime,
+    /// `None` for the current key; else when it stops signing.
+    pub expires_at: Option<OffsetDateTime>,
 }

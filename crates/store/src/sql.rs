@@ -8,7 +8,8 @@ macro_rules! webhook_columns {
     () => {
         "id, account_id, url, description, events, filters, enabled, disabled_reason, \
          auto_disabled_at, max_in_flight, created_at, updated_at, last_delivered_at, concurrency, \
-         effective_max_in_flight, rate_limit_per_second, ordering, on_final_failure, retry_schedule, max_age_ms"
+         effective_max_in_flight, rate_limit_per_second, ordering, on_final_failure, retry_schedule, max_age_ms, \
+         signature"
     };
 }
 
@@ -32,7 +33,7 @@ macro_rules! delivery_columns {
 macro_rules! agent_columns {
     () => {
         "a.address, a.account_id, a.name, w.url, w.max_in_flight, a.created_at, a.target_id, w.enabled, \
-         w.disabled_reason"
+         w.disabled_reason, w.signature"
     };
 }
 
@@ -124,6 +125,7 @@ macro_rules! sql_rows {
                         .transpose()?,
                     max_age: get::<Option<i64>>(r, 19)?.map(|ms| std::time::Duration::from_millis(ms as u64)),
                 },
+                signature: named(&get::<String>(r, 20)?, "signature", SignatureScheme::parse)?,
             })
         }
 
@@ -182,6 +184,7 @@ macro_rules! sql_rows {
                 disabled_reason: get::<Option<String>>(r, 8)?
                     .map(|s| DisabledReason::parse(&s).ok_or_else(|| corrupt("disabled reason", &s)))
                     .transpose()?,
+                signature: named(&get::<String>(r, 9)?, "signature", SignatureScheme::parse)?,
             })
         }
 
@@ -222,6 +225,6 @@ pub mod __private {
     pub use crate::{Account, Agent, Attempt, Delivery, Event, Message, StoreError, StoreResult, Webhook};
     pub use herald_domain::{
         AccountId, AgentAddress, AttemptKind, Concurrency, DeliveryControl, DeliveryId, DeliveryStatus, DisabledReason,
-        EventId, MessageId, OnFinalFailure, OrderingMode, WebhookId, from_millis,
+        EventId, MessageId, OnFinalFailure, OrderingMode, SignatureScheme, WebhookId, from_millis,
     };
 }

@@ -240,6 +240,7 @@ pub(crate) async fn create(
         enabled: Some(f.get("enabled").is_some()),
         max_in_flight: Some(max_in_flight),
         control,
+        signature: None,
     };
     match s.app.create_webhook(&session.account, draft).await {
         Ok((w, secret)) => {
@@ -289,6 +290,7 @@ pub(crate) async fn update(
         enabled: None,
         max_in_flight: Some(max_in_flight),
         control,
+        signature: None,
     };
     match s.app.change_webhook(&session.account, &id, change).await {
         Ok(_) => Ok(Redirect::to(&format!("/portal/webhooks/{id}?done=updated")).into_response()),

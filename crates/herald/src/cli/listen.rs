@@ -61,14 +61,15 @@ pub fn check(verifier: &Verifier, headers: &HeaderMap, body: &[u8], now: i64, to
             Ok(())
         }
         Verifier::Keys(keys) => {
-            // The key the header names, or (without one) any of them.
+            // The key the header names; when none of ours has that kid (a rotation we have not
+            // seen: the replaced key still signs beside the new one during its grace), any.
             let kid = header(headers, "webhook-key-id");
-            let mut candidates = keys.iter().filter(|(k, _)| kid.is_empty() || k == kid).peekable();
-            if candidates.peek().is_none() {
-                return Err(format!("no public key with webhook-key-id {kid:?}"));
-            }
-            if candidates.any(|(_, key)| key.verify_v1a(signature, id, ts, body)) {
+            let named: Vec<_> = keys.iter().filter(|(k, _)| k == kid).collect();
+            let candidates = if named.is_empty() { keys.iter().collect() } else { named };
+            if candidates.iter().any(|(_, key)| key.verify_v1a(signature, id, ts, body)) {
                 Ok(())
+            } else if keys.iter().all(|(k, _)| k != kid) && !kid.is_empty() {
+                Err(format!("no v1a signature by these keys, and none has webhook-key-id {kid:?}"))
             } else {
                 Err("webhook-signature has no v1a signature of these keys".into())
             }
@@ -169,10 +170,16 @@ mod tests {
         assert_eq!(check(&keys, &signed(&old, None, now, b"{}"), b"{}", now, 300), Ok(()), "any key without a kid");
         assert!(check(&keys, &signed(&current, Some(&current.kid()), now, b"{}"), b"{x}", now, 300).is_err());
         assert!(check(&keys, &signed(&current, Some(&old.kid()), now, b"{}"), b"{}", now, 300).is_err(), "wrong kid");
-        assert!(
-            check(&keys, &signed(&current, Some("nope"), now, b"{}"), b"{}", now, 300).unwrap_err().contains("nope")
-        );
         let stranger = SigningKeyPair::generate();
+        assert!(
+            check(&keys, &signed(&stranger, Some("nope"), now, b"{}"), b"{}", now, 300).unwrap_err().contains("nope")
+        );
+        // A rotation this receiver has not seen: the header names the new key, and the key it
+        // pinned signs beside it during the grace.
+        let ring = herald_domain::KeyRing::new(vec![stranger.clone(), current.clone()]).unwrap();
+        let mut h = signed(&stranger, Some(&stranger.kid()), now, b"{}");
+        h.insert("webhook-signature", ring.sign("msg_1", now, b"{}").parse().unwrap());
+        assert_eq!(check(&keys, &h, b"{}", now, 300), Ok(()));
         assert!(check(&keys, &signed(&stranger, None, now, b"{}"), b"{}", now, 300).is_err());
         assert!(
             check(&keys, &signed(&current, None, now - 301, b"{}"), b"{}", now, 300).unwrap_err().contains("timestamp")

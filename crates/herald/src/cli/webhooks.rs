@@ -19,10 +19,12 @@ const COLUMNS: &[&str] = &[
     "on_final_failure",
     "retry_schedule",
     "max_age",
+    "signature",
     "last_delivered_at",
 ];
 
-/// The delivery controls of `create` and `update`; a field is sent only when its flag is given.
+/// The delivery controls and the signing scheme of `create` and `update`; a field is sent
+/// only when its flag is given.
 #[derive(clap::Args, Debug)]
 pub struct ControlArgs {
     /// `adaptive`: the in-flight limit moves between 1 and `--max-in-flight` with the
@@ -46,6 +48,10 @@ pub struct ControlArgs {
     /// No attempt after a delivery is this old (`3d`); `0s` removes the limit.
     #[arg(long, value_name = "3d")]
     max_age: Option<String>,
+    /// `hmac` (a shared secret) or `ed25519` (the account's signing key; receivers verify
+    /// with the public keys at the webhook's `jwks_url`).
+    #[arg(long, value_parser = ["hmac", "ed25519"])]
+    signature: Option<String>,
 }
 
 impl ControlArgs {
@@ -69,6 +75,9 @@ impl ControlArgs {
         }
         if let Some(a) = self.max_age {
             body["max_age"] = json!(a);
+        }
+        if let Some(s) = self.signature {
+            body["signature"] = json!(s);
         }
     }
 }

@@ -253,6 +253,9 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
+        ("get", "/api/v1/signing-keys"),
+        ("post", "/api/v1/signing-keys/rotate"),
+        ("get", "/.well-known/herald/{account_public_id}/jwks.json"),
     ];
     let mut documented = Vec::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
@@ -264,9 +267,12 @@ async fn every_route_is_in_the_openapi_document_and_every_documented_route_is_se
     let mut expected: Vec<(String, String)> = served.iter().map(|(m, p)| (m.to_string(), p.to_string())).collect();
     expected.sort();
     assert_eq!(documented, expected);
+    let account = app.store.account_by_name("default").await.unwrap().unwrap().id.to_string();
     for (method, path) in &documented {
-        let concrete =
-            path.replace("{id}", "wh_00000000000000000000000000000000").replace("{address}", "bot@agents.test");
+        let concrete = path
+            .replace("{id}", "wh_00000000000000000000000000000000")
+            .replace("{address}", "bot@agents.test")
+            .replace("{account_public_id}", &account);
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let status = app.http.request(m, app.url(&concrete)).send().await.unwrap().status().as_u16();
         let expect = if path.starts_with("/api/") { 401 } else { 200 };

@@ -266,6 +266,36 @@ async fn herald_listen_verifies_both_signatures_of_real_deliveries() {
 }
 
 #[tokio::test]
+async fn herald_listen_verifies_ed25519_deliveries_with_the_webhooks_jwks_url() {
+    let app = spawn_app().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let v = app
+        .create_webhook(serde_json::json!({
+            "url": format!("http://127.0.0.1:{port}/hook"), "events": ["email.received"], "signature": "ed25519"
+        }))
+        .await;
+    let jwks_url = v["jwks_url"].as_str().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["listen", "--jwks-url", jwks_url, "--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    assert!(first.starts_with("listening on"), "{first}");
+    let ev = app.publish_received().await;
+    let line = loop {
+        let l = lines.next_line().await.unwrap().expect("listen printed the delivery");
+        if l.starts_with("---") {
+            break l;
+        }
+    };
+    assert!(line.contains(ev["id"].as_str().unwrap()), "{line}");
+    assert!(line.ends_with("signatures OK"), "{line}");
+}
+
+#[tokio::test]
 async fn herald_portal_prints_a_one_time_link_an_operator_can_hand_out() {
     let app = spawn_app().await;
     let data_dir = app._dir.path().to_str().unwrap().to_owned();

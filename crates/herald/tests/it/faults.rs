@@ -268,6 +268,33 @@ impl AttemptStats for Flaky {
 }
 
 #[async_trait]
+impl SigningKeys for Flaky {
+    async fn signing_keys(&self, a: &AccountId, now: OffsetDateTime) -> StoreResult<Vec<SigningKeyInfo>> {
+        self.inner.signing_keys(a, now).await
+    }
+    async fn ensure_signing_key(
+        &self,
+        a: &AccountId,
+        k: &herald_domain::SigningKeyPair,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        self.inner.ensure_signing_key(a, k, now).await
+    }
+    async fn rotate_signing_key(
+        &self,
+        a: &AccountId,
+        k: &herald_domain::SigningKeyPair,
+        grace_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.inner.rotate_signing_key(a, k, grace_until, now).await
+    }
+    async fn account_exists(&self, a: &AccountId) -> StoreResult<bool> {
+        self.inner.account_exists(a).await
+    }
+}
+
+#[async_trait]
 impl Queue for Flaky {
     async fn claim_due_with_finished(
         &self,

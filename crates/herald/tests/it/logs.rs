@@ -5,6 +5,8 @@
 use crate::support::*;
 use serde_json::{Value, json};
 
+const SEALING_KEY: &str = "7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a7a";
+
 #[tokio::test]
 async fn debug_json_logs_name_every_request_and_never_a_secret_or_a_body() {
     let rx = Receiver::start().await;
@@ -17,6 +19,7 @@ async fn debug_json_logs_name_every_request_and_never_a_secret_or_a_body() {
         .env("HERALD_DATA_DIR", dir.path())
         .env("HERALD_ALLOW_PRIVATE_TARGETS", "true")
         .env("HERALD_BOOTSTRAP_API_KEY", KEY)
+        .env("HERALD_SECRET_KEY", SEALING_KEY)
         .env("RUST_LOG", "debug")
         .stderr(std::fs::File::create(&log_path).unwrap());
     let Served { mut child, base, .. } = spawn_served(cmd).await;
@@ -53,6 +56,18 @@ async fn debug_json_logs_name_every_request_and_never_a_secret_or_a_body() {
     assert_eq!(res.status(), 202);
     assert_eq!(res.headers()["x-request-id"], "trace-abc-1", "a caller's id is kept");
     rx.wait_for("logs", 1).await;
+    // An Ed25519 webhook: its account's private key signs a delivery, then is rotated.
+    let ed = call(
+        reqwest::Method::POST,
+        "/api/v1/webhooks",
+        Some(json!({"url": rx.url("logs-ed"), "events": ["email.sent"], "signature": "ed25519"})),
+    );
+    assert_eq!(ed.send().await.unwrap().status(), 201);
+    let sent = call(reqwest::Method::POST, "/api/v1/events", Some(json!({"type": "email.sent", "data": {}})));
+    assert_eq!(sent.send().await.unwrap().status(), 202);
+    rx.wait_for("logs-ed", 1).await;
+    let res = call(reqwest::Method::POST, "/api/v1/signing-keys/rotate", None).send().await.unwrap();
+    assert_eq!(res.status(), 200);
     let res = call(reqwest::Method::POST, &format!("/api/v1/webhooks/{wh}/rotate-secret"), None).send().await.unwrap();
     let made_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert_eq!(made_id.len(), 32, "an id is made when none is given");
@@ -74,6 +89,15 @@ async fn debug_json_logs_name_every_request_and_never_a_secret_or_a_body() {
     })
     .await;
     child.kill().await.unwrap();
+    let private_keys: Vec<String> = {
+        let db =
+            sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("herald.db").display())).await.unwrap();
+        let sealed: Vec<String> =
+            sqlx::query_scalar("SELECT private_key FROM signing_keys").fetch_all(&db).await.unwrap();
+        let cipher = herald_store::codec::SecretCipher::from_key_text(SEALING_KEY).unwrap();
+        sealed.iter().map(|s| cipher.open(s).unwrap()["whsk_".len()..].to_owned()).collect()
+    };
+    assert_eq!(private_keys.len(), 2, "the first key and the rotated one");
 
     let lines: Vec<Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert!(lines.len() * 10 >= log.lines().count() * 9, "JSON lines");
@@ -103,7 +127,12 @@ async fn debug_json_logs_name_every_request_and_never_a_secret_or_a_body() {
         ("receiver's answer", "RECEIVER-BODY-7f3a"),
         ("portal link token", &token),
         ("portal cookie", &cookie_value),
+        ("first private signing key", &private_keys[0]),
+        ("second private signing key", &private_keys[1]),
+        ("HERALD_SECRET_KEY", SEALING_KEY),
     ] {
-        assert!(!log.contains(secret), "the log holds the {what}");
+        if let Some(line) = log.lines().find(|l| l.contains(secret)) {
+            panic!("the log holds the {what}: {line}");
+        }
     }
 }

@@ -26,4 +26,5 @@ mod portal;
 mod portal_browser;
 mod receivers;
 mod replicas;
+mod signatures;
 mod ssrf;

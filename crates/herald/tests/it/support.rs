@@ -437,6 +437,14 @@ impl TestApp {
         self.store.work_signal().raise();
     }
 
+    /// The app's database: its scratch PostgreSQL database, or its SQLite file.
+    pub fn database_url(&self) -> String {
+        match &self._db {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite://{}", self._dir.path().join("herald.db").display()),
+        }
+    }
+
     /// Keeps the scratch database (if any) past the app's end, for checks after a stop.
     pub fn take_db(&mut self) -> Option<herald_store_postgres::test_db::TestDb> {
         self._db.take()

@@ -8,6 +8,7 @@ use herald_domain::{Concurrency, DeliveryControl, DeliveryStatus, OnFinalFailure
 
 async fn controlled(store: &dyn Store, account: &AccountId, max_in_flight: u32, control: DeliveryControl) -> WebhookId {
     let new = NewWebhook {
+        signature: Default::default(),
         id: WebhookId::generate(),
         account_id: account.clone(),
         url: "http://127.0.0.1:9/".into(),

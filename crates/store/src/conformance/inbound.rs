@@ -12,6 +12,7 @@ async fn agent(store: &dyn Store, account: &AccountId, addr: &str, url: Option<&
     store
         .create_agent(
             NewAgent {
+                signature: Default::default(),
                 address: address(addr),
                 account_id: account.clone(),
                 name: "Bot".into(),
@@ -74,6 +75,7 @@ pub async fn agents_are_unique_scoped_and_never_listed_as_webhooks(store: &dyn S
     let bot = agent(store, &a, "Bot@Agents.Test", Some("http://127.0.0.1:9/bot")).await;
     assert_eq!(bot.address.as_str(), "bot@agents.test");
     let again = NewAgent {
+        signature: Default::default(),
         address: address("bot@agents.test"),
         account_id: b.clone(),
         name: String::new(),
@@ -94,7 +96,12 @@ pub async fn agents_are_unique_scoped_and_never_listed_as_webhooks(store: &dyn S
     assert_eq!(all.iter().map(|x| x.address.as_str()).collect::<Vec<_>>(), ["another@agents.test", "bot@agents.test"]);
     let page2 = store.list_agents(&a, Page { after: Some("another@agents.test".into()), limit: 1 }).await.unwrap();
     assert_eq!(page2.len(), 1);
-    let patch = AgentPatch { name: Some("Renamed".into()), webhook_url: Some(None), max_in_flight: Some(4) };
+    let patch = AgentPatch {
+        signature: Default::default(),
+        name: Some("Renamed".into()),
+        webhook_url: Some(None),
+        max_in_flight: Some(4),
+    };
     let p = store.update_agent(&a, &bot.address, patch, t0()).await.unwrap().unwrap();
     assert_eq!((p.name.as_str(), p.webhook_url.as_deref(), p.max_in_flight), ("Renamed", None, 4));
     assert!(store.update_agent(&b, &bot.address, AgentPatch::default(), t0()).await.unwrap().is_none());

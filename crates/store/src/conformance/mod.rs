@@ -9,6 +9,7 @@ mod inbound;
 mod integrity;
 mod portal;
 mod rules;
+mod signing_keys;
 mod stats;
 pub use control::*;
 pub use gone::*;
@@ -16,6 +17,7 @@ pub use inbound::*;
 pub use integrity::*;
 pub use portal::*;
 pub use rules::*;
+pub use signing_keys::*;
 pub use stats::*;
 
 use crate::{FanoutRules, NewEvent, NewWebhook, Outcome, Recovery, Rotated, Rotation, Store, WebhookPatch};
@@ -39,6 +41,7 @@ async fn webhook(store: &dyn Store, account: &AccountId, max_in_flight: u32) -> 
     let w = store
         .create_webhook(
             NewWebhook {
+                signature: Default::default(),
                 id: WebhookId::generate(),
                 account_id: account.clone(),
                 url: "http://127.0.0.1:9/".into(),
@@ -391,6 +394,7 @@ pub async fn event_types_and_idempotency_are_per_account(store: &dyn Store) {
 pub async fn publish_fans_out_by_type_and_filters(store: &dyn Store) {
     let acc = account(store, "a").await;
     let mk = |filters: Filters, events: Vec<&str>| NewWebhook {
+        signature: Default::default(),
         id: WebhookId::generate(),
         account_id: acc.clone(),
         url: "http://127.0.0.1:9/".into(),
@@ -521,6 +525,9 @@ macro_rules! conformance_tests {
             a_webhooks_own_schedule_sets_attempts_and_travels_with_the_claim,
             changing_controls_never_strands_the_queue,
             a_test_send_to_a_fifo_webhook_is_not_held_by_a_blocked_lane,
+            an_account_gets_one_current_key_and_rotation_keeps_the_old_in_grace,
+            concurrent_rotations_leave_one_current_key_and_lose_none,
+            claims_of_ed25519_webhooks_carry_the_accounts_keys,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(

@@ -32,6 +32,7 @@ pub async fn publish_with_an_idempotency_key_returns_the_first_event(store: &dyn
     webhook(store, &acc, 10).await;
     let filtered = Filters { labels: vec!["vip".into()], ..Default::default() };
     let new = NewWebhook {
+        signature: Default::default(),
         id: WebhookId::generate(),
         account_id: acc.clone(),
         url: "http://127.0.0.1:9/".into(),
@@ -92,6 +93,7 @@ pub async fn manual_retry_allows_one_more_attempt_of_a_failed_delivery(store: &d
 pub async fn the_webhook_limit_holds_under_concurrent_creates(store: &dyn Store) {
     let acc = account(store, "a").await;
     let make = || NewWebhook {
+        signature: Default::default(),
         id: WebhookId::generate(),
         account_id: acc.clone(),
         url: "http://127.0.0.1:9/".into(),

@@ -22,6 +22,8 @@ pub struct Fixtures {
     /// An agent with its own `webhook_url`.
     pub agent: String,
     pub message: String,
+    /// The test account's id (its public JWK Set's address).
+    pub account: String,
 }
 
 pub enum Body {
@@ -81,6 +83,7 @@ pub async fn fixtures(app: &TestApp) -> Fixtures {
         event,
         agent,
         message,
+        account: app.store.account_by_name("default").await.unwrap().expect("the bootstrap account").id.to_string(),
     }
 }
 
@@ -159,7 +162,9 @@ pub async fn example(app: &TestApp, fx: &Fixtures, operation: &str, n: usize) ->
             Example::new(Body::Raw("message/rfc822", raw_message(agent, n + 1_000_000))).at("address", agent)
         }
         "get_message" | "get_raw_message" => Example::new(Empty).at("id", &fx.message),
-        "healthz" | "readyz" | "metrics" => Example::new(Empty),
+        "healthz" | "readyz" | "metrics" | "list_signing_keys" => Example::new(Empty),
+        "rotate_signing_key" => Example::new(Json(json!({"grace_period_seconds": 60}))),
+        "jwks" => Example::new(Empty).at("account_public_id", &fx.account),
         _ => return None,
     })
 }

@@ -1,0 +1,120 @@
+//! The account's Ed25519 signing keys (list, rotate) and their public JWK Set, served
+//! without auth at `/.well-known/herald/{account_public_id}/jwks.json`.
+
+use crate::AppState;
+use crate::auth::Authed;
+use crate::dto::jwks_url;
+use crate::extract::{MaybeJson, NoQuery, PathId};
+use crate::lifecycle::RotateIn;
+use crate::problem::ApiError;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use herald_domain::{AccountId, rfc3339};
+use herald_store::SigningKeyInfo;
+use serde::Serialize;
+use std::time::Duration;
+
+/// How long receivers and caches may keep the JWK Set. A rotation keeps the replaced key
+/// in it for the grace period, so a copy this old still verifies the older signature.
+pub const JWKS_MAX_AGE_SECS: u64 = 300;
+
+/// One signing key, public parts only (the private key never leaves the server).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SigningKeyOut {
+    /// Its RFC 7638 thumbprint: the `webhook-key-id` header and the JWK's `kid`.
+    pub kid: String,
+    /// `whpk_…` (Standard Webhooks), for receivers that pin a key instead of fetching the JWKS.
+    #[schema(pattern = "^whpk_[A-Za-z0-9+/]{43}=$")]
+    pub public_key: String,
+    /// The current key signs every Ed25519 delivery; a replaced one signs beside it until
+    /// `expires_at`.
+    pub current: bool,
+    #[schema(value_type = crate::schemas::Rfc3339)]
+    pub created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::schemas::Rfc3339>)]
+    pub expires_at: Option<String>,
+}
+
+/// The account's keys, newest first, and where receivers fetch them.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SigningKeysOut {
+    pub jwks_url: String,
+    pub keys: Vec<SigningKeyOut>,
+}
+
+fn keys_out(s: &AppState, account: &AccountId, keys: Vec<SigningKeyInfo>) -> SigningKeysOut {
+    SigningKeysOut {
+        jwks_url: jwks_url(&s.config.portal.public_url, account),
+        keys: keys
+            .into_iter()
+            .map(|k| SigningKeyOut {
+                current: k.expires_at.is_none(),
+                kid: k.kid,
+                public_key: k.public_key,
+                created_at: rfc3339(k.created_at),
+                expires_at: k.expires_at.map(rfc3339),
+            })
+            .collect(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/signing-keys", tag = "signing keys", security(("bearer" = [])),
+    responses((status = 200, body = SigningKeysOut,
+        description = "the current key and those still in grace (none until the first `ed25519` webhook or agent, or a rotation)")))]
+pub async fn list_signing_keys(
+    State(s): State<AppState>,
+    Authed(account): Authed,
+    _: NoQuery,
+) -> Result<impl IntoResponse, ApiError> {
+    let keys = s.app.signing_keys(&account.id).await?;
+    Ok(axum::Json(keys_out(&s, &account.id, keys)))
+}
+
+#[utoipa::path(post, path = "/api/v1/signing-keys/rotate", tag = "signing keys", security(("bearer" = [])),
+    request_body(content = Option<RotateIn>, description = "optional"),
+    responses(
+        (status = 200, body = SigningKeysOut, description = "rotated: a fresh key is current; the one it replaced signs beside it, and stays in the JWK Set, for the grace period"),
+        (status = 400, description = "invalid"),
+        (status = 429, description = "too many rotations in this account (HERALD_ROTATIONS_PER_MINUTE, 10 a minute)"),
+    ))]
+pub async fn rotate_signing_key(
+    State(s): State<AppState>,
+    Authed(account): Authed,
+    _: NoQuery,
+    MaybeJson(body): MaybeJson<RotateIn>,
+) -> Result<impl IntoResponse, ApiError> {
+    let grace = Duration::from_secs(body.unwrap_or_default().grace_period_seconds.unwrap_or(86_400));
+    let admit = || crate::ratelimit::admit(&s.limits.rotate_per_account, account.id.as_str());
+    let keys = s.app.rotate_signing_key(&account.id, grace, admit).await?;
+    Ok(axum::Json(keys_out(&s, &account.id, keys)))
+}
+
+/// A JWK Set (RFC 7517 §5) of Ed25519 public keys (RFC 8037: `kty` OKP, `crv` Ed25519, `x`),
+/// each with `kid`, `use: sig` and `alg: EdDSA`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Jwks {
+    #[schema(value_type = Vec<Object>)]
+    pub keys: Vec<serde_json::Value>,
+}
+
+#[utoipa::path(get, path = "/.well-known/herald/{account_public_id}/jwks.json", tag = "signing keys",
+    params(("account_public_id" = String, Path, description = "the account's id (`acc_…`)", pattern = "^acc_[0-9a-f]{32}$")),
+    responses(
+        (status = 200, body = Jwks, content_type = "application/jwk-set+json",
+            description = "the account's current and in-grace public keys; cacheable for 5 minutes (on an unknown `webhook-key-id`, fetch again)"),
+        (status = 404, description = "no such account"),
+    ))]
+pub async fn jwks(State(s): State<AppState>, _: NoQuery, PathId(account): PathId) -> Result<Response, ApiError> {
+    let set = s.app.jwks(&account).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/jwk-set+json".to_owned()),
+            (header::CACHE_CONTROL, format!("public, max-age={JWKS_MAX_AGE_SECS}")),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".to_owned()),
+        ],
+        serde_json::to_vec(&set).expect("JSON values serialise"),
+    )
+        .into_response())
+}
