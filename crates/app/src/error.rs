@@ -5,12 +5,7 @@ use herald_domain::{DisabledReason, RetryRefused};
 use herald_store::StoreError;
 use std::time::Duration;
 
-/// One invalid field of an input.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+pub use herald_domain::input::FieldError;
 
 /// Why the resource's state does not allow the request now.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

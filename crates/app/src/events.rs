@@ -2,23 +2,11 @@
 
 use crate::{AppError, AppResult, Conflict, FieldError, Herald, validate};
 use herald_domain::event_type::BUILT_IN;
-use herald_domain::{AccountId, Envelope, EventId, EventType, RoutingAttributes};
+use herald_domain::{AccountId, EventId, EventType};
 use herald_store::{Delivery, Event, EventFilter, NewEvent, Page, Published, StoreError};
-use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-/// An event to publish, as the caller gave it.
-#[derive(Clone, Debug)]
-pub struct EventDraft {
-    pub event_type: String,
-    pub data: Box<RawValue>,
-    pub idempotency_key: Option<String>,
-    pub agent_id: Option<String>,
-    pub conversation_id: Option<String>,
-    pub labels: Vec<String>,
-    /// The FIFO lane within each webhook with `ordering: fifo`.
-    pub ordering_key: Option<String>,
-}
+pub use herald_domain::input::EventDraft;
 
 /// One event type an account can use.
 #[derive(Clone, Debug)]
@@ -32,37 +20,12 @@ pub struct EventTypeView {
 impl Herald {
     /// Validates and publishes: the event and all its deliveries are committed together.
     pub async fn publish(&self, account: &AccountId, d: EventDraft) -> AppResult<Published> {
-        let mut errs = Vec::new();
         let event_type = self.known_event_type(account, &d.event_type).await?;
-        if event_type.is_none() {
-            errs.push(FieldError { field: "type".into(), message: validate::unknown_type_message(&d.event_type) });
-        } else if herald_domain::operational::is_operational(&d.event_type) {
-            errs.push(FieldError { field: "type".into(), message: validate::operational_type_message(&d.event_type) });
-        }
-        if let Err(m) = validate::check_data(&d.data) {
-            errs.push(FieldError { field: "data".into(), message: m.into() });
-        }
-        validate::short_text("idempotency_key", d.idempotency_key.as_deref(), 255, &mut errs);
-        validate::short_text("agent_id", d.agent_id.as_deref(), 320, &mut errs);
-        validate::short_text("conversation_id", d.conversation_id.as_deref(), 255, &mut errs);
-        validate::labels(&d.labels, &mut errs);
-        validate::short_text("ordering_key", d.ordering_key.as_deref(), 255, &mut errs);
+        let errs = herald_domain::input::check_event_draft(&d, event_type.as_ref());
         let Some(event_type) = event_type.filter(|_| errs.is_empty()) else {
             return Err(AppError::Invalid(errs));
         };
-        let id = EventId::generate();
-        let created_at = self.clock.now();
-        let envelope = Envelope::build(&id, event_type.as_str(), created_at, &d.data);
-        let new = NewEvent {
-            id,
-            account_id: account.clone(),
-            event_type: event_type.as_str().to_owned(),
-            envelope,
-            routing: RoutingAttributes { agent_id: d.agent_id, conversation_id: d.conversation_id, labels: d.labels },
-            ordering_key: d.ordering_key,
-            idempotency_key: d.idempotency_key,
-            created_at,
-        };
+        let new = NewEvent::from_draft(account, &event_type, d, self.clock.now());
         let published = self.store.publish(new, &self.config.fanout).await?;
         if !published.replayed {
             count_published("api", published.deliveries);

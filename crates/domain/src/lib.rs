@@ -18,6 +18,7 @@ pub mod event_type;
 mod fuzz;
 pub mod ids;
 pub mod inbound;
+pub mod input;
 pub mod ip_policy;
 pub mod mail;
 pub mod operational;

@@ -10,10 +10,12 @@ pub mod bench;
 pub mod bench_smtp;
 pub mod cli;
 pub mod config_check;
+mod embedded;
 pub mod prometheus;
 pub mod settings;
 mod settings_check;
 
+pub use embedded::{CallerPool, Embedded};
 pub use settings::Settings;
 
 use anyhow::Context;
@@ -32,16 +34,27 @@ use tokio_util::sync::CancellationToken;
 /// Wraps the opened store (fault injection in tests).
 pub type StoreWrapper = Box<dyn FnOnce(Arc<dyn Store>) -> Arc<dyn Store> + Send>;
 
-/// Dependencies that tests replace: the clock, the DNS lookup, a store decorator.
+/// Dependencies that tests (and library mode) replace: the clock, the DNS lookup, a store
+/// decorator, a store already opened (on the caller's pool), whether to serve the API.
 pub struct Deps {
     pub clock: Arc<dyn Clock>,
     pub lookup: Option<Arc<dyn Lookup>>,
     pub wrap_store: Option<StoreWrapper>,
+    /// Run on this store instead of opening `HERALD_DATABASE_URL`.
+    pub store: Option<Arc<dyn Store>>,
+    /// Serve the HTTP API (and portal) on `--listen`; without it only the engine runs.
+    pub serve_api: bool,
 }
 
 impl Default for Deps {
     fn default() -> Self {
-        Self { clock: Arc::new(herald_domain::SystemClock), lookup: None, wrap_store: None }
+        Self {
+            clock: Arc::new(herald_domain::SystemClock),
+            lookup: None,
+            wrap_store: None,
+            store: None,
+            serve_api: true,
+        }
     }
 }
 
@@ -50,7 +63,10 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
     store: Arc<dyn Store>,
+    /// The application layer the API serves (library mode uses it directly).
+    app: Herald,
     router: axum::Router,
+    serve_api: bool,
     engine: Engine,
     smtp: Option<SmtpListener>,
     shutdown_grace: std::time::Duration,
@@ -96,15 +112,28 @@ pub async fn pending_migrations(settings: &Settings) -> anyhow::Result<Vec<(i64,
     }
 }
 
+/// The cipher of `HERALD_SECRET_KEY`, when set.
+pub fn secret_cipher(settings: &Settings) -> anyhow::Result<Option<Arc<herald_store::codec::SecretCipher>>> {
+    settings
+        .secret_key
+        .as_ref()
+        .map(|k| herald_store::codec::SecretCipher::from_key_text(k.expose()).map(Arc::new).map_err(anyhow::Error::msg))
+        .transpose()
+}
+
+/// The PostgreSQL settings of `settings`.
+pub fn pg_settings(settings: &Settings) -> herald_store_postgres::PgSettings {
+    herald_store_postgres::PgSettings {
+        pool_size: settings.pg_pool_size,
+        statement_timeout: settings.pg_statement_timeout,
+        acquire_timeout: settings.pg_acquire_timeout,
+    }
+}
+
 /// Opens the store named by the settings.
 pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     let url = settings.database_url();
-    let cipher = match &settings.secret_key {
-        Some(k) => {
-            Some(Arc::new(herald_store::codec::SecretCipher::from_key_text(k.expose()).map_err(anyhow::Error::msg)?))
-        }
-        None => None,
-    };
+    let cipher = secret_cipher(settings)?;
     if url.starts_with("sqlite:") {
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
@@ -114,12 +143,7 @@ pub async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
             .with_cipher(cipher);
         Ok(Arc::new(store))
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-        let pg = herald_store_postgres::PgSettings {
-            pool_size: settings.pg_pool_size,
-            statement_timeout: settings.pg_statement_timeout,
-            acquire_timeout: settings.pg_acquire_timeout,
-        };
-        let store = herald_store_postgres::PgStore::open(&url, &pg)
+        let store = herald_store_postgres::PgStore::open(&url, &pg_settings(settings))
             .await
             .context("opening PostgreSQL (check HERALD_DATABASE_URL)")?
             .with_cipher(cipher);
@@ -154,7 +178,8 @@ impl Application {
     pub async fn build(settings: Settings, deps: Deps) -> anyhow::Result<Self> {
         settings.validate().map_err(anyhow::Error::msg)?;
         // One server per SQLite file: `herald restore` and a second `serve` see it held.
-        let db_lock = match backup::sqlite_path(&settings.database_url()) {
+        // (A store handed in runs on the caller's database, whose file is the caller's.)
+        let db_lock = match backup::sqlite_path(&settings.database_url()).filter(|_| deps.store.is_none()) {
             Some(db) => {
                 std::fs::create_dir_all(&settings.data_dir)
                     .with_context(|| format!("creating data dir {}", settings.data_dir.display()))?;
@@ -162,7 +187,10 @@ impl Application {
             }
             None => None,
         };
-        let mut store = open_store(&settings).await?;
+        let mut store = match deps.store {
+            Some(store) => store,
+            None => open_store(&settings).await?,
+        };
         if let Some(wrap) = deps.wrap_store {
             store = wrap(store);
         }
@@ -272,7 +300,7 @@ impl Application {
             frame_ancestors: settings.frame_ancestors().map_err(|e| anyhow::anyhow!(e))?,
         };
         let state = AppState::new(
-            app,
+            app.clone(),
             ApiConfig {
                 recover_interval: settings.recover_interval,
                 test_sends_per_minute: settings.test_sends_per_minute,
@@ -294,7 +322,9 @@ impl Application {
             listener,
             addr,
             store,
+            app,
             router,
+            serve_api: deps.serve_api,
             engine,
             smtp,
             shutdown_grace,
@@ -322,6 +352,11 @@ impl Application {
         self.store.clone()
     }
 
+    /// The application layer (what the API calls): webhooks, events, keys.
+    pub fn app(&self) -> &Herald {
+        &self.app
+    }
+
     /// Serves API and engine until `cancel`; then drains gracefully.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
         if let Some(handle) = prometheus::handle() {
@@ -330,9 +365,14 @@ impl Application {
         let engine = self.engine.start(cancel.clone());
         let smtp = self.smtp.map(|s| tokio::spawn(herald_smtp::serve(s.listener, s.config, s.inbound, cancel.clone())));
         let shutdown = cancel.clone();
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await?;
+        if self.serve_api {
+            axum::serve(self.listener, self.router)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await?;
+        } else {
+            drop(self.listener);
+            shutdown.cancelled().await;
+        }
         if let Some(smtp) = smtp {
             // Open sessions answer 421 after their current command; a message being
             // committed finishes first. A client trickling bytes is not waited for past

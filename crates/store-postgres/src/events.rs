@@ -174,13 +174,7 @@ impl EventLog for PgStore {
     }
 
     async fn custom_event_type_exists(&self, account: &AccountId, name: &str) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_types WHERE account_id = $1 AND name = $2")
-            .bind(account.as_str())
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(n > 0)
+        custom_type_exists(&self.pool, account, name).await
     }
 
     async fn create_event_type(
@@ -273,4 +267,20 @@ impl PgStore {
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(n))
     }
+}
+
+/// Whether `name` is one of the account's registered event types, read through `on` (a pool,
+/// or the caller's transaction in library mode).
+pub(crate) async fn custom_type_exists<'e>(
+    on: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    account: &AccountId,
+    name: &str,
+) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_types WHERE account_id = $1 AND name = $2")
+        .bind(account.as_str())
+        .bind(name)
+        .fetch_one(on)
+        .await
+        .map_err(unavailable)?;
+    Ok(n > 0)
 }

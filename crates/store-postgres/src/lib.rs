@@ -29,6 +29,7 @@ mod inbox;
 mod janitor;
 mod listener;
 pub mod migrations;
+pub mod outbox;
 mod outcomes;
 mod portal;
 mod publish;
@@ -97,10 +98,31 @@ impl PgStore {
         {
             let mut conn =
                 PgConnectOptions::from_str(url).map_err(unavailable)?.connect().await.map_err(unavailable)?;
+            migrations::ensure_schema(&mut conn).await?;
             herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
             migrations::migrator().run(&mut conn).await.map_err(migrations::refused)?;
             let _ = conn.close().await;
         }
+        Ok(Self::started(pool, opts, settings))
+    }
+
+    /// On the caller's pool (library mode, `herald::Embedded`): applies the embedded
+    /// migrations on one of its connections (they wait for another replica's migration lock)
+    /// and starts the LISTEN task. Herald's tables are wherever the pool's `search_path`
+    /// points first.
+    pub async fn with_pool(pool: PgPool, settings: &PgSettings) -> StoreResult<Self> {
+        {
+            let mut conn = pool.acquire().await.map_err(unavailable)?;
+            migrations::ensure_schema(&mut conn).await?;
+            herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
+            migrations::migrator().run(&mut *conn).await.map_err(migrations::refused)?;
+        }
+        let opts = (*pool.connect_options()).clone();
+        Ok(Self::started(pool, opts, settings))
+    }
+
+    /// The store on `pool`: the soft-commit pool beside it, LISTEN and NOTIFY tasks.
+    fn started(pool: PgPool, opts: PgConnectOptions, settings: &PgSettings) -> Self {
         let signal = WorkSignal::new();
         let stop = tokio_util::sync::CancellationToken::new();
         tokio::spawn(listener::listen(pool.clone(), signal.clone(), stop.clone()));
@@ -110,7 +132,7 @@ impl PgStore {
             .connect_lazy_with(opts.options([("synchronous_commit", "off")]));
         let (notifier, wanted) = tokio::sync::mpsc::channel(1);
         tokio::spawn(listener::notify_loop(pool.clone(), wanted));
-        Ok(Self { pool, soft, notifier, signal, _listening: Arc::new(stop.drop_guard()), cipher: None })
+        Self { pool, soft, notifier, signal, _listening: Arc::new(stop.drop_guard()), cipher: None }
     }
 
     /// Encrypts signing secrets at rest with `cipher` from now on.

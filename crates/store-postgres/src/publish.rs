@@ -12,59 +12,64 @@ impl PgStore {
         if new.idempotency_key.is_none() {
             return self.publish_one_statement(new, rules).await;
         }
-        let now = to_millis(new.created_at);
-        let account = new.account_id.as_str();
         let mut tx = self.begin().await?;
-        if let Some(key) = &new.idempotency_key {
-            // Serialise publishes of one key: the unique index would reject the second anyway.
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")
+        let published = publish_on(&mut tx, new, rules).await?;
+        tx.commit().await.map_err(unavailable)?;
+        if published.deliveries > 0 && !published.replayed {
+            self.wake_local();
+            self.notify_soon();
+        }
+        Ok(published)
+    }
+}
+
+/// Publishes `new` on `conn`, inside a transaction the caller owns and commits (this store's
+/// own, or a library caller's: `herald-outbox`): an idempotency key is serialised per
+/// account and key and answers the earlier event within its window; otherwise the event
+/// and one delivery per matching enabled subscription. Wakes nothing.
+pub async fn publish_on(tx: &mut sqlx::PgConnection, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published> {
+    let now = to_millis(new.created_at);
+    let account = new.account_id.as_str();
+    if let Some(key) = &new.idempotency_key {
+        // Serialise publishes of one key: the unique index would reject the second anyway.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2))")
+            .bind(account)
+            .bind(key)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let prior = sqlx::query(
+            "SELECT id, type, created_at, deliveries FROM events WHERE account_id = $1 AND idempotency_key = $2",
+        )
+        .bind(account)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if let Some(r) = prior {
+            let created: i64 = get(&r, 2)?;
+            if rules.idempotency_holds(created, now) {
+                return Ok(Published {
+                    id: EventId::from_trusted(get(&r, 0)?),
+                    event_type: get(&r, 1)?,
+                    created_at: herald_domain::from_millis(created),
+                    deliveries: get::<i64>(&r, 3)? as u32,
+                    replayed: true,
+                });
+            }
+            sqlx::query("UPDATE events SET idempotency_key = NULL WHERE account_id = $1 AND idempotency_key = $2")
                 .bind(account)
                 .bind(key)
                 .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            let prior = sqlx::query(
-                "SELECT id, type, created_at, deliveries FROM events WHERE account_id = $1 AND idempotency_key = $2",
-            )
-            .bind(account)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            if let Some(r) = prior {
-                let created: i64 = get(&r, 2)?;
-                if rules.idempotency_holds(created, now) {
-                    return Ok(Published {
-                        id: EventId::from_trusted(get(&r, 0)?),
-                        event_type: get(&r, 1)?,
-                        created_at: herald_domain::from_millis(created),
-                        deliveries: get::<i64>(&r, 3)? as u32,
-                        replayed: true,
-                    });
-                }
-                sqlx::query("UPDATE events SET idempotency_key = NULL WHERE account_id = $1 AND idempotency_key = $2")
-                    .bind(account)
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            }
         }
-        let n = publish_in(&mut tx, &new, rules).await?;
-        tx.commit().await.map_err(unavailable)?;
-        if n > 0 {
-            self.wake_local();
-            self.notify_soon();
-        }
-        Ok(Published {
-            id: new.id,
-            event_type: new.event_type,
-            created_at: new.created_at,
-            deliveries: n,
-            replayed: false,
-        })
     }
+    let n = publish_in(&mut *tx, &new, rules).await?;
+    Ok(Published { id: new.id, event_type: new.event_type, created_at: new.created_at, deliveries: n, replayed: false })
+}
 
+impl PgStore {
     /// A publish without an idempotency key as ONE statement (atomic on its own): match the
     /// subscriptions (the same rules as `Filters::wants`, in SQL), insert the event and its
     /// deliveries. Delivery ids are made in SQL in the same shape as `DeliveryId::generate`

@@ -173,13 +173,7 @@ impl EventLog for SqliteStore {
     }
 
     async fn custom_event_type_exists(&self, account: &AccountId, name: &str) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_types WHERE account_id = ? AND name = ?")
-            .bind(account.as_str())
-            .bind(name)
-            .fetch_one(&self.read)
-            .await
-            .map_err(unavailable)?;
-        Ok(n > 0)
+        custom_type_exists(&self.read, account, name).await
     }
 
     async fn create_event_type(
@@ -272,4 +266,20 @@ impl SqliteStore {
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(n))
     }
+}
+
+/// Whether `name` is one of the account's registered event types, read through `on` (a pool,
+/// or the caller's transaction in library mode).
+pub(crate) async fn custom_type_exists<'e>(
+    on: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    account: &AccountId,
+    name: &str,
+) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM event_types WHERE account_id = ? AND name = ?")
+        .bind(account.as_str())
+        .bind(name)
+        .fetch_one(on)
+        .await
+        .map_err(unavailable)?;
+    Ok(n > 0)
 }

@@ -25,6 +25,7 @@ mod idempotency;
 mod inbox;
 mod janitor;
 pub mod migrations;
+pub mod outbox;
 mod outcomes;
 mod portal;
 mod publish;
@@ -70,8 +71,18 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `url` (`sqlite://path`) and applies
     /// the embedded migrations.
     pub async fn open(url: &str, durability: Durability) -> StoreResult<Self> {
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(unavailable)?
+        Self::open_with(SqliteConnectOptions::from_str(url).map_err(unavailable)?, durability).await
+    }
+
+    /// On the caller's database (library mode, `herald::Embedded`): the file of `pool`,
+    /// whose connections the store reads with; it writes through one connection of its own
+    /// (the caller's writes wait for it, and it for them, through SQLite's busy timeout).
+    pub async fn with_pool(pool: sqlx::SqlitePool, durability: Durability) -> StoreResult<Self> {
+        Self::open_with((*pool.connect_options()).clone(), durability).await
+    }
+
+    async fn open_with(opts: SqliteConnectOptions, durability: Durability) -> StoreResult<Self> {
+        let opts = opts
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(match durability {

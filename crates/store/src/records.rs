@@ -103,6 +103,34 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// The event a checked draft makes (`herald_domain::input::check_event_draft`): a fresh
+    /// id, the envelope receivers get, created at `now`.
+    pub fn from_draft(
+        account: &AccountId,
+        event_type: &herald_domain::EventType,
+        d: herald_domain::input::EventDraft,
+        now: OffsetDateTime,
+    ) -> Self {
+        let id = EventId::generate();
+        let envelope = herald_domain::Envelope::build(&id, event_type.as_str(), now, &d.data);
+        Self {
+            id,
+            account_id: account.clone(),
+            event_type: event_type.as_str().to_owned(),
+            envelope,
+            routing: herald_domain::RoutingAttributes {
+                agent_id: d.agent_id,
+                conversation_id: d.conversation_id,
+                labels: d.labels,
+            },
+            ordering_key: d.ordering_key,
+            idempotency_key: d.idempotency_key,
+            created_at: now,
+        }
+    }
+}
+
+impl NewEvent {
     /// An operational event of `account` (no routing attributes, no idempotency key).
     pub fn notice(account: &AccountId, notice: &herald_domain::operational::Notice, at: OffsetDateTime) -> Self {
         let id = EventId::generate();

@@ -16,6 +16,7 @@ mod inbound;
 mod inbound_auth;
 mod input;
 mod keys;
+mod library;
 mod lifecycle;
 mod logs;
 mod metrics;

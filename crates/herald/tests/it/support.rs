@@ -334,6 +334,7 @@ pub async fn spawn_app_with(opts: Options) -> TestApp {
         clock: clock.clone().map(|c| c as Arc<dyn Clock>).unwrap_or_else(|| Arc::new(herald_domain::SystemClock)),
         lookup: opts.lookup.map(|l| Arc::new(l) as Arc<dyn herald_delivery::Lookup>),
         wrap_store: opts.wrap_store,
+        ..Deps::default()
     };
     let app = Application::build(settings, deps).await.expect("app builds");
     let addr = app.local_addr();
