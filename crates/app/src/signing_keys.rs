@@ -30,7 +30,8 @@ impl Herald {
     }
 
     /// Makes a fresh key current; the one it replaces signs (beside it) and stays in the JWK
-    /// Set for `grace` more. Answers the keys after the rotation.
+    /// Set for `grace` more (at most 5 keys in grace, like previous secrets: those that
+    /// sign longest). Answers the keys after the rotation.
     pub async fn rotate_signing_key(
         &self,
         account: &AccountId,
@@ -42,7 +43,8 @@ impl Herald {
         }
         admit()?;
         let now = self.clock.now();
-        self.store.rotate_signing_key(account, &SigningKeyPair::generate(), now + grace, now).await?;
+        let keep = self.config.previous_secrets_kept;
+        self.store.rotate_signing_key(account, &SigningKeyPair::generate(), now + grace, keep, now).await?;
         self.signing_keys(account).await
     }
 

@@ -11,4 +11,4 @@ CREATE TABLE signing_keys (
 -- One current key per account (rotation replaces it in one transaction).
 CREATE UNIQUE INDEX signing_keys_current ON signing_keys (account_id) WHERE expires_at IS NULL;
 CREATE INDEX signing_keys_account ON signing_keys (account_id, created_at);
-ALTER TABLE webhooks ADD COLUMN signature TEXT NOT NULL DEFAULT 'hmac';
+ALTER TABLE webhooks ADD COLUMN signature TEXT NOT NULL DEFAULT 'hmac' CHECK (signature IN ('hmac', 'ed25519'));

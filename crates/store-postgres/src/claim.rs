@@ -162,6 +162,20 @@ impl Queue for PgStore {
                 .map_err(unavailable)?;
             }
         }
+        // 5. Ed25519 deliveries need their accounts' keys: read in this transaction, so a
+        //    failure gives every lease back rather than stranding them until they expire.
+        let mut ed25519_accounts: Vec<String> = Vec::new();
+        for r in &rows {
+            if get::<String>(r, 17)? == SignatureScheme::Ed25519.as_str() {
+                ed25519_accounts.push(get(r, 14)?);
+            }
+        }
+        ed25519_accounts.sort();
+        ed25519_accounts.dedup();
+        let rings = match ed25519_accounts.is_empty() {
+            true => HashMap::new(),
+            false => crate::signing_keys::key_rings(&mut tx, self.cipher.as_deref(), &ed25519_accounts, now_ms).await?,
+        };
         tx.commit().await.map_err(unavailable)?;
         let by_id: HashMap<&str, &Locked> = locked.iter().map(|w| (w.id.as_str(), w)).collect();
         let mut secrets_of: HashMap<String, Option<herald_domain::SecretSet>> = Default::default();
@@ -213,17 +227,8 @@ impl Queue for PgStore {
                 })
             })
             .collect::<StoreResult<Vec<Claimed>>>()?;
-        // Ed25519 deliveries get their account's keys (one read per account).
-        let accounts: Vec<String> = claimed
-            .iter()
-            .filter(|c| c.signature == SignatureScheme::Ed25519)
-            .map(|c| c.account_id.to_string())
-            .collect();
-        if !accounts.is_empty() {
-            let rings = crate::signing_keys::key_rings(&self.pool, self.cipher.as_deref(), &accounts, now_ms).await?;
-            for c in claimed.iter_mut().filter(|c| c.signature == SignatureScheme::Ed25519) {
-                c.keys = rings.get(c.account_id.as_str()).cloned().flatten();
-            }
+        for c in claimed.iter_mut().filter(|c| c.signature == SignatureScheme::Ed25519) {
+            c.keys = rings.get(c.account_id.as_str()).cloned().flatten();
         }
         Ok(claimed)
     }

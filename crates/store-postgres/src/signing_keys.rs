@@ -6,7 +6,6 @@ use async_trait::async_trait;
 use herald_domain::{AccountId, KeyRing, SigningKeyPair, to_millis};
 use herald_store::codec::{SecretCipher, open_key_ring, seal};
 use herald_store::*;
-use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -16,7 +15,8 @@ impl SigningKeys for PgStore {
     async fn signing_keys(&self, account: &AccountId, now: OffsetDateTime) -> StoreResult<Vec<SigningKeyInfo>> {
         let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
             "SELECT kid, public_key, created_at, expires_at FROM signing_keys \
-             WHERE account_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at DESC, kid",
+             WHERE account_id = $1 AND (expires_at IS NULL OR expires_at > $2) \
+             ORDER BY expires_at IS NOT NULL, created_at DESC, kid",
         )
         .bind(account.as_str())
         .bind(to_millis(now))
@@ -53,12 +53,14 @@ impl SigningKeys for PgStore {
         account: &AccountId,
         key: &SigningKeyPair,
         grace_until: OffsetDateTime,
+        keep: usize,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
         let now_ms = to_millis(now);
         let mut tx = self.begin().await?;
-        // Rotations of one account take turns (each then sees the other's current key).
-        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR UPDATE")
+        // Rotations of one account take turns (each then sees the other's current key). NO KEY:
+        // inserts referencing the account (webhooks, sessions) are not held up.
+        sqlx::query("SELECT id FROM accounts WHERE id = $1 FOR NO KEY UPDATE")
             .bind(account.as_str())
             .execute(&mut *tx)
             .await
@@ -69,21 +71,39 @@ impl SigningKeys for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        sqlx::query("UPDATE signing_keys SET expires_at = $1 WHERE account_id = $2 AND expires_at IS NULL")
-            .bind(to_millis(grace_until).max(now_ms))
+        let sealed = seal(self.cipher.as_deref(), &key.expose_secret());
+        // A first key made meanwhile by `ensure_signing_key` (which takes no account lock)
+        // is replaced like any current key: at most one more round.
+        for _ in 0..2 {
+            sqlx::query("UPDATE signing_keys SET expires_at = $1 WHERE account_id = $2 AND expires_at IS NULL")
+                .bind(to_millis(grace_until).max(now_ms))
+                .bind(account.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+            let inserted = sqlx::query(
+                "INSERT INTO signing_keys (kid, account_id, public_key, private_key, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id) WHERE expires_at IS NULL DO NOTHING",
+            )
+            .bind(key.kid())
             .bind(account.as_str())
+            .bind(key.public().to_whpk())
+            .bind(&sealed)
+            .bind(now_ms)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+            if inserted.rows_affected() == 1 {
+                break;
+            }
+        }
         sqlx::query(
-            "INSERT INTO signing_keys (kid, account_id, public_key, private_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "DELETE FROM signing_keys WHERE account_id = $1 AND expires_at IS NOT NULL AND kid NOT IN \
+               (SELECT kid FROM signing_keys WHERE account_id = $1 AND expires_at IS NOT NULL \
+                ORDER BY expires_at DESC, created_at DESC LIMIT $2)",
         )
-        .bind(key.kid())
         .bind(account.as_str())
-        .bind(key.public().to_whpk())
-        .bind(seal(self.cipher.as_deref(), &key.expose_secret()))
-        .bind(now_ms)
+        .bind(keep as i64)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -112,7 +132,7 @@ fn info((kid, public_key, created_at, expires_at): (String, String, i64, Option<
 /// The key ring of each account, for a claim's Ed25519 deliveries (see
 /// [`open_key_ring`]: `None` when it has no usable key). One statement for all of them.
 pub(crate) async fn key_rings(
-    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
     cipher: Option<&SecretCipher>,
     accounts: &[String],
     now_ms: i64,
@@ -124,7 +144,7 @@ pub(crate) async fn key_rings(
     )
     .bind(accounts)
     .bind(now_ms)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
     .map_err(unavailable)?;
     let mut sealed: HashMap<String, Vec<String>> = accounts.iter().map(|a| (a.clone(), Vec::new())).collect();

@@ -16,7 +16,8 @@ impl SigningKeys for SqliteStore {
     async fn signing_keys(&self, account: &AccountId, now: OffsetDateTime) -> StoreResult<Vec<SigningKeyInfo>> {
         let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(
             "SELECT kid, public_key, created_at, expires_at FROM signing_keys \
-             WHERE account_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC, kid",
+             WHERE account_id = ? AND (expires_at IS NULL OR expires_at > ?) \
+             ORDER BY expires_at IS NOT NULL, created_at DESC, kid",
         )
         .bind(account.as_str())
         .bind(to_millis(now))
@@ -53,6 +54,7 @@ impl SigningKeys for SqliteStore {
         account: &AccountId,
         key: &SigningKeyPair,
         grace_until: OffsetDateTime,
+        keep: usize,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
         let now_ms = to_millis(now);
@@ -70,6 +72,16 @@ impl SigningKeys for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        sqlx::query(
+            "DELETE FROM signing_keys WHERE account_id = ?1 AND expires_at IS NOT NULL AND kid NOT IN \
+               (SELECT kid FROM signing_keys WHERE account_id = ?1 AND expires_at IS NOT NULL \
+                ORDER BY expires_at DESC, created_at DESC LIMIT ?2)",
+        )
+        .bind(account.as_str())
+        .bind(keep as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO signing_keys (kid, account_id, public_key, private_key, created_at) VALUES (?, ?, ?, ?, ?)",
         )

@@ -148,28 +148,31 @@ pub fn open_for_claim(
 }
 
 /// An account's key ring for a claim, from its sealed private keys (current first): `None`
-/// (logged) when there are none or one cannot be opened, so that account's Ed25519
-/// deliveries are not sent and nothing else is held up.
+/// (logged) when there is none or the current one cannot be opened, so that account's
+/// Ed25519 deliveries are not sent and nothing else is held up. A key in grace that does
+/// not open is left out (logged): the current key still signs.
 pub fn open_key_ring(cipher: Option<&SecretCipher>, account: &str, sealed: Vec<String>) -> Option<KeyRing> {
-    let opened: StoreResult<Vec<SigningKeyPair>> = sealed
-        .into_iter()
-        .map(|stored| {
-            if cipher.is_none() && stored.starts_with(ENC_PREFIX) {
-                return Err(StoreError::Misconfigured(
-                    "signing keys are stored encrypted: set HERALD_SECRET_KEY".into(),
-                ));
+    let mut keys = Vec::new();
+    for (i, stored) in sealed.into_iter().enumerate() {
+        let opened = if cipher.is_none() && stored.starts_with(ENC_PREFIX) {
+            Err(StoreError::Misconfigured("signing keys are stored encrypted: set HERALD_SECRET_KEY".into()))
+        } else {
+            open(cipher, stored).and_then(|plain| {
+                SigningKeyPair::from_secret(&plain).map_err(|e| StoreError::corrupt("a signing key", e))
+            })
+        };
+        match opened {
+            Ok(key) => keys.push(key),
+            Err(e) if i == 0 => {
+                tracing::error!(account_id = account, error = %e, "the current signing key cannot be opened; the account's Ed25519 deliveries are not sent");
+                return None;
             }
-            let plain = open(cipher, stored)?;
-            SigningKeyPair::from_secret(&plain).map_err(|e| StoreError::corrupt("a signing key", e))
-        })
-        .collect();
-    match opened {
-        Ok(keys) => KeyRing::new(keys),
-        Err(e) => {
-            tracing::error!(account_id = account, error = %e, "signing keys cannot be opened; its Ed25519 deliveries are not sent");
-            None
+            Err(e) => {
+                tracing::error!(account_id = account, error = %e, "a signing key in grace cannot be opened; it no longer signs")
+            }
         }
     }
+    KeyRing::new(keys)
 }
 
 /// [`secret_set`] for stores that may encrypt secrets.

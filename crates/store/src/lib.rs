@@ -126,13 +126,16 @@ pub trait SigningKeys {
         now: OffsetDateTime,
     ) -> StoreResult<bool>;
     /// Makes `key` current; the key it replaces keeps signing until `grace_until` (keys
-    /// already in grace keep their own end). Atomic: concurrent rotations never leave two
-    /// current keys or lose one. Keys whose grace has ended are deleted.
+    /// already in grace keep their own end). Keys whose grace has ended are deleted, and of
+    /// those in grace only the `keep` that sign longest are kept (every delivery carries one
+    /// signature per key). Atomic: concurrent rotations never leave two current keys, and
+    /// lose none of the kept ones.
     async fn rotate_signing_key(
         &self,
         account: &AccountId,
         key: &herald_domain::SigningKeyPair,
         grace_until: OffsetDateTime,
+        keep: usize,
         now: OffsetDateTime,
     ) -> StoreResult<()>;
     /// Whether the account exists (the public JWKS answers 404 for one that does not).

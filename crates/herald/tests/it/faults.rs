@@ -285,9 +285,10 @@ impl SigningKeys for Flaky {
         a: &AccountId,
         k: &herald_domain::SigningKeyPair,
         grace_until: OffsetDateTime,
+        keep: usize,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
-        self.inner.rotate_signing_key(a, k, grace_until, now).await
+        self.inner.rotate_signing_key(a, k, grace_until, keep, now).await
     }
     async fn account_exists(&self, a: &AccountId) -> StoreResult<bool> {
         self.inner.account_exists(a).await

@@ -528,6 +528,7 @@ macro_rules! conformance_tests {
             an_account_gets_one_current_key_and_rotation_keeps_the_old_in_grace,
             concurrent_rotations_leave_one_current_key_and_lose_none,
             claims_of_ed25519_webhooks_carry_the_accounts_keys,
+            concurrent_first_keys_make_one,
         );
     };
     (@cases $fixture:path; $($name:ident),* $(,)?) => {$(

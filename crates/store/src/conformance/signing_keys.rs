@@ -32,7 +32,7 @@ pub async fn an_account_gets_one_current_key_and_rotation_keeps_the_old_in_grace
 
     let later = t0() + Duration::from_secs(60);
     let grace_end = later + Duration::from_secs(3600);
-    store.rotate_signing_key(&acc, &second, grace_end, later).await.unwrap();
+    store.rotate_signing_key(&acc, &second, grace_end, 5, later).await.unwrap();
     let keys = store.signing_keys(&acc, later).await.unwrap();
     let kids: Vec<(&str, Option<OffsetDateTime>)> = keys.iter().map(|k| (k.kid.as_str(), k.expires_at)).collect();
     assert_eq!(kids, vec![(second.kid().as_str(), None), (first.kid().as_str(), Some(grace_end))], "newest first");
@@ -46,7 +46,7 @@ pub async fn an_account_gets_one_current_key_and_rotation_keeps_the_old_in_grace
 
     // Rotating an account without a key gives it its first.
     let third = SigningKeyPair::generate();
-    store.rotate_signing_key(&other, &third, later, later).await.unwrap();
+    store.rotate_signing_key(&other, &third, later, 5, later).await.unwrap();
     let keys = store.signing_keys(&other, later).await.unwrap();
     assert_eq!(keys.iter().map(|k| (k.kid.clone(), k.expires_at)).collect::<Vec<_>>(), vec![(third.kid(), None)]);
 }
@@ -57,13 +57,43 @@ pub async fn concurrent_rotations_leave_one_current_key_and_lose_none(store: &dy
     let now = t0() + Duration::from_secs(1);
     let grace = now + Duration::from_secs(600);
     let keys: Vec<SigningKeyPair> = (0..6).map(|_| SigningKeyPair::generate()).collect();
-    let rotations = keys.iter().map(|k| store.rotate_signing_key(&acc, k, grace, now));
+    let rotations = keys.iter().map(|k| store.rotate_signing_key(&acc, k, grace, 10, now));
     for r in futures_util::future::join_all(rotations).await {
         r.unwrap();
     }
     let stored = store.signing_keys(&acc, now).await.unwrap();
     assert_eq!(stored.len(), 7, "every rotated key is kept: the first and six rotations");
     assert_eq!(stored.iter().filter(|k| k.expires_at.is_none()).count(), 1, "one current key");
+    // At most `keep` keys in grace: those that sign longest.
+    let last = SigningKeyPair::generate();
+    let longer = now + Duration::from_secs(900);
+    store.rotate_signing_key(&acc, &last, longer, 2, now).await.unwrap();
+    let stored = store.signing_keys(&acc, now).await.unwrap();
+    assert_eq!(stored.len(), 3, "the current key and two in grace");
+    assert_eq!((stored[0].kid.as_str(), stored[0].expires_at), (last.kid().as_str(), None));
+    assert_eq!(stored[1].expires_at.max(stored[2].expires_at), Some(longer), "the key it replaced signs longest");
+    assert_eq!(stored[1].expires_at.min(stored[2].expires_at), Some(grace));
+}
+
+pub async fn concurrent_first_keys_make_one(store: &dyn Store) {
+    let acc = account(store, "first").await;
+    let keys: Vec<SigningKeyPair> = (0..6).map(|_| SigningKeyPair::generate()).collect();
+    let made = futures_util::future::join_all(keys.iter().map(|k| store.ensure_signing_key(&acc, k, t0()))).await;
+    let made: Vec<bool> = made.into_iter().map(Result::unwrap).collect();
+    assert_eq!(made.iter().filter(|m| **m).count(), 1, "{made:?}");
+    assert_eq!(store.signing_keys(&acc, t0()).await.unwrap().len(), 1);
+    // A rotation racing a first key still ends with one current key.
+    let (a, b) = (SigningKeyPair::generate(), SigningKeyPair::generate());
+    let other = account(store, "first-race").await;
+    let later = t0() + Duration::from_secs(60);
+    let (ensured, rotated) = futures_util::join!(
+        store.ensure_signing_key(&other, &a, t0()),
+        store.rotate_signing_key(&other, &b, later, 5, t0())
+    );
+    ensured.unwrap();
+    rotated.unwrap();
+    let stored = store.signing_keys(&other, t0()).await.unwrap();
+    assert_eq!(stored.iter().filter(|k| k.expires_at.is_none()).count(), 1, "{stored:?}");
 }
 
 pub async fn claims_of_ed25519_webhooks_carry_the_accounts_keys(store: &dyn Store) {
@@ -88,7 +118,7 @@ pub async fn claims_of_ed25519_webhooks_carry_the_accounts_keys(store: &dyn Stor
     let (old, new) = (SigningKeyPair::generate(), SigningKeyPair::generate());
     store.ensure_signing_key(&acc, &old, t0()).await.unwrap();
     let at = t0() + Duration::from_secs(1);
-    store.rotate_signing_key(&acc, &new, at + Duration::from_secs(3600), at).await.unwrap();
+    store.rotate_signing_key(&acc, &new, at + Duration::from_secs(3600), 5, at).await.unwrap();
     publish(store, &acc, at).await;
     let (current, signing) = ring_of(store, &ed, at).await.expect("a ring");
     assert_eq!(signing, 2, "both keys sign during the grace");
