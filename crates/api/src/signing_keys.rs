@@ -15,9 +15,10 @@ use herald_store::SigningKeyInfo;
 use serde::Serialize;
 use std::time::Duration;
 
-/// How long receivers and caches may keep the JWK Set. A rotation keeps the replaced key
-/// in it for the grace period, so a copy this old still verifies the older signature.
-pub const JWKS_MAX_AGE_SECS: u64 = 300;
+/// How long receivers and caches may keep the JWK Set: short, since a rotation's new key
+/// signs at once (the replaced one signs beside it for the grace, so a copy this old still
+/// verifies one of the signatures unless the grace is shorter than this).
+pub const JWKS_MAX_AGE_SECS: u64 = 60;
 
 /// One signing key, public parts only (the private key never leaves the server).
 #[derive(Serialize, utoipa::ToSchema)]
@@ -103,15 +104,24 @@ pub struct Jwks {
     params(("account_public_id" = String, Path, description = "the account's id (`acc_…`)", pattern = "^acc_[0-9a-f]{32}$")),
     responses(
         (status = 200, body = Jwks, content_type = "application/jwk-set+json",
-            description = "the account's current and in-grace public keys; cacheable for 5 minutes (on an unknown `webhook-key-id`, fetch again)"),
+            description = "the account's current and in-grace public keys; cacheable for 60 s (`no-store` while there is none); on an unknown `webhook-key-id`, fetch again"),
+        (status = 400, description = "a query parameter (none is taken)"),
         (status = 404, description = "no such account"),
+        (status = 503, description = "the store is unavailable; try again"),
     ))]
 pub async fn jwks(State(s): State<AppState>, _: NoQuery, PathId(account): PathId) -> Result<Response, ApiError> {
     let set = s.app.jwks(&account).await?;
+    // An account without keys yet gets its first with its first Ed25519 webhook: never cache
+    // the empty set.
+    let empty = set["keys"].as_array().is_none_or(|k| k.is_empty());
+    let cache = match empty {
+        true => "no-store".to_owned(),
+        false => format!("public, max-age={JWKS_MAX_AGE_SECS}"),
+    };
     Ok((
         [
             (header::CONTENT_TYPE, "application/jwk-set+json".to_owned()),
-            (header::CACHE_CONTROL, format!("public, max-age={JWKS_MAX_AGE_SECS}")),
+            (header::CACHE_CONTROL, cache),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".to_owned()),
         ],
         serde_json::to_vec(&set).expect("JSON values serialise"),

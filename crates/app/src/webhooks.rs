@@ -52,6 +52,9 @@ impl std::fmt::Debug for RotateAnswer {
     }
 }
 
+/// The grace of the secret replaced when a webhook or agent switches to HMAC.
+pub(crate) const SWITCH_GRACE: Duration = Duration::from_secs(86_400);
+
 /// Longest grace a rotated-out secret may get.
 pub const MAX_GRACE: Duration = Duration::from_secs(7 * 86_400);
 
@@ -180,9 +183,11 @@ impl Herald {
             };
             self.notify(account, notice).await;
         }
-        // Its stored secret was never used while Ed25519 signed: a fresh one, at once.
+        // A switch to HMAC is a rotation: a fresh secret, answered once. The stored one (never
+        // used while Ed25519 signed) keeps signing beside it for the usual grace, so two
+        // concurrent switches both answer a secret that verifies.
         let secret = match to_hmac {
-            true => Some(self.rotate(account, id, "webhook", Duration::ZERO, None, || Ok(())).await?),
+            true => Some(self.rotate(account, id, "webhook", SWITCH_GRACE, None, || Ok(())).await?),
             false => None,
         };
         Ok((updated, secret))

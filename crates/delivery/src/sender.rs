@@ -143,8 +143,12 @@ impl Sender {
                     .header("webhook-key-id", keys.current_kid())
             }
         };
-        for (name, value) in auth_headers {
-            req = req.header(name, value);
+        // The auth values as headers too, for HMAC agents: their X-E2A-Auth-Signature covers
+        // them. An Ed25519 agent's only signature covers the body, so they are read there.
+        if matches!(signer, Signer::Hmac(_)) {
+            for (name, value) in auth_headers {
+                req = req.header(name, value);
+            }
         }
         let req = req.body(body);
         let mut resp = match req.send().await {

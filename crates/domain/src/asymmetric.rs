@@ -5,7 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ed25519_dalek::{Signer, Verifier};
+use ed25519_dalek::Signer;
 use sha2::Digest;
 
 /// An account's Ed25519 signing key. Its `Debug` hides the key.
@@ -109,7 +109,7 @@ impl PublicKey {
             let Some(bytes) = STANDARD.decode(b64).ok().and_then(|b| <[u8; 64]>::try_from(b).ok()) else {
                 return false;
             };
-            self.key.verify(&content, &ed25519_dalek::Signature::from_bytes(&bytes)).is_ok()
+            self.key.verify_strict(&content, &ed25519_dalek::Signature::from_bytes(&bytes)).is_ok()
         })
     }
 }

@@ -19,7 +19,8 @@ pub struct ListenArgs {
     /// A public key (`whpk_…`) that signs `v1a`; repeat it for keys in rotation.
     #[arg(long)]
     pub public_key: Vec<String>,
-    /// A JWK Set of the public keys (`jwks_url` of a webhook), fetched once at start.
+    /// A JWK Set of the public keys (`jwks_url` of a webhook): fetched at start, and again
+    /// when a delivery names a key it does not hold (after a rotation).
     #[arg(long)]
     pub jwks_url: Option<String>,
     /// Port on 127.0.0.1 to listen on.
@@ -46,7 +47,7 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
 /// Checks one request; returns what a receiver should conclude.
 pub fn check(verifier: &Verifier, headers: &HeaderMap, body: &[u8], now: i64, tolerance: i64) -> Result<(), String> {
     let (id, ts) = (header(headers, "webhook-id"), header(headers, "webhook-timestamp"));
-    if !ts.parse::<i64>().is_ok_and(|t| (now - t).abs() <= tolerance) {
+    if !ts.parse::<i64>().is_ok_and(|t| now.abs_diff(t) <= tolerance.unsigned_abs()) {
         return Err("timestamp missing or outside the tolerance".into());
     }
     let signature = header(headers, "webhook-signature");
@@ -92,13 +93,41 @@ pub async fn fetch_jwks(url: &str) -> anyhow::Result<Vec<(String, PublicKey)>> {
     Ok(keys)
 }
 
+/// What the receiver checks with; with `--jwks-url` the keys are fetched again on a kid it
+/// does not hold.
+struct Listening {
+    verifier: tokio::sync::RwLock<Verifier>,
+    jwks_url: Option<String>,
+    tolerance: i64,
+}
+
+impl Listening {
+    /// Fetches the JWK Set again when `kid` is not among the keys held (errors keep them).
+    async fn refresh_for(&self, kid: &str) {
+        let Some(url) = &self.jwks_url else { return };
+        if kid.is_empty() {
+            return;
+        }
+        if let Verifier::Keys(keys) = &*self.verifier.read().await
+            && keys.iter().any(|(k, _)| k == kid)
+        {
+            return;
+        }
+        match fetch_jwks(url).await {
+            Ok(keys) => *self.verifier.write().await = Verifier::Keys(keys),
+            Err(e) => eprintln!("could not fetch {url} again: {e}"),
+        }
+    }
+}
+
 async fn receive(
-    State(cfg): State<Arc<(Verifier, i64)>>,
+    State(cfg): State<Arc<Listening>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> (StatusCode, &'static str) {
+    cfg.refresh_for(header(&headers, "webhook-key-id")).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let verdict = check(&cfg.0, &headers, &body, now, cfg.1);
+    let verdict = check(&*cfg.verifier.read().await, &headers, &body, now, cfg.tolerance);
     let pretty = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
@@ -122,9 +151,11 @@ async fn receive(
 }
 
 pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
-    let verifier = match (args.secret, args.jwks_url) {
+    // Fetched again on an unknown kid only when the keys came from it.
+    let jwks_url = args.jwks_url.clone().filter(|_| args.secret.is_none());
+    let verifier = match (args.secret, &args.jwks_url) {
         (Some(secret), _) => Verifier::Secret(SigningSecret::from_stored(secret)),
-        (None, Some(url)) => Verifier::Keys(fetch_jwks(&url).await?),
+        (None, Some(url)) => Verifier::Keys(fetch_jwks(url).await?),
         (None, None) => Verifier::Keys(
             args.public_key
                 .iter()
@@ -133,8 +164,8 @@ pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
                 .map_err(|e| anyhow::anyhow!("--public-key: {e}"))?,
         ),
     };
-    let app =
-        axum::Router::new().fallback(axum::routing::post(receive)).with_state(Arc::new((verifier, args.tolerance)));
+    let listening = Listening { verifier: tokio::sync::RwLock::new(verifier), jwks_url, tolerance: args.tolerance };
+    let app = axum::Router::new().fallback(axum::routing::post(receive)).with_state(Arc::new(listening));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
     println!("listening on http://{} — point a webhook here; Ctrl-C to stop", listener.local_addr()?);
     axum::serve(listener, app)

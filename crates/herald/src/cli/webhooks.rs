@@ -179,9 +179,7 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
             control.apply(&mut body);
             let v = c.call(Method::POST, "/api/v1/webhooks", Some(body)).await?;
             c.print(&v, COLUMNS);
-            if !c.json {
-                println!("signing secret (shown once): {}", v["signing_secret"].as_str().unwrap_or("-"));
-            }
+            print_signing(&c, &v);
         }
         WebhooksCommand::Get { id } => {
             let v = c.call(Method::GET, &format!("/api/v1/webhooks/{id}"), None).await?;
@@ -206,6 +204,7 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
             anyhow::ensure!(changes > 0, "nothing to change: give at least one flag");
             let v = c.call(Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(body)).await?;
             c.print(&v, COLUMNS);
+            print_signing(&c, &v);
         }
         WebhooksCommand::Rotate { id, grace_period_seconds, idempotency_key } => {
             let body = grace_period_seconds.map(|g| json!({"grace_period_seconds": g}));
@@ -273,5 +272,18 @@ async fn count_pending(c: &ClientArgs, id: &str, cap: u64) -> anyhow::Result<u64
             Some(cur) if n < cap => cursor = Some(cur.to_owned()),
             _ => return Ok(n),
         }
+    }
+}
+
+/// After a create or an update: the secret shown this once (HMAC), or where receivers find
+/// the public keys (Ed25519).
+fn print_signing(c: &ClientArgs, v: &Value) {
+    if c.json {
+        return;
+    }
+    if let Some(secret) = v["signing_secret"].as_str() {
+        println!("signing secret (shown once): {secret}");
+    } else if let Some(jwks) = v["jwks_url"].as_str() {
+        println!("signed with the account's Ed25519 key; public keys: {jwks}");
     }
 }

@@ -293,6 +293,23 @@ async fn herald_listen_verifies_ed25519_deliveries_with_the_webhooks_jwks_url() 
     };
     assert!(line.contains(ev["id"].as_str().unwrap()), "{line}");
     assert!(line.ends_with("signatures OK"), "{line}");
+    // A rotation without grace: only a key listen has never seen signs; it fetches the set again.
+    let (s, _) = app
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/signing-keys/rotate",
+            Some(serde_json::json!({"grace_period_seconds": 0})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let ev = app.publish_received().await;
+    let line = loop {
+        let l = lines.next_line().await.unwrap().expect("listen printed the delivery");
+        if l.starts_with("---") {
+            break l;
+        }
+    };
+    assert!(line.contains(ev["id"].as_str().unwrap()) && line.ends_with("signatures OK"), "{line}");
 }
 
 #[tokio::test]
