@@ -138,6 +138,7 @@ pub async fn delete_agent(
     responses(
         (status = 200, body = RotateOut, description = "rotated, as for webhooks"),
         (status = 400, description = "invalid: also a malformed `Idempotency-Key`"),
+        (status = 409, description = "the agent signs with `ed25519` and has no shared secret (rotate the account's signing key)"),
         (status = 429, description = "too many rotations in this account (HERALD_ROTATIONS_PER_MINUTE, 10 a minute)"),
     ))]
 pub async fn rotate_agent_secret(

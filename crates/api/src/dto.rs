@@ -59,8 +59,7 @@ pub struct WebhookIn {
     pub max_age: Option<String>,
     /// `hmac` (default): a shared secret signs (`X-E2A-Signature`, `webhook-signature: v1,…`);
     /// `ed25519`: the account's key signs (`webhook-signature: v1a,…`, `webhook-key-id`), and
-    /// receivers verify with the public keys at `jwks_url`. Switching to `hmac` answers a
-    /// fresh `signing_secret`.
+    /// receivers verify with the public keys at `jwks_url`.
     #[serde(default)]
     #[schema(value_type = Option<crate::schemas::SignatureScheme>)]
     pub signature: Option<String>,
@@ -114,7 +113,7 @@ pub struct WebhookPatchIn {
     /// `hmac` (default): a shared secret signs (`X-E2A-Signature`, `webhook-signature: v1,…`);
     /// `ed25519`: the account's key signs (`webhook-signature: v1a,…`, `webhook-key-id`), and
     /// receivers verify with the public keys at `jwks_url`. Switching to `hmac` answers a
-    /// fresh `signing_secret`.
+    /// fresh `signing_secret` (a rotation: the stored secret signs beside it for 24 h).
     #[serde(default)]
     #[schema(value_type = Option<crate::schemas::SignatureScheme>)]
     pub signature: Option<String>,

@@ -54,6 +54,7 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
     responses(
         (status = 200, body = RotateOut, description = "rotated; every earlier secret keeps signing until its own expiry (5 kept)"),
         (status = 400, description = "invalid: also a malformed `Idempotency-Key`"),
+        (status = 409, description = "the webhook signs with `ed25519` and has no shared secret (rotate the account's signing key)"),
         (status = 429, description = "too many rotations in this account (HERALD_ROTATIONS_PER_MINUTE, 10 a minute)"),
     ))]
 pub async fn rotate_secret(

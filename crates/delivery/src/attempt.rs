@@ -31,8 +31,8 @@ impl Engine {
                 (failure_without_response(self.clock.now(), TOO_OLD), Verdict::Failed { gone: false })
             }
             // The secrets or keys cannot be opened (another HERALD_SECRET_KEY): never send unsigned.
-            Some(_) if unsignable(&c).is_some() => {
-                let result = failure_without_response(self.clock.now(), unsignable(&c).unwrap_or(UNSIGNABLE));
+            Some(_) if let Some(why) = unsignable(&c) => {
+                let result = failure_without_response(self.clock.now(), why);
                 let verdict = verdict_of(&result);
                 (result, verdict)
             }
@@ -70,7 +70,6 @@ impl Engine {
 /// The error of a delivery whose event no longer exists.
 const MISSING_BODY: &str = "not sent: the event of this delivery no longer exists";
 
-/// The error of a delivery whose webhook's signing secrets cannot be opened.
 /// Why `c` cannot be signed, if it cannot: its scheme's secrets or keys did not open.
 fn unsignable(c: &Claimed) -> Option<&'static str> {
     match c.signature {
@@ -79,6 +78,7 @@ fn unsignable(c: &Claimed) -> Option<&'static str> {
     }
 }
 
+/// The error of a delivery whose webhook's signing secrets cannot be opened.
 const UNSIGNABLE: &str = "not sent: the signing secret cannot be decrypted (check HERALD_SECRET_KEY)";
 
 /// A failed attempt with no response to show (nothing sent, or the attempt broke).

@@ -226,8 +226,9 @@ pub struct Claimed {
     pub event_id: EventId,
     pub event_type: String,
     pub url: String,
-    /// The signing secrets; `None` when they cannot be opened (encrypted under another
-    /// `HERALD_SECRET_KEY`): such a delivery is not sent, and other webhooks are unaffected.
+    /// The signing secrets (used by HMAC webhooks); `None` when they cannot be opened
+    /// (encrypted under another `HERALD_SECRET_KEY`): such a delivery is not sent, and other
+    /// webhooks are unaffected.
     pub secrets: Option<SecretSet>,
     /// How this delivery is signed: with `secrets`, or with `keys`.
     pub signature: herald_domain::SignatureScheme,

@@ -91,6 +91,10 @@ pub(crate) struct WebhookView {
     pub retry_schedule: String,
     /// `3d`; empty without a limit.
     pub max_age: String,
+    /// Signed with the account's Ed25519 key (no shared secret to rotate).
+    pub ed25519: bool,
+    /// Where the account's public keys are served (same origin).
+    pub jwks_path: String,
     pub created_at: Stamp,
     pub last_delivered_at: Option<Stamp>,
 }
@@ -125,6 +129,8 @@ impl From<Webhook> for WebhookView {
             on_final_failure: c.on_final_failure.as_str(),
             retry_schedule: retry_schedule.unwrap_or_default(),
             max_age: c.max_age.map(show).unwrap_or_default(),
+            ed25519: w.signature == herald_domain::SignatureScheme::Ed25519,
+            jwks_path: format!("/.well-known/herald/{}/jwks.json", w.account_id),
             created_at: Stamp::new(w.created_at),
             last_delivered_at: w.last_delivered_at.map(Stamp::new),
         }

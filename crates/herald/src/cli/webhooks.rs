@@ -179,7 +179,7 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
             control.apply(&mut body);
             let v = c.call(Method::POST, "/api/v1/webhooks", Some(body)).await?;
             c.print(&v, COLUMNS);
-            print_signing(&c, &v);
+            print_signing(c, &v);
         }
         WebhooksCommand::Get { id } => {
             let v = c.call(Method::GET, &format!("/api/v1/webhooks/{id}"), None).await?;
@@ -204,7 +204,7 @@ pub async fn run(c: &ClientArgs, cmd: WebhooksCommand) -> anyhow::Result<()> {
             anyhow::ensure!(changes > 0, "nothing to change: give at least one flag");
             let v = c.call(Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(body)).await?;
             c.print(&v, COLUMNS);
-            print_signing(&c, &v);
+            print_signing(c, &v);
         }
         WebhooksCommand::Rotate { id, grace_period_seconds, idempotency_key } => {
             let body = grace_period_seconds.map(|g| json!({"grace_period_seconds": g}));

@@ -1,5 +1,6 @@
-//! Secrets at rest under `HERALD_SECRET_KEY`: a webhook whose secrets were sealed under
-//! another key is never sent unsigned and never blocks the other webhooks (both stores).
+//! Secrets at rest under `HERALD_SECRET_KEY`: a webhook whose secrets (or an Ed25519
+//! webhook whose account's signing key) were sealed under another key is never sent
+//! unsigned and never blocks the other webhooks (both stores).
 
 use crate::support::*;
 use herald_store_postgres::test_db::TestDb;
@@ -30,6 +31,10 @@ async fn a_webhook_sealed_under_another_key_does_not_block_the_others(backend: B
     let rx = Receiver::start().await;
     let first = spawn_app_with(with_key("ab")).await;
     let (old, _) = first.webhook(&rx.url("old")).await;
+    let ed = first
+        .create_webhook(serde_json::json!({"url": rx.url("ed"), "events": ["email.received"], "signature": "ed25519"}))
+        .await;
+    let ed = ed["id"].as_str().unwrap().to_owned();
     first.stop().await;
     let second = spawn_app_with(with_key("cd")).await;
     second.webhook(&rx.url("new")).await;
@@ -38,6 +43,9 @@ async fn a_webhook_sealed_under_another_key_does_not_block_the_others(backend: B
     let d = second.wait_delivery(&old, "the sealed webhook's attempt recorded", |d| d["attempts"] == 1).await;
     assert!(d["last_error"].as_str().unwrap().contains("cannot be decrypted"), "{d}");
     assert!(rx.received("old").is_empty(), "never sent unsigned");
+    let d = second.wait_delivery(&ed, "the Ed25519 webhook's attempt recorded", |d| d["attempts"] == 1).await;
+    assert!(d["last_error"].as_str().unwrap().contains("signing key"), "{d}");
+    assert!(rx.received("ed").is_empty(), "never sent unsigned");
     second.stop().await;
     if let Some(db) = db {
         db.drop_now().await;
