@@ -13,6 +13,7 @@ mod dto;
 mod events;
 mod extract;
 mod health;
+mod inbound_dto;
 mod lifecycle;
 mod messages;
 pub mod openapi;
