@@ -31,7 +31,7 @@ impl Engine {
                 (failure_without_response(self.clock.now(), TOO_OLD), Verdict::Failed { gone: false })
             }
             // The secrets or keys cannot be opened (another HERALD_SECRET_KEY): never send unsigned.
-            Some(_) if let Some(why) = unsignable(&c) => {
+            Some(_) if let Err(why) = c.signer() => {
                 let result = failure_without_response(self.clock.now(), why);
                 let verdict = verdict_of(&result);
                 (result, verdict)
@@ -69,17 +69,6 @@ impl Engine {
 
 /// The error of a delivery whose event no longer exists.
 const MISSING_BODY: &str = "not sent: the event of this delivery no longer exists";
-
-/// Why `c` cannot be signed, if it cannot: its scheme's secrets or keys did not open.
-fn unsignable(c: &Claimed) -> Option<&'static str> {
-    match c.signature {
-        herald_domain::SignatureScheme::Hmac => c.secrets.is_none().then_some(UNSIGNABLE),
-        herald_domain::SignatureScheme::Ed25519 => c.keys.is_none().then_some(crate::sender::NO_SIGNING_KEY),
-    }
-}
-
-/// The error of a delivery whose webhook's signing secrets cannot be opened.
-const UNSIGNABLE: &str = "not sent: the signing secret cannot be decrypted (check HERALD_SECRET_KEY)";
 
 /// A failed attempt with no response to show (nothing sent, or the attempt broke).
 pub(crate) fn failure_without_response(at: time::OffsetDateTime, error: &str) -> AttemptOutcome {

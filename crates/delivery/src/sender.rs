@@ -1,23 +1,10 @@
 //! One attempt: POST the stored bytes with the signature headers, classify the result.
 
 use crate::resolver::{GuardedResolver, RefusedDestination};
-use herald_domain::{
-    AttemptKind, AttemptOutcome, Clock, SignatureScheme, TargetUrl, UrlError, retry::parse_retry_after, text,
-};
-use herald_store::Claimed;
+use herald_domain::{AttemptKind, AttemptOutcome, Clock, TargetUrl, UrlError, retry::parse_retry_after, text};
+use herald_store::{Claimed, Signer};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Why an Ed25519 delivery is not sent: its account has no key that opens.
-pub const NO_SIGNING_KEY: &str =
-    "not sent: the account's signing key is missing or cannot be decrypted (check HERALD_SECRET_KEY)";
-
-/// What signs one attempt.
-#[derive(Clone, Copy)]
-enum Signer<'a> {
-    Hmac(&'a herald_domain::SecretSet),
-    Ed25519(&'a herald_domain::KeyRing),
-}
 
 /// Most of a response body kept in the attempt log.
 pub const RESPONSE_SNIPPET: usize = 4096;
@@ -92,15 +79,9 @@ impl Sender {
             Err(e) => return fail(AttemptKind::NotSent, format!("invalid target: {e}")),
         };
         // What signs this delivery: the webhook's secrets (HMAC) or its account's keys.
-        let signer = match c.signature {
-            SignatureScheme::Hmac => match &c.secrets {
-                Some(secrets) => Signer::Hmac(secrets),
-                None => return fail(AttemptKind::NotSent, "not sent: no signing secret".into()),
-            },
-            SignatureScheme::Ed25519 => match &c.keys {
-                Some(keys) => Signer::Ed25519(keys),
-                None => return fail(AttemptKind::NotSent, NO_SIGNING_KEY.into()),
-            },
+        let signer = match c.signer() {
+            Ok(signer) => signer,
+            Err(why) => return fail(AttemptKind::NotSent, why.into()),
         };
         // A per-agent delivery: the stored Payload gets this attempt's auth timestamp and
         // signature (HMAC agents only), in the body and as headers.

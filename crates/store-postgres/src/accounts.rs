@@ -67,4 +67,13 @@ impl Accounts for PgStore {
             .map_err(unavailable)?;
         row.map(|r| account_from_row(&r)).transpose()
     }
+
+    async fn account_exists(&self, account: &AccountId) -> StoreResult<bool> {
+        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = $1")
+            .bind(account.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(found.is_some())
+    }
 }

@@ -100,6 +100,7 @@ impl PgStore {
                 PgConnectOptions::from_str(url).map_err(unavailable)?.connect().await.map_err(unavailable)?;
             migrations::ensure_schema(&mut conn).await?;
             herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
+            migrations::adopt_legacy(&mut conn).await?;
             migrations::migrator().run(&mut conn).await.map_err(migrations::refused)?;
             let _ = conn.close().await;
         }
@@ -112,10 +113,18 @@ impl PgStore {
     /// points first.
     pub async fn with_pool(pool: PgPool, settings: &PgSettings) -> StoreResult<Self> {
         {
-            let mut conn = pool.acquire().await.map_err(unavailable)?;
-            migrations::ensure_schema(&mut conn).await?;
-            herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
-            migrations::migrator().run(&mut *conn).await.map_err(migrations::refused)?;
+            // A connection taken out of the pool and closed after: a failed migration may
+            // leave session locks on it, which must not go back to the caller's pool.
+            let mut conn = pool.acquire().await.map_err(unavailable)?.detach();
+            let migrated = async {
+                migrations::ensure_schema(&mut conn).await?;
+                herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
+                migrations::adopt_legacy(&mut conn).await?;
+                migrations::migrator().run(&mut conn).await.map_err(migrations::refused)
+            }
+            .await;
+            let _ = conn.close().await;
+            migrated?;
         }
         let opts = (*pool.connect_options()).clone();
         Ok(Self::started(pool, opts, settings))

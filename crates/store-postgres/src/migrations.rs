@@ -7,9 +7,83 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection};
 use std::str::FromStr;
 
+/// Where Herald records its migrations: a table of its own, so an application sharing the
+/// database (library mode) keeps sqlx's `_sqlx_migrations` for its own.
+pub const TABLE: &str = "_herald_migrations";
+
+/// Where Herald recorded them before (sqlx's default).
+pub const LEGACY_TABLE: &str = "_sqlx_migrations";
+
 /// The embedded migrator (public for the upgrade tests, which apply a prefix of it).
 pub fn migrator() -> sqlx::migrate::Migrator {
-    sqlx::migrate!("./migrations")
+    let mut m = sqlx::migrate!("./migrations");
+    m.dangerous_set_table_name(TABLE);
+    m
+}
+
+/// Herald's rows of `_sqlx_migrations` (version and checksum both Herald's), by version.
+async fn legacy_rows(conn: &mut PgConnection) -> StoreResult<Option<(Vec<i64>, usize)>> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(LEGACY_TABLE)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    let known = migrator();
+    let ours = rows
+        .iter()
+        .filter(|(v, sum)| known.iter().any(|m| m.version == *v && *m.checksum == **sum))
+        .map(|(v, _)| *v)
+        .collect();
+    Ok(Some((ours, rows.len())))
+}
+
+/// A database migrated before Herald had its own table: its rows move from
+/// `_sqlx_migrations` into [`TABLE`] (only Herald's: same version and checksum), and the
+/// old table is dropped when nothing else was in it. Serialised across replicas.
+pub(crate) async fn adopt_legacy(conn: &mut PgConnection) -> StoreResult<()> {
+    use sqlx::migrate::Migrate;
+    sqlx::query("SELECT pg_advisory_lock(hashtext('herald: adopt _sqlx_migrations'))")
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+    let adopted = async {
+        let has_own: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(TABLE)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(unavailable)?;
+        let Some((ours, all)) = legacy_rows(conn).await? else { return Ok(()) };
+        if has_own.is_some() || ours.is_empty() {
+            return Ok(());
+        }
+        conn.ensure_migrations_table(TABLE).await.map_err(|e| herald_store::StoreError::Unavailable(Box::new(e)))?;
+        sqlx::query(
+            "INSERT INTO _herald_migrations (version, description, installed_on, success, checksum, execution_time) \
+             SELECT version, description, installed_on, success, checksum, execution_time FROM _sqlx_migrations \
+             WHERE version = ANY($1) ON CONFLICT DO NOTHING",
+        )
+        .bind(&ours)
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable)?;
+        if ours.len() == all {
+            sqlx::query("DROP TABLE _sqlx_migrations").execute(&mut *conn).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+    .await;
+    let unlocked = sqlx::query("SELECT pg_advisory_unlock(hashtext('herald: adopt _sqlx_migrations'))")
+        .execute(&mut *conn)
+        .await
+        .map_err(unavailable);
+    adopted.and(unlocked.map(|_| ()))
 }
 
 /// (version, description) of every embedded migration.
@@ -42,15 +116,20 @@ pub(crate) async fn ensure_schema(conn: &mut PgConnection) -> StoreResult<()> {
 }
 
 /// The versions applied to the database on `conn` (none before the first migration).
+/// (Herald's rows of `_sqlx_migrations` count while they have not moved to [`TABLE`].)
 pub(crate) async fn applied(conn: &mut PgConnection) -> StoreResult<Vec<i64>> {
-    let has_table: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+    let has_table: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(TABLE)
         .fetch_one(&mut *conn)
         .await
         .map_err(unavailable)?;
     if has_table.is_none() {
-        return Ok(Vec::new());
+        return Ok(legacy_rows(conn).await?.map(|(ours, _)| ours).unwrap_or_default());
     }
-    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(conn).await.map_err(unavailable)
+    sqlx::query_scalar("SELECT version FROM _herald_migrations WHERE success")
+        .fetch_all(conn)
+        .await
+        .map_err(unavailable)
 }
 
 /// The migrations the database at `url` still needs (`herald migrate --dry-run`); an error

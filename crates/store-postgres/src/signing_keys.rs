@@ -109,15 +109,6 @@ impl SigningKeys for PgStore {
         .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)
     }
-
-    async fn account_exists(&self, account: &AccountId) -> StoreResult<bool> {
-        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = $1")
-            .bind(account.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(found.is_some())
-    }
 }
 
 fn info((kid, public_key, created_at, expires_at): (String, String, i64, Option<i64>)) -> SigningKeyInfo {

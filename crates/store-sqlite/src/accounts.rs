@@ -67,4 +67,13 @@ impl Accounts for SqliteStore {
             .map_err(unavailable)?;
         row.map(|r| account_from_row(&r)).transpose()
     }
+
+    async fn account_exists(&self, account: &AccountId) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = ?")
+            .bind(account.as_str())
+            .fetch_one(&self.read)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
 }

@@ -48,20 +48,9 @@ pub async fn integrity_check(path: &Path) -> StoreResult<String> {
 /// The newest migration applied to the database file at `path`, if it is a Herald database.
 pub async fn schema_version(path: &Path) -> StoreResult<Option<i64>> {
     let mut conn = connect_file(path, true).await?;
-    let has_table: Option<String> =
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
-            .fetch_optional(&mut conn)
-            .await
-            .map_err(unavailable)?;
-    let version = match has_table {
-        Some(_) => sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(unavailable)?,
-        None => None,
-    };
+    let applied = crate::migrations::applied(&mut conn).await?;
     conn.close().await.map_err(unavailable)?;
-    Ok(version)
+    Ok(applied.into_iter().max())
 }
 
 /// The database file a `sqlite:` URL names, decoded as sqlx decodes it (`None` for an

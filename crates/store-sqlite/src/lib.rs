@@ -105,6 +105,7 @@ impl SqliteStore {
             // A database a newer Herald migrated is refused before anything runs on it.
             let mut conn = write.acquire().await.map_err(unavailable)?;
             herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
+            migrations::adopt_legacy(&mut conn).await?;
         }
         migrations::migrator().run(&write).await.map_err(migrations::refused)?;
         let read = SqlitePoolOptions::new()

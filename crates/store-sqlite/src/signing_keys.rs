@@ -95,15 +95,6 @@ impl SigningKeys for SqliteStore {
         .map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)
     }
-
-    async fn account_exists(&self, account: &AccountId) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = ?")
-            .bind(account.as_str())
-            .fetch_one(&self.read)
-            .await
-            .map_err(unavailable)?;
-        Ok(n > 0)
-    }
 }
 
 fn info((kid, public_key, created_at, expires_at): (String, String, i64, Option<i64>)) -> SigningKeyInfo {

@@ -4,7 +4,7 @@
 
 use herald_domain::{AccountId, EventId, WebhookId, from_millis};
 use herald_store::{Accounts, EventLog, Queue, Webhooks};
-use herald_store_sqlite::migrations::{known, migrator};
+use herald_store_sqlite::migrations::{LEGACY_TABLE, TABLE, known, migrator};
 use herald_store_sqlite::{Durability, SqliteStore};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use std::borrow::Cow;
@@ -39,7 +39,12 @@ async fn every_earlier_schema_with_data_upgrades_and_its_data_is_delivered() {
         let url = format!("sqlite://{}", dir.path().join("h.db").display());
         let opts = SqliteConnectOptions::from_str(&url).unwrap().create_if_missing(true);
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
-        let prefix = sqlx::migrate::Migrator { migrations: Cow::Owned(all.migrations[..k].to_vec()), ..migrator() };
+        // What Herald did before it had its own table: sqlx's default one.
+        let prefix = sqlx::migrate::Migrator {
+            migrations: Cow::Owned(all.migrations[..k].to_vec()),
+            table_name: Cow::Borrowed(LEGACY_TABLE),
+            ..migrator()
+        };
         prefix.run(&pool).await.unwrap();
         sqlx::raw_sql(DATA).execute(&pool).await.unwrap_or_else(|e| panic!("data at version {k}: {e}"));
         pool.close().await;
@@ -60,6 +65,12 @@ async fn every_earlier_schema_with_data_upgrades_and_its_data_is_delivered() {
         let claimed = store.claim_due(from_millis(NOW), Duration::from_secs(60), 10).await.unwrap();
         assert_eq!(claimed.len(), 1, "the old pending delivery is delivered after the upgrade (from {k})");
         assert!(claimed[0].secrets.is_some() && claimed[0].body.as_ref().is_some_and(|b| !b.is_empty()));
+        let check = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+        let moved: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _herald_migrations").fetch_one(&check).await.unwrap();
+        assert_eq!(moved as usize, all.migrations.len(), "every version recorded in Herald's own table ({k})");
+        let legacy = sqlx::query("SELECT 1 FROM _sqlx_migrations").fetch_all(&check).await;
+        assert!(legacy.is_err(), "the old table held only Herald's rows: dropped ({k})");
+        check.close().await;
     }
 }
 
@@ -71,7 +82,7 @@ async fn a_database_from_a_newer_herald_is_refused_with_the_versions_named() {
     let newest = known().last().unwrap().0;
     let pool = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
     sqlx::query(
-        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+        "INSERT INTO _herald_migrations (version, description, installed_on, success, checksum, execution_time) \
          VALUES (?, 'from the future', CURRENT_TIMESTAMP, 1, X'00', 0)",
     )
     .bind(newest + 1)
@@ -82,4 +93,31 @@ async fn a_database_from_a_newer_herald_is_refused_with_the_versions_named() {
     let err = SqliteStore::open(&url, Durability::Process).await.err().expect("refused").to_string();
     assert!(err.contains(&format!("version {}", newest + 1)) && err.contains(&format!("({newest})")), "{err}");
     assert!(herald_store_sqlite::migrations::pending(&url).await.is_err());
+}
+
+/// An application sharing the database keeps sqlx's `_sqlx_migrations` for its own
+/// migrations: Herald records its own in [`TABLE`] and leaves the application's alone.
+#[tokio::test]
+async fn an_applications_own_sqlx_migrations_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("app.db").display());
+    let app = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+    let mut conn = app.acquire().await.unwrap();
+    sqlx::migrate::Migrate::ensure_migrations_table(&mut *conn, LEGACY_TABLE).await.unwrap();
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
+         VALUES (20260101000000, 'the app', CURRENT_TIMESTAMP, 1, X'01', 0)",
+    )
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&url, Durability::Process).await.expect("Herald opens beside the app's migrations");
+    drop(store);
+    let theirs: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations").fetch_all(&app).await.unwrap();
+    assert_eq!(theirs, vec![20260101000000]);
+    let ours: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _herald_migrations").fetch_one(&app).await.unwrap();
+    assert_eq!(ours as usize, known().len());
+    assert_eq!(TABLE, "_herald_migrations");
+    app.close().await;
 }

@@ -108,6 +108,8 @@ pub trait Accounts {
     async fn account_count(&self) -> StoreResult<u64>;
     async fn account_by_key_hash(&self, key_hash: &str) -> StoreResult<Option<Account>>;
     async fn account_by_name(&self, name: &str) -> StoreResult<Option<Account>>;
+    /// Whether the account exists (the public JWK Set answers 404 for one that does not).
+    async fn account_exists(&self, account: &AccountId) -> StoreResult<bool>;
 }
 
 /// Each account's Ed25519 signing keys: one current, earlier ones signing until their grace
@@ -138,8 +140,6 @@ pub trait SigningKeys {
         keep: usize,
         now: OffsetDateTime,
     ) -> StoreResult<()>;
-    /// Whether the account exists (the public JWKS answers 404 for one that does not).
-    async fn account_exists(&self, account: &AccountId) -> StoreResult<bool>;
 }
 
 /// Webhook subscriptions: CRUD and secret rotation.

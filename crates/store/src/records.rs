@@ -262,6 +262,33 @@ pub struct Claimed {
     pub filled_webhook: bool,
 }
 
+/// What signs a claimed delivery.
+#[derive(Clone, Copy, Debug)]
+pub enum Signer<'a> {
+    /// The webhook's secrets: `X-E2A-Signature` and `webhook-signature: v1,…`.
+    Hmac(&'a SecretSet),
+    /// The account's keys: `webhook-signature: v1a,…` and `webhook-key-id`.
+    Ed25519(&'a herald_domain::KeyRing),
+}
+
+/// Why an HMAC delivery is not sent: its webhook's secrets do not open.
+pub const UNSIGNABLE: &str = "not sent: the signing secret cannot be decrypted (check HERALD_SECRET_KEY)";
+
+/// Why an Ed25519 delivery is not sent: its account has no key that opens.
+pub const NO_SIGNING_KEY: &str =
+    "not sent: the account's signing key is missing or cannot be decrypted (check HERALD_SECRET_KEY)";
+
+impl Claimed {
+    /// What signs this delivery under its webhook's scheme, or why it cannot be signed (such
+    /// a delivery is never sent).
+    pub fn signer(&self) -> Result<Signer<'_>, &'static str> {
+        match self.signature {
+            herald_domain::SignatureScheme::Hmac => self.secrets.as_ref().map(Signer::Hmac).ok_or(UNSIGNABLE),
+            herald_domain::SignatureScheme::Ed25519 => self.keys.as_deref().map(Signer::Ed25519).ok_or(NO_SIGNING_KEY),
+        }
+    }
+}
+
 /// What recording a batch of outcomes did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recorded {

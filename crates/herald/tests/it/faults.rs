@@ -71,6 +71,9 @@ impl Accounts for Flaky {
     async fn account_by_name(&self, n: &str) -> StoreResult<Option<Account>> {
         self.inner.account_by_name(n).await
     }
+    async fn account_exists(&self, a: &AccountId) -> StoreResult<bool> {
+        self.inner.account_exists(a).await
+    }
 }
 
 #[async_trait]
@@ -289,9 +292,6 @@ impl SigningKeys for Flaky {
         now: OffsetDateTime,
     ) -> StoreResult<()> {
         self.inner.rotate_signing_key(a, k, grace_until, keep, now).await
-    }
-    async fn account_exists(&self, a: &AccountId) -> StoreResult<bool> {
-        self.inner.account_exists(a).await
     }
 }
 

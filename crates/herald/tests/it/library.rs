@@ -234,7 +234,7 @@ async fn herald_migrate_keeps_its_tables_in_a_schema_of_the_callers_database() {
     assert!(migrate(&["--dry-run"]).await.contains("is up to date"));
     let located: Vec<(String, String)> = sqlx::query_as(
         "SELECT table_schema::text, table_name::text FROM information_schema.tables \
-         WHERE table_name IN ('events', 'deliveries', '_sqlx_migrations') ORDER BY 1, 2",
+         WHERE table_name IN ('events', 'deliveries', '_herald_migrations', '_sqlx_migrations') ORDER BY 1, 2",
     )
     .fetch_all(&app)
     .await
@@ -242,7 +242,7 @@ async fn herald_migrate_keeps_its_tables_in_a_schema_of_the_callers_database() {
     let located: Vec<(&str, &str)> = located.iter().map(|(s, t)| (s.as_str(), t.as_str())).collect();
     assert_eq!(
         located,
-        vec![("hooks", "_sqlx_migrations"), ("hooks", "deliveries"), ("hooks", "events"), ("public", "events")]
+        vec![("hooks", "_herald_migrations"), ("hooks", "deliveries"), ("hooks", "events"), ("public", "events")]
     );
 
     // Herald on its own pool (schema first), the caller on the default one.
