@@ -10,10 +10,11 @@ use herald_domain::{AccountId, EventType};
 impl Herald {
     /// The event type named `name` if it is built in or one of the account's own.
     pub async fn known_event_type(&self, account: &AccountId, name: &str) -> AppResult<Option<EventType>> {
-        Ok(match EventType::parse(name) {
-            Some(t) if t.is_built_in() => Some(t),
-            Some(t) if self.store.custom_event_type_exists(account, t.as_str()).await? => Some(t),
-            _ => None,
+        use herald_domain::input::TypeName;
+        Ok(match TypeName::of(name) {
+            TypeName::BuiltIn(t) => Some(t),
+            TypeName::Custom(t) => self.store.custom_event_type_exists(account, t.as_str()).await?.then_some(t),
+            TypeName::Invalid => None,
         })
     }
 

@@ -41,6 +41,24 @@ impl EventDraft {
     }
 }
 
+/// What an event's type name needs before it is known: nothing (built in), a look at the
+/// account's registered types (custom), or it is not a type name at all.
+pub enum TypeName {
+    BuiltIn(EventType),
+    Custom(EventType),
+    Invalid,
+}
+
+impl TypeName {
+    pub fn of(name: &str) -> Self {
+        match EventType::parse(name) {
+            Some(t) if t.is_built_in() => Self::BuiltIn(t),
+            Some(t) => Self::Custom(t),
+            None => Self::Invalid,
+        }
+    }
+}
+
 /// Everything wrong with a draft whose type resolved to `known` (`None`: neither built in
 /// nor one of the account's registered types). Empty: it may be published.
 pub fn check_event_draft(d: &EventDraft, known: Option<&EventType>) -> Vec<FieldError> {

@@ -1,5 +1,5 @@
 //! Herald as a library on PostgreSQL, in the app's own database: Herald's tables in a schema
-//! of their own (`herald`), the app's in `public`. One transaction commits an order and its
+//! of their own (`webhooks`), the app's in `public`. One transaction commits an order and its
 //! `order.paid` event; PostgreSQL wakes every Herald (this embedded one, and any `herald
 //! serve` replica on the database) with a NOTIFY at commit. A rolled-back transaction leaves
 //! nothing and sends nothing.
@@ -9,7 +9,7 @@
 use axum::routing::post;
 use herald::{Embedded, Settings};
 use herald_app::{ControlChange, WebhookDraft};
-use herald_outbox::{EventDraft, Outbox};
+use herald_outbox::EventDraft;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::str::FromStr;
@@ -37,13 +37,13 @@ async fn main() -> anyhow::Result<()> {
         .execute(&pool)
         .await?;
     let herald_pool = PgPoolOptions::new()
-        .connect_with(PgConnectOptions::from_str(&url)?.options([("search_path", "herald")]))
+        .connect_with(PgConnectOptions::from_str(&url)?.options([("search_path", "webhooks")]))
         .await?;
     let mut settings = Settings::defaults();
     settings.allow_private_targets = true; // the receiver is on loopback
     let herald = Embedded::start(herald_pool, settings).await?;
     let account = herald.account("default").await?;
-    let outbox = Outbox::new().in_schema("herald");
+    let outbox = herald.outbox().in_schema("webhooks"); // this engine's rules, Herald's schema
 
     let app = herald.herald();
     if app.create_event_type(&account, "order.paid", "an order was paid").await.is_err() {
@@ -59,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         control: ControlChange::default(),
         signature: None,
     };
-    app.create_webhook(&account, draft).await?;
+    let (webhook, _) = app.create_webhook(&account, draft).await?;
 
     // Commit: the order and its event, atomically; the NOTIFY goes out with the commit.
     let mut tx = pool.begin().await?;
@@ -81,5 +81,6 @@ async fn main() -> anyhow::Result<()> {
         Ok(Some(body)) => anyhow::bail!("a rolled-back event was delivered: {body}"),
         _ => println!("nothing was sent for it"),
     }
+    app.delete_webhook(&account, &webhook.id).await?;
     herald.stop().await
 }

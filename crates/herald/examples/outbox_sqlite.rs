@@ -8,7 +8,7 @@
 use axum::routing::post;
 use herald::{Embedded, Settings};
 use herald_app::{ControlChange, WebhookDraft};
-use herald_outbox::{EventDraft, publish};
+use herald_outbox::EventDraft;
 use serde_json::json;
 use sqlx::SqlitePool;
 use std::time::Duration;
@@ -55,24 +55,26 @@ async fn main() -> anyhow::Result<()> {
         control: ControlChange::default(),
         signature: None,
     };
-    app.create_webhook(&account, draft).await?;
+    let (webhook, _) = app.create_webhook(&account, draft).await?;
+    let outbox = herald.outbox(); // this engine's rules
 
     // Commit: the order and its event, atomically.
     let order = 1 + sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(id), 0) FROM orders").fetch_one(&pool).await?;
-    let mut tx = pool.begin().await?;
+    // BEGIN IMMEDIATE: the transaction reads before it writes, and SQLite has one writer.
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query("INSERT INTO orders (id, total_cents) VALUES (?, 4200)").bind(order).execute(&mut *tx).await?;
     let data = serde_json::value::to_raw_value(&json!({"order_id": order, "total_cents": 4200}))?;
-    let event = publish(&mut tx, &account, EventDraft::new("order.paid", data)).await?;
+    let event = outbox.publish(&mut tx, &account, EventDraft::new("order.paid", data)).await?.id;
     tx.commit().await?;
     herald.wake(); // SQLite: wake the engine in this process now (PostgreSQL's NOTIFY does it on commit)
     let body = tokio::time::timeout(Duration::from_secs(10), received.recv()).await?.expect("a delivery");
     println!("committed {event}: the receiver got {body}");
 
     // Roll back: no order, no event, nothing sent.
-    let mut tx = pool.begin().await?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query("INSERT INTO orders (id, total_cents) VALUES (?, 100)").bind(order + 1).execute(&mut *tx).await?;
     let data = serde_json::value::to_raw_value(&json!({"order_id": order + 1}))?;
-    let dropped = publish(&mut tx, &account, EventDraft::new("order.paid", data)).await?;
+    let dropped = outbox.publish(&mut tx, &account, EventDraft::new("order.paid", data)).await?.id;
     tx.rollback().await?;
     herald.wake();
     let stored = herald.store().get_event(&account, &dropped).await?;
@@ -85,5 +87,6 @@ async fn main() -> anyhow::Result<()> {
         Ok(Some(body)) => anyhow::bail!("a rolled-back event was delivered: {body}"),
         _ => println!("nothing was sent for it"),
     }
+    app.delete_webhook(&account, &webhook.id).await?;
     herald.stop().await
 }

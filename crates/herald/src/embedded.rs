@@ -85,6 +85,13 @@ impl Embedded {
         Ok(Self { app, store, api, created_key, cancel, task: Some(task) })
     }
 
+    /// An outbox publishing with this engine's rules (its retry schedule's attempts, its
+    /// retention and idempotency window). On PostgreSQL with Herald's tables in a schema of
+    /// their own, add `.in_schema(…)`.
+    pub fn outbox(&self) -> herald_outbox::Outbox {
+        herald_outbox::Outbox::new().with_rules(self.app.config.fanout.clone())
+    }
+
     /// What the API calls, for this process: create webhooks, rotate keys, read deliveries.
     pub fn herald(&self) -> &Herald {
         &self.app

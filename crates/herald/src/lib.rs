@@ -310,7 +310,8 @@ impl Application {
                 portal: portal.clone(),
                 ..ApiConfig::default()
             },
-            prometheus::handle(),
+            // Library mode without the API leaves the process's metrics recorder to its owner.
+            if deps.serve_api { prometheus::handle() } else { None },
         );
         let router = herald_api::router(state).layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(
             // Neither the path (agent addresses, ids) nor the query (portal tokens): the
@@ -359,7 +360,7 @@ impl Application {
 
     /// Serves API and engine until `cancel`; then drains gracefully.
     pub async fn run_until_stopped(self, cancel: CancellationToken) -> anyhow::Result<()> {
-        if let Some(handle) = prometheus::handle() {
+        if let Some(handle) = self.serve_api.then(prometheus::handle).flatten() {
             prometheus::spawn_upkeep(handle);
         }
         let engine = self.engine.start(cancel.clone());

@@ -24,7 +24,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
-use herald_domain::input::{FieldError, check_event_draft};
+use herald_domain::input::{FieldError, TypeName, check_event_draft};
 use herald_domain::{EventType, from_millis};
 use herald_store::{FanoutRules, NewEvent, StoreError};
 use std::time::SystemTime;
@@ -71,8 +71,9 @@ impl Outbox {
         self
     }
 
-    /// PostgreSQL: Herald's tables are in `schema` (migrated with `search_path` set to it);
-    /// the caller's transaction keeps its own `search_path` for its own statements.
+    /// PostgreSQL: Herald's tables are in `schema` (migrated with `search_path` set to it),
+    /// named as PostgreSQL stores it (lower case, unless it was created quoted); the caller's
+    /// transaction keeps its own `search_path` for its own statements.
     pub fn in_schema(mut self, schema: &str) -> Self {
         self.schema = Some(schema.to_owned());
         self
@@ -119,21 +120,6 @@ fn checked(account: &AccountId, draft: EventDraft, known: Option<EventType>) -> 
     }
 }
 
-/// The type named by a draft, if it parses: built in (known at once) or to be looked up.
-enum TypeName {
-    BuiltIn(EventType),
-    Custom(EventType),
-    Invalid,
-}
-
-fn type_name(name: &str) -> TypeName {
-    match EventType::parse(name) {
-        Some(t) if t.is_built_in() => TypeName::BuiltIn(t),
-        Some(t) => TypeName::Custom(t),
-        None => TypeName::Invalid,
-    }
-}
-
 fn now() -> time::OffsetDateTime {
     let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
     from_millis(ms)
@@ -150,7 +136,7 @@ impl OutboxDatabase for sqlx::Postgres {
         async move {
             let mut invalid = None;
             let published = pg::with_search_path(conn, outbox.schema.as_deref(), async |conn| {
-                let known = match type_name(&draft.event_type) {
+                let known = match TypeName::of(&draft.event_type) {
                     TypeName::BuiltIn(t) => Some(t),
                     TypeName::Custom(t) => {
                         pg::custom_event_type_exists_on(conn, account, t.as_str()).await?.then_some(t)
@@ -184,7 +170,7 @@ impl OutboxDatabase for sqlx::Sqlite {
     ) -> impl Future<Output = Result<Published, OutboxError>> + Send + 'a {
         use herald_store_sqlite::outbox as lite;
         async move {
-            let known = match type_name(&draft.event_type) {
+            let known = match TypeName::of(&draft.event_type) {
                 TypeName::BuiltIn(t) => Some(t),
                 TypeName::Custom(t) => lite::custom_event_type_exists_on(conn, account, t.as_str()).await?.then_some(t),
                 TypeName::Invalid => None,

@@ -93,29 +93,29 @@ pub fn known() -> Vec<(i64, String)> {
 
 /// Creates the schema Herald's tables go to when it does not exist yet: the first entry of
 /// the connection's `search_path` (set with `?options[search_path]=herald` in the URL, to
-/// keep Herald's tables apart in a database the caller owns). Nothing to do when an entry of
-/// the path exists already (`public`, by default).
+/// keep Herald's tables apart in a database the caller owns), named as PostgreSQL resolves
+/// it (unquoted names fold to lower case). Nothing to do for `"$user"` or a schema that
+/// exists; a replica creating it at the same moment is not an error.
 pub(crate) async fn ensure_schema(conn: &mut PgConnection) -> StoreResult<()> {
-    let current: Option<String> =
-        sqlx::query_scalar("SELECT current_schema()").fetch_one(&mut *conn).await.map_err(unavailable)?;
-    if current.is_some() {
-        return Ok(());
-    }
-    // PostgreSQL quotes the name (`%I`): the statement is built by the server, not here.
+    // PostgreSQL builds the statement and quotes the name (`%I`): nothing is spliced here.
     let create: Option<String> = sqlx::query_scalar(
-        "SELECT format('CREATE SCHEMA IF NOT EXISTS %I', trim(both '\"' from trim(split_part(current_setting('search_path'), ',', 1)))) \
-         WHERE trim(split_part(current_setting('search_path'), ',', 1)) NOT IN ('', '\"$user\"', '$user')",
+        "SELECT format('CREATE SCHEMA IF NOT EXISTS %I', n) FROM ( \
+           SELECT CASE WHEN e LIKE '\"%\"' THEN replace(substr(e, 2, length(e) - 2), '\"\"', '\"') ELSE lower(e) END AS n \
+           FROM (SELECT trim(split_part(current_setting('search_path'), ',', 1)) AS e) first \
+         ) named WHERE n NOT IN ('', '$user') AND NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = n)",
     )
     .fetch_optional(&mut *conn)
     .await
     .map_err(unavailable)?;
     if let Some(create) = create {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut *conn).await.map_err(unavailable)?;
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut *conn).await.map_err(unavailable) {
+            Ok(_) | Err(herald_store::StoreError::AlreadyExists) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
 
-/// The versions applied to the database on `conn` (none before the first migration).
 /// (Herald's rows of `_sqlx_migrations` count while they have not moved to [`TABLE`].)
 pub(crate) async fn applied(conn: &mut PgConnection) -> StoreResult<Vec<i64>> {
     let has_table: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")

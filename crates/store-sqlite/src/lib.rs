@@ -43,6 +43,11 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How the writer opens a transaction: it takes the write lock at once, so a transaction that
+/// reads before it writes never finds its snapshot outdated by another connection's commit
+/// (library mode: the caller's connections write to the same file).
+pub(crate) const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 /// How hard a commit tries to reach the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Durability {
@@ -74,9 +79,10 @@ impl SqliteStore {
         Self::open_with(SqliteConnectOptions::from_str(url).map_err(unavailable)?, durability).await
     }
 
-    /// On the caller's database (library mode, `herald::Embedded`): the file of `pool`,
-    /// whose connections the store reads with; it writes through one connection of its own
-    /// (the caller's writes wait for it, and it for them, through SQLite's busy timeout).
+    /// On the caller's database (library mode, `herald::Embedded`): the file `pool` connects
+    /// to, opened with its options (WAL is switched on) through pools of the store's own — one
+    /// writer, taking the write lock at `BEGIN` — so the caller's writes and the store's wait
+    /// for each other through SQLite's busy timeout.
     pub async fn with_pool(pool: sqlx::SqlitePool, durability: Durability) -> StoreResult<Self> {
         Self::open_with((*pool.connect_options()).clone(), durability).await
     }
@@ -133,7 +139,7 @@ impl SqliteStore {
     }
 
     pub(crate) async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.write.begin().await.map_err(unavailable)
+        self.write.begin_with(BEGIN_WRITE).await.map_err(unavailable)
     }
 
     pub(crate) fn wake(&self) {

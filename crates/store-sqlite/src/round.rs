@@ -123,7 +123,7 @@ async fn round_loop(
 
 /// Runs `jobs` in one transaction; one `Done` per job, in order.
 async fn round(write: &SqlitePool, jobs: &[WriteJob]) -> StoreResult<Vec<Done>> {
-    let mut tx = write.begin().await.map_err(unavailable)?;
+    let mut tx = write.begin_with(crate::BEGIN_WRITE).await.map_err(unavailable)?;
     let mut done = Vec::with_capacity(jobs.len());
     // The publishes (contiguous after the sort) share one statement per table.
     let mut i = 0;

@@ -39,6 +39,9 @@ async fn caller(backend: Backend) -> Option<Caller> {
     let dns = herald_testkit::LoopbackDns::start().await;
     let mut settings = test_settings(dir.path());
     settings.dns_server = Some(dns.addr());
+    // No poll to fall back on within a test: deliveries come from the wake-ups (NOTIFY at the
+    // commit on PostgreSQL, `Embedded::wake` on SQLite).
+    settings.poll_interval = std::time::Duration::from_secs(300);
     let (pool, db) = match backend {
         Backend::Sqlite => {
             let url = format!("sqlite://{}/app.db?mode=rwc", dir.path().display());
@@ -84,14 +87,15 @@ async fn subscribe(c: &Caller, url: String) {
 }
 
 /// In one transaction of the caller: its order row, then `event` through the outbox; commits
-/// when `commit`, else rolls back. Answers the outbox's answer.
+/// when `commit` (also after a refused event: the caller's row stands), else rolls back.
+/// Answers the outbox's answer. (SQLite: `BEGIN IMMEDIATE`, as the README advises.)
 async fn order(c: &Caller, id: i64, event: EventDraft, commit: bool) -> Result<EventId, OutboxError> {
     macro_rules! in_tx {
-        ($pool:expr, $insert:literal) => {{
-            let mut tx = $pool.begin().await.unwrap();
+        ($tx:expr, $insert:literal) => {{
+            let mut tx = $tx;
             sqlx::query($insert).bind(id).bind("paid").execute(&mut *tx).await.unwrap();
-            let published = herald_outbox::publish(&mut tx, &c.account, event).await;
-            if commit && published.is_ok() {
+            let published = c.herald.outbox().publish(&mut tx, &c.account, event).await.map(|p| p.id);
+            if commit {
                 tx.commit().await.unwrap();
             } else {
                 tx.rollback().await.unwrap();
@@ -100,8 +104,10 @@ async fn order(c: &Caller, id: i64, event: EventDraft, commit: bool) -> Result<E
         }};
     }
     let published = match &c.pool {
-        Pool::Pg(p) => in_tx!(p, "INSERT INTO orders (id, note) VALUES ($1, $2)"),
-        Pool::Lite(p) => in_tx!(p, "INSERT INTO orders (id, note) VALUES (?, ?)"),
+        Pool::Pg(p) => in_tx!(p.begin().await.unwrap(), "INSERT INTO orders (id, note) VALUES ($1, $2)"),
+        Pool::Lite(p) => {
+            in_tx!(p.begin_with("BEGIN IMMEDIATE").await.unwrap(), "INSERT INTO orders (id, note) VALUES (?, ?)")
+        }
     };
     // SQLite has no NOTIFY: the caller wakes its engine (PostgreSQL's comes with the commit).
     if matches!(c.pool, Pool::Lite(_)) {
@@ -144,15 +150,17 @@ async fn a_committed_publish_is_delivered_and_a_rolled_back_one_stores_and_sends
 
     // The API's rules: an unknown type or a non-object `data` is refused, and nothing of the
     // caller's transaction is lost to it (its own row commits).
-    for (draft, field) in [
+    let refused = [
         (EventDraft::new("order.unknown", serde_json::value::to_raw_value(&json!({})).unwrap()), "type"),
         (EventDraft::new("order.paid", serde_json::value::to_raw_value(&json!([1])).unwrap()), "data"),
         (EventDraft::new("webhook.disabled", serde_json::value::to_raw_value(&json!({})).unwrap()), "type"),
-    ] {
-        match order(&c, 4, draft, true).await {
+    ];
+    for ((draft, field), id) in refused.into_iter().zip(40..) {
+        match order(&c, id, draft, true).await {
             Err(OutboxError::Invalid(errs)) => assert_eq!(errs[0].field, field, "{errs:?}"),
             other => panic!("expected a refusal on {field}, got {other:?}"),
         }
+        assert!(order_exists(&c, id).await, "the caller's own row committed");
     }
     // An idempotency key answers the first event, also from another transaction.
     let keyed = || EventDraft { idempotency_key: Some("order-5".into()), ..paid(5) };
@@ -186,7 +194,7 @@ async fn a_publish_in_an_open_transaction_is_invisible_until_the_commit(backend:
         Pool::Lite(p) => {
             // SQLite has one writer: the open transaction holds it, so the engine's claims wait
             // (keep such transactions short). Its readers see the last commit only.
-            let mut open = p.begin().await.unwrap();
+            let mut open = p.begin_with("BEGIN IMMEDIATE").await.unwrap();
             let held = herald_outbox::publish(&mut open, &c.account, paid(10)).await.unwrap();
             c.herald.wake();
             assert!(c.herald.store().get_event(&c.account, &held).await.unwrap().is_none());
@@ -250,6 +258,7 @@ async fn herald_migrate_keeps_its_tables_in_a_schema_of_the_callers_database() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path());
     settings.dns_server = Some(dns.addr());
+    settings.poll_interval = std::time::Duration::from_secs(300);
     let opts = PgConnectOptions::from_str(&db.url).unwrap().options([("search_path", "hooks")]);
     let herald_pool = PgPoolOptions::new().max_connections(4).connect_with(opts).await.unwrap();
     let herald = Embedded::start(herald_pool, settings).await.unwrap();
@@ -274,7 +283,7 @@ async fn herald_migrate_keeps_its_tables_in_a_schema_of_the_callers_database() {
     // The caller's search_path is its own again within the same transaction.
     sqlx::query("INSERT INTO events (id, what) VALUES (2, 'mine too')").execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
-    // No wake call: PostgreSQL's NOTIFY at the commit (or the poll) brings it.
+    // No wake call and no poll within the test: PostgreSQL's NOTIFY at the commit brings it.
     let got = rx.wait_for("schema", 1).await;
     assert_eq!(got[0].header("webhook-id"), published.id.as_str());
     let mine: Vec<String> =
