@@ -40,6 +40,9 @@ pub enum OutboxError {
     /// The event is not valid (the same rules as the API's 400); nothing was written.
     #[error("invalid event: {}", describe(.0))]
     Invalid(Vec<FieldError>),
+    /// No account has this id; nothing was written.
+    #[error("no account {0}")]
+    UnknownAccount(AccountId),
     /// The database refused or failed a statement.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -136,6 +139,10 @@ impl OutboxDatabase for sqlx::Postgres {
         async move {
             let mut invalid = None;
             let published = pg::with_search_path(conn, outbox.schema.as_deref(), async |conn| {
+                if !pg::account_exists_on(conn, account).await? {
+                    invalid = Some(OutboxError::UnknownAccount(account.clone()));
+                    return Ok(None);
+                }
                 let known = match TypeName::of(&draft.event_type) {
                     TypeName::BuiltIn(t) => Some(t),
                     TypeName::Custom(t) => {
@@ -170,6 +177,9 @@ impl OutboxDatabase for sqlx::Sqlite {
     ) -> impl Future<Output = Result<Published, OutboxError>> + Send + 'a {
         use herald_store_sqlite::outbox as lite;
         async move {
+            if !lite::account_exists_on(conn, account).await? {
+                return Err(OutboxError::UnknownAccount(account.clone()));
+            }
             let known = match TypeName::of(&draft.event_type) {
                 TypeName::BuiltIn(t) => Some(t),
                 TypeName::Custom(t) => lite::custom_event_type_exists_on(conn, account, t.as_str()).await?.then_some(t),

@@ -53,3 +53,13 @@ pub async fn with_search_path<T>(
     restored?;
     Ok(out)
 }
+
+/// Whether `account` exists, read on `conn` (a publish for an unknown account is refused).
+pub async fn account_exists_on(conn: &mut PgConnection, account: &AccountId) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = $1")
+        .bind(account.as_str())
+        .fetch_one(conn)
+        .await
+        .map_err(unavailable)?;
+    Ok(n > 0)
+}

@@ -22,3 +22,13 @@ pub async fn custom_event_type_exists_on(
 ) -> StoreResult<bool> {
     crate::events::custom_type_exists(conn, account, name).await
 }
+
+/// Whether `account` exists, read on `conn` (a publish for an unknown account is refused).
+pub async fn account_exists_on(conn: &mut SqliteConnection, account: &AccountId) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = ?")
+        .bind(account.as_str())
+        .fetch_one(conn)
+        .await
+        .map_err(crate::unavailable)?;
+    Ok(n > 0)
+}

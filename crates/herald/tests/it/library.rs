@@ -162,6 +162,13 @@ async fn a_committed_publish_is_delivered_and_a_rolled_back_one_stores_and_sends
         }
         assert!(order_exists(&c, id).await, "the caller's own row committed");
     }
+    // An account that does not exist gets nothing stored.
+    let nobody = AccountId::generate();
+    let refused = match &c.pool {
+        Pool::Pg(p) => herald_outbox::publish(&mut p.begin().await.unwrap(), &nobody, paid(50)).await,
+        Pool::Lite(p) => herald_outbox::publish(&mut p.begin().await.unwrap(), &nobody, paid(50)).await,
+    };
+    assert!(matches!(refused, Err(OutboxError::UnknownAccount(_))), "{refused:?}");
     // An idempotency key answers the first event, also from another transaction.
     let keyed = || EventDraft { idempotency_key: Some("order-5".into()), ..paid(5) };
     let a = order(&c, 5, keyed(), true).await.unwrap();
