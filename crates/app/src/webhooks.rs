@@ -21,6 +21,22 @@ pub struct WebhookDraft {
     pub signature: Option<String>,
 }
 
+impl WebhookDraft {
+    /// A webhook of `url` for `events`, every other field at its default.
+    pub fn new(url: &str, events: &[&str]) -> Self {
+        Self {
+            url: url.to_owned(),
+            events: events.iter().map(|e| (*e).to_owned()).collect(),
+            description: None,
+            filters: None,
+            enabled: None,
+            max_in_flight: None,
+            control: crate::ControlChange::default(),
+            signature: None,
+        }
+    }
+}
+
 /// A partial change; `None` keeps a field.
 #[derive(Clone, Debug, Default)]
 pub struct WebhookChange {

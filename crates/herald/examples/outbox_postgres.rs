@@ -8,7 +8,7 @@
 
 use axum::routing::post;
 use herald::{Embedded, Settings};
-use herald_app::{ControlChange, WebhookDraft};
+use herald_app::WebhookDraft;
 use herald_outbox::EventDraft;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -49,16 +49,7 @@ async fn main() -> anyhow::Result<()> {
     if app.create_event_type(&account, "order.paid", "an order was paid").await.is_err() {
         println!("(order.paid is registered already)");
     }
-    let draft = WebhookDraft {
-        url: hook_url,
-        events: vec!["order.paid".into()],
-        description: None,
-        filters: None,
-        enabled: None,
-        max_in_flight: None,
-        control: ControlChange::default(),
-        signature: None,
-    };
+    let draft = WebhookDraft::new(&hook_url, &["order.paid"]);
     let (webhook, _) = app.create_webhook(&account, draft).await?;
 
     // Commit: the order and its event, atomically; the NOTIFY goes out with the commit.

@@ -235,6 +235,16 @@ async fn cli_manages_agents_of_a_running_server() {
     assert!(stderr.contains("400") && stderr.contains("not one this server accepts"), "{stderr}");
 }
 
+/// The next delivery `herald listen` printed (its `---` line).
+async fn delivery_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
+    loop {
+        let l = lines.next_line().await.unwrap().expect("listen printed the delivery");
+        if l.starts_with("---") {
+            return l;
+        }
+    }
+}
+
 #[tokio::test]
 async fn herald_listen_verifies_both_signatures_of_real_deliveries() {
     let app = spawn_app().await;
@@ -255,12 +265,7 @@ async fn herald_listen_verifies_both_signatures_of_real_deliveries() {
     let first = lines.next_line().await.unwrap().unwrap();
     assert!(first.starts_with("listening on"), "{first}");
     let ev = app.publish_received().await;
-    let line = loop {
-        let l = lines.next_line().await.unwrap().expect("listen printed the delivery");
-        if l.starts_with("---") {
-            break l;
-        }
-    };
+    let line = delivery_line(&mut lines).await;
     assert!(line.contains(ev["id"].as_str().unwrap()), "{line}");
     assert!(line.ends_with("signatures OK"), "{line}");
 }
@@ -285,12 +290,7 @@ async fn herald_listen_verifies_ed25519_deliveries_with_the_webhooks_jwks_url() 
     let first = lines.next_line().await.unwrap().unwrap();
     assert!(first.starts_with("listening on"), "{first}");
     let ev = app.publish_received().await;
-    let line = loop {
-        let l = lines.next_line().await.unwrap().expect("listen printed the delivery");
-        if l.starts_with("---") {
-            break l;
-        }
-    };
+    let line = delivery_line(&mut lines).await;
     assert!(line.contains(ev["id"].as_str().unwrap()), "{line}");
     assert!(line.ends_with("signatures OK"), "{line}");
     // A rotation without grace: only a key listen has never seen signs; it fetches the set again.
@@ -303,12 +303,7 @@ async fn herald_listen_verifies_ed25519_deliveries_with_the_webhooks_jwks_url() 
         .await;
     assert_eq!(s, 200);
     let ev = app.publish_received().await;
-    let line = loop {
-        let l = lines.next_line().await.unwrap().expect("listen printed the delivery");
-        if l.starts_with("---") {
-            break l;
-        }
-    };
+    let line = delivery_line(&mut lines).await;
     assert!(line.contains(ev["id"].as_str().unwrap()) && line.ends_with("signatures OK"), "{line}");
 }
 

@@ -7,7 +7,7 @@
 use crate::on_both_stores;
 use crate::support::*;
 use herald::Embedded;
-use herald_app::{ControlChange, WebhookDraft};
+use herald_app::WebhookDraft;
 use herald_outbox::{AccountId, EventDraft, EventId, Outbox, OutboxError};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -73,17 +73,7 @@ fn paid(order: i64) -> EventDraft {
 }
 
 async fn subscribe(c: &Caller, url: String) {
-    let draft = WebhookDraft {
-        url,
-        events: vec!["order.paid".into()],
-        description: None,
-        filters: None,
-        enabled: None,
-        max_in_flight: None,
-        control: ControlChange::default(),
-        signature: None,
-    };
-    c.herald.herald().create_webhook(&c.account, draft).await.unwrap();
+    c.herald.herald().create_webhook(&c.account, WebhookDraft::new(&url, &["order.paid"])).await.unwrap();
 }
 
 /// In one transaction of the caller: its order row, then `event` through the outbox; commits
@@ -271,16 +261,7 @@ async fn herald_migrate_keeps_its_tables_in_a_schema_of_the_callers_database() {
     let herald = Embedded::start(herald_pool, settings).await.unwrap();
     let account = herald.account("default").await.unwrap();
     let rx = Receiver::start().await;
-    let draft = WebhookDraft {
-        url: rx.url("schema"),
-        events: vec!["email.sent".into()],
-        description: None,
-        filters: None,
-        enabled: None,
-        max_in_flight: None,
-        control: ControlChange::default(),
-        signature: None,
-    };
+    let draft = WebhookDraft::new(&rx.url("schema"), &["email.sent"]);
     herald.herald().create_webhook(&account, draft).await.unwrap();
     let outbox = Outbox::new().in_schema("hooks");
     let mut tx = app.begin().await.unwrap();
