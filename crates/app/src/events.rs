@@ -1,4 +1,5 @@
-//! Events: publish (validated once for every adapter), the events log, custom event types.
+//! Events: publish (checked by `herald_domain::input`, the same check `herald-outbox`
+//! runs), the events log, custom event types.
 
 use crate::{AppError, AppResult, Conflict, FieldError, Herald, validate};
 use herald_domain::event_type::BUILT_IN;

@@ -1,4 +1,5 @@
-//! Input rules shared by every use case: one rule per kind of value.
+//! Input checks that need the store (known event types, subscriptions, URLs); the pure
+//! rules per kind of value live in `herald_domain::input` and are re-exported here.
 
 use crate::{AppResult, FieldError, Herald};
 pub use herald_domain::input::{

@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     settings.allow_private_targets = true; // the receiver is on loopback
     let herald = Embedded::start(herald_pool, settings).await?;
     let account = herald.account("default").await?;
-    let outbox = herald.outbox().in_schema("webhooks"); // this engine's rules, Herald's schema
+    let outbox = herald.outbox(); // this engine's rules, and Herald's schema (from its pool)
 
     let app = herald.herald();
     if app.create_event_type(&account, "order.paid", "an order was paid").await.is_err() {

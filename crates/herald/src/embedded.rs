@@ -35,6 +35,10 @@ pub struct Embedded {
     app: Herald,
     store: Arc<dyn Store>,
     api: Option<SocketAddr>,
+    /// PostgreSQL: the schema Herald's tables are in, when not `public`.
+    schema: Option<String>,
+    /// SQLite: the database's lock, held while this runs.
+    _db_lock: Option<std::fs::File>,
     /// The key of the `default` account when this start created it without a bootstrap key.
     pub created_key: Option<ApiKey>,
     cancel: CancellationToken,
@@ -61,19 +65,40 @@ impl Embedded {
             settings.listen = "127.0.0.1:0".into();
         }
         let cipher = secret_cipher(&settings)?;
+        let mut schema = None;
+        let mut db_lock = None;
         let store: Arc<dyn Store> = match pool {
-            CallerPool::Postgres(p) => Arc::new(
-                herald_store_postgres::PgStore::with_pool(p, &pg_settings(&settings))
+            CallerPool::Postgres(p) => {
+                // Where the pool's `search_path` puts Herald's tables: the outbox publishes there.
+                let current: Option<String> =
+                    sqlx::query_scalar("SELECT current_schema()").fetch_one(&p).await.context("reading search_path")?;
+                let store = herald_store_postgres::PgStore::with_pool(p.clone(), &pg_settings(&settings))
                     .await
                     .context("starting on the PostgreSQL pool")?
-                    .with_cipher(cipher),
-            ),
-            CallerPool::Sqlite(p) => Arc::new(
-                herald_store_sqlite::SqliteStore::with_pool(p, settings.sqlite_durability())
-                    .await
-                    .context("starting on the SQLite pool")?
-                    .with_cipher(cipher),
-            ),
+                    .with_cipher(cipher);
+                schema = match current {
+                    Some(s) if s != "public" => Some(s),
+                    // The schema was made by the migration: read it again.
+                    None => sqlx::query_scalar("SELECT current_schema()").fetch_one(&p).await.ok().flatten(),
+                    _ => None,
+                };
+                Arc::new(store)
+            }
+            CallerPool::Sqlite(p) => {
+                let file = p.connect_options().get_filename().to_path_buf();
+                anyhow::ensure!(
+                    !file.as_os_str().is_empty() && file.as_os_str() != ":memory:",
+                    "an in-memory SQLite pool cannot be shared: give Embedded a pool on a database file"
+                );
+                // One Herald per file, as `herald serve` holds it: `herald restore` sees it held.
+                db_lock = Some(crate::backup::lock_database(&file)?);
+                Arc::new(
+                    herald_store_sqlite::SqliteStore::with_pool(p, settings.sqlite_durability())
+                        .await
+                        .context("starting on the SQLite pool")?
+                        .with_cipher(cipher),
+                )
+            }
         };
         let deps = Deps { store: Some(store), serve_api, ..Deps::default() };
         let application = Application::build(settings, deps).await?;
@@ -82,14 +107,18 @@ impl Embedded {
             (application.app().clone(), application.store(), application.created_key.clone());
         let cancel = CancellationToken::new();
         let task = tokio::spawn(application.run_until_stopped(cancel.clone()));
-        Ok(Self { app, store, api, created_key, cancel, task: Some(task) })
+        Ok(Self { app, store, api, schema, created_key, cancel, task: Some(task), _db_lock: db_lock })
     }
 
     /// An outbox publishing with this engine's rules (its retry schedule's attempts, its
-    /// retention and idempotency window). On PostgreSQL with Herald's tables in a schema of
-    /// their own, add `.in_schema(…)`.
+    /// retention and idempotency window) into Herald's tables (on PostgreSQL, the schema the
+    /// pool's `search_path` put them in).
     pub fn outbox(&self) -> herald_outbox::Outbox {
-        herald_outbox::Outbox::new().with_rules(self.app.config.fanout.clone())
+        let outbox = herald_outbox::Outbox::new().with_rules(self.app.config.fanout.clone());
+        match &self.schema {
+            Some(schema) => outbox.in_schema(schema),
+            None => outbox,
+        }
     }
 
     /// What the API calls, for this process: create webhooks, rotate keys, read deliveries.
@@ -97,6 +126,7 @@ impl Embedded {
         &self.app
     }
 
+    /// The store Herald runs on (read deliveries, events, accounts directly).
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
     }

@@ -42,7 +42,8 @@ pub struct Deps {
     pub wrap_store: Option<StoreWrapper>,
     /// Run on this store instead of opening `HERALD_DATABASE_URL`.
     pub store: Option<Arc<dyn Store>>,
-    /// Serve the HTTP API (and portal) on `--listen`; without it only the engine runs.
+    /// Serve the HTTP API (and portal) on `--listen`; without it the engine runs (and SMTP,
+    /// when `--smtp-listen` is set).
     pub serve_api: bool,
 }
 
@@ -113,7 +114,7 @@ pub async fn pending_migrations(settings: &Settings) -> anyhow::Result<Vec<(i64,
 }
 
 /// The cipher of `HERALD_SECRET_KEY`, when set.
-pub fn secret_cipher(settings: &Settings) -> anyhow::Result<Option<Arc<herald_store::codec::SecretCipher>>> {
+pub(crate) fn secret_cipher(settings: &Settings) -> anyhow::Result<Option<Arc<herald_store::codec::SecretCipher>>> {
     settings
         .secret_key
         .as_ref()
@@ -122,7 +123,7 @@ pub fn secret_cipher(settings: &Settings) -> anyhow::Result<Option<Arc<herald_st
 }
 
 /// The PostgreSQL settings of `settings`.
-pub fn pg_settings(settings: &Settings) -> herald_store_postgres::PgSettings {
+pub(crate) fn pg_settings(settings: &Settings) -> herald_store_postgres::PgSettings {
     herald_store_postgres::PgSettings {
         pool_size: settings.pg_pool_size,
         statement_timeout: settings.pg_statement_timeout,

@@ -24,17 +24,17 @@
 //! ```
 #![forbid(unsafe_code)]
 
+use herald_domain::EventType;
 use herald_domain::input::{FieldError, TypeName, check_event_draft};
-use herald_domain::{EventType, from_millis};
-use herald_store::{FanoutRules, NewEvent, StoreError};
-use std::time::SystemTime;
+use herald_store::NewEvent;
 
-pub use herald_domain::input::EventDraft;
+pub use herald_domain::input::{EventDraft, FieldError as InvalidField};
 pub use herald_domain::{AccountId, EventId};
-pub use herald_store::Published;
+pub use herald_store::{FanoutRules, Published, StoreError};
 
-/// Why a publish did not happen; the caller's transaction is untouched by a refused event
-/// ([`OutboxError::Invalid`]) and should be rolled back after a store error.
+/// Why a publish did not happen. A refused event ([`OutboxError::Invalid`],
+/// [`OutboxError::UnknownAccount`]) wrote nothing and leaves the caller's transaction usable;
+/// after [`OutboxError::Store`] roll it back (on PostgreSQL it is aborted).
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
     /// The event is not valid (the same rules as the API's 400); nothing was written.
@@ -104,8 +104,15 @@ pub async fn publish<DB: OutboxDatabase>(
     Ok(Outbox::default().publish(tx, account, draft).await?.id)
 }
 
-/// The databases a publish can run on: PostgreSQL and SQLite.
-pub trait OutboxDatabase: sqlx::Database {
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for sqlx::Postgres {}
+    impl Sealed for sqlx::Sqlite {}
+}
+
+/// The databases a publish can run on: PostgreSQL and SQLite (implemented here only).
+pub trait OutboxDatabase: sqlx::Database + sealed::Sealed {
+    /// Checks and publishes `draft` on `conn`, a connection inside the caller's transaction.
     fn publish_on<'a>(
         conn: &'a mut Self::Connection,
         outbox: &'a Outbox,
@@ -124,8 +131,8 @@ fn checked(account: &AccountId, draft: EventDraft, known: Option<EventType>) -> 
 }
 
 fn now() -> time::OffsetDateTime {
-    let ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    from_millis(ms)
+    use herald_domain::Clock;
+    herald_domain::SystemClock.now()
 }
 
 impl OutboxDatabase for sqlx::Postgres {
@@ -137,11 +144,11 @@ impl OutboxDatabase for sqlx::Postgres {
     ) -> impl Future<Output = Result<Published, OutboxError>> + Send + 'a {
         use herald_store_postgres::outbox as pg;
         async move {
-            let mut invalid = None;
-            let published = pg::with_search_path(conn, outbox.schema.as_deref(), async |conn| {
+            // The store's errors travel outside (the search_path is put back either way); a
+            // refusal inside.
+            pg::with_search_path(conn, outbox.schema.as_deref(), async |conn| {
                 if !pg::account_exists_on(conn, account).await? {
-                    invalid = Some(OutboxError::UnknownAccount(account.clone()));
-                    return Ok(None);
+                    return Ok(Err(OutboxError::UnknownAccount(account.clone())));
                 }
                 let known = match TypeName::of(&draft.event_type) {
                     TypeName::BuiltIn(t) => Some(t),
@@ -151,19 +158,11 @@ impl OutboxDatabase for sqlx::Postgres {
                     TypeName::Invalid => None,
                 };
                 match checked(account, draft, known) {
-                    Ok(new) => pg::publish_on(conn, new, &outbox.rules).await.map(Some),
-                    Err(e) => {
-                        invalid = Some(e);
-                        Ok(None)
-                    }
+                    Ok(new) => pg::publish_and_notify(conn, new, &outbox.rules).await.map(Ok),
+                    Err(refused) => Ok(Err(refused)),
                 }
             })
-            .await?;
-            match (published, invalid) {
-                (Some(p), _) => Ok(p),
-                (None, Some(e)) => Err(e),
-                (None, None) => unreachable!("a publish either happens or is refused"),
-            }
+            .await?
         }
     }
 }

@@ -69,11 +69,20 @@ impl Accounts for PgStore {
     }
 
     async fn account_exists(&self, account: &AccountId) -> StoreResult<bool> {
-        let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM accounts WHERE id = $1")
-            .bind(account.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(unavailable)?;
-        Ok(found.is_some())
+        account_exists(&self.pool, account).await
     }
+}
+
+/// Whether `account` exists, read through `on` (a pool, or the caller's transaction in
+/// library mode).
+pub(crate) async fn account_exists<'e>(
+    on: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    account: &AccountId,
+) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = $1")
+        .bind(account.as_str())
+        .fetch_one(on)
+        .await
+        .map_err(unavailable)?;
+    Ok(n > 0)
 }

@@ -98,10 +98,7 @@ impl PgStore {
         {
             let mut conn =
                 PgConnectOptions::from_str(url).map_err(unavailable)?.connect().await.map_err(unavailable)?;
-            migrations::ensure_schema(&mut conn).await?;
-            herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
-            migrations::adopt_legacy(&mut conn).await?;
-            migrations::migrator().run(&mut conn).await.map_err(migrations::refused)?;
+            migrations::apply(&mut conn).await?;
             let _ = conn.close().await;
         }
         Ok(Self::started(pool, opts, settings))
@@ -116,13 +113,7 @@ impl PgStore {
             // A connection taken out of the pool and closed after: a failed migration may
             // leave session locks on it, which must not go back to the caller's pool.
             let mut conn = pool.acquire().await.map_err(unavailable)?.detach();
-            let migrated = async {
-                migrations::ensure_schema(&mut conn).await?;
-                herald_store::schema::pending(&migrations::applied(&mut conn).await?, &migrations::known())?;
-                migrations::adopt_legacy(&mut conn).await?;
-                migrations::migrator().run(&mut conn).await.map_err(migrations::refused)
-            }
-            .await;
+            let migrated = migrations::apply(&mut conn).await;
             let _ = conn.close().await;
             migrated?;
         }

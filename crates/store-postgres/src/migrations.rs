@@ -73,8 +73,15 @@ pub(crate) async fn adopt_legacy(conn: &mut PgConnection) -> StoreResult<()> {
         .execute(&mut *conn)
         .await
         .map_err(unavailable)?;
+        // Herald's rows leave the application's table (its own migrator would not know them).
         if ours.len() == all {
             sqlx::query("DROP TABLE _sqlx_migrations").execute(&mut *conn).await.map_err(unavailable)?;
+        } else {
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ANY($1)")
+                .bind(&ours)
+                .execute(&mut *conn)
+                .await
+                .map_err(unavailable)?;
         }
         Ok(())
     }
@@ -116,7 +123,8 @@ pub(crate) async fn ensure_schema(conn: &mut PgConnection) -> StoreResult<()> {
     Ok(())
 }
 
-/// (Herald's rows of `_sqlx_migrations` count while they have not moved to [`TABLE`].)
+/// The versions applied to the database on `conn` (none before the first migration;
+/// Herald's rows of `_sqlx_migrations` count while they have not moved to [`TABLE`]).
 pub(crate) async fn applied(conn: &mut PgConnection) -> StoreResult<Vec<i64>> {
     let has_table: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
         .bind(TABLE)
@@ -148,4 +156,16 @@ pub(crate) fn refused(e: sqlx::migrate::MigrateError) -> herald_store::StoreErro
         sqlx::migrate::MigrateError::VersionMissing(v) => schema::unknown_migration(v),
         e => herald_store::StoreError::Unavailable(Box::new(e)),
     }
+}
+
+/// Brings the database on `conn` to this build's schema: creates Herald's schema if the
+/// `search_path` names a missing one, refuses a database a newer Herald migrated, moves
+/// rows of an earlier `_sqlx_migrations`, and applies what is missing (under sqlx's
+/// migration lock, so replicas starting together take turns).
+pub(crate) async fn apply(conn: &mut PgConnection) -> StoreResult<()> {
+    ensure_schema(conn).await?;
+    schema::pending(&applied(conn).await?, &known())?;
+    adopt_legacy(conn).await?;
+    migrator().run(conn).await.map_err(refused)?;
+    Ok(())
 }

@@ -10,8 +10,12 @@ use sqlx::PgConnection;
 /// matching enabled subscription, idempotency keys honoured — the fan-out of every publish —
 /// and, when it made deliveries, a `NOTIFY` that PostgreSQL delivers to every running replica
 /// only if the caller commits.
-pub async fn publish_on(conn: &mut PgConnection, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published> {
-    let published = crate::publish::publish_on(&mut *conn, new, rules).await?;
+pub async fn publish_and_notify(conn: &mut PgConnection, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published> {
+    // The API's two paths: one statement without an idempotency key, serialised per key with one.
+    let published = match new.idempotency_key {
+        None => crate::publish::publish_one_statement_on(&mut *conn, new, rules).await?,
+        Some(_) => crate::publish::publish_on(&mut *conn, new, rules).await?,
+    };
     if published.deliveries > 0 && !published.replayed {
         sqlx::query("SELECT pg_notify($1, '')").bind(crate::CHANNEL).execute(&mut *conn).await.map_err(unavailable)?;
     }
@@ -56,10 +60,5 @@ pub async fn with_search_path<T>(
 
 /// Whether `account` exists, read on `conn` (a publish for an unknown account is refused).
 pub async fn account_exists_on(conn: &mut PgConnection, account: &AccountId) -> StoreResult<bool> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = $1")
-        .bind(account.as_str())
-        .fetch_one(conn)
-        .await
-        .map_err(unavailable)?;
-    Ok(n > 0)
+    crate::accounts::account_exists(conn, account).await
 }

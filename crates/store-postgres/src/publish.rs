@@ -1,5 +1,6 @@
 //! Publishing: without an idempotency key ONE statement (subscriptions matched in SQL);
-//! with one, a transaction serialised per key.
+//! with one, a transaction serialised per key. Both run on a connection the caller may own
+//! (`outbox.rs`: a library caller's transaction), so the API and the library publish alike.
 
 use crate::rows::*;
 use crate::{PgStore, unavailable};
@@ -75,6 +76,23 @@ impl PgStore {
     /// deliveries. Delivery ids are made in SQL in the same shape as `DeliveryId::generate`
     /// (millisecond time first, so they sort by creation).
     async fn publish_one_statement(&self, new: NewEvent, rules: &FanoutRules) -> StoreResult<Published> {
+        let mut conn = self.pool.acquire().await.map_err(unavailable)?;
+        let published = publish_one_statement_on(&mut conn, new, rules).await?;
+        if published.deliveries > 0 {
+            self.wake_local();
+            self.notify_soon();
+        }
+        Ok(published)
+    }
+}
+
+/// [`PgStore::publish_one_statement`] on `conn` (also a library caller's transaction).
+pub(crate) async fn publish_one_statement_on(
+    conn: &mut sqlx::PgConnection,
+    new: NewEvent,
+    rules: &FanoutRules,
+) -> StoreResult<Published> {
+    {
         let now = to_millis(new.created_at);
         let n: i64 = sqlx::query_scalar(
             "WITH w AS ( \
@@ -110,13 +128,9 @@ impl PgStore {
         .bind(i64::from(rules.max_attempts))
         .bind(rules.delivery_expiry(now))
         .bind(new.ordering_key.as_deref())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(unavailable)?;
-        if n > 0 {
-            self.wake_local();
-            self.notify_soon();
-        }
         Ok(Published {
             id: new.id,
             event_type: new.event_type,

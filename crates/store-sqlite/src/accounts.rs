@@ -69,11 +69,20 @@ impl Accounts for SqliteStore {
     }
 
     async fn account_exists(&self, account: &AccountId) -> StoreResult<bool> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = ?")
-            .bind(account.as_str())
-            .fetch_one(&self.read)
-            .await
-            .map_err(unavailable)?;
-        Ok(n > 0)
+        account_exists(&self.read, account).await
     }
+}
+
+/// Whether `account` exists, read through `on` (a pool, or the caller's transaction in
+/// library mode).
+pub(crate) async fn account_exists<'e>(
+    on: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    account: &AccountId,
+) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = ?")
+        .bind(account.as_str())
+        .fetch_one(on)
+        .await
+        .map_err(unavailable)?;
+    Ok(n > 0)
 }

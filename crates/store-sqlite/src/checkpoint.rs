@@ -1,6 +1,7 @@
 //! WAL checkpoints off the write path. SQLite's automatic checkpoint runs inside the commit
 //! that crosses the threshold, so one unlucky writer copies thousands of pages while every
-//! other write waits (a 100 ms+ stall at load). Instead the writer never checkpoints, and
+//! other write waits (a 100 ms+ stall at load). Instead Herald's writer never checkpoints (in
+//! library mode the caller's own connections still may, with SQLite's defaults), and
 //! this task, on a connection of its own, runs PASSIVE checkpoints (they never block the
 //! writer or readers) every few milliseconds; the WAL then restarts from its beginning at
 //! the next write once it has been copied back whole.

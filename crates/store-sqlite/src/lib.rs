@@ -1,11 +1,14 @@
-//! SQLite implementation of [`herald_store::Store`]: one file, WAL, one writer.
+//! SQLite implementation of [`herald_store::Store`]: one file, WAL, one writer of Herald's.
 //!
-//! Writes go through a pool of exactly one connection, so they queue in the process
+//! Herald's writes go through a pool of exactly one connection, so they queue in the process
 //! instead of spinning on SQLite's busy handler; reads use a separate pool. Publishes,
 //! claims and outcomes meet in write rounds (`round.rs`): everything waiting when the
 //! writer is free commits in one transaction (SQLite has no `SKIP LOCKED`; the single
 //! writer serialises claims). The other writes (API changes, ingest, janitor, lease release
-//! at shutdown) take the same one-connection pool directly, between rounds. Work signals are in-process only: SQLite is a one-process store.
+//! at shutdown) take the same one-connection pool directly, between rounds. Work signals are
+//! in-process only: one Herald per file. In library mode (`outbox.rs`, `with_pool`) the
+//! caller's connections write to the file as well; each side waits for the other's write
+//! lock through the busy timeout.
 #![forbid(unsafe_code)]
 
 mod rows;

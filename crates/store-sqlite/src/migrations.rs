@@ -74,8 +74,17 @@ pub(crate) async fn adopt_legacy(conn: &mut SqliteConnection) -> StoreResult<()>
         .await
         .map_err(unavailable)?;
     }
+    // Herald's rows leave the application's table (its own migrator would not know them).
     if ours.len() == all {
         sqlx::query("DROP TABLE _sqlx_migrations").execute(&mut *tx).await.map_err(unavailable)?;
+    } else {
+        for v in &ours {
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = ?")
+                .bind(v)
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
     }
     tx.commit().await.map_err(unavailable)
 }
@@ -85,8 +94,8 @@ pub fn known() -> Vec<(i64, String)> {
     migrator().iter().map(|m| (m.version, m.description.to_string())).collect()
 }
 
-/// The versions applied to the database on `conn` (none before the first migration).
-/// (Herald's rows of `_sqlx_migrations` count while they have not moved to [`TABLE`].)
+/// The versions applied to the database on `conn` (none before the first migration;
+/// Herald's rows of `_sqlx_migrations` count while they have not moved to [`TABLE`]).
 pub(crate) async fn applied(conn: &mut SqliteConnection) -> StoreResult<Vec<i64>> {
     if !has_table(conn, TABLE).await? {
         return Ok(legacy_rows(conn).await?.map(|(ours, _)| ours).unwrap_or_default());

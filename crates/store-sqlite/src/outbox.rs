@@ -25,10 +25,5 @@ pub async fn custom_event_type_exists_on(
 
 /// Whether `account` exists, read on `conn` (a publish for an unknown account is refused).
 pub async fn account_exists_on(conn: &mut SqliteConnection, account: &AccountId) -> StoreResult<bool> {
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = ?")
-        .bind(account.as_str())
-        .fetch_one(conn)
-        .await
-        .map_err(crate::unavailable)?;
-    Ok(n > 0)
+    crate::accounts::account_exists(conn, account).await
 }

@@ -4,7 +4,7 @@
 
 use herald_domain::{AccountId, EventId, WebhookId, from_millis};
 use herald_store::{Accounts, EventLog, Queue, Webhooks};
-use herald_store_sqlite::migrations::{LEGACY_TABLE, TABLE, known, migrator};
+use herald_store_sqlite::migrations::{LEGACY_TABLE, known, migrator};
 use herald_store_sqlite::{Durability, SqliteStore};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use std::borrow::Cow;
@@ -96,14 +96,17 @@ async fn a_database_from_a_newer_herald_is_refused_with_the_versions_named() {
 }
 
 /// An application sharing the database keeps sqlx's `_sqlx_migrations` for its own
-/// migrations: Herald records its own in [`TABLE`] and leaves the application's alone.
+/// migrations: Herald moves its rows out of it into `_herald_migrations` and leaves the
+/// application's alone.
 #[tokio::test]
 async fn an_applications_own_sqlx_migrations_are_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("app.db").display());
     let app = SqlitePoolOptions::new().max_connections(1).connect(&url).await.unwrap();
+    // An earlier Herald migrated into the same `_sqlx_migrations` the app uses for its own.
+    let legacy = sqlx::migrate::Migrator { table_name: Cow::Borrowed(LEGACY_TABLE), ..migrator() };
+    legacy.run(&app).await.unwrap();
     let mut conn = app.acquire().await.unwrap();
-    sqlx::migrate::Migrate::ensure_migrations_table(&mut *conn, LEGACY_TABLE).await.unwrap();
     sqlx::query(
         "INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) \
          VALUES (20260101000000, 'the app', CURRENT_TIMESTAMP, 1, X'01', 0)",
@@ -118,6 +121,5 @@ async fn an_applications_own_sqlx_migrations_are_left_alone() {
     assert_eq!(theirs, vec![20260101000000]);
     let ours: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _herald_migrations").fetch_one(&app).await.unwrap();
     assert_eq!(ours as usize, known().len());
-    assert_eq!(TABLE, "_herald_migrations");
     app.close().await;
 }

@@ -8,7 +8,7 @@ use crate::on_both_stores;
 use crate::support::*;
 use herald::Embedded;
 use herald_app::WebhookDraft;
-use herald_outbox::{AccountId, EventDraft, EventId, Outbox, OutboxError};
+use herald_outbox::{AccountId, EventDraft, EventId, OutboxError};
 use serde_json::{Value, json};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use std::str::FromStr;
@@ -42,6 +42,8 @@ async fn caller(backend: Backend) -> Option<Caller> {
     // No poll to fall back on within a test: deliveries come from the wake-ups (NOTIFY at the
     // commit on PostgreSQL, `Embedded::wake` on SQLite).
     settings.poll_interval = std::time::Duration::from_secs(300);
+    // Not the default schedule: `Embedded::outbox()` must publish with the engine's (3 attempts).
+    settings.retry_schedule = vec![std::time::Duration::from_secs(60), std::time::Duration::from_secs(300)];
     let (pool, db) = match backend {
         Backend::Sqlite => {
             let url = format!("sqlite://{}/app.db?mode=rwc", dir.path().display());
@@ -154,11 +156,22 @@ async fn a_committed_publish_is_delivered_and_a_rolled_back_one_stores_and_sends
     }
     // An account that does not exist gets nothing stored.
     let nobody = AccountId::generate();
+    macro_rules! for_nobody {
+        ($tx:expr) => {{
+            let mut tx = $tx;
+            let refused = herald_outbox::publish(&mut tx, &nobody, paid(50)).await;
+            tx.commit().await.unwrap();
+            refused
+        }};
+    }
     let refused = match &c.pool {
-        Pool::Pg(p) => herald_outbox::publish(&mut p.begin().await.unwrap(), &nobody, paid(50)).await,
-        Pool::Lite(p) => herald_outbox::publish(&mut p.begin().await.unwrap(), &nobody, paid(50)).await,
+        Pool::Pg(p) => for_nobody!(p.begin().await.unwrap()),
+        Pool::Lite(p) => for_nobody!(p.begin_with("BEGIN IMMEDIATE").await.unwrap()),
     };
     assert!(matches!(refused, Err(OutboxError::UnknownAccount(_))), "{refused:?}");
+    let filter = herald_store::EventFilter::default();
+    let theirs = c.herald.store().list_events(&nobody, filter, herald_store::Page { after: None, limit: 10 }).await;
+    assert!(theirs.unwrap().is_empty(), "nothing stored for an unknown account");
     // An idempotency key answers the first event, also from another transaction.
     let keyed = || EventDraft { idempotency_key: Some("order-5".into()), ..paid(5) };
     let a = order(&c, 5, keyed(), true).await.unwrap();
@@ -168,6 +181,7 @@ async fn a_committed_publish_is_delivered_and_a_rolled_back_one_stores_and_sends
     assert_eq!(order_ids(&got), vec![1, 3, 5]);
     let (event, deliveries) = c.herald.store().get_event(&c.account, &a).await.unwrap().unwrap();
     assert_eq!((event.deliveries, deliveries.len()), (1, 1));
+    assert_eq!(deliveries[0].max_attempts, 3, "the engine's schedule, not the default one");
 }
 
 async fn a_publish_in_an_open_transaction_is_invisible_until_the_commit(backend: Backend) {
@@ -263,7 +277,7 @@ async fn herald_migrate_keeps_its_tables_in_a_schema_of_the_callers_database() {
     let rx = Receiver::start().await;
     let draft = WebhookDraft::new(&rx.url("schema"), &["email.sent"]);
     herald.herald().create_webhook(&account, draft).await.unwrap();
-    let outbox = Outbox::new().in_schema("hooks");
+    let outbox = herald.outbox(); // the engine's rules, in the schema its pool put Herald's tables in
     let mut tx = app.begin().await.unwrap();
     sqlx::query("INSERT INTO events (id, what) VALUES (1, 'mine')").execute(&mut *tx).await.unwrap();
     let data = serde_json::value::to_raw_value(&json!({"n": 1})).unwrap();
