@@ -77,6 +77,9 @@ pub struct BenchArgs {
     /// `max_in_flight` of each webhook.
     #[arg(long, default_value_t = 64)]
     pub webhook_max_in_flight: u32,
+    /// How the webhooks sign: `hmac` (the default) or `ed25519` (the account's key).
+    #[arg(long, default_value = "hmac", value_parser = ["hmac", "ed25519"])]
+    pub signature: String,
     /// Run against PostgreSQL: a server URL; each workload gets a fresh scratch database
     /// there (dropped afterwards). Default: a fresh temporary SQLite file.
     #[arg(long)]
@@ -213,10 +216,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => format!("SQLite synchronous={}", args.sqlite_synchronous),
     };
     println!(
-        "herald bench — {} cores, {store}, {} publishers, webhook max_in_flight={}, loopback sink, all in one process",
+        "herald bench — {} cores, {store}, {} publishers, webhook max_in_flight={}, signature={}, loopback sink, \
+         all in one process",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         args.clients,
-        args.webhook_max_in_flight
+        args.webhook_max_in_flight,
+        args.signature
     );
     for wl in list {
         run_one(&args, wl).await?;
@@ -268,7 +273,7 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
     let groups = (wl.webhooks / wl.fanout).max(1);
     for i in 0..wl.webhooks {
         let mut body = json!({"url": sink_url, "events": ["email.received"], "max_in_flight": args.webhook_max_in_flight,
-            "concurrency": "fixed"});
+            "concurrency": "fixed", "signature": args.signature});
         if wl.webhooks > 1 {
             body["filters"] = json!({"labels": [format!("g{}", i % groups)]});
         }

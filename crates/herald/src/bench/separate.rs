@@ -18,11 +18,12 @@ pub async fn run(args: &BenchArgs, list: Vec<Workload>) -> anyhow::Result<()> {
         None => format!("SQLite synchronous={}", args.sqlite_synchronous),
     };
     println!(
-        "herald bench — {} cores, {store}, {} publishers, webhook max_in_flight={}; separate processes: \
-         herald serve, herald bench-load (publishers), herald bench-sink (receiver), HTTP over loopback",
+        "herald bench — {} cores, {store}, {} publishers, webhook max_in_flight={}, signature={}; separate \
+         processes: herald serve, herald bench-load (publishers), herald bench-sink (receiver), HTTP over loopback",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         args.clients,
-        args.webhook_max_in_flight
+        args.webhook_max_in_flight,
+        args.signature
     );
     for wl in list {
         run_one(args, wl).await?;
@@ -99,7 +100,7 @@ async fn run_one(args: &BenchArgs, wl: Workload) -> anyhow::Result<()> {
         // With a receiver capacity, each webhook its own receiver (a path of the sink).
         let path = if wl.receiver_capacity.is_some() { format!("sink/{i}") } else { "sink".into() };
         let mut body = json!({"url": format!("{sink_base}/{path}"), "events": ["email.received"],
-            "max_in_flight": args.webhook_max_in_flight});
+            "max_in_flight": args.webhook_max_in_flight, "signature": args.signature});
         if wl.webhooks > 1 {
             body["filters"] = json!({"labels": [format!("g{}", i % groups)]});
         }
