@@ -130,6 +130,15 @@ enum Command {
         #[command(subcommand)]
         command: herald::cli::agents::AgentsCommand,
     },
+    /// The account's Ed25519 signing keys (for webhooks and agents with `--signature
+    /// ed25519`): list them, rotate them, on a running Herald.
+    #[command(after_help = "Example:\n  herald signing-keys rotate --grace-period-seconds 3600")]
+    SigningKeys {
+        #[command(flatten)]
+        client: herald::cli::ClientArgs,
+        #[command(subcommand)]
+        command: herald::cli::signing_keys::SigningKeysCommand,
+    },
     /// See what happened to deliveries (every attempt) and retry failed ones, on a running Herald.
     #[command(after_help = "Example:\n  herald deliveries list wh_… --status failed")]
     Deliveries {
@@ -296,6 +305,7 @@ async fn main() -> anyhow::Result<()> {
         Command::BenchSink(args) => herald::bench::sink::run(args).await,
         Command::Webhooks { client, command } => herald::cli::webhooks::run(&client, command).await,
         Command::Agents { client, command } => herald::cli::agents::run(&client, command).await,
+        Command::SigningKeys { client, command } => herald::cli::signing_keys::run(&client, command).await,
         Command::Deliveries { client, command } => herald::cli::deliveries::run(&client, command).await,
         Command::Events { client, command } => herald::cli::events::run(&client, command).await,
         Command::Listen(args) => herald::cli::listen::run(args).await,

@@ -1,10 +1,11 @@
 //! `herald agents …`
 
 use super::ClientArgs;
+use super::signing_keys::print_signing;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-const COLUMNS: &[&str] = &["address", "name", "webhook_url", "max_in_flight", "created_at"];
+const COLUMNS: &[&str] = &["address", "name", "webhook_url", "max_in_flight", "signature", "created_at"];
 
 #[derive(clap::Subcommand, Debug)]
 pub enum AgentsCommand {
@@ -19,6 +20,9 @@ pub enum AgentsCommand {
         webhook_url: Option<String>,
         #[arg(long)]
         max_in_flight: Option<u32>,
+        /// `hmac` (default: a shared secret) or `ed25519` (the account's signing key).
+        #[arg(long, value_parser = ["hmac", "ed25519"])]
+        signature: Option<String>,
     },
     /// List agents.
     List {
@@ -42,6 +46,9 @@ pub enum AgentsCommand {
         no_webhook_url: bool,
         #[arg(long, group = "change")]
         max_in_flight: Option<u32>,
+        /// `hmac` or `ed25519`; switching to `hmac` prints a fresh secret (shown once).
+        #[arg(long, group = "change", value_parser = ["hmac", "ed25519"])]
+        signature: Option<String>,
     },
     /// Delete an agent (its pending deliveries end as failed).
     Delete { address: String },
@@ -57,7 +64,7 @@ pub enum AgentsCommand {
 
 pub async fn run(c: &ClientArgs, cmd: AgentsCommand) -> anyhow::Result<()> {
     match cmd {
-        AgentsCommand::Create { address, name, webhook_url, max_in_flight } => {
+        AgentsCommand::Create { address, name, webhook_url, max_in_flight, signature } => {
             let mut body = json!({"address": address});
             if let Some(n) = name {
                 body["name"] = json!(n);
@@ -68,11 +75,12 @@ pub async fn run(c: &ClientArgs, cmd: AgentsCommand) -> anyhow::Result<()> {
             if let Some(m) = max_in_flight {
                 body["max_in_flight"] = json!(m);
             }
+            if let Some(s) = signature {
+                body["signature"] = json!(s);
+            }
             let v = c.call(Method::POST, "/api/v1/agents", Some(body)).await?;
             c.print(&v, COLUMNS);
-            if !c.json {
-                println!("signing secret (shown once): {}", v["signing_secret"].as_str().unwrap_or("-"));
-            }
+            print_signing(c, &v);
         }
         AgentsCommand::List { limit, cursor } => {
             let mut q = vec![];
@@ -90,7 +98,7 @@ pub async fn run(c: &ClientArgs, cmd: AgentsCommand) -> anyhow::Result<()> {
             let v = c.call(Method::GET, &agent_path(&address), None).await?;
             c.print(&v, COLUMNS);
         }
-        AgentsCommand::Update { address, name, webhook_url, no_webhook_url, max_in_flight } => {
+        AgentsCommand::Update { address, name, webhook_url, no_webhook_url, max_in_flight, signature } => {
             let mut body = json!({});
             if let Some(n) = name {
                 body["name"] = json!(n);
@@ -103,8 +111,12 @@ pub async fn run(c: &ClientArgs, cmd: AgentsCommand) -> anyhow::Result<()> {
             if let Some(m) = max_in_flight {
                 body["max_in_flight"] = json!(m);
             }
+            if let Some(s) = signature {
+                body["signature"] = json!(s);
+            }
             let v = c.call(Method::PATCH, &agent_path(&address), Some(body)).await?;
             c.print(&v, COLUMNS);
+            print_signing(c, &v);
         }
         AgentsCommand::Delete { address } => {
             // 204: the API returns no body, so say what was done.

@@ -5,6 +5,7 @@ mod client;
 pub mod deliveries;
 pub mod events;
 pub mod listen;
+pub mod signing_keys;
 pub mod webhooks;
 
 pub use client::ClientArgs;

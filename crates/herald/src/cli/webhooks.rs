@@ -1,6 +1,7 @@
 //! `herald webhooks …`
 
 use super::ClientArgs;
+use super::signing_keys::print_signing;
 use reqwest::Method;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -272,18 +273,5 @@ async fn count_pending(c: &ClientArgs, id: &str, cap: u64) -> anyhow::Result<u64
             Some(cur) if n < cap => cursor = Some(cur.to_owned()),
             _ => return Ok(n),
         }
-    }
-}
-
-/// After a create or an update: the secret shown this once (HMAC), or where receivers find
-/// the public keys (Ed25519).
-fn print_signing(c: &ClientArgs, v: &Value) {
-    if c.json {
-        return;
-    }
-    if let Some(secret) = v["signing_secret"].as_str() {
-        println!("signing secret (shown once): {secret}");
-    } else if let Some(jwks) = v["jwks_url"].as_str() {
-        println!("signed with the account's Ed25519 key; public keys: {jwks}");
     }
 }

@@ -235,6 +235,26 @@ async fn cli_manages_agents_of_a_running_server() {
     assert!(stderr.contains("400") && stderr.contains("not one this server accepts"), "{stderr}");
 }
 
+#[tokio::test]
+async fn signing_keys_and_the_signature_flag_from_the_command_line() {
+    let app = spawn_app().await;
+    let (ok, out) = herald(&app, &["agents", "create", "ed@agents.test", "--signature", "ed25519"]).await;
+    assert!(ok && out.contains("ed25519") && out.contains("public keys: http"), "{out}");
+    assert!(!out.contains("whsec_"), "an ed25519 agent has no secret to show: {out}");
+    let (ok, out) = herald(&app, &["signing-keys", "list"]).await;
+    assert!(ok && out.contains("KID") && out.contains("whpk_") && out.contains("jwks.json"), "{out}");
+    let listed = herald_json(&app, &["signing-keys", "rotate", "--grace-period-seconds", "60"]).await;
+    let keys = listed["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{listed}");
+    assert_eq!((keys[0]["current"].as_bool(), keys[1]["current"].as_bool()), (Some(true), Some(false)));
+    let (ok, out) = herald(&app, &["agents", "update", "ed@agents.test", "--signature", "hmac"]).await;
+    assert!(ok && out.contains("signing secret (shown once): whsec_"), "{out}");
+    let (ok, out) = herald(&app, &["webhooks", "create", "http://127.0.0.1:9/x", "--events", "email.received"]).await;
+    assert!(ok && out.contains("signing secret (shown once): whsec_"), "{out}");
+    let (ok, out) = herald(&app, &["signing-keys", "rotate", "--grace-period-seconds", "604801"]).await;
+    assert!(!ok && out.contains("grace_period_seconds"), "{out}");
+}
+
 /// The next delivery `herald listen` printed (its `---` line).
 async fn delivery_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
     loop {
