@@ -255,6 +255,26 @@ async fn signing_keys_and_the_signature_flag_from_the_command_line() {
     assert!(!ok && out.contains("grace_period_seconds"), "{out}");
 }
 
+/// `herald listen` with `keys` on `port`, once it says it listens: the process (killed when
+/// dropped) and its output lines.
+async fn listen(
+    keys: &[&str],
+    port: u16,
+) -> (tokio::process::Child, tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .arg("listen")
+        .args(keys)
+        .args(["--port", &port.to_string()])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    assert!(first.starts_with("listening on"), "{first}");
+    (child, lines)
+}
+
 /// The next delivery `herald listen` printed (its `---` line).
 async fn delivery_line(lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>) -> String {
     loop {
@@ -275,15 +295,7 @@ async fn herald_listen_verifies_both_signatures_of_real_deliveries() {
         )
         .await;
     let secret = v["signing_secret"].as_str().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["listen", "--secret", secret, "--port", &port.to_string()])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next_line().await.unwrap().unwrap();
-    assert!(first.starts_with("listening on"), "{first}");
+    let (_child, mut lines) = listen(&["--secret", secret], port).await;
     let ev = app.publish_received().await;
     let line = delivery_line(&mut lines).await;
     assert!(line.contains(ev["id"].as_str().unwrap()), "{line}");
@@ -300,15 +312,7 @@ async fn herald_listen_verifies_ed25519_deliveries_with_the_webhooks_jwks_url() 
         }))
         .await;
     let jwks_url = v["jwks_url"].as_str().unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["listen", "--jwks-url", jwks_url, "--port", &port.to_string()])
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next_line().await.unwrap().unwrap();
-    assert!(first.starts_with("listening on"), "{first}");
+    let (_child, mut lines) = listen(&["--jwks-url", jwks_url], port).await;
     let ev = app.publish_received().await;
     let line = delivery_line(&mut lines).await;
     assert!(line.contains(ev["id"].as_str().unwrap()), "{line}");
