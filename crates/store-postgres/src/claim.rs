@@ -183,12 +183,17 @@ impl Queue for PgStore {
             .iter()
             .map(|r| {
                 let wh: String = get(r, 1)?;
+                let signature = {
+                    let s: String = get(r, 17)?;
+                    SignatureScheme::parse(&s).ok_or_else(|| corrupt("signature", &s))?
+                };
                 let secrets = match secrets_of.get(&wh) {
                     Some(s) => s.clone(),
                     None => {
                         let s = herald_store::codec::open_for_claim(
                             self.cipher.as_deref(),
                             &wh,
+                            signature,
                             get(r, 9)?,
                             &get::<String>(r, 10)?,
                         );
@@ -208,10 +213,7 @@ impl Queue for PgStore {
                     event_type: get(r, 3)?,
                     url,
                     secrets,
-                    signature: {
-                        let s: String = get(r, 17)?;
-                        SignatureScheme::parse(&s).ok_or_else(|| corrupt("signature", &s))?
-                    },
+                    signature,
                     keys: None,
                     agent_payload: get(r, 11)?,
                     message_raw: get::<Option<Vec<u8>>>(r, 12)?,

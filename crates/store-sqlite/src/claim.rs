@@ -269,7 +269,7 @@ async fn lease_rows(
             .map_err(unavailable)?;
         }
         let filled_webhook = rows.len() as i64 >= c.free;
-        let secrets = herald_store::codec::open_for_claim(cipher, &c.id, c.secret.clone(), &c.previous);
+        let secrets = herald_store::codec::open_for_claim(cipher, &c.id, c.signature, c.secret.clone(), &c.previous);
         for r in &rows {
             let in_lane: bool = get(r, 11)?;
             claimed.push(Claimed {

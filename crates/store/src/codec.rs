@@ -131,13 +131,18 @@ pub fn open(cipher: Option<&SecretCipher>, stored: String) -> StoreResult<String
 }
 
 /// [`open_secret_set`] for a claim: a webhook whose secrets cannot be opened gets `None`
-/// (logged) instead of failing the whole claim, so one webhook never blocks the others.
+/// (logged) instead of failing the whole claim, so one webhook never blocks the others. An
+/// Ed25519 webhook's secrets sign nothing: they are not opened (`None`).
 pub fn open_for_claim(
     cipher: Option<&SecretCipher>,
     webhook: &str,
+    scheme: herald_domain::SignatureScheme,
     current: String,
     previous_json: &str,
 ) -> Option<SecretSet> {
+    if scheme == herald_domain::SignatureScheme::Ed25519 {
+        return None;
+    }
     match open_secret_set(cipher, current, previous_json) {
         Ok(s) => Some(s),
         Err(e) => {

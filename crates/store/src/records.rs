@@ -226,9 +226,9 @@ pub struct Claimed {
     pub event_id: EventId,
     pub event_type: String,
     pub url: String,
-    /// The signing secrets (used by HMAC webhooks); `None` when they cannot be opened
-    /// (encrypted under another `HERALD_SECRET_KEY`): such a delivery is not sent, and other
-    /// webhooks are unaffected.
+    /// The signing secrets of an HMAC webhook; `None` when they cannot be opened (encrypted
+    /// under another `HERALD_SECRET_KEY`: such a delivery is not sent, and other webhooks are
+    /// unaffected), and always for Ed25519 (not opened: they sign nothing).
     pub secrets: Option<SecretSet>,
     /// How this delivery is signed: with `secrets`, or with `keys`.
     pub signature: herald_domain::SignatureScheme,
