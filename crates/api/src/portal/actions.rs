@@ -18,14 +18,24 @@ use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-/// A signing secret, shown once (after create or rotate), with a copy button.
+/// Why a secret page is shown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretOccasion {
+    Created,
+    Rotated,
+    /// An Ed25519 webhook switched to HMAC: the fresh secret that signs from now on.
+    SwitchedToHmac,
+}
+
+/// A signing secret, shown once (after create, rotate or a switch to HMAC), with a copy
+/// button.
 #[derive(Template)]
 #[template(path = "portal/secret.html")]
 pub(crate) struct SecretPage {
     layout: Option<Layout>,
     webhook_id: String,
     secret: String,
-    created: bool,
+    occasion: SecretOccasion,
     previous_expires: Option<String>,
 }
 
@@ -34,10 +44,22 @@ impl SecretPage {
         session: &Session,
         webhook_id: String,
         secret: String,
-        created: bool,
+        occasion: SecretOccasion,
         previous_expires: Option<String>,
     ) -> Self {
-        Self { layout: Some(session.into()), webhook_id, secret, created, previous_expires }
+        Self { layout: Some(session.into()), webhook_id, secret, occasion, previous_expires }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.occasion {
+            SecretOccasion::Created => "Webhook created",
+            SecretOccasion::Rotated => "Secret rotated",
+            SecretOccasion::SwitchedToHmac => "Signing switched to HMAC",
+        }
+    }
+
+    fn switched(&self) -> bool {
+        self.occasion == SecretOccasion::SwitchedToHmac
     }
 }
 
@@ -84,7 +106,7 @@ pub(crate) async fn rotate(
         &session,
         id.to_string(),
         answer.signing_secret,
-        false,
+        SecretOccasion::Rotated,
         Some(answer.previous_secret_expires_at),
     );
     Ok(html(StatusCode::OK, &page))

@@ -1,6 +1,7 @@
 //! Webhook pages: the list, the create and edit forms, a webhook's page (state, charts,
 //! deliveries, actions) and enable/disable.
 
+use super::actions::{SecretOccasion, SecretPage};
 use super::chart;
 use super::form::{FormErrors, FormFields};
 use super::views::{DeliveryView, Layout, WebhookView, paginate};
@@ -11,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use herald_app::{AppError, TestSent, WebhookChange, WebhookDraft, WebhookStats};
-use herald_domain::{AccountId, DeliveryStatus, Filters, WebhookId};
+use herald_domain::{AccountId, DeliveryStatus, Filters, SignatureScheme, WebhookId};
 use herald_store::{DeliveryQuery, Page};
 use serde::Deserialize;
 use std::time::Duration;
@@ -98,6 +99,8 @@ struct FormPage {
     on_final_failure: String,
     retry_schedule: String,
     max_age: String,
+    /// `hmac` or `ed25519`.
+    signature: String,
     /// The server's retry schedule, what an empty `retry_schedule` means.
     server_schedule: String,
     enabled: bool,
@@ -137,6 +140,12 @@ impl FormPage {
             on_final_failure: w.map_or(defaults.on_final_failure.as_str(), |w| w.on_final_failure).to_owned(),
             retry_schedule: w.map(|w| w.retry_schedule.clone()).unwrap_or_default(),
             max_age: w.map(|w| w.max_age.clone()).unwrap_or_default(),
+            signature: match w.is_some_and(|w| w.ed25519) {
+                true => SignatureScheme::Ed25519,
+                false => SignatureScheme::Hmac,
+            }
+            .as_str()
+            .to_owned(),
             server_schedule: server_schedule(s),
             enabled: w.is_none_or(|w| w.enabled),
             errors: FormErrors::default(),
@@ -163,6 +172,7 @@ impl FormPage {
         typed(&mut self.on_final_failure, "on_final_failure");
         typed(&mut self.retry_schedule, "retry_schedule");
         typed(&mut self.max_age, "max_age");
+        typed(&mut self.signature, "signature");
         self.enabled = f.get("enabled").is_some();
         self.errors = FormErrors::new(errs);
         html(StatusCode::BAD_REQUEST, &self)
@@ -240,12 +250,16 @@ pub(crate) async fn create(
         enabled: Some(f.get("enabled").is_some()),
         max_in_flight: Some(max_in_flight),
         control,
-        signature: None,
+        signature: f.get("signature").map(str::to_owned),
     };
     match s.app.create_webhook(&session.account, draft).await {
+        // An Ed25519 webhook has no secret to show: its page says where the public keys are.
+        Ok((w, _)) if w.signature == SignatureScheme::Ed25519 => {
+            Ok(Redirect::to(&format!("/portal/webhooks/{}?done=created", w.id)).into_response())
+        }
         Ok((w, secret)) => {
-            let page =
-                super::actions::SecretPage::new(&session, w.id.to_string(), secret.expose().to_owned(), true, None);
+            let occasion = SecretOccasion::Created;
+            let page = SecretPage::new(&session, w.id.to_string(), secret.expose().to_owned(), occasion, None);
             Ok(html(StatusCode::CREATED, &page))
         }
         Err(AppError::Invalid(errs)) => Ok(page.refill(&f, errs)),
@@ -290,10 +304,18 @@ pub(crate) async fn update(
         enabled: None,
         max_in_flight: Some(max_in_flight),
         control,
-        signature: None,
+        signature: f.get("signature").map(str::to_owned),
     };
     match s.app.change_webhook(&session.account, &id, change).await {
-        Ok(_) => Ok(Redirect::to(&format!("/portal/webhooks/{id}?done=updated")).into_response()),
+        // A switch from Ed25519 to HMAC answers the fresh secret, shown only now.
+        Ok((_, Some(switched))) => {
+            let occasion = SecretOccasion::SwitchedToHmac;
+            Ok(html(
+                StatusCode::OK,
+                &SecretPage::new(&session, id.to_string(), switched.signing_secret, occasion, None),
+            ))
+        }
+        Ok((_, None)) => Ok(Redirect::to(&format!("/portal/webhooks/{id}?done=updated")).into_response()),
         Err(AppError::Invalid(errs)) => Ok(page.refill(&f, errs)),
         Err(e) => Err(e.into()),
     }
@@ -397,6 +419,7 @@ fn notice(done: Option<&str>) -> Option<String> {
     Some(
         match done? {
             "updated" => "Saved.",
+            "created" => "Created. Its deliveries are signed with the account's Ed25519 key: verify them with the public keys linked below.",
             "enabled" => "Enabled: deliveries resume now.",
             "disabled" => "Disabled: new events are not delivered to it until it is enabled again.",
             _ => return None,

@@ -356,6 +356,8 @@ async fn hostile_portal_requests_get_a_plain_4xx_and_change_nothing(backend: Bac
             good("url=http://127.0.0.1:9/h&events=email.received&concurrency=fixed&retry_schedule=5x"),
         ),
         (format!("/portal/webhooks/{wh}"), form, good("url=http://127.0.0.1:9/h&events=email.received&ordering=lifo")),
+        (format!("/portal/webhooks/{wh}"), form, good("url=http://127.0.0.1:9/h&events=email.received&signature=rsa")),
+        ("/portal/webhooks".into(), form, good("url=http://127.0.0.1:9/h&events=email.received&signature=rsa")),
         (format!("/portal/webhooks/{wh}/recover"), form, good("since=yesterday")),
         (format!("/portal/webhooks/{wh}/recover"), form, good("since=2026-01-01T00:00&tz_offset=99999999999")),
         (format!("/portal/webhooks/{wh}/recover"), form, good("since=2026-01-02T00:00&until=2026-01-01T00:00")),
@@ -383,6 +385,9 @@ async fn hostile_portal_requests_get_a_plain_4xx_and_change_nothing(backend: Bac
     assert_eq!((w["enabled"].as_bool(), w["max_in_flight"].as_u64()), (Some(true), Some(1)), "nothing changed: {w}");
     assert_eq!(w["events"], json!(["email.received"]));
     assert_eq!((w["concurrency"].as_str(), w["ordering"].as_str()), (Some("adaptive"), Some("none")), "{w}");
+    assert_eq!(w["signature"], "hmac", "{w}");
+    let (_, all) = app.call(Method::GET, "/api/v1/webhooks", None).await;
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(1), "a refused create made nothing: {all}");
 }
 
 async fn sign_out_ends_the_session_wherever_the_cookie_went(backend: Backend) {

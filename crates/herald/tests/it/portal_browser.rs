@@ -335,3 +335,65 @@ async fn a_day_of_traffic_is_charted_hour_by_hour() {
 fn failures_before(hour: u64) -> usize {
     (0..hour).map(|h| usize::from(h % 7 == 3) + usize::from(h == 20) * 2).sum()
 }
+
+/// The signature scheme is chosen in the form: an Ed25519 webhook shows no secret, links the
+/// public keys that sign it and offers no secret rotation; switching it back to HMAC shows the
+/// fresh secret once, and that secret signs the next delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_signature_scheme_is_chosen_in_the_form() {
+    let rx = Receiver::start().await;
+    rx.always("signed", Reply::status(200).body("ok"));
+    let app = spawn_app().await;
+    let Some(browser) = Browser::start_for_test("the_signature_scheme_is_chosen_in_the_form").await else { return };
+    let c = &browser.client;
+    let (_, v) = app.call(Method::POST, "/api/v1/portal-sessions", Some(json!({}))).await;
+    c.goto(v["url"].as_str().unwrap()).await.unwrap();
+
+    // Create with Ed25519: no secret page, the webhook's page instead.
+    click(c, "a[href='/portal/webhooks/new']").await;
+    assert_eq!(value(c, "#signature").await, "hmac", "HMAC unless chosen");
+    find(c, "#url").await.send_keys(&rx.url("signed")).await.unwrap();
+    click(c, "input[name=events][value='email.received']").await;
+    find(c, "#signature").await.select_by_value("ed25519").await.unwrap();
+    click(c, "form.stack button[type=submit]").await;
+    wait_text(c, "main", "Created.").await;
+    assert!(text(c, "#signature").await.starts_with("Ed25519"));
+    assert!(c.find(Locator::Css("#secret")).await.is_err(), "no secret to show");
+    assert!(c.find(Locator::Css("#rotate")).await.is_err(), "no secret to rotate");
+    let wh = c.current_url().await.unwrap().path().rsplit('/').next().unwrap().to_owned();
+    let (_, w) = app.call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None).await;
+    assert_eq!(w["signature"], "ed25519", "{w}");
+    // The page links the key set that signs the deliveries.
+    let keys = find(c, "#signature a").await.attr("href").await.unwrap().expect("a link to the public keys");
+    let jwks: Value = reqwest::get(app.url(&keys)).await.unwrap().json().await.unwrap();
+    let kid = jwks["keys"][0]["kid"].as_str().expect("a published key").to_owned();
+    app.publish_received().await;
+    let got = rx.wait_for("signed", 1).await;
+    assert!(got[0].header("webhook-signature").starts_with("v1a,"));
+    assert_eq!(got[0].header("webhook-key-id"), kid);
+
+    // Edit: the form shows Ed25519; switching to HMAC shows the fresh secret once.
+    let edit = app.url(&format!("/portal/webhooks/{wh}/edit"));
+    c.goto(&edit).await.unwrap();
+    assert_eq!(value(c, "#signature").await, "ed25519");
+    find(c, "#signature").await.select_by_value("hmac").await.unwrap();
+    click(c, "form.stack button[type=submit]").await;
+    wait_text(c, "h1", "Signing switched to HMAC").await;
+    let secret = value(c, "#secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    app.publish_received().await;
+    let got = rx.wait_for("signed", 2).await;
+    let secret = herald_domain::SigningSecret::from_stored(secret);
+    assert!(herald_domain::signing::verify_e2a(got[1].header("x-e2a-signature"), &got[1].body, &secret));
+
+    // Saving again without changing the scheme shows no secret.
+    c.goto(&edit).await.unwrap();
+    assert_eq!(value(c, "#signature").await, "hmac");
+    click(c, "form.stack button[type=submit]").await;
+    wait_text(c, "main", "Saved.").await;
+    assert!(text(c, "#signature").await.starts_with("HMAC"));
+    assert!(c.find(Locator::Css("#rotate")).await.is_ok(), "an HMAC secret can be rotated");
+
+    browser.close().await.unwrap();
+    app.stop().await;
+}
