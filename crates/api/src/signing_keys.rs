@@ -8,11 +8,12 @@ use crate::extract::{MaybeJson, NoQuery, PathId};
 use crate::lifecycle::RotateIn;
 use crate::problem::ApiError;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_domain::{AccountId, rfc3339};
 use herald_store::SigningKeyInfo;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// How long receivers and caches may keep the JWK Set: short, since a rotation's new key
@@ -105,11 +106,17 @@ pub struct Jwks {
     responses(
         (status = 200, body = Jwks, content_type = "application/jwk-set+json",
             description = "the account's current and in-grace public keys; cacheable for 60 s (`no-store` while there is none); on an unknown `webhook-key-id`, fetch again"),
+        (status = 304, description = "`If-None-Match` names the set's current `ETag`: the cached copy is still the set"),
         (status = 400, description = "a query parameter (none is taken)"),
         (status = 404, description = "no such account"),
         (status = 503, description = "the store is unavailable; try again"),
     ))]
-pub async fn jwks(State(s): State<AppState>, _: NoQuery, PathId(account): PathId) -> Result<Response, ApiError> {
+pub async fn jwks(
+    State(s): State<AppState>,
+    _: NoQuery,
+    asked: HeaderMap,
+    PathId(account): PathId,
+) -> Result<Response, ApiError> {
     let set = s.app.jwks(&account).await?;
     // An account without keys yet gets its first with its first Ed25519 webhook: never cache
     // the empty set.
@@ -118,13 +125,61 @@ pub async fn jwks(State(s): State<AppState>, _: NoQuery, PathId(account): PathId
         true => "no-store".to_owned(),
         false => format!("public, max-age={JWKS_MAX_AGE_SECS}"),
     };
-    Ok((
-        [
-            (header::CONTENT_TYPE, "application/jwk-set+json".to_owned()),
-            (header::CACHE_CONTROL, cache),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".to_owned()),
-        ],
-        serde_json::to_vec(&set).expect("JSON values serialise"),
-    )
-        .into_response())
+    let body = serde_json::to_vec(&set).expect("JSON values serialise");
+    let etag = etag_of(&body);
+    let headers = [
+        (header::CACHE_CONTROL, cache),
+        (header::ETAG, etag.clone()),
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".to_owned()),
+    ];
+    // A receiver (or cache) revalidating an unchanged set gets no body (RFC 9110 §15.4.5).
+    if none_match(&asked, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
+    }
+    Ok((headers, [(header::CONTENT_TYPE, "application/jwk-set+json")], body).into_response())
+}
+
+/// A strong validator of the set (RFC 9110 §8.8.3): part of its body's SHA-256, so it changes
+/// exactly when the set does, on every replica alike.
+fn etag_of(body: &[u8]) -> String {
+    format!("\"{}\"", hex::encode(&Sha256::digest(body)[..16]))
+}
+
+/// Whether `If-None-Match` (a list of entity tags, or `*`, maybe over several header lines)
+/// names `etag`, compared weakly as RFC 9110 §13.1.2 asks (`W/"x"` matches `"x"`).
+fn none_match(asked: &HeaderMap, etag: &str) -> bool {
+    asked
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn asked(values: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::IF_NONE_MATCH, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn if_none_match_is_a_weakly_compared_list_or_a_star() {
+        let tag = etag_of(b"{\"keys\":[]}");
+        assert_eq!(tag.len(), 34, "32 hex digits, quoted: {tag}");
+        assert!(!none_match(&asked(&[]), &tag));
+        assert!(none_match(&asked(&[&tag]), &tag));
+        assert!(none_match(&asked(&[&format!("W/{tag}")]), &tag));
+        assert!(none_match(&asked(&["\"a\"", &format!("\"b\" , {tag}")]), &tag), "over several lines");
+        assert!(none_match(&asked(&["*"]), &tag));
+        assert!(!none_match(&asked(&["\"a\", W/\"b\""]), &tag));
+        assert_ne!(tag, etag_of(b"{\"keys\":[{}]}"));
+    }
 }

@@ -35,7 +35,16 @@ async fn fetch_jwks(url: &str) -> HashMap<String, VerifyingKey> {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/jwk-set+json");
     let cache = res.headers()["cache-control"].to_str().unwrap().to_owned();
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2, "a strong entity tag: {etag}");
     let set: Value = res.json().await.unwrap();
+    // Revalidating the unchanged set (RFC 9110 §13.1.2: a list, compared weakly): a 304 with
+    // no body and the same validator.
+    let again =
+        reqwest::Client::new().get(url).header("if-none-match", format!("\"stale\", W/{etag}")).send().await.unwrap();
+    assert_eq!((again.status().as_u16(), again.headers()["etag"].to_str().unwrap()), (304, etag.as_str()));
+    assert_eq!(again.headers()["cache-control"].to_str().unwrap(), cache);
+    assert!(again.bytes().await.unwrap().is_empty(), "a 304 has no body");
     match set["keys"].as_array().is_some_and(|k| k.is_empty()) {
         true => assert_eq!(cache, "no-store", "an empty set is never cached"),
         false => assert!(cache.contains("public") && cache.contains("max-age="), "{cache}"),
@@ -53,6 +62,11 @@ async fn fetch_jwks(url: &str) -> HashMap<String, VerifyingKey> {
         keys.insert(thumbprint, VerifyingKey::from_bytes(&bytes).unwrap());
     }
     keys
+}
+
+/// The JWK Set's current entity tag.
+async fn etag(url: &str) -> String {
+    reqwest::get(url).await.unwrap().headers()["etag"].to_str().unwrap().to_owned()
 }
 
 /// The `v1a` signatures of a delivery, in header order, checked by `ed25519-dalek`: which
@@ -112,6 +126,7 @@ async fn ed25519_deliveries_verify_with_the_published_keys_through_a_rotation(ba
     assert!(!public.verify_v1a(first.header("webhook-signature"), id, ts, b"{\"tampered\":true}"));
 
     // Rotation: during the grace both keys sign; the header names the new one.
+    let before = etag(&jwks_url).await;
     let (s, rotated) =
         app.call(Method::POST, "/api/v1/signing-keys/rotate", Some(json!({"grace_period_seconds": 3600}))).await;
     assert_eq!(s, 200, "{rotated}");
@@ -130,6 +145,10 @@ async fn ed25519_deliveries_verify_with_the_published_keys_through_a_rotation(ba
     let got = rx.wait_for("ed", 2).await;
     let keys = fetch_jwks(&jwks_url).await;
     assert_eq!(keys.len(), 2, "the JWK Set holds the current key and the one in grace");
+    // A receiver revalidating its copy from before the rotation gets the new set.
+    let res = reqwest::Client::new().get(&jwks_url).header("if-none-match", &before).send().await.unwrap();
+    assert_eq!(res.status(), 200, "the set changed");
+    assert_ne!(res.headers()["etag"].to_str().unwrap(), before);
     assert_eq!(got[1].header("webhook-key-id"), new_kid);
     assert_eq!(signers(&got[1], &keys), vec![new_kid.clone(), kid.clone()], "current first, then the one in grace");
 
