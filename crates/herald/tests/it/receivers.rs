@@ -34,12 +34,16 @@ async fn raw_receiver(how: Misbehaviour) -> (String, std::sync::Arc<std::sync::a
         loop {
             let Ok((mut sock, _)) = listener.accept().await else { return };
             let counter = counter.clone();
+            // Keep-alive like any server: a complete answer leaves the connection open for the
+            // next request. (Closing it unannounced would race Herald's reuse of it, a failed
+            // attempt this receiver never counted.)
             tokio::spawn(async move {
-                if read_request(&mut sock).await.is_none() {
-                    return;
+                while read_request(&mut sock).await.is_some() {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if answer(&mut sock, how).await.is_err() {
+                        return;
+                    }
                 }
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                let _ = answer(&mut sock, how).await;
             });
         }
     });
