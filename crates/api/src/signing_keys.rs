@@ -105,6 +105,7 @@ pub struct Jwks {
     params(("account_public_id" = String, Path, description = "the account's id (`acc_…`)", pattern = "^acc_[0-9a-f]{32}$")),
     responses(
         (status = 200, body = Jwks, content_type = "application/jwk-set+json",
+            headers(("ETag" = String, description = "the set's strong validator: send it back as `If-None-Match` to revalidate")),
             description = "the account's current and in-grace public keys; cacheable for 60 s (`no-store` while there is none); on an unknown `webhook-key-id`, fetch again"),
         (status = 304, description = "`If-None-Match` names the set's current `ETag`: the cached copy is still the set"),
         (status = 400, description = "a query parameter (none is taken)"),
@@ -114,7 +115,7 @@ pub struct Jwks {
 pub async fn jwks(
     State(s): State<AppState>,
     _: NoQuery,
-    asked: HeaderMap,
+    headers: HeaderMap,
     PathId(account): PathId,
 ) -> Result<Response, ApiError> {
     let set = s.app.jwks(&account).await?;
@@ -127,16 +128,16 @@ pub async fn jwks(
     };
     let body = serde_json::to_vec(&set).expect("JSON values serialise");
     let etag = etag_of(&body);
-    let headers = [
+    let caching = [
         (header::CACHE_CONTROL, cache),
         (header::ETAG, etag.clone()),
         (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*".to_owned()),
     ];
     // A receiver (or cache) revalidating an unchanged set gets no body (RFC 9110 §15.4.5).
-    if none_match(&asked, &etag) {
-        return Ok((StatusCode::NOT_MODIFIED, headers).into_response());
+    if if_none_match_names(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, caching).into_response());
     }
-    Ok((headers, [(header::CONTENT_TYPE, "application/jwk-set+json")], body).into_response())
+    Ok((caching, [(header::CONTENT_TYPE, "application/jwk-set+json")], body).into_response())
 }
 
 /// A strong validator of the set (RFC 9110 §8.8.3): part of its body's SHA-256, so it changes
@@ -147,8 +148,8 @@ fn etag_of(body: &[u8]) -> String {
 
 /// Whether `If-None-Match` (a list of entity tags, or `*`, maybe over several header lines)
 /// names `etag`, compared weakly as RFC 9110 §13.1.2 asks (`W/"x"` matches `"x"`).
-fn none_match(asked: &HeaderMap, etag: &str) -> bool {
-    asked
+fn if_none_match_names(headers: &HeaderMap, etag: &str) -> bool {
+    headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -174,12 +175,12 @@ mod tests {
     fn if_none_match_is_a_weakly_compared_list_or_a_star() {
         let tag = etag_of(b"{\"keys\":[]}");
         assert_eq!(tag.len(), 34, "32 hex digits, quoted: {tag}");
-        assert!(!none_match(&asked(&[]), &tag));
-        assert!(none_match(&asked(&[&tag]), &tag));
-        assert!(none_match(&asked(&[&format!("W/{tag}")]), &tag));
-        assert!(none_match(&asked(&["\"a\"", &format!("\"b\" , {tag}")]), &tag), "over several lines");
-        assert!(none_match(&asked(&["*"]), &tag));
-        assert!(!none_match(&asked(&["\"a\", W/\"b\""]), &tag));
+        assert!(!if_none_match_names(&asked(&[]), &tag));
+        assert!(if_none_match_names(&asked(&[&tag]), &tag));
+        assert!(if_none_match_names(&asked(&[&format!("W/{tag}")]), &tag));
+        assert!(if_none_match_names(&asked(&["\"a\"", &format!("\"b\" , {tag}")]), &tag), "over several lines");
+        assert!(if_none_match_names(&asked(&["*"]), &tag));
+        assert!(!if_none_match_names(&asked(&["\"a\", W/\"b\""]), &tag));
         assert_ne!(tag, etag_of(b"{\"keys\":[{}]}"));
     }
 }

@@ -2,7 +2,6 @@
 //! every write), delete, read, rotate the secret, list its deliveries.
 
 use crate::signing_keys::signature_scheme;
-use crate::webhooks::SWITCH_GRACE;
 use crate::{Admit, AppError, AppResult, Conflict, FieldError, Herald, RotateAnswer, validate};
 use herald_domain::{AccountId, AgentAddress, DeliveryStatus, SignatureScheme, SigningSecret, WebhookId};
 use herald_store::{Agent, AgentPatch, Delivery, DeliveryQuery, NewAgent, Page, StoreError};
@@ -122,18 +121,15 @@ impl Herald {
             self.ensure_signing_key(account).await?;
         }
         let to_hmac = patch.signature == Some(SignatureScheme::Hmac) && current.signature == SignatureScheme::Ed25519;
+        let secret = match to_hmac {
+            true => Some(self.rotate_for_switch(account, &current.target, "agent").await?),
+            false => None,
+        };
         let updated = self
             .store
             .update_agent(account, &current.address, patch, self.clock.now())
             .await?
             .ok_or(AppError::NotFound("agent"))?;
-        // A switch to HMAC is a rotation: a fresh secret, answered once. The stored one (never
-        // used while Ed25519 signed) keeps signing beside it for the usual grace, so two
-        // concurrent switches both answer a secret that verifies.
-        let secret = match to_hmac {
-            true => Some(self.rotate(account, &updated.target, "agent", SWITCH_GRACE, None, || Ok(())).await?),
-            false => None,
-        };
         Ok((updated, secret))
     }
 

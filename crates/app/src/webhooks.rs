@@ -186,6 +186,10 @@ impl Herald {
             self.ensure_signing_key(account).await?;
         }
         let to_hmac = patch.signature == Some(SignatureScheme::Hmac) && current.signature == SignatureScheme::Ed25519;
+        let secret = match to_hmac {
+            true => Some(self.rotate_for_switch(account, id, "webhook").await?),
+            false => None,
+        };
         let updated = self
             .store
             .update_webhook(account, id, patch, self.clock.now())
@@ -199,13 +203,6 @@ impl Herald {
             };
             self.notify(account, notice).await;
         }
-        // A switch to HMAC is a rotation: a fresh secret, answered once. The stored one (never
-        // used while Ed25519 signed) keeps signing beside it for the usual grace, so two
-        // concurrent switches both answer a secret that verifies.
-        let secret = match to_hmac {
-            true => Some(self.rotate(account, id, "webhook", SWITCH_GRACE, None, || Ok(())).await?),
-            false => None,
-        };
         Ok((updated, secret))
     }
 
@@ -234,6 +231,20 @@ impl Herald {
             return Err(Conflict::NoSharedSecret("webhook").into());
         }
         self.rotate(account, id, "webhook", grace, idempotency_key, admit).await
+    }
+
+    /// A switch from Ed25519 to HMAC is a rotation: a fresh secret, answered once. It is made
+    /// before the switch is stored, so a stored switch has had its secret answered (a failed
+    /// update leaves only an unused secret behind, and a retry answers one that works). The
+    /// stored secret, never used while Ed25519 signed, keeps signing beside it for
+    /// `SWITCH_GRACE`, so two concurrent switches that each rotate both answer one that verifies.
+    pub(crate) async fn rotate_for_switch(
+        &self,
+        account: &AccountId,
+        target: &WebhookId,
+        what: &'static str,
+    ) -> AppResult<RotateAnswer> {
+        self.rotate(account, target, what, SWITCH_GRACE, None, || Ok(())).await
     }
 
     /// Rotates the secret of a delivery target (a webhook, or an agent's endpoint).

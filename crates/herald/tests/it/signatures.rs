@@ -35,16 +35,7 @@ async fn fetch_jwks(url: &str) -> HashMap<String, VerifyingKey> {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-type"], "application/jwk-set+json");
     let cache = res.headers()["cache-control"].to_str().unwrap().to_owned();
-    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
-    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2, "a strong entity tag: {etag}");
     let set: Value = res.json().await.unwrap();
-    // Revalidating the unchanged set (RFC 9110 §13.1.2: a list, compared weakly): a 304 with
-    // no body and the same validator.
-    let again =
-        reqwest::Client::new().get(url).header("if-none-match", format!("\"stale\", W/{etag}")).send().await.unwrap();
-    assert_eq!((again.status().as_u16(), again.headers()["etag"].to_str().unwrap()), (304, etag.as_str()));
-    assert_eq!(again.headers()["cache-control"].to_str().unwrap(), cache);
-    assert!(again.bytes().await.unwrap().is_empty(), "a 304 has no body");
     match set["keys"].as_array().is_some_and(|k| k.is_empty()) {
         true => assert_eq!(cache, "no-store", "an empty set is never cached"),
         false => assert!(cache.contains("public") && cache.contains("max-age="), "{cache}"),
@@ -64,9 +55,20 @@ async fn fetch_jwks(url: &str) -> HashMap<String, VerifyingKey> {
     keys
 }
 
-/// The JWK Set's current entity tag.
-async fn etag(url: &str) -> String {
-    reqwest::get(url).await.unwrap().headers()["etag"].to_str().unwrap().to_owned()
+/// The JWK Set's current entity tag, after checking that a receiver revalidating its copy
+/// (RFC 9110 §13.1.2: a list, compared weakly) gets a 304 with no body and the same
+/// validator and cache time.
+async fn etag_revalidates(url: &str) -> String {
+    let res = reqwest::get(url).await.unwrap();
+    let cache = res.headers()["cache-control"].to_str().unwrap().to_owned();
+    let etag = res.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2, "a strong entity tag: {etag}");
+    let again =
+        reqwest::Client::new().get(url).header("if-none-match", format!("\"stale\", W/{etag}")).send().await.unwrap();
+    assert_eq!((again.status().as_u16(), again.headers()["etag"].to_str().unwrap()), (304, etag.as_str()));
+    assert_eq!(again.headers()["cache-control"].to_str().unwrap(), cache);
+    assert!(again.bytes().await.unwrap().is_empty(), "a 304 has no body");
+    etag
 }
 
 /// The `v1a` signatures of a delivery, in header order, checked by `ed25519-dalek`: which
@@ -126,7 +128,7 @@ async fn ed25519_deliveries_verify_with_the_published_keys_through_a_rotation(ba
     assert!(!public.verify_v1a(first.header("webhook-signature"), id, ts, b"{\"tampered\":true}"));
 
     // Rotation: during the grace both keys sign; the header names the new one.
-    let before = etag(&jwks_url).await;
+    let before = etag_revalidates(&jwks_url).await;
     let (s, rotated) =
         app.call(Method::POST, "/api/v1/signing-keys/rotate", Some(json!({"grace_period_seconds": 3600}))).await;
     assert_eq!(s, 200, "{rotated}");
@@ -149,6 +151,7 @@ async fn ed25519_deliveries_verify_with_the_published_keys_through_a_rotation(ba
     let res = reqwest::Client::new().get(&jwks_url).header("if-none-match", &before).send().await.unwrap();
     assert_eq!(res.status(), 200, "the set changed");
     assert_ne!(res.headers()["etag"].to_str().unwrap(), before);
+    assert_ne!(etag_revalidates(&jwks_url).await, before);
     assert_eq!(got[1].header("webhook-key-id"), new_kid);
     assert_eq!(signers(&got[1], &keys), vec![new_kid.clone(), kid.clone()], "current first, then the one in grace");
 
@@ -261,6 +264,29 @@ async fn switching_schemes_and_ed25519_agents(backend: Backend) {
         &got[1].body,
         &secret
     ));
+
+    // Two switches at once (a double submit): each secret answered signs the next delivery
+    // (the last rotation's is current, the other signs beside it for the switch's grace).
+    let (s, _) = app.call(Method::PATCH, &path, Some(json!({"signature": "ed25519"}))).await;
+    assert_eq!(s, 200);
+    let switch = || app.call(Method::PATCH, &path, Some(json!({"signature": "hmac"})));
+    let (a, b) = tokio::join!(switch(), switch());
+    assert_eq!((a.0, b.0), (200, 200));
+    let answered: Vec<&str> = [&a.1, &b.1].iter().filter_map(|v| v["signing_secret"].as_str()).collect();
+    assert!(!answered.is_empty(), "the switch answers a secret: {a:?} {b:?}");
+    app.publish_received().await;
+    let got = rx.wait_for("w", 3).await;
+    for secret in answered {
+        let secret = herald_domain::SigningSecret::from_stored(secret.to_owned());
+        let (id, ts) = (got[2].header("webhook-id"), got[2].header("webhook-timestamp"));
+        assert!(herald_domain::signing::verify_standard(
+            got[2].header("webhook-signature"),
+            id,
+            ts,
+            &got[2].body,
+            &secret
+        ));
+    }
 
     // An Ed25519 agent: its Payload has no auth signature (the body's v1a covers it).
     let (s, a) = app
