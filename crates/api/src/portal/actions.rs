@@ -1,9 +1,10 @@
-//! Portal actions: test send (answer shown inline), rotate (new secret shown once),
+//! Portal actions: test send (answer shown inline), rotate (new secret shown once, on the
+//! shared `SecretPage`),
 //! recovery (a dry-run count first), retry of a failed delivery, skip of a pending or
 //! blocked one.
 
 use super::form::FormFields;
-use super::views::Layout;
+use super::views::{Layout, SecretOccasion, SecretPage};
 use super::webhook_pages::{DetailQuery, Shown, TestView, render_detail, webhook_id};
 use super::{PortalError, Session, html};
 use crate::AppState;
@@ -17,51 +18,6 @@ use herald_domain::DeliveryId;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
-
-/// Why a secret page is shown.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SecretOccasion {
-    Created,
-    Rotated,
-    /// An Ed25519 webhook switched to HMAC: the fresh secret that signs from now on.
-    SwitchedToHmac,
-}
-
-/// A signing secret, shown once (after create, rotate or a switch to HMAC), with a copy
-/// button.
-#[derive(Template)]
-#[template(path = "portal/secret.html")]
-pub(crate) struct SecretPage {
-    layout: Option<Layout>,
-    webhook_id: String,
-    secret: String,
-    occasion: SecretOccasion,
-    previous_expires: Option<String>,
-}
-
-impl SecretPage {
-    pub fn new(
-        session: &Session,
-        webhook_id: String,
-        secret: String,
-        occasion: SecretOccasion,
-        previous_expires: Option<String>,
-    ) -> Self {
-        Self { layout: Some(session.into()), webhook_id, secret, occasion, previous_expires }
-    }
-
-    fn title(&self) -> &'static str {
-        match self.occasion {
-            SecretOccasion::Created => "Webhook created",
-            SecretOccasion::Rotated => "Secret rotated",
-            SecretOccasion::SwitchedToHmac => "Signing switched to HMAC",
-        }
-    }
-
-    fn switched(&self) -> bool {
-        self.occasion == SecretOccasion::SwitchedToHmac
-    }
-}
 
 /// `POST /portal/webhooks/{id}/test`: sends a test event, waits for the first attempt and
 /// shows the endpoint's answer on the webhook's page.

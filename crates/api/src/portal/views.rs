@@ -1,5 +1,5 @@
 //! What the templates show: records turned into display strings, and the shared page
-//! parts (the layout, a message page, a timestamp).
+//! parts (the layout, a message page, a timestamp, the secret shown once).
 
 use super::Session;
 use askama::Template;
@@ -91,8 +91,8 @@ pub(crate) struct WebhookView {
     pub retry_schedule: String,
     /// `3d`; empty without a limit.
     pub max_age: String,
-    /// Signed with the account's Ed25519 key (no shared secret to rotate).
-    pub ed25519: bool,
+    /// `hmac`, or `ed25519`: signed with the account's Ed25519 key (no shared secret to rotate).
+    pub signature: &'static str,
     /// Where the account's public keys are served (same origin).
     pub jwks_path: String,
     pub created_at: Stamp,
@@ -129,7 +129,7 @@ impl From<Webhook> for WebhookView {
             on_final_failure: c.on_final_failure.as_str(),
             retry_schedule: retry_schedule.unwrap_or_default(),
             max_age: c.max_age.map(show).unwrap_or_default(),
-            ed25519: w.signature == herald_domain::SignatureScheme::Ed25519,
+            signature: w.signature.as_str(),
             jwks_path: format!("/.well-known/herald/{}/jwks.json", w.account_id),
             created_at: Stamp::new(w.created_at),
             last_delivered_at: w.last_delivered_at.map(Stamp::new),
@@ -275,5 +275,50 @@ pub(crate) fn paginate<T>(mut rows: Vec<T>, limit: u32, cursor: impl Fn(&T) -> S
         (rows, next)
     } else {
         (rows, None)
+    }
+}
+
+/// Why a secret page is shown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SecretOccasion {
+    Created,
+    Rotated,
+    /// An Ed25519 webhook switched to HMAC: the fresh secret that signs from now on.
+    SwitchedToHmac,
+}
+
+/// A signing secret, shown once (after create, rotate or a switch to HMAC), with a copy
+/// button.
+#[derive(Template)]
+#[template(path = "portal/secret.html")]
+pub(crate) struct SecretPage {
+    layout: Option<Layout>,
+    webhook_id: String,
+    secret: String,
+    occasion: SecretOccasion,
+    previous_expires: Option<String>,
+}
+
+impl SecretPage {
+    pub fn new(
+        session: &Session,
+        webhook_id: String,
+        secret: String,
+        occasion: SecretOccasion,
+        previous_expires: Option<String>,
+    ) -> Self {
+        Self { layout: Some(session.into()), webhook_id, secret, occasion, previous_expires }
+    }
+
+    fn title(&self) -> &'static str {
+        match self.occasion {
+            SecretOccasion::Created => "Webhook created",
+            SecretOccasion::Rotated => "Secret rotated",
+            SecretOccasion::SwitchedToHmac => "Signing switched to HMAC",
+        }
+    }
+
+    fn switched(&self) -> bool {
+        self.occasion == SecretOccasion::SwitchedToHmac
     }
 }

@@ -1,10 +1,9 @@
 //! Webhook pages: the list, the create and edit forms, a webhook's page (state, charts,
 //! deliveries, actions) and enable/disable.
 
-use super::actions::{SecretOccasion, SecretPage};
 use super::chart;
 use super::form::{FormErrors, FormFields};
-use super::views::{DeliveryView, Layout, WebhookView, paginate};
+use super::views::{DeliveryView, Layout, SecretOccasion, SecretPage, WebhookView, paginate};
 use super::{PortalError, Session, html};
 use crate::AppState;
 use askama::Template;
@@ -101,6 +100,8 @@ struct FormPage {
     max_age: String,
     /// `hmac` or `ed25519`.
     signature: String,
+    /// The scheme the webhook had when the form was drawn (kept through a refill).
+    signature_was: String,
     /// The server's retry schedule, what an empty `retry_schedule` means.
     server_schedule: String,
     enabled: bool,
@@ -124,6 +125,7 @@ impl FormPage {
         let w = w.as_ref();
         // A new webhook's controls: what the app gives one that sets none.
         let defaults = herald_domain::DeliveryControl::default();
+        let signature = w.map_or(SignatureScheme::default().as_str(), |w| w.signature).to_owned();
         Ok(Self {
             layout: Some(session.into()),
             id: w.map(|w| w.id.clone()),
@@ -140,12 +142,8 @@ impl FormPage {
             on_final_failure: w.map_or(defaults.on_final_failure.as_str(), |w| w.on_final_failure).to_owned(),
             retry_schedule: w.map(|w| w.retry_schedule.clone()).unwrap_or_default(),
             max_age: w.map(|w| w.max_age.clone()).unwrap_or_default(),
-            signature: match w.is_some_and(|w| w.ed25519) {
-                true => SignatureScheme::Ed25519,
-                false => SignatureScheme::Hmac,
-            }
-            .as_str()
-            .to_owned(),
+            signature_was: signature.clone(),
+            signature,
             server_schedule: server_schedule(s),
             enabled: w.is_none_or(|w| w.enabled),
             errors: FormErrors::default(),
@@ -172,7 +170,11 @@ impl FormPage {
         typed(&mut self.on_final_failure, "on_final_failure");
         typed(&mut self.retry_schedule, "retry_schedule");
         typed(&mut self.max_age, "max_age");
-        typed(&mut self.signature, "signature");
+        for (field, name) in [(&mut self.signature, "signature"), (&mut self.signature_was, "signature_was")] {
+            if let Some(v) = f.get(name) {
+                *field = v.to_owned();
+            }
+        }
         self.enabled = f.get("enabled").is_some();
         self.errors = FormErrors::new(errs);
         html(StatusCode::BAD_REQUEST, &self)
@@ -222,13 +224,22 @@ fn parse_control(f: &FormFields) -> Result<herald_app::ControlChange, herald_app
     })
 }
 
+/// The scheme the edit form asks for, only when the user chose another than the form was
+/// drawn with (`signature_was`): a form opened before someone else switched the scheme must
+/// not switch it back by saving an unrelated field.
+fn chosen_signature(f: &FormFields) -> Option<String> {
+    let chosen = f.get("signature")?;
+    (f.get("signature_was") != Some(chosen)).then(|| chosen.to_owned())
+}
+
 /// `GET /portal/webhooks/new`.
 pub(crate) async fn new_form(State(s): State<AppState>, session: Session) -> Result<Response, PortalError> {
     let page = FormPage::new(&s, &session, None, &[]).await?;
     Ok(html(StatusCode::OK, &page))
 }
 
-/// `POST /portal/webhooks`: creates the webhook and shows its secret once.
+/// `POST /portal/webhooks`: creates the webhook and shows its secret once (an Ed25519 one,
+/// which has none, goes to its page).
 pub(crate) async fn create(
     State(s): State<AppState>,
     session: Session,
@@ -304,10 +315,11 @@ pub(crate) async fn update(
         enabled: None,
         max_in_flight: Some(max_in_flight),
         control,
-        signature: f.get("signature").map(str::to_owned),
+        signature: chosen_signature(&f),
     };
     match s.app.change_webhook(&session.account, &id, change).await {
-        // A switch from Ed25519 to HMAC answers the fresh secret, shown only now.
+        // A switch from Ed25519 to HMAC answers the fresh secret, shown only now. The stored
+        // secret signing beside it for a while was never shown, so its expiry is not either.
         Ok((_, Some(switched))) => {
             let occasion = SecretOccasion::SwitchedToHmac;
             Ok(html(
@@ -419,7 +431,7 @@ fn notice(done: Option<&str>) -> Option<String> {
     Some(
         match done? {
             "updated" => "Saved.",
-            "created" => "Created. Its deliveries are signed with the account's Ed25519 key: verify them with the public keys linked below.",
+            "created" => "Created.",
             "enabled" => "Enabled: deliveries resume now.",
             "disabled" => "Disabled: new events are not delivered to it until it is enabled again.",
             _ => return None,

@@ -356,7 +356,7 @@ async fn the_signature_scheme_is_chosen_in_the_form() {
     click(c, "input[name=events][value='email.received']").await;
     find(c, "#signature").await.select_by_value("ed25519").await.unwrap();
     click(c, "form.stack button[type=submit]").await;
-    wait_text(c, "main", "Created.").await;
+    wait_text(c, "p.notice", "Created.").await;
     assert!(text(c, "#signature").await.starts_with("Ed25519"));
     assert!(c.find(Locator::Css("#secret")).await.is_err(), "no secret to show");
     assert!(c.find(Locator::Css("#rotate")).await.is_err(), "no secret to rotate");
@@ -393,6 +393,19 @@ async fn the_signature_scheme_is_chosen_in_the_form() {
     wait_text(c, "main", "Saved.").await;
     assert!(text(c, "#signature").await.starts_with("HMAC"));
     assert!(c.find(Locator::Css("#rotate")).await.is_ok(), "an HMAC secret can be rotated");
+
+    // A form opened before someone else switched the scheme saves its other fields and keeps
+    // the scheme switched to (it does not switch it back).
+    c.goto(&edit).await.unwrap();
+    assert_eq!(value(c, "#signature").await, "hmac");
+    let (s, v) =
+        app.call(Method::PATCH, &format!("/api/v1/webhooks/{wh}"), Some(json!({"signature": "ed25519"}))).await;
+    assert_eq!(s, 200, "{v}");
+    find(c, "#description").await.send_keys("edited in a stale form").await.unwrap();
+    click(c, "form.stack button[type=submit]").await;
+    wait_text(c, "p.notice", "Saved.").await;
+    let (_, w) = app.call(Method::GET, &format!("/api/v1/webhooks/{wh}"), None).await;
+    assert_eq!((w["signature"].as_str(), w["description"].as_str()), (Some("ed25519"), Some("edited in a stale form")));
 
     browser.close().await.unwrap();
     app.stop().await;
