@@ -132,7 +132,18 @@ impl Sender {
             }
         }
         let req = req.body(body);
-        let mut resp = match req.send().await {
+        let resend = req.try_clone();
+        let sent = match (req.send().await, resend) {
+            // The receiver closed a pooled connection as this request went out on it (its
+            // keep-alive timeout racing ours) before answering: send once more, on another
+            // connection, in the same attempt, rather than fail it and wait for a retry.
+            (Err(e), Some(resend)) if closed_before_answering(&e) => {
+                tracing::debug!(delivery = %c.delivery_id, "connection closed before an answer; sent again");
+                resend.send().await
+            }
+            (sent, _) => sent,
+        };
+        let mut resp = match sent {
             Ok(r) => r,
             Err(e) => return fail(kind_of(&e), describe(&e)),
         };
@@ -192,6 +203,20 @@ fn kind_of(e: &reqwest::Error) -> AttemptKind {
     } else {
         AttemptKind::ProtocolError
     }
+}
+
+/// Whether the connection ended before the receiver's answer (its status line and headers)
+/// was complete: hyper's "connection closed before message completed". Never a timeout, a
+/// refused connection or a malformed answer.
+fn closed_before_answering(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A short error string: the kind and the innermost cause, never the URL.
