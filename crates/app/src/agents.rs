@@ -122,7 +122,7 @@ impl Herald {
         }
         let to_hmac = patch.signature == Some(SignatureScheme::Hmac) && current.signature == SignatureScheme::Ed25519;
         let secret = match to_hmac {
-            true => Some(self.rotate_for_switch(account, &current.target, "agent").await?),
+            true => Some(self.rotate_for_switch(account, &current.target, "agent").await?.0),
             false => None,
         };
         let updated = self

@@ -6,6 +6,7 @@ use herald_domain::operational::Notice;
 use herald_domain::{AccountId, DisabledReason, Filters, SignatureScheme, SigningSecret, WebhookId, rfc3339};
 use herald_store::{IdempotentAnswer, NewWebhook, Page, Rotated, Rotation, StoreError, Webhook, WebhookPatch};
 use std::time::Duration;
+use time::OffsetDateTime;
 
 /// A webhook to create, as the caller gave it.
 #[derive(Clone, Debug)]
@@ -186,7 +187,7 @@ impl Herald {
             self.ensure_signing_key(account).await?;
         }
         let to_hmac = patch.signature == Some(SignatureScheme::Hmac) && current.signature == SignatureScheme::Ed25519;
-        let secret = match to_hmac {
+        let switched = match to_hmac {
             true => Some(self.rotate_for_switch(account, id, "webhook").await?),
             false => None,
         };
@@ -203,6 +204,16 @@ impl Herald {
             };
             self.notify(account, notice).await;
         }
+        // The switch's rotation is announced now that the switch is stored.
+        let secret = match switched {
+            Some((answer, applied)) => {
+                if let Some(expires) = applied {
+                    self.notify(account, Notice::secret_rotated(id, expires)).await;
+                }
+                Some(answer)
+            }
+            None => None,
+        };
         Ok((updated, secret))
     }
 
@@ -238,16 +249,18 @@ impl Herald {
     /// update leaves only an unused secret behind, and a retry answers one that works). The
     /// stored secret, never used while Ed25519 signed, keeps signing beside it for
     /// `SWITCH_GRACE`, so two concurrent switches that each rotate both answer one that verifies.
+    /// Quiet: the caller announces it (`secret_rotated`) once the switch is stored.
     pub(crate) async fn rotate_for_switch(
         &self,
         account: &AccountId,
         target: &WebhookId,
         what: &'static str,
-    ) -> AppResult<RotateAnswer> {
-        self.rotate(account, target, what, SWITCH_GRACE, None, || Ok(())).await
+    ) -> AppResult<(RotateAnswer, Option<OffsetDateTime>)> {
+        self.rotate_quietly(account, target, what, SWITCH_GRACE, None, || Ok(())).await
     }
 
-    /// Rotates the secret of a delivery target (a webhook, or an agent's endpoint).
+    /// Rotates the secret of a delivery target (a webhook, or an agent's endpoint), and
+    /// announces a webhook's (an agent's endpoint is not a webhook of the account: quiet).
     pub(crate) async fn rotate(
         &self,
         account: &AccountId,
@@ -257,6 +270,26 @@ impl Herald {
         idempotency_key: Option<String>,
         admit: impl Admit,
     ) -> AppResult<RotateAnswer> {
+        let (answer, applied) = self.rotate_quietly(account, id, what, grace, idempotency_key, admit).await?;
+        if let Some(expires) = applied
+            && what == "webhook"
+        {
+            self.notify(account, Notice::secret_rotated(id, expires)).await;
+        }
+        Ok(answer)
+    }
+
+    /// Rotates without announcing it: the answer, and when the replaced secret stops signing
+    /// if the rotation happened now (`None` when an idempotent repeat replayed an earlier one).
+    async fn rotate_quietly(
+        &self,
+        account: &AccountId,
+        id: &WebhookId,
+        what: &'static str,
+        grace: Duration,
+        idempotency_key: Option<String>,
+        admit: impl Admit,
+    ) -> AppResult<(RotateAnswer, Option<OffsetDateTime>)> {
         if grace > MAX_GRACE {
             return Err(AppError::field("grace_period_seconds", "must be between 0 and 604800 (7 days)"));
         }
@@ -283,14 +316,9 @@ impl Herald {
         };
         match self.store.rotate_secret(rotation).await? {
             Rotated::NotFound => Err(AppError::NotFound(what)),
-            Rotated::Applied => {
-                // An agent's endpoint is not a webhook of the account: its rotation is quiet.
-                if what == "webhook" {
-                    self.notify(account, Notice::secret_rotated(id, expires)).await;
-                }
-                Ok(answer)
-            }
+            Rotated::Applied => Ok((answer, Some(expires))),
             Rotated::Replayed(prior) => serde_json::from_str(&prior)
+                .map(|answer| (answer, None))
                 .map_err(|e| AppError::Internal(StoreError::corrupt("a stored rotation answer", e))),
         }
     }

@@ -31,6 +31,9 @@ impl Default for SenderConfig {
 /// Makes attempts. Holds the HTTP client (pooled connections, no proxies, no redirects).
 pub struct Sender {
     client: reqwest::Client,
+    /// The same client without a pool: a request sent again because a pooled connection
+    /// closed under it goes out on a connection of its own.
+    unpooled: reqwest::Client,
     resolver: GuardedResolver,
     clock: Arc<dyn Clock>,
     cfg: SenderConfig,
@@ -38,18 +41,20 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(resolver: GuardedResolver, clock: Arc<dyn Clock>, cfg: SenderConfig) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(resolver.clone()))
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(cfg.connect_timeout)
-            .timeout(cfg.timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .user_agent(cfg.user_agent.clone())
-            .build()?;
-        Ok(Self { client, resolver, clock, cfg })
+        let client = |idle_per_host| {
+            reqwest::Client::builder()
+                .dns_resolver(Arc::new(resolver.clone()))
+                .redirect(reqwest::redirect::Policy::none())
+                .no_proxy()
+                .connect_timeout(cfg.connect_timeout)
+                .timeout(cfg.timeout)
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(idle_per_host)
+                .tcp_nodelay(true)
+                .user_agent(cfg.user_agent.clone())
+                .build()
+        };
+        Ok(Self { client: client(256)?, unpooled: client(0)?, resolver, clock, cfg })
     }
 
     pub fn resolver(&self) -> &GuardedResolver {
@@ -131,15 +136,20 @@ impl Sender {
                 req = req.header(name, value);
             }
         }
-        let req = req.body(body);
+        let req = match req.body(body).build() {
+            Ok(req) => req,
+            Err(e) => return fail(AttemptKind::NotSent, describe(&e)),
+        };
         let resend = req.try_clone();
-        let sent = match (req.send().await, resend) {
+        let sent = match (self.client.execute(req).await, resend) {
             // The receiver closed a pooled connection as this request went out on it (its
-            // keep-alive timeout racing ours) before answering: send once more, on another
-            // connection, in the same attempt, rather than fail it and wait for a retry.
-            (Err(e), Some(resend)) if closed_before_answering(&e) => {
+            // keep-alive timeout racing ours) before answering: send once more, on a new
+            // connection, within what is left of the attempt's time, rather than fail the
+            // attempt and wait for a retry.
+            (Err(e), Some(mut resend)) if closed_before_answering(&e) && t0.elapsed() < self.cfg.timeout / 2 => {
                 tracing::debug!(delivery = %c.delivery_id, "connection closed before an answer; sent again");
-                resend.send().await
+                *resend.timeout_mut() = Some(self.cfg.timeout.saturating_sub(t0.elapsed()));
+                self.unpooled.execute(resend).await
             }
             (sent, _) => sent,
         };
@@ -205,14 +215,24 @@ fn kind_of(e: &reqwest::Error) -> AttemptKind {
     }
 }
 
-/// Whether the connection ended before the receiver's answer (its status line and headers)
-/// was complete: hyper's "connection closed before message completed". Never a timeout, a
-/// refused connection or a malformed answer.
+/// Whether an established connection ended before the receiver's answer (its status line
+/// and headers) was complete: hyper's "connection closed before message completed", or the
+/// socket closed or reset under the request (what TLS without `close_notify` and a request
+/// arriving at a closed socket look like). Never a timeout, a failed connect or TLS handshake,
+/// or an answer that came but was malformed.
 fn closed_before_answering(e: &reqwest::Error) -> bool {
+    if e.is_timeout() || e.is_connect() {
+        return false;
+    }
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         if let Some(h) = s.downcast_ref::<hyper::Error>() {
-            return h.is_incomplete_message();
+            let io = std::error::Error::source(h).and_then(|s| s.downcast_ref::<std::io::Error>());
+            return h.is_incomplete_message()
+                || io.is_some_and(|io| {
+                    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+                    matches!(io.kind(), UnexpectedEof | ConnectionReset | BrokenPipe)
+                });
         }
         source = s.source();
     }

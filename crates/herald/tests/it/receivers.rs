@@ -194,14 +194,21 @@ async fn misbehaving_receivers_affect_only_their_own_delivery(backend: Backend) 
 on_both_stores!(misbehaving_receivers_affect_only_their_own_delivery);
 
 /// A receiver that closes an idle keep-alive connection just as Herald sends on it (its
-/// keep-alive timeout racing Herald's pool, as with Node's 5 s default): the request goes out
-/// again on a new connection in the same attempt, and no delivery fails for it.
+/// keep-alive timeout racing Herald's pool, as with Node's 5 s default), with a FIN or with a
+/// reset: the request goes out again on a new connection in the same attempt, and no delivery
+/// fails for it.
 #[tokio::test]
 async fn a_pooled_connection_closed_by_the_receiver_fails_no_attempt() {
+    for reset in [false, true] {
+        pooled_connection_closed_under_a_request(reset).await;
+    }
+}
+
+async fn pooled_connection_closed_under_a_request(reset: bool) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     // On each connection the first request is answered (keep-alive); a second one is read and
-    // the connection closed without an answer.
+    // the connection closed (or reset) without an answer.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (answered, dropped) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -217,6 +224,10 @@ async fn a_pooled_connection_closed_by_the_receiver_fails_no_attempt() {
                 let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
                 if read_request(&mut sock).await.is_some() {
                     d.fetch_add(1, SeqCst);
+                    if reset {
+                        // Closing with linger 0 sends a RST instead of a FIN.
+                        sock.set_zero_linger().unwrap();
+                    }
                 }
             });
         }
@@ -225,17 +236,17 @@ async fn a_pooled_connection_closed_by_the_receiver_fails_no_attempt() {
     let (wh, _) = app.webhook(&format!("http://{addr}/")).await;
     for n in 1..=3 {
         app.publish_received().await;
-        eventually(&format!("{n} deliveries delivered"), || async {
+        eventually(&format!("{n} deliveries delivered (reset: {reset})"), || async {
             let ds = app.deliveries(&wh).await;
             (ds.len() == n && ds.iter().all(|d| d["status"] == "delivered")).then_some(())
         })
         .await;
     }
     // Each later event went out first on the connection the one before left idle.
-    assert!(dropped.load(SeqCst) >= 1, "the race was exercised");
+    assert!(dropped.load(SeqCst) >= 1, "the race was exercised (reset: {reset})");
     assert_eq!(answered.load(SeqCst), 3, "one answered request per event");
     for d in app.deliveries(&wh).await {
-        assert_eq!(d["attempts"], 1, "no failed attempt: {d}");
+        assert_eq!(d["attempts"], 1, "no failed attempt (reset: {reset}): {d}");
     }
     app.stop().await;
 }
